@@ -1,0 +1,311 @@
+// ptxattn: hand-written SM90 (Hopper) attention and RoPE kernels.
+//
+// C++ API. Every function validates its arguments before anything is launched
+// and reports problems as a Status value (code + message naming the argument
+// and the bad value); nothing here throws, aborts or clamps silently.
+//
+// Tensor conventions (all device tensors are contiguous, row-major):
+//   q, o        [num_q_tokens][num_qo_heads][head_dim]          (bf16 or fp16)
+//   lse         [num_q_tokens][num_qo_heads]                    float32, NATURAL log
+//   paged K/V   NHD: [num_pages][page_size][num_kv_heads][head_dim]
+//               HND: [num_pages][num_kv_heads][page_size][head_dim]
+//   ragged K/V  [num_kv_tokens][num_kv_heads][head_dim]          (rows by kv_indptr)
+// Index arrays are int32. Queries of request b are rows qo_indptr[b]..qo_indptr[b+1].
+// Paged KV (FlashInfer convention): request b owns pages
+// kv_indices[kv_indptr[b] .. kv_indptr[b+1]), and its kv_len is
+// page_size * (num_pages_b - 1) + kv_last_page_len[b] (0 when it owns no page).
+// Ragged KV: request b owns K/V rows kv_indptr[b]..kv_indptr[b+1].
+// Causal masking is bottom-right aligned: query i of a request sits at absolute
+// position kv_len - qo_len + i and sees keys 0..that position.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace ptxattn {
+
+enum class StatusCode : int {
+  kOk = 0,
+  kInvalidArgument = 1,  // a value the API contract forbids
+  kUnsupported = 2,      // legal in principle, not built or not implemented
+  kPlanMismatch = 3,     // a plan used with data it was not made for
+  kCudaError = 4,        // a CUDA runtime or driver call failed
+  kNoDevice = 5,         // no usable SM90 GPU
+};
+
+struct Status {
+  StatusCode code = StatusCode::kOk;
+  std::string message;
+
+  bool ok() const { return code == StatusCode::kOk; }
+  static Status Ok() { return {}; }
+};
+
+const char* status_code_name(StatusCode code);
+
+enum class DType : int { kBF16 = 0, kFP16 = 1 };
+enum class KvLayout : int { kNHD = 0, kHND = 1 };
+enum class KvFormat : int { kPaged = 0, kRagged = 1 };
+
+// Which producer fills the K/V shared-memory ring. kAuto picks by page size
+// (docs/kernels.md has the measured threshold); the others force one path
+// (tests use this so the path the threshold does not pick stays tested).
+enum class KvLoadPath : int { kAuto = 0, kTma = 1, kGather = 2 };
+
+struct PrefillOptions {
+  bool causal = false;
+  int32_t window_left = -1;      // keys >= pos - window_left are visible; -1: off
+  float logits_soft_cap = 0.0f;  // > 0: s = cap * tanh(s / cap) before masking; 0: off
+  float sm_scale = 0.0f;         // 0: default 1/sqrt(head_dim)
+  bool return_lse = false;       // write lse (natural log); -inf for fully masked rows
+};
+
+// What the plan is made for; run() checks its tensors against it.
+struct PrefillConfig {
+  DType dtype = DType::kBF16;
+  int32_t num_qo_heads = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;  // 64, 128 or 256
+  KvFormat kv_format = KvFormat::kPaged;
+  KvLayout kv_layout = KvLayout::kNHD;  // paged only
+  int32_t page_size = 0;                // paged only
+  int32_t num_pages = 0;                // paged only: pool size (pages in k_cache and v_cache)
+  PrefillOptions options;
+  KvLoadPath load_path = KvLoadPath::kAuto;
+};
+
+// Host copies of the batch index arrays (read only during plan_prefill).
+struct BatchIndices {
+  int32_t num_requests = 0;
+  const int32_t* qo_indptr = nullptr;         // [num_requests + 1]
+  const int32_t* kv_indptr = nullptr;         // [num_requests + 1]
+  const int32_t* kv_indices = nullptr;        // paged: [kv_indptr[num_requests]]
+  const int32_t* kv_last_page_len = nullptr;  // paged: [num_requests]
+};
+
+// Device tensors for one run. The counts restate the shapes the caller
+// allocated; run() refuses a plan made for other shapes.
+struct PrefillTensors {
+  const void* q = nullptr;
+  const void* k = nullptr;  // paged pool or ragged rows
+  const void* v = nullptr;
+  void* o = nullptr;
+  float* lse = nullptr;  // required when options.return_lse
+  int64_t num_q_tokens = 0;
+  int64_t num_kv_rows = 0;  // paged: num_pages; ragged: rows in k and v (>= kv_indptr[num_requests])
+};
+
+class PrefillPlanImpl;
+
+// The work schedule of one batch, made on the host. It owns device copies of
+// the index arrays and the tile list, so run() only launches (CUDA-graph
+// capturable). Re-planning into the same object reuses its device buffers
+// when they are large enough, so a captured graph stays valid.
+class PrefillPlan {
+ public:
+  PrefillPlan();
+  ~PrefillPlan();
+  PrefillPlan(PrefillPlan&&) noexcept;
+  PrefillPlan& operator=(PrefillPlan&&) noexcept;
+  PrefillPlan(const PrefillPlan&) = delete;
+  PrefillPlan& operator=(const PrefillPlan&) = delete;
+
+  bool valid() const;
+  const PrefillConfig& config() const;
+  KvLoadPath chosen_load_path() const;  // kTma or kGather after planning (paged and ragged)
+  int64_t num_q_tokens() const;         // qo_indptr[num_requests]
+  int64_t num_kv_rows() const;          // paged: kv_indptr[num_requests] pages used; ragged: kv rows
+  int64_t num_work_tiles() const;
+
+  PrefillPlanImpl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<PrefillPlanImpl> impl_;
+};
+
+// Validates config and indices (every rule in README "Validation") and builds
+// the schedule. Uses the current CUDA device; allocates and copies synchronously.
+Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, PrefillPlan& plan);
+
+// Whether the TMA load path can serve `config` (ragged K/V always; paged when
+// a KV block is a whole number of pages or a page a whole number of blocks).
+bool tma_load_path_supported(const PrefillConfig& config);
+
+// Launches the prefill on `stream`. Checks the tensors against the plan
+// (pointers, 16-byte alignment, shapes) before launching.
+Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaStream_t stream);
+
+// Validation only (no CUDA calls): used by plan_prefill, exposed for tests
+// and for callers that want to check inputs on a machine without a GPU.
+Status validate_prefill_config(const PrefillConfig& config);
+Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& indices);
+
+// ----------------------------------------------------------------------------
+// RoPE (FlashInfer conventions).
+// NeoX (interleave = false) rotates pairs (i, i + rotary_dim/2); GPT-J
+// (interleave = true) rotates pairs (2j, 2j+1). Dims >= rotary_dim pass through
+// bit-exactly. A pair (a, b) that uses frequency f at position p becomes
+// (a·cos(p·f) - b·sin(p·f), b·cos(p·f) + a·sin(p·f)); NeoX pair i and GPT-J
+// pair j use frequency index i resp. j.
+// freq_i = theta^(-2i/rotary_dim) / rope_scale, or Llama-3.1 smoothing of
+// theta^(-2i/rotary_dim) between low/high frequency factors when llama31 is set
+// (rope_scale is then the Llama "factor": wavelengths above
+// old_context_len / low_freq_factor are divided by it, below
+// old_context_len / high_freq_factor kept, linear in 1/wavelength between).
+//
+// Accuracy (docs/validation.md "RoPE accuracy"): the angle in half turns,
+// position · freq / pi, is reduced mod 2 in double (exactly), rounded to float
+// and fed to sincospif, so cos and sin are within pi·2^-25 + 2^-24 (~1.5e-7) of
+// the exact values for every angle below 2^24 radians: as accurate at position
+// 1M as at 0. The rotation is float (fma), rounded once to the dtype.
+// Index arrays and positions live on the device and are not range-checked by
+// the host: see each function for what malformed ones do (never an
+// out-of-bounds access).
+struct RopeConfig {
+  int32_t rotary_dim = 0;  // even, in [2, head_dim]
+  bool interleave = false;
+  float theta = 1e4f;       // > 0, finite
+  float rope_scale = 1.0f;  // > 0, finite
+  bool llama31 = false;
+  float low_freq_factor = 1.0f;   // llama31: > 0
+  float high_freq_factor = 4.0f;  // llama31: > low_freq_factor
+  int32_t old_context_len = 8192; // llama31: > 0
+};
+
+// float32 [max_position][rotary_dim]: cos of the rotary_dim/2 frequencies, then
+// sin; row p is position p. rotary_dim must equal rope.rotary_dim (rope.interleave
+// is not used: the cache is the same for both pairings). max_position > 0; the
+// cache pointer must be 16-byte aligned.
+Status build_rope_cos_sin_cache(float* cos_sin_cache, int32_t max_position, int32_t rotary_dim,
+                                const RopeConfig& rope, cudaStream_t stream);
+
+// q/k ragged [num_tokens][heads][head_dim] (head_dim 64, 128 or 256), 16-byte
+// aligned. An output may be its own input (in place, q_out == q_in); any other
+// overlap between tensors is refused. Pointers may be null only when
+// num_tokens == 0. Heads in [1, 65536] each, and
+// num_tokens · (num_qo_heads + num_kv_heads) <= INT32_MAX.
+struct RopeTensors {
+  DType dtype = DType::kBF16;
+  int32_t head_dim = 0;
+  int32_t num_qo_heads = 0;
+  int32_t num_kv_heads = 0;
+  int64_t num_tokens = 0;
+  const void* q_in = nullptr;
+  const void* k_in = nullptr;
+  void* q_out = nullptr;
+  void* k_out = nullptr;
+};
+
+// Positions: either per-token pos_ids, or request indptr (num_requests + 1)
+// with per-request offsets (position = offsets[b] + token - indptr[b] for the
+// request b with indptr[b] <= token < indptr[b+1]). Exactly one of pos_ids and
+// indptr is given; with indptr, offsets is required. Arrays are on the device.
+// The device reads only indptr[0, num_requests) and offsets[0, num_requests);
+// an indptr that is not non-decreasing from 0 to num_tokens gives unspecified
+// positions (any position is valid input, so nothing is read or written out of
+// bounds).
+struct RopePositions {
+  const int32_t* pos_ids = nullptr;  // [num_tokens], or null to use indptr + offsets
+  int32_t num_requests = 0;
+  const int32_t* indptr = nullptr;   // [num_requests + 1], indptr[num_requests] == num_tokens
+  const int32_t* offsets = nullptr;  // [num_requests]
+};
+
+Status apply_rope(const RopeTensors& tensors, const RopePositions& positions, const RopeConfig& rope,
+                  cudaStream_t stream);
+
+// pos_ids + a cache from build_rope_cos_sin_cache (max_position rows of
+// rotary_dim floats). A pos_id outside [0, max_position) reads nothing: that
+// token's cos and sin are taken as NaN, so its rotary dims come out NaN in
+// every head of q_out and k_out (dims >= rotary_dim are still copied).
+Status apply_rope_with_cos_sin_cache(const RopeTensors& tensors, const int32_t* pos_ids,
+                                     const float* cos_sin_cache, int32_t max_position,
+                                     int32_t rotary_dim, bool interleave, cudaStream_t stream);
+
+// ---- Appending new K/V tokens to the paged cache ----
+// New tokens arrive ragged by append_indptr: rows append_indptr[b] ..
+// append_indptr[b+1] of k_new / v_new [num_append_tokens][num_kv_heads][head_dim]
+// belong to request b and are its LAST append_len_b tokens: the page table
+// (kv_indptr, kv_indices, kv_last_page_len, as in BatchIndices) already counts
+// them, so token j of the append sits at kv position
+// kv_len_b - append_len_b + j, in page kv_indices[kv_indptr[b] + pos / page_size]
+// at slot pos % page_size. Nothing else in the cache is written.
+struct AppendConfig {
+  DType dtype = DType::kBF16;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;                 // 64, 128 or 256
+  KvLayout kv_layout = KvLayout::kNHD;
+  int32_t page_size = 0;                // any size in [1, 1024]
+  int32_t num_pages = 0;                // pool size (pages in k_cache and v_cache)
+};
+
+// Host copies of the index arrays (read only during plan_append_paged_kv).
+struct AppendIndices {
+  int32_t num_requests = 0;
+  const int32_t* append_indptr = nullptr;     // [num_requests + 1]
+  const int32_t* kv_indptr = nullptr;         // [num_requests + 1]
+  const int32_t* kv_indices = nullptr;        // [kv_indptr[num_requests]]
+  const int32_t* kv_last_page_len = nullptr;  // [num_requests]; 0 for a request without pages
+};
+
+class AppendPlanImpl;
+
+// Where every appended token goes (page and position), validated on the host
+// and uploaded, so append_paged_kv_cache only launches (CUDA-graph
+// capturable; re-planning into the same object reuses its device buffers when
+// they are large enough).
+class AppendPlan {
+ public:
+  AppendPlan();
+  ~AppendPlan();
+  AppendPlan(AppendPlan&&) noexcept;
+  AppendPlan& operator=(AppendPlan&&) noexcept;
+  AppendPlan(const AppendPlan&) = delete;
+  AppendPlan& operator=(const AppendPlan&) = delete;
+
+  bool valid() const;
+  const AppendConfig& config() const;
+  int64_t num_append_tokens() const;  // append_indptr[num_requests]
+
+  AppendPlanImpl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<AppendPlanImpl> impl_;
+};
+
+// Validates (config, indices: every rule below) and uploads the destinations.
+// Rules: indptrs start at 0 and never decrease; kv_indices in [0, num_pages);
+// kv_last_page_len[b] in [1, page_size] (0 when request b owns no page);
+// append_len_b <= kv_len_b; no two appended tokens land in the same slot of
+// the same page. Uses the current CUDA device; allocates and copies synchronously.
+Status plan_append_paged_kv(const AppendConfig& config, const AppendIndices& indices, AppendPlan& plan);
+
+struct AppendTensors {
+  const void* k_new = nullptr;  // [num_append_tokens][num_kv_heads][head_dim]
+  const void* v_new = nullptr;
+  void* k_cache = nullptr;      // paged pools (config.kv_layout), num_pages pages
+  void* v_cache = nullptr;
+  int64_t num_append_tokens = 0;  // restated; must equal the plan's
+  int32_t num_pages = 0;          // restated; must equal config.num_pages
+  // Fused variant only (rope != null): queries of the appended tokens, rotated
+  // at the same positions as their keys. Null q_in: Q is left alone.
+  const void* q_in = nullptr;   // [num_append_tokens][num_qo_heads][head_dim]
+  void* q_out = nullptr;        // may equal q_in (in place)
+  int32_t num_qo_heads = 0;
+};
+
+// Copies k_new / v_new into the cache slots the plan names. rope == null: K
+// and V are copied bit-exactly. rope != null (fused): K is rotated at its kv
+// position on the way in (and Q when tensors.q_in is set); V is copied.
+// All tensors 16-byte aligned; the caches must not overlap any other tensor.
+Status append_paged_kv_cache(const AppendPlan& plan, const AppendTensors& tensors, const RopeConfig* rope,
+                             cudaStream_t stream);
+
+// Validation only (no CUDA calls), as the entry points above run it.
+Status validate_rope_config(const RopeConfig& rope);
+Status validate_append_indices(const AppendConfig& config, const AppendIndices& indices);
+
+}  // namespace ptxattn

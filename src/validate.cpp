@@ -1,0 +1,275 @@
+// Prefill argument validation. README "Validation" lists these rules for
+// users: keep the two in sync. Every message names the argument and the bad
+// value; the first violated rule is reported.
+#include "validate.hpp"
+
+#include <cmath>
+#include <string>
+
+#include "status.hpp"
+
+namespace ptxattn {
+namespace {
+
+using detail::invalid_argument;
+using detail::plan_mismatch;
+using detail::unsupported;
+
+constexpr int32_t kSupportedHeadDims[] = {64, 128, 256};
+constexpr int64_t kElementBytes = 2;  // bf16 and fp16
+constexpr int64_t kLseBytes = sizeof(float);
+
+std::string built_head_dims() {
+  std::string list;
+  for (int32_t head_dim : kSupportedHeadDims)
+    if (head_dim_is_built(head_dim)) list += (list.empty() ? "" : ", ") + std::to_string(head_dim);
+  return list.empty() ? "none" : list;
+}
+
+Status check_positive(const char* name, int32_t value) {
+  if (value <= 0) return invalid_argument(name, " = ", value, " must be positive");
+  return Status::Ok();
+}
+
+// A scale whose 0 means "off" or "default": finite and >= 0.
+Status check_nonnegative_finite(const char* name, float value, const char* zero_means) {
+  if (!std::isfinite(value) || value < 0.0f)
+    return invalid_argument(name, " = ", value, " must be finite and >= 0 (0: ", zero_means, ")");
+  return Status::Ok();
+}
+
+// indptr[0] == 0 and non-decreasing over num_requests + 1 entries.
+Status check_indptr(const char* name, const int32_t* indptr, int32_t num_requests) {
+  if (indptr == nullptr)
+    return invalid_argument(name, " is null (it needs num_requests + 1 = ", int64_t(num_requests) + 1, " entries)");
+  if (indptr[0] != 0) return invalid_argument(name, "[0] = ", indptr[0], " must be 0");
+  for (int32_t b = 0; b < num_requests; ++b)
+    if (indptr[b + 1] < indptr[b])
+      return invalid_argument(name, "[", b + 1, "] = ", indptr[b + 1], " < ", name, "[", b, "] = ", indptr[b],
+                              ": it must be non-decreasing");
+  return Status::Ok();
+}
+
+// The pages listed in kv_indices lie in the pool; kv_last_page_len is present.
+Status check_page_table(const PrefillConfig& config, const BatchIndices& indices) {
+  const int32_t num_pages_used = indices.kv_indptr[indices.num_requests];
+  if (num_pages_used > 0 && indices.kv_indices == nullptr)
+    return invalid_argument("indices.kv_indices is null but indices.kv_indptr[num_requests] = ", num_pages_used,
+                            " pages are listed");
+  for (int32_t i = 0; i < num_pages_used; ++i) {
+    const int32_t page = indices.kv_indices[i];
+    if (page < 0 || page >= config.num_pages)
+      return invalid_argument("indices.kv_indices[", i, "] = ", page, " is outside the page pool [0, ",
+                              config.num_pages, ") (config.num_pages)");
+  }
+  if (indices.num_requests > 0 && indices.kv_last_page_len == nullptr)
+    return invalid_argument("indices.kv_last_page_len is null (it needs num_requests = ", indices.num_requests,
+                            " entries)");
+  return Status::Ok();
+}
+
+// kv_len of paged request b: page_size * (pages - 1) + last, 0 without pages.
+Status paged_kv_len(const PrefillConfig& config, const BatchIndices& indices, int32_t b, int64_t* kv_len) {
+  const int32_t pages = indices.kv_indptr[b + 1] - indices.kv_indptr[b];
+  const int32_t last = indices.kv_last_page_len[b];
+  if (pages == 0) {
+    if (last != 0)
+      return invalid_argument("indices.kv_last_page_len[", b, "] = ", last, " must be 0: request ", b,
+                              " owns no page (indices.kv_indptr[", b, "] == indices.kv_indptr[", b + 1,
+                              "]), so its kv_len is 0");
+    *kv_len = 0;
+    return Status::Ok();
+  }
+  if (last < 1 || last > config.page_size)
+    return invalid_argument("indices.kv_last_page_len[", b, "] = ", last,
+                            " is outside [1, config.page_size = ", config.page_size, "] (request ", b, " owns ", pages,
+                            " pages)");
+  *kv_len = int64_t(config.page_size) * (pages - 1) + last;
+  if (*kv_len > kMaxRows)
+    return invalid_argument("request ", b, ": kv_len = config.page_size * (pages - 1) + indices.kv_last_page_len[", b,
+                            "] = ", config.page_size, " * ", pages - 1, " + ", last, " = ", *kv_len,
+                            " exceeds INT32_MAX (kv lengths are int32)");
+  return Status::Ok();
+}
+
+// A device tensor: null only when it holds no elements, and 16-byte aligned.
+Status check_device_pointer(const char* name, const void* ptr, int64_t elements) {
+  if (ptr == nullptr) {
+    if (elements == 0) return Status::Ok();
+    return invalid_argument("tensors.", name, " is null but holds ", elements, " elements");
+  }
+  if (reinterpret_cast<uintptr_t>(ptr) % kTensorAlignment != 0)
+    return invalid_argument("tensors.", name, " = ", ptr, " is not ", kTensorAlignment, "-byte aligned");
+  return Status::Ok();
+}
+
+struct ByteRange {
+  const char* name;
+  const void* ptr;
+  int64_t bytes;
+
+  bool overlaps(const ByteRange& other) const {
+    if (ptr == nullptr || other.ptr == nullptr || bytes == 0 || other.bytes == 0) return false;
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(ptr), other_begin = reinterpret_cast<uintptr_t>(other.ptr);
+    return begin < other_begin + uintptr_t(other.bytes) && other_begin < begin + uintptr_t(bytes);
+  }
+};
+
+}  // namespace
+
+bool head_dim_is_built(int32_t head_dim) {
+  switch (head_dim) {
+#ifdef PTXATTN_ENABLE_HD64
+    case 64: return true;
+#endif
+#ifdef PTXATTN_ENABLE_HD128
+    case 128: return true;
+#endif
+#ifdef PTXATTN_ENABLE_HD256
+    case 256: return true;
+#endif
+    default: return false;
+  }
+}
+
+bool dtype_is_built(DType dtype) {
+  switch (dtype) {
+#ifdef PTXATTN_ENABLE_BF16
+    case DType::kBF16: return true;
+#endif
+#ifdef PTXATTN_ENABLE_FP16
+    case DType::kFP16: return true;
+#endif
+    default: return false;
+  }
+}
+
+Status validate_prefill_config(const PrefillConfig& config) {
+  // Enumerations first: a value outside its enum (from a cast or the C API) means nothing.
+  if (config.dtype != DType::kBF16 && config.dtype != DType::kFP16)
+    return invalid_argument("config.dtype = ", int(config.dtype), " is not a DType (0 = bf16, 1 = fp16)");
+  if (config.kv_format != KvFormat::kPaged && config.kv_format != KvFormat::kRagged)
+    return invalid_argument("config.kv_format = ", int(config.kv_format), " is not a KvFormat (0 = paged, 1 = ragged)");
+  if (config.kv_layout != KvLayout::kNHD && config.kv_layout != KvLayout::kHND)
+    return invalid_argument("config.kv_layout = ", int(config.kv_layout), " is not a KvLayout (0 = NHD, 1 = HND)");
+  if (config.load_path != KvLoadPath::kAuto && config.load_path != KvLoadPath::kTma &&
+      config.load_path != KvLoadPath::kGather)
+    return invalid_argument("config.load_path = ", int(config.load_path),
+                            " is not a KvLoadPath (0 = auto, 1 = tma, 2 = gather)");
+
+  PTXATTN_RETURN_IF_ERROR(check_positive("config.num_qo_heads", config.num_qo_heads));
+  PTXATTN_RETURN_IF_ERROR(check_positive("config.num_kv_heads", config.num_kv_heads));
+  if (config.num_qo_heads % config.num_kv_heads != 0)
+    return invalid_argument("config.num_qo_heads = ", config.num_qo_heads,
+                            " is not a multiple of config.num_kv_heads = ", config.num_kv_heads);
+
+  PTXATTN_RETURN_IF_ERROR(check_positive("config.head_dim", config.head_dim));
+  if (config.head_dim != 64 && config.head_dim != 128 && config.head_dim != 256)
+    return unsupported("config.head_dim = ", config.head_dim, " is not supported (64, 128 or 256)");
+  if (!head_dim_is_built(config.head_dim))
+    return unsupported("config.head_dim = ", config.head_dim,
+                       " is not built into this library (built: ", built_head_dims(), "; meson option head_dims)");
+  if (!dtype_is_built(config.dtype))
+    return unsupported("config.dtype = ", config.dtype == DType::kBF16 ? "bf16" : "fp16",
+                       " is not built into this library (meson option dtypes)");
+
+  if (config.kv_format == KvFormat::kPaged) {
+    if (config.page_size < 1 || config.page_size > kMaxPageSize)
+      return invalid_argument("config.page_size = ", config.page_size, " is outside [1, ", kMaxPageSize, "]");
+    if (config.num_pages < 0) return invalid_argument("config.num_pages = ", config.num_pages, " must be >= 0");
+    const int64_t pool_rows = int64_t(config.num_pages) * config.page_size * config.num_kv_heads;
+    if (pool_rows > kMaxRows)
+      return invalid_argument("config.num_pages * page_size * num_kv_heads = ", config.num_pages, " * ",
+                              config.page_size, " * ", config.num_kv_heads, " = ", pool_rows,
+                              " K/V rows exceed INT32_MAX (rows are indexed with int32)");
+  } else if (config.kv_layout != KvLayout::kNHD) {
+    return unsupported(
+        "config.kv_layout = HND with config.kv_format = ragged: ragged K/V is "
+        "[num_kv_tokens][num_kv_heads][head_dim] (NHD) only");
+  }
+
+  const PrefillOptions& options = config.options;
+  if (options.window_left < -1)
+    return invalid_argument("config.options.window_left = ", options.window_left, " must be -1 (off) or >= 0");
+  PTXATTN_RETURN_IF_ERROR(check_nonnegative_finite("config.options.logits_soft_cap", options.logits_soft_cap, "off"));
+  PTXATTN_RETURN_IF_ERROR(check_nonnegative_finite("config.options.sm_scale", options.sm_scale, "1/sqrt(head_dim)"));
+  return Status::Ok();
+}
+
+Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& indices) {
+  PTXATTN_RETURN_IF_ERROR(validate_prefill_config(config));
+  const int32_t num_requests = indices.num_requests;
+  if (num_requests < 0) return invalid_argument("indices.num_requests = ", num_requests, " must be >= 0");
+  PTXATTN_RETURN_IF_ERROR(check_indptr("indices.qo_indptr", indices.qo_indptr, num_requests));
+  PTXATTN_RETURN_IF_ERROR(check_indptr("indices.kv_indptr", indices.kv_indptr, num_requests));
+
+  const int32_t num_q_tokens = indices.qo_indptr[num_requests];
+  if (int64_t(num_q_tokens) * config.num_qo_heads > kMaxRows)
+    return invalid_argument("indices.qo_indptr[num_requests] * config.num_qo_heads = ", num_q_tokens, " * ",
+                            config.num_qo_heads, " query rows exceed INT32_MAX (rows are indexed with int32)");
+
+  const bool paged = config.kv_format == KvFormat::kPaged;
+  if (paged) {
+    PTXATTN_RETURN_IF_ERROR(check_page_table(config, indices));
+  } else {
+    const int32_t num_kv_rows = indices.kv_indptr[num_requests];
+    if (int64_t(num_kv_rows) * config.num_kv_heads > kMaxRows)
+      return invalid_argument("indices.kv_indptr[num_requests] * config.num_kv_heads = ", num_kv_rows, " * ",
+                              config.num_kv_heads, " K/V rows exceed INT32_MAX (rows are indexed with int32)");
+  }
+
+  for (int32_t b = 0; b < num_requests; ++b) {
+    int64_t kv_len = indices.kv_indptr[b + 1] - indices.kv_indptr[b];
+    if (paged) PTXATTN_RETURN_IF_ERROR(paged_kv_len(config, indices, b, &kv_len));
+    const int32_t qo_len = indices.qo_indptr[b + 1] - indices.qo_indptr[b];
+    if (config.options.causal && qo_len > kv_len)
+      return invalid_argument("request ", b, ": qo_len = ", qo_len, " (indices.qo_indptr) > kv_len = ", kv_len,
+                              " with config.options.causal: bottom-right aligned causal masking needs "
+                              "qo_len <= kv_len");
+  }
+  return Status::Ok();
+}
+
+Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_tokens, int64_t plan_num_kv_rows,
+                                const PrefillTensors& tensors) {
+  if (tensors.num_q_tokens != plan_num_q_tokens)
+    return plan_mismatch("tensors.num_q_tokens = ", tensors.num_q_tokens, " differs from the plan's ",
+                         plan_num_q_tokens, " query tokens (indices.qo_indptr[num_requests])");
+  const bool paged = config.kv_format == KvFormat::kPaged;
+  if (paged && tensors.num_kv_rows != config.num_pages)
+    return plan_mismatch("tensors.num_kv_rows = ", tensors.num_kv_rows, " differs from the plan's page pool of ",
+                         config.num_pages, " pages (config.num_pages)");
+  // Ragged K/V buffers may hold padding rows after the last request's rows.
+  if (!paged && tensors.num_kv_rows < plan_num_kv_rows)
+    return plan_mismatch("tensors.num_kv_rows = ", tensors.num_kv_rows, " is fewer than the plan's ", plan_num_kv_rows,
+                         " K/V rows (indices.kv_indptr[num_requests])");
+
+  const int64_t q_elements = tensors.num_q_tokens * config.num_qo_heads * config.head_dim;
+  const int64_t kv_elements =
+      tensors.num_kv_rows * (paged ? config.page_size : 1) * int64_t(config.num_kv_heads) * config.head_dim;
+  const int64_t lse_elements = config.options.return_lse ? tensors.num_q_tokens * config.num_qo_heads : 0;
+  PTXATTN_RETURN_IF_ERROR(check_device_pointer("q", tensors.q, q_elements));
+  PTXATTN_RETURN_IF_ERROR(check_device_pointer("k", tensors.k, kv_elements));
+  PTXATTN_RETURN_IF_ERROR(check_device_pointer("v", tensors.v, kv_elements));
+  PTXATTN_RETURN_IF_ERROR(check_device_pointer("o", tensors.o, q_elements));
+  if (config.options.return_lse && tensors.lse == nullptr && lse_elements > 0)
+    return invalid_argument("tensors.lse is null but config.options.return_lse is set (", lse_elements,
+                            " values to write)");
+  PTXATTN_RETURN_IF_ERROR(check_device_pointer("lse", tensors.lse, lse_elements));
+
+  // Outputs must not alias inputs or each other: CTAs read q/k/v while others write o/lse.
+  const ByteRange q{"q", tensors.q, q_elements * kElementBytes};
+  const ByteRange k{"k", tensors.k, kv_elements * kElementBytes};
+  const ByteRange v{"v", tensors.v, kv_elements * kElementBytes};
+  const ByteRange o{"o", tensors.o, q_elements * kElementBytes};
+  const ByteRange lse{"lse", tensors.lse, lse_elements * kLseBytes};
+  for (const ByteRange& output : {o, lse})
+    for (const ByteRange& other : {q, k, v, o})
+      if (output.name != other.name && output.overlaps(other))
+        return invalid_argument("tensors.", output.name, " [", output.ptr, ", +", output.bytes,
+                                " bytes) overlaps tensors.", other.name, " [", other.ptr, ", +", other.bytes,
+                                " bytes): outputs must not alias inputs or each other");
+  return Status::Ok();
+}
+
+}  // namespace ptxattn

@@ -1,0 +1,125 @@
+// C API (include/ptxattn/ptxattn.h): NULL arguments and C-only checks give a
+// status code and a message, never a crash; messages are per thread. Runs
+// without a GPU: every case fails validation before any CUDA call.
+#include <catch2/catch.hpp>
+#include <string>
+#include <thread>
+
+#include "ptxattn/ptxattn.h"
+
+namespace {
+
+std::string last_message() { return ptxattn_last_error_message(); }
+
+void require_invalid(int status, const char* fragment) {
+  INFO("message: " << last_message());
+  REQUIRE(std::string(ptxattn_status_name(status)) == "invalid_argument");
+  CHECK_THAT(last_message(), Catch::Contains(fragment));
+}
+
+// A config that passes the C checks but not the C++ validator (no heads).
+ptxattn_prefill_config default_config() {
+  ptxattn_prefill_config config;
+  ptxattn_prefill_config_init(&config);
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("c api: status names", "[c_api]") {
+  CHECK(std::string(ptxattn_status_name(PTXATTN_STATUS_OK)) == "ok");
+  CHECK(std::string(ptxattn_status_name(PTXATTN_STATUS_INVALID_ARGUMENT)) == "invalid_argument");
+  CHECK(std::string(ptxattn_status_name(PTXATTN_STATUS_UNSUPPORTED)) == "unsupported");
+  CHECK(std::string(ptxattn_status_name(PTXATTN_STATUS_PLAN_MISMATCH)) == "plan_mismatch");
+  CHECK(std::string(ptxattn_status_name(PTXATTN_STATUS_CUDA_ERROR)) == "cuda_error");
+  CHECK(std::string(ptxattn_status_name(PTXATTN_STATUS_NO_DEVICE)) == "no_device");
+  CHECK(std::string(ptxattn_status_name(PTXATTN_STATUS_INTERNAL_ERROR)) == "internal_error");
+  CHECK(std::string(ptxattn_status_name(42)) == "unknown_status");
+}
+
+TEST_CASE("c api: config_init gives the C++ defaults", "[c_api]") {
+  const ptxattn_prefill_config config = default_config();
+  CHECK(config.dtype == PTXATTN_DTYPE_BF16);
+  CHECK(config.kv_format == PTXATTN_KV_FORMAT_PAGED);
+  CHECK(config.kv_layout == PTXATTN_KV_LAYOUT_NHD);
+  CHECK(config.load_path == PTXATTN_KV_LOAD_PATH_AUTO);
+  CHECK(config.options.causal == 0);
+  CHECK(config.options.window_left == -1);
+  CHECK(config.options.logits_soft_cap == 0.0f);
+  CHECK(config.options.sm_scale == 0.0f);
+  CHECK(config.options.return_lse == 0);
+
+  ptxattn_rope_config rope;
+  ptxattn_rope_config_init(&rope);
+  CHECK(rope.theta == 1e4f);
+  CHECK(rope.rope_scale == 1.0f);
+  CHECK(rope.interleave == 0);
+  CHECK(rope.old_context_len == 8192);
+}
+
+TEST_CASE("c api: null pointers give invalid_argument and a message", "[c_api]") {
+  const ptxattn_prefill_config config = default_config();
+  const ptxattn_batch_indices indices{};
+  const ptxattn_prefill_tensors tensors{};
+  const ptxattn_rope_tensors rope_tensors{};
+  const ptxattn_rope_positions positions{};
+  ptxattn_rope_config rope;
+  ptxattn_rope_config_init(&rope);
+
+  require_invalid(ptxattn_prefill_plan_create(nullptr), "out is null");
+
+  ptxattn_prefill_plan* plan = nullptr;
+  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
+  REQUIRE(plan != nullptr);
+  require_invalid(ptxattn_plan_prefill(nullptr, &config, &indices), "plan is null");
+  require_invalid(ptxattn_plan_prefill(plan, nullptr, &indices), "config is null");
+  require_invalid(ptxattn_plan_prefill(plan, &config, nullptr), "indices is null");
+  require_invalid(ptxattn_run_prefill(nullptr, &tensors, nullptr), "plan is null");
+  require_invalid(ptxattn_run_prefill(plan, nullptr, nullptr), "tensors is null");
+  require_invalid(ptxattn_build_rope_cos_sin_cache(nullptr, 16, 64, nullptr, nullptr), "rope is null");
+  require_invalid(ptxattn_apply_rope(nullptr, &positions, &rope, nullptr), "tensors is null");
+  require_invalid(ptxattn_apply_rope(&rope_tensors, nullptr, &rope, nullptr), "positions is null");
+  require_invalid(ptxattn_apply_rope(&rope_tensors, &positions, nullptr, nullptr), "rope is null");
+  require_invalid(ptxattn_apply_rope_with_cos_sin_cache(nullptr, nullptr, nullptr, 16, 64, 0, nullptr),
+                  "tensors is null");
+  ptxattn_prefill_plan_destroy(plan);
+  ptxattn_prefill_plan_destroy(nullptr);
+}
+
+TEST_CASE("c api: int32 booleans must be 0 or 1", "[c_api]") {
+  ptxattn_prefill_plan* plan = nullptr;
+  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
+  const ptxattn_batch_indices indices{};
+  ptxattn_prefill_config config = default_config();
+  config.options.causal = 2;
+  require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.options.causal = 2 must be 0 or 1");
+  config.options.causal = 0;
+  config.options.return_lse = -1;
+  require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.options.return_lse = -1");
+
+  ptxattn_rope_config rope;
+  ptxattn_rope_config_init(&rope);
+  rope.interleave = 3;
+  require_invalid(ptxattn_build_rope_cos_sin_cache(nullptr, 16, 64, &rope, nullptr), "rope.interleave = 3");
+  const ptxattn_rope_tensors rope_tensors{};
+  require_invalid(ptxattn_apply_rope_with_cos_sin_cache(&rope_tensors, nullptr, nullptr, 16, 64, 5, nullptr),
+                  "interleave = 5");
+  ptxattn_prefill_plan_destroy(plan);
+}
+
+TEST_CASE("c api: the C++ validator's message comes through", "[c_api]") {
+  ptxattn_prefill_plan* plan = nullptr;
+  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
+  const ptxattn_prefill_config config = default_config();  // num_qo_heads = 0
+  const ptxattn_batch_indices indices{};
+  require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.num_qo_heads = 0");
+  ptxattn_prefill_plan_destroy(plan);
+}
+
+TEST_CASE("c api: the last error message belongs to the calling thread", "[c_api]") {
+  require_invalid(ptxattn_prefill_plan_create(nullptr), "out is null");
+  std::string seen_by_other_thread = "unset";
+  std::thread([&] { seen_by_other_thread = last_message(); }).join();
+  CHECK(seen_by_other_thread.empty());
+  CHECK_THAT(last_message(), Catch::Contains("out is null"));
+}

@@ -1,0 +1,533 @@
+// Prefill argument validation (src/validate.cpp): one test case per rule of
+// README "Validation", each checking the status code and that the message
+// names the argument and the bad value. No GPU and no CUDA call needed.
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "ptxattn/ptxattn.hpp"
+#include "validate.hpp"
+
+namespace {
+
+using namespace ptxattn;
+
+void require_status(const Status& status, StatusCode code, std::initializer_list<const char*> fragments = {}) {
+  INFO("message: " << status.message);
+  REQUIRE(std::string(status_code_name(status.code)) == status_code_name(code));
+  for (const char* fragment : fragments) CHECK_THAT(status.message, Catch::Contains(fragment));
+}
+
+void require_ok(const Status& status) { require_status(status, StatusCode::kOk); }
+
+int32_t first_built_head_dim() {
+  for (int32_t head_dim : {64, 128, 256})
+    if (head_dim_is_built(head_dim)) return head_dim;
+  FAIL("this build has no head dim");
+  return 0;
+}
+
+DType first_built_dtype() { return dtype_is_built(DType::kBF16) ? DType::kBF16 : DType::kFP16; }
+
+// A valid paged batch of 3 requests (page_size 16, pool of 8 pages):
+//   request 0: qo_len 5, 2 pages, last 4  -> kv_len 20
+//   request 1: qo_len 0, no page          -> kv_len 0
+//   request 2: qo_len 7, 3 pages, last 16 -> kv_len 48
+struct PagedBatch {
+  PrefillConfig config;
+  std::vector<int32_t> qo_indptr{0, 5, 5, 12};
+  std::vector<int32_t> kv_indptr{0, 2, 2, 5};
+  std::vector<int32_t> kv_indices{3, 0, 7, 1, 2};
+  std::vector<int32_t> kv_last_page_len{4, 0, 16};
+
+  PagedBatch() {
+    config.dtype = first_built_dtype();
+    config.num_qo_heads = 8;
+    config.num_kv_heads = 2;
+    config.head_dim = first_built_head_dim();
+    config.kv_format = KvFormat::kPaged;
+    config.page_size = 16;
+    config.num_pages = 8;
+    config.options.causal = true;
+  }
+
+  BatchIndices indices() const {
+    return {int32_t(qo_indptr.size()) - 1, qo_indptr.data(), kv_indptr.data(), kv_indices.data(),
+            kv_last_page_len.data()};
+  }
+  Status validate() const { return validate_batch_indices(config, indices()); }
+};
+
+// A valid ragged batch: kv rows by kv_indptr.
+struct RaggedBatch {
+  PrefillConfig config;
+  std::vector<int32_t> qo_indptr{0, 3, 10};
+  std::vector<int32_t> kv_indptr{0, 4, 30};
+
+  RaggedBatch() {
+    config.dtype = first_built_dtype();
+    config.num_qo_heads = 4;
+    config.num_kv_heads = 4;
+    config.head_dim = first_built_head_dim();
+    config.kv_format = KvFormat::kRagged;
+    config.options.causal = true;
+  }
+
+  BatchIndices indices() const {
+    return {int32_t(qo_indptr.size()) - 1, qo_indptr.data(), kv_indptr.data(), nullptr, nullptr};
+  }
+  Status validate() const { return validate_batch_indices(config, indices()); }
+};
+
+}  // namespace
+
+// ----------------------------------------------------------------------------
+// validate_prefill_config
+// ----------------------------------------------------------------------------
+
+TEST_CASE("validation: valid paged and ragged batches pass", "[validation]") {
+  require_ok(PagedBatch().validate());
+  require_ok(RaggedBatch().validate());
+  PagedBatch hnd;
+  hnd.config.kv_layout = KvLayout::kHND;
+  require_ok(hnd.validate());
+}
+
+TEST_CASE("validation: enum values outside their enum", "[validation]") {
+  PagedBatch batch;
+  SECTION("dtype") {
+    batch.config.dtype = static_cast<DType>(7);
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.dtype = 7"});
+  }
+  SECTION("kv_format") {
+    batch.config.kv_format = static_cast<KvFormat>(2);
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.kv_format = 2"});
+  }
+  SECTION("kv_layout") {
+    batch.config.kv_layout = static_cast<KvLayout>(-1);
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.kv_layout = -1"});
+  }
+  SECTION("load_path") {
+    batch.config.load_path = static_cast<KvLoadPath>(3);
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.load_path = 3"});
+  }
+}
+
+TEST_CASE("validation: head counts must be positive", "[validation]") {
+  PagedBatch batch;
+  SECTION("num_qo_heads = 0") {
+    batch.config.num_qo_heads = 0;
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.num_qo_heads = 0", "positive"});
+  }
+  SECTION("num_kv_heads = -2") {
+    batch.config.num_kv_heads = -2;
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.num_kv_heads = -2", "positive"});
+  }
+}
+
+TEST_CASE("validation: num_qo_heads must be a multiple of num_kv_heads", "[validation]") {
+  PagedBatch batch;
+  batch.config.num_qo_heads = 10;
+  batch.config.num_kv_heads = 4;
+  require_status(batch.validate(), StatusCode::kInvalidArgument,
+                 {"config.num_qo_heads = 10", "config.num_kv_heads = 4"});
+}
+
+TEST_CASE("validation: head_dim must be 64, 128 or 256 and built", "[validation]") {
+  PagedBatch batch;
+  SECTION("non-positive head_dim is invalid") {
+    batch.config.head_dim = 0;
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.head_dim = 0"});
+  }
+  SECTION("other head dims are unsupported") {
+    batch.config.head_dim = 96;
+    require_status(batch.validate(), StatusCode::kUnsupported, {"config.head_dim = 96"});
+  }
+  SECTION("supported head dims pass exactly when built") {
+    for (int32_t head_dim : {64, 128, 256}) {
+      batch.config.head_dim = head_dim;
+      if (head_dim_is_built(head_dim))
+        require_ok(batch.validate());
+      else
+        require_status(batch.validate(), StatusCode::kUnsupported,
+                       {("config.head_dim = " + std::to_string(head_dim)).c_str(), "not built"});
+    }
+  }
+}
+
+TEST_CASE("validation: dtypes pass exactly when built", "[validation]") {
+  PagedBatch batch;
+  for (DType dtype : {DType::kBF16, DType::kFP16}) {
+    batch.config.dtype = dtype;
+    if (dtype_is_built(dtype))
+      require_ok(batch.validate());
+    else
+      require_status(batch.validate(), StatusCode::kUnsupported,
+                     {dtype == DType::kBF16 ? "config.dtype = bf16" : "config.dtype = fp16", "not built"});
+  }
+}
+
+TEST_CASE("validation: page_size must be in [1, 1024]", "[validation]") {
+  PagedBatch batch;
+  for (int32_t bad : {0, -3, kMaxPageSize + 1}) {
+    batch.config.page_size = bad;
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {("config.page_size = " + std::to_string(bad)).c_str(), "[1, 1024]"});
+  }
+  batch.config.page_size = kMaxPageSize;  // request 2's last page (16) still fits
+  require_ok(batch.validate());
+}
+
+TEST_CASE("validation: page size 1 works with last_page_len 1", "[validation]") {
+  PagedBatch batch;
+  batch.config.page_size = 1;
+  batch.kv_last_page_len = {1, 0, 1};  // kv_len 2 and 3 for qo_len 5 and 7: not causal then
+  batch.config.options.causal = false;
+  require_ok(batch.validate());
+}
+
+TEST_CASE("validation: num_pages must be >= 0", "[validation]") {
+  PagedBatch batch;
+  batch.config.num_pages = -1;
+  require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.num_pages = -1"});
+}
+
+TEST_CASE("validation: the page pool must fit int32 row indices", "[validation]") {
+  PagedBatch batch;
+  batch.config.num_pages = std::numeric_limits<int32_t>::max() / 16;  // * 16 rows * 2 heads
+  require_status(batch.validate(), StatusCode::kInvalidArgument,
+                 {"config.num_pages * page_size * num_kv_heads", "INT32_MAX"});
+}
+
+TEST_CASE("validation: ragged K/V is NHD only", "[validation]") {
+  RaggedBatch batch;
+  batch.config.kv_layout = KvLayout::kHND;
+  require_status(batch.validate(), StatusCode::kUnsupported, {"config.kv_layout = HND", "ragged"});
+}
+
+TEST_CASE("validation: window_left must be -1 or >= 0", "[validation]") {
+  PagedBatch batch;
+  batch.config.options.window_left = -2;
+  require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.options.window_left = -2"});
+  for (int32_t ok : {-1, 0, 7}) {
+    batch.config.options.window_left = ok;
+    require_ok(batch.validate());
+  }
+}
+
+TEST_CASE("validation: logits_soft_cap and sm_scale must be finite and >= 0", "[validation]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  PagedBatch batch;
+  SECTION("logits_soft_cap") {
+    for (auto [bad, text] : {std::pair{-1.0f, "= -1"}, std::pair{nan, "= nan"}, std::pair{inf, "= inf"}}) {
+      batch.config.options.logits_soft_cap = bad;
+      require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.options.logits_soft_cap", text});
+    }
+    batch.config.options.logits_soft_cap = 30.0f;
+    require_ok(batch.validate());
+  }
+  SECTION("sm_scale") {
+    for (auto [bad, text] : {std::pair{-0.5f, "= -0.5"}, std::pair{nan, "= nan"}, std::pair{-inf, "= -inf"}}) {
+      batch.config.options.sm_scale = bad;
+      require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.options.sm_scale", text});
+    }
+    batch.config.options.sm_scale = 0.125f;
+    require_ok(batch.validate());
+  }
+}
+
+TEST_CASE("validation: validate_prefill_config alone", "[validation]") {
+  PagedBatch batch;
+  require_ok(validate_prefill_config(batch.config));
+  batch.config.num_kv_heads = 3;
+  require_status(validate_prefill_config(batch.config), StatusCode::kInvalidArgument, {"config.num_kv_heads = 3"});
+}
+
+// ----------------------------------------------------------------------------
+// validate_batch_indices
+// ----------------------------------------------------------------------------
+
+TEST_CASE("validation: num_requests must be >= 0; an empty batch is valid", "[validation]") {
+  PagedBatch batch;
+  BatchIndices indices = batch.indices();
+  indices.num_requests = -1;
+  require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                 {"indices.num_requests = -1"});
+  indices.num_requests = 0;  // reads only qo_indptr[0] and kv_indptr[0]
+  require_ok(validate_batch_indices(batch.config, indices));
+}
+
+TEST_CASE("validation: null index arrays", "[validation]") {
+  PagedBatch batch;
+  BatchIndices indices = batch.indices();
+  SECTION("qo_indptr") {
+    indices.qo_indptr = nullptr;
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.qo_indptr is null", "4 entries"});
+  }
+  SECTION("kv_indptr") {
+    indices.kv_indptr = nullptr;
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.kv_indptr is null"});
+  }
+  SECTION("kv_indices with pages listed") {
+    indices.kv_indices = nullptr;
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.kv_indices is null", "kv_indptr[num_requests] = 5"});
+  }
+  SECTION("kv_last_page_len") {
+    indices.kv_last_page_len = nullptr;
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.kv_last_page_len is null"});
+  }
+  SECTION("ragged ignores the page arrays") {
+    RaggedBatch ragged;
+    require_ok(ragged.validate());
+  }
+}
+
+TEST_CASE("validation: indptr[0] must be 0", "[validation]") {
+  PagedBatch batch;
+  SECTION("qo_indptr") {
+    batch.qo_indptr = {2, 5, 5, 12};
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"indices.qo_indptr[0] = 2"});
+  }
+  SECTION("kv_indptr") {
+    batch.kv_indptr = {1, 2, 2, 5};
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"indices.kv_indptr[0] = 1"});
+  }
+}
+
+TEST_CASE("validation: indptr must be non-decreasing", "[validation]") {
+  PagedBatch batch;
+  SECTION("qo_indptr") {
+    batch.qo_indptr = {0, 5, 3, 12};
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"indices.qo_indptr[2] = 3 < indices.qo_indptr[1] = 5"});
+  }
+  SECTION("kv_indptr") {
+    batch.kv_indptr = {0, 2, 1, 5};
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"indices.kv_indptr[2] = 1 < indices.kv_indptr[1] = 2"});
+  }
+}
+
+TEST_CASE("validation: page indices must lie in the pool", "[validation]") {
+  PagedBatch batch;
+  batch.config.num_pages = 4096;
+  batch.config.options.causal = false;
+  batch.qo_indptr = {0, 1};
+  batch.kv_indptr = {0, 18};
+  batch.kv_indices.assign(18, 0);
+  batch.kv_last_page_len = {1};
+  SECTION("past the end") {
+    batch.kv_indices[17] = 4096;
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"kv_indices[17] = 4096 is outside the page pool [0, 4096)"});
+  }
+  SECTION("negative") {
+    batch.kv_indices[3] = -1;
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"kv_indices[3] = -1 is outside the page pool [0, 4096)"});
+  }
+  SECTION("the last page and repeated pages are fine") {
+    batch.kv_indices[17] = 4095;
+    require_ok(batch.validate());
+  }
+}
+
+TEST_CASE("validation: kv_last_page_len must be in [1, page_size] for a request with pages", "[validation]") {
+  PagedBatch batch;
+  for (int32_t bad : {0, 17, -1}) {
+    batch.kv_last_page_len[2] = bad;
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {("indices.kv_last_page_len[2] = " + std::to_string(bad)).c_str(), "[1, config.page_size = 16]"});
+  }
+}
+
+TEST_CASE("validation: a request without pages has kv_last_page_len 0 and kv_len 0", "[validation]") {
+  PagedBatch batch;
+  batch.kv_last_page_len[1] = 16;
+  require_status(batch.validate(), StatusCode::kInvalidArgument,
+                 {"indices.kv_last_page_len[1] = 16 must be 0", "owns no page"});
+  // kv_len 0 with queries: fine without causal (the rows are fully masked), not with causal.
+  batch.kv_last_page_len[1] = 0;
+  batch.qo_indptr = {0, 5, 6, 13};
+  require_status(batch.validate(), StatusCode::kInvalidArgument, {"request 1", "qo_len = 1", "kv_len = 0"});
+  batch.config.options.causal = false;
+  require_ok(batch.validate());
+}
+
+TEST_CASE("validation: causal needs qo_len <= kv_len", "[validation]") {
+  PagedBatch batch;
+  batch.kv_last_page_len[0] = 4;
+  batch.kv_indptr = {0, 1, 1, 4};  // request 0: 1 page, kv_len 4 < qo_len 5
+  batch.kv_indices = {3, 7, 1, 2};
+  require_status(batch.validate(), StatusCode::kInvalidArgument, {"request 0", "qo_len = 5", "kv_len = 4", "causal"});
+  batch.config.options.causal = false;
+  require_ok(batch.validate());
+
+  RaggedBatch ragged;
+  ragged.kv_indptr = {0, 2, 30};  // request 0: kv_len 2 < qo_len 3
+  require_status(ragged.validate(), StatusCode::kInvalidArgument, {"request 0", "qo_len = 3", "kv_len = 2"});
+}
+
+TEST_CASE("validation: kv_len must fit int32", "[validation]") {
+  PagedBatch batch;
+  batch.config.page_size = 1024;
+  batch.config.num_pages = 1;
+  const int32_t pages = (1 << 21) + 1;  // 1024 * 2^21 + last > INT32_MAX
+  batch.qo_indptr = {0, 1};
+  batch.kv_indptr = {0, pages};
+  batch.kv_indices.assign(pages, 0);
+  batch.kv_last_page_len = {1};
+  require_status(batch.validate(), StatusCode::kInvalidArgument, {"request 0: kv_len", "2147483649", "INT32_MAX"});
+}
+
+TEST_CASE("validation: query and ragged K/V rows must fit int32", "[validation]") {
+  SECTION("query rows") {
+    RaggedBatch batch;
+    batch.config.num_qo_heads = 1 << 20;
+    batch.config.num_kv_heads = 1;
+    batch.config.options.causal = false;
+    batch.qo_indptr = {0, 4096};  // 2^12 * 2^20 = 2^32 rows
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"indices.qo_indptr[num_requests] * config.num_qo_heads = 4096 * 1048576", "INT32_MAX"});
+  }
+  SECTION("ragged K/V rows") {
+    RaggedBatch batch;
+    batch.config.num_qo_heads = 4;
+    batch.config.num_kv_heads = 4;
+    batch.kv_indptr = {0, 4, 1 << 30};
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"indices.kv_indptr[num_requests] * config.num_kv_heads = 1073741824 * 4", "INT32_MAX"});
+  }
+}
+
+// ----------------------------------------------------------------------------
+// validate_prefill_tensors (run_prefill)
+// ----------------------------------------------------------------------------
+
+namespace {
+
+// Fake, well-separated and 256-byte aligned device addresses: validation never dereferences them.
+void* fake_device_pointer(uintptr_t slot) { return reinterpret_cast<void*>((slot + 1) << 32); }
+
+struct TensorCase {
+  PagedBatch batch;
+  int64_t plan_num_q_tokens = 12;  // qo_indptr[3]
+  int64_t plan_num_kv_rows = 5;    // kv_indptr[3] pages used
+  PrefillTensors tensors{fake_device_pointer(0),
+                         fake_device_pointer(1),
+                         fake_device_pointer(2),
+                         fake_device_pointer(3),
+                         static_cast<float*>(fake_device_pointer(4)),
+                         12,
+                         8};
+
+  Status validate() const {
+    return validate_prefill_tensors(batch.config, plan_num_q_tokens, plan_num_kv_rows, tensors);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("validation: valid tensors pass", "[validation]") { require_ok(TensorCase().validate()); }
+
+TEST_CASE("validation: tensor counts must match the plan", "[validation]") {
+  TensorCase paged;
+  SECTION("num_q_tokens") {
+    paged.tensors.num_q_tokens = 11;
+    require_status(paged.validate(), StatusCode::kPlanMismatch, {"tensors.num_q_tokens = 11", "plan's 12"});
+  }
+  SECTION("paged num_kv_rows is the pool size") {
+    paged.tensors.num_kv_rows = 5;  // pages used, not the pool
+    require_status(paged.validate(), StatusCode::kPlanMismatch, {"tensors.num_kv_rows = 5", "8 pages"});
+  }
+  SECTION("ragged num_kv_rows is at least the planned row count") {
+    TensorCase ragged;
+    ragged.batch.config.kv_format = KvFormat::kRagged;
+    ragged.plan_num_kv_rows = 30;
+    ragged.tensors.num_kv_rows = 29;
+    require_status(ragged.validate(), StatusCode::kPlanMismatch, {"tensors.num_kv_rows = 29", "plan's 30"});
+    for (int64_t rows : {30, 31}) {  // padding rows after the last request are allowed
+      ragged.tensors.num_kv_rows = rows;
+      require_ok(ragged.validate());
+    }
+  }
+}
+
+TEST_CASE("validation: null tensor pointers", "[validation]") {
+  TensorCase c;
+  SECTION("q") {
+    c.tensors.q = nullptr;
+    require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.q is null"});
+  }
+  SECTION("k") {
+    c.tensors.k = nullptr;
+    require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.k is null"});
+  }
+  SECTION("v") {
+    c.tensors.v = nullptr;
+    require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.v is null"});
+  }
+  SECTION("o") {
+    c.tensors.o = nullptr;
+    require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.o is null"});
+  }
+  SECTION("null is fine for an empty tensor") {
+    c.plan_num_q_tokens = 0;
+    c.tensors.num_q_tokens = 0;
+    c.tensors.q = nullptr;
+    c.tensors.o = nullptr;
+    require_ok(c.validate());
+  }
+}
+
+TEST_CASE("validation: return_lse needs lse", "[validation]") {
+  TensorCase c;
+  c.batch.config.options.return_lse = true;
+  c.tensors.lse = nullptr;
+  require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.lse is null", "config.options.return_lse"});
+  c.batch.config.options.return_lse = false;  // lse is then never written
+  require_ok(c.validate());
+}
+
+TEST_CASE("validation: tensor pointers must be 16-byte aligned", "[validation]") {
+  TensorCase c;
+  c.batch.config.options.return_lse = true;
+  SECTION("k") {
+    c.tensors.k = static_cast<const char*>(c.tensors.k) + 8;
+    require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.k = 0x", "is not 16-byte aligned"});
+  }
+  SECTION("o") {
+    c.tensors.o = static_cast<char*>(c.tensors.o) + 2;
+    require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.o = 0x", "is not 16-byte aligned"});
+  }
+  SECTION("lse") {
+    c.tensors.lse += 1;
+    require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.lse = 0x", "is not 16-byte aligned"});
+  }
+}
+
+TEST_CASE("validation: outputs must not overlap inputs or each other", "[validation]") {
+  TensorCase c;
+  c.batch.config.options.return_lse = true;
+  SECTION("o is q (in place)") {
+    c.tensors.o = const_cast<void*>(c.tensors.q);
+    require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.o [", "overlaps tensors.q"});
+  }
+  SECTION("lse inside the v pool") {
+    c.tensors.lse = reinterpret_cast<float*>(static_cast<char*>(const_cast<void*>(c.tensors.v)) + 4096);
+    require_status(c.validate(), StatusCode::kInvalidArgument, {"tensors.lse [", "overlaps tensors.v"});
+  }
+  SECTION("lse right after o is fine") {
+    const int64_t o_bytes = 12 * c.batch.config.num_qo_heads * c.batch.config.head_dim * 2;
+    c.tensors.lse = reinterpret_cast<float*>(static_cast<char*>(c.tensors.o) + o_bytes);
+    require_ok(c.validate());
+  }
+}
