@@ -1,0 +1,570 @@
+// Batch prefill attention over a paged (or ragged) KV cache for SM90.
+//
+// One CTA computes BLOCK_Q = 128 query rows of one request for one qo head:
+//   warpgroup 0  producer: loads Q once (TMA), then walks the tile's KV blocks
+//                from last to first into a K/V ring of kStages stages, by TMA
+//                (one box per page and 64-column slice) or by a cp.async gather
+//                with zero-fill (any page size);
+//   warpgroups 1-2 consumers (64 rows each): S = Q K^T (wgmma SS), online
+//                softmax in registers (exp2, scale folded into one FMA),
+//                O += P V (wgmma RS, P never leaves registers), then the epilogue
+//                normalises O and writes O and LSE (natural log).
+//
+// The state rules of hopper-notes section 1 are marked "RULE:" where they hold.
+#pragma once
+
+#include <cuda.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdint>
+
+#include "ptx/barrier.cuh"
+#include "ptx/cp_async.cuh"
+#include "ptx/cvt.cuh"
+#include "ptx/mbarrier.cuh"
+#include "ptx/setmaxnreg.cuh"
+#include "ptx/tma.cuh"
+#include "ptx/wgmma.cuh"
+#include "prefill_params.hpp"
+#include "prefill_traits.cuh"
+
+namespace ptxattn::detail {
+
+// Named barrier ids (0 is __syncthreads).
+enum class NamedBarrier : uint32_t { kConsumers = 1 };
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// Stage and parity of the i-th block through a ring of kStages.
+template <int kStages>
+struct PipelineState {
+  int stage;
+  uint32_t phase;
+};
+template <int kStages>
+__device__ __forceinline__ PipelineState<kStages> pipeline_state(int i) {
+  return {i % kStages, static_cast<uint32_t>((i / kStages) & 1)};
+}
+
+// This CTA's work tile: the head moves fastest so CTAs sharing a KV head run together.
+struct TileCoordinates {
+  WorkTile tile;
+  int head;
+};
+__device__ __forceinline__ TileCoordinates tile_coordinates(const PrefillParams& p) {
+  return {p.tiles[blockIdx.x / p.num_qo_heads], int(blockIdx.x % p.num_qo_heads)};
+}
+
+// ============================================================================
+// Producer
+// ============================================================================
+
+template <class T>
+__device__ __forceinline__ void load_q(PrefillSharedStorage<T>& s, const CUtensorMap* q_map, const RequestInfo& req,
+                                       int q_block, int head) {
+  // Rows past the request belong to the next request (or are zero-filled past
+  // the tensor): their results are never stored, and rows of S and O are
+  // independent, so they cannot reach a stored row.
+  ptx::mbarrier_arrive_expect_tx(&s.q_full, T::kSlices * T::kQSliceBytes);
+#pragma unroll
+  for (int slice = 0; slice < T::kSlices; ++slice) {
+    const int32_t coord[3] = {slice * T::kSliceCols, head, req.qo_start + q_block * T::kBlockQ};
+    ptx::cp_async_bulk_tensor_load<3>(s.q + slice * T::kQSliceBytes, q_map, &s.q_full, coord);
+  }
+}
+
+// TMA path: one K or V block. Paged: one box per page (and 64-column
+// slice) of rows_per_box = min(page_size, BLOCK_KV) rows, only for pages the
+// request owns; a page larger than the block holds it at slot offset
+// (n % blocks_per_page) * BLOCK_KV. Ragged: one BLOCK_KV-row box per slice.
+template <class T>
+__device__ __forceinline__ void load_kv_block_tma(const PrefillParams& p, const CUtensorMap* map, uint8_t* tile,
+                                                  uint64_t* bar, const RequestInfo& req, int kv_head, int n) {
+  const int first = n * T::kBlockKV;
+  if (!p.paged) {
+    ptx::mbarrier_arrive_expect_tx(bar, T::kKvTileBytes);
+#pragma unroll
+    for (int slice = 0; slice < T::kSlices; ++slice) {
+      const int32_t coord[3] = {slice * T::kSliceCols, kv_head, req.kv_start + first};
+      ptx::cp_async_bulk_tensor_load<3>(tile + slice * T::kKvSliceBytes, map, bar, coord);
+    }
+    return;
+  }
+  const int rows_per_box = min(p.page_size, T::kBlockKV);
+  const int boxes = (min(T::kBlockKV, req.kv_len - first) + rows_per_box - 1) / rows_per_box;
+  const int first_entry = req.kv_start + first / p.page_size;
+  const int32_t slot = first % p.page_size;
+  ptx::mbarrier_arrive_expect_tx(bar, boxes * rows_per_box * T::kRowBytes * T::kSlices);
+  for (int box = 0; box < boxes; ++box) {
+    const int32_t page = p.kv_indices[first_entry + box];
+#pragma unroll
+    for (int slice = 0; slice < T::kSlices; ++slice) {
+      // The map's dims are (d, head, slot, page) for NHD and (d, slot, head, page) for HND.
+      const int32_t coord[4] = {slice * T::kSliceCols, p.hnd ? slot : kv_head, p.hnd ? kv_head : slot, page};
+      ptx::cp_async_bulk_tensor_load<4>(tile + slice * T::kKvSliceBytes + box * rows_per_box * T::kRowBytes, map,
+                                        bar, coord);
+    }
+  }
+}
+
+// Writes zeros over rows [first_row, BLOCK_KV) of a K/V tile (all slices),
+// shared among kThreads threads. Whole rows are zeroed, so the swizzle does
+// not matter.
+template <class T, int kThreads>
+__device__ __forceinline__ void zero_tile_rows(uint8_t* tile, int first_row, int tid) {
+  constexpr int kChunksPerSliceRow = T::kRowBytes / 16;
+  constexpr int kChunks = T::kSlices * T::kBlockKV * kChunksPerSliceRow;
+#pragma unroll 4
+  for (int i = tid; i < kChunks; i += kThreads) {
+    const int row = (i / kChunksPerSliceRow) % T::kBlockKV;
+    const int slice = i / (kChunksPerSliceRow * T::kBlockKV);
+    if (row >= first_row)
+      *reinterpret_cast<uint4*>(tile + slice * T::kKvSliceBytes + row * T::kRowBytes +
+                                (i % kChunksPerSliceRow) * 16) = make_uint4(0, 0, 0, 0);
+  }
+}
+
+template <class T>
+__device__ void produce_tma(PrefillSharedStorage<T>& s, const PrefillParams& p, const CUtensorMap* k_map,
+                            const CUtensorMap* v_map, const RequestInfo& req, KvBlockRange range, int kv_head) {
+  // K and V rows past kv_len land as whatever the pool (or the next ragged
+  // request) holds there, NaN included: K is harmless because the mask
+  // selects -inf for those scores; V is zeroed by the consumers before P V
+  // (zero_v_tail), since TMA fills zeros only outside the pool.
+  for (int i = 0; i < range.count(); ++i) {
+    const int n = range.end - 1 - i;
+    const auto st = pipeline_state<T::kStages>(i);
+    ptx::mbarrier_wait_parity(&s.k_empty[st.stage], st.phase ^ 1);
+    load_kv_block_tma<T>(p, k_map, s.k[st.stage], &s.k_full[st.stage], req, kv_head, n);
+    ptx::mbarrier_wait_parity(&s.v_empty[st.stage], st.phase ^ 1);
+    load_kv_block_tma<T>(p, v_map, s.v[st.stage], &s.v_full[st.stage], req, kv_head, n);
+  }
+}
+
+// Gather path: element offset of row `row` of block n, -1 past the sequence end.
+template <class T>
+__device__ __forceinline__ int64_t kv_row_offset(const PrefillParams& p, const RequestInfo& req, int kv_head, int n,
+                                                 int row) {
+  const int token = n * T::kBlockKV + row;
+  if (token >= req.kv_len) return -1;
+  if (!p.paged) return int64_t(req.kv_start + token) * p.page_stride + kv_head * p.head_stride;
+  const int64_t page = p.kv_indices[req.kv_start + token / p.page_size];
+  return page * p.page_stride + int64_t(token % p.page_size) * p.slot_stride + kv_head * p.head_stride;
+}
+
+// Copies this warp's rows of one K or V block into the swizzled layout, 16
+// bytes per cp.async; consecutive lanes take consecutive chunks of a row
+// (coalesced). `my_offset` is the offset of row `lane` of the warp's rows;
+// each warp works alone, so the producer needs no barrier of its own.
+template <class T>
+__device__ __forceinline__ void gather_kv_rows(uint8_t* tile, const typename T::Element* base, int64_t my_offset,
+                                               int warp, int lane) {
+  constexpr int kRowsPerWarp = T::kBlockKV / 4;
+  constexpr int kRowsPerStep = 32 / T::kChunksPerRow;
+  const int chunk = lane % T::kChunksPerRow;
+  const int slice = chunk / 8;
+  const int chunk_in_row = chunk % 8;
+#pragma unroll 4
+  for (int step = 0; step < kRowsPerWarp / kRowsPerStep; ++step) {
+    const int local_row = step * kRowsPerStep + lane / T::kChunksPerRow;
+    const int64_t offset = __shfl_sync(0xffffffffu, my_offset, local_row);
+    const int row = warp * kRowsPerWarp + local_row;
+    uint8_t* dst = tile + slice * T::kKvSliceBytes + row * T::kRowBytes + ((chunk_in_row ^ (row & 7)) << 4);
+#ifdef PTXATTN_INJECT_BUG_SKIP_TAIL_ZERO
+    if (offset < 0) continue;  // the seed bug: rows past the end keep stale shared memory
+#endif
+    // RULE: rows past the sequence end become exact zeros (src-size 0 zero-fill).
+    const bool valid = offset >= 0;
+    ptx::cp_async_cg_16_zfill(dst, valid ? base + offset + chunk * 8 : base, valid);
+  }
+}
+
+template <class T>
+__device__ void produce_gather(PrefillSharedStorage<T>& s, const PrefillParams& p, const RequestInfo& req,
+                               KvBlockRange range, int kv_head, int tid) {
+  using Element = typename T::Element;
+  constexpr int kRowsPerWarp = T::kBlockKV / 4;
+  const auto* k = static_cast<const Element*>(p.k);
+  const auto* v = static_cast<const Element*>(p.v);
+  const int warp = tid / 32, lane = tid % 32;
+  for (int i = 0; i < range.count(); ++i) {
+    const int n = range.end - 1 - i;
+    const auto st = pipeline_state<T::kStages>(i);
+    const int64_t my_offset =
+        lane < kRowsPerWarp ? kv_row_offset<T>(p, req, kv_head, n, warp * kRowsPerWarp + lane) : -1;
+    // Each thread's arrival fires when its own copies have landed (noinc: the
+    // 128 arrivals are the barrier's expected count), so the producer never
+    // waits for data, only for free stages.
+    ptx::mbarrier_wait_parity(&s.k_empty[st.stage], st.phase ^ 1);
+    gather_kv_rows<T>(s.k[st.stage], k, my_offset, warp, lane);
+    ptx::cp_async_mbarrier_arrive_noinc(&s.k_full[st.stage]);
+    ptx::mbarrier_wait_parity(&s.v_empty[st.stage], st.phase ^ 1);
+    gather_kv_rows<T>(s.v[st.stage], v, my_offset, warp, lane);
+    ptx::cp_async_mbarrier_arrive_noinc(&s.v_full[st.stage]);
+  }
+}
+
+// Consumers of gathered tiles: cp.async writes are generic-proxy writes.
+// RULE: fence them into the async proxy before wgmma reads them. The fence
+// sits after the acquire of the full barrier, in the causal chain between
+// the copies and the wgmma.
+template <class T>
+__device__ __forceinline__ void wait_full(uint64_t* full, uint32_t phase) {
+  ptx::mbarrier_wait_parity(full, phase);
+#ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
+  if constexpr (T::kPath == LoadPath::kGather) ptx::fence_proxy_async_shared_cta();
+#endif
+}
+
+// ============================================================================
+// Consumer
+// ============================================================================
+
+// Hides a value from the optimiser so that descriptors derived from it are
+// computed next to their wgmma instead of being hoisted out of the KV loop,
+// where 2 x (HEAD_DIM/16 + BLOCK_KV/16) live 64-bit descriptors would crowd
+// out the accumulators.
+__device__ __forceinline__ uint64_t opaque(uint64_t x) {
+  asm volatile("" : "+l"(x));
+  return x;
+}
+
+// Issues S (64 x BLOCK_KV) = Q (64 x D) K^T for this warpgroup's 64 rows
+// (one commit group; the caller waits).
+template <class T>
+__device__ __forceinline__ void issue_scores(float (&scores)[T::kBlockKV / 2], const uint8_t* q_rows,
+                                             const uint8_t* k_tile) {
+  constexpr int kStepsPerSlice = T::kSliceCols / 16;
+  // K-major 128B swizzle: 8-row groups 1024 B apart, LBO unused.
+  const uint64_t q_desc = opaque(ptx::make_smem_descriptor(ptx::smem_u32(q_rows), 16, 1024, ptx::Swizzle::k128B));
+  const uint64_t k_desc = opaque(ptx::make_smem_descriptor(ptx::smem_u32(k_tile), 16, 1024, ptx::Swizzle::k128B));
+#pragma unroll
+  for (int step = 0; step < T::kHeadDim / 16; ++step) {
+    const int slice = step / kStepsPerSlice;
+    const uint32_t k_offset = (step % kStepsPerSlice) * 32;  // 16 elements along K = 32 bytes in a swizzled row
+#ifdef PTXATTN_INJECT_BUG_SKIP_FIRST_SCALE_D0
+    const bool accumulate = true;  // the first step adds onto stale registers
+#else
+    const bool accumulate = step > 0;  // RULE: the first wgmma of an accumulation uses scale-d = 0
+#endif
+    ptx::wgmma_ss<T::kBlockKV, T::kType, 0, 0>(
+        scores, ptx::descriptor_advance(q_desc, slice * T::kQSliceBytes + k_offset),
+        ptx::descriptor_advance(k_desc, slice * T::kKvSliceBytes + k_offset), accumulate);
+  }
+  ptx::wgmma_commit_group();
+}
+
+// Issues O (64 x D) += P (64 x BLOCK_KV, registers) V (BLOCK_KV x D, MN-major)
+// (one commit group; the caller waits).
+template <class T>
+__device__ __forceinline__ void issue_pv(float (&out)[T::kHeadDim / 2], const uint32_t (&probs)[T::kBlockKV / 4],
+                                         const uint8_t* v_tile) {
+  // MN-major 128B swizzle: LBO = distance between 64-column slices, SBO = 8 rows.
+  const uint64_t v_desc =
+      opaque(ptx::make_smem_descriptor(ptx::smem_u32(v_tile), T::kKvSliceBytes, 1024, ptx::Swizzle::k128B));
+#pragma unroll
+  for (int step = 0; step < T::kBlockKV / 16; ++step) {
+    const uint32_t a[4] = {probs[4 * step], probs[4 * step + 1], probs[4 * step + 2], probs[4 * step + 3]};
+    ptx::wgmma_rs<T::kHeadDim, T::kType, 1>(out, a, ptx::descriptor_advance(v_desc, step * 16 * T::kRowBytes), true);
+  }
+  ptx::wgmma_commit_group();
+}
+
+// Per-thread view of the two rows it owns in the m64 accumulator layout.
+struct RowState {
+  float max[2];          // running max of the (capped) raw scores; -inf until a visible key was seen
+  float partial_sum[2];  // this thread's share of the row sum; reduced over the quad at the end
+};
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// What the mask needs about this thread's rows: the absolute position of its
+// first row (the second is 8 rows further) and of the tile's first row.
+struct RowPositions {
+  int first_row_pos;
+  int tile_first_pos;
+};
+
+// Soft cap, mask and online softmax of one score block; leaves P (packed as
+// wgmma A-fragments: register m = S registers 2m, 2m+1) in `probs` and the factors
+// the accumulator must be rescaled by in `rescale`.
+template <class T>
+__device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], uint32_t (&probs)[T::kBlockKV / 4],
+                                              float (&rescale)[2], RowState& rows, const PrefillParams& p,
+                                              const RequestInfo& req, const RowPositions& at, int n, int lane) {
+  constexpr int kS = T::kBlockKV / 2;
+  if (p.soft_cap) {
+#pragma unroll
+    for (int j = 0; j < kS; ++j) scores[j] = tanhf(scores[j] * p.score_prescale);
+  }
+  // Only blocks that cross the sequence end, the causal diagonal or the
+  // window's left edge need per-element masks.
+  const int key0 = n * T::kBlockKV;
+  const bool crosses_end = key0 + T::kBlockKV > req.kv_len;
+  const bool crosses_diagonal = p.causal && key0 + T::kBlockKV - 1 > at.tile_first_pos;
+  const bool crosses_window = p.window_left >= 0 && key0 < at.tile_first_pos + T::kBlockQ - 1 - p.window_left;
+  if (crosses_end || crosses_diagonal || crosses_window) {
+    // Key of register j = key_base + 8*(j/4) + (j&1). The visible keys of each
+    // row form [first, end) relative to key_base, so the per-register test
+    // compares against immediates (no per-register key stays live).
+    const int key_base = key0 + 2 * (lane % 4);
+    int first[2], end[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int pos = at.first_row_pos + 8 * h;
+      end[h] = (p.causal ? min(req.kv_len, pos + 1) : req.kv_len) - key_base;
+      first[h] = p.window_left >= 0 ? pos - p.window_left - key_base : INT_MIN;
+    }
+#pragma unroll
+    for (int j = 0; j < kS; ++j) {
+      const int key = 8 * (j / 4) + (j & 1);
+      const int h = (j / 2) & 1;
+      // RULE: mask by selection, never by arithmetic.
+      scores[j] = key >= first[h] && key < end[h] ? scores[j] : -INFINITY;
+    }
+  }
+
+  // A row with no visible key yet keeps max = -inf; it is shifted by 0
+  // instead, so exp2 gives 0 rather than exp2(-inf + inf) = NaN.
+  float shift[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < kS; ++j)
+      if (((j / 2) & 1) == h) block_max = fmaxf(block_max, scores[j]);
+    const float new_max = fmaxf(rows.max[h], quad_max(block_max));
+    const float safe_max = new_max == -INFINITY ? 0.f : new_max;
+    shift[h] = safe_max * p.score_scale_log2;
+    rescale[h] = ptx::ex2_approx(rows.max[h] * p.score_scale_log2 - shift[h]);  // 0 while max was -inf
+    rows.max[h] = new_max;
+  }
+  float block_sum[2] = {0.f, 0.f};
+#pragma unroll
+  for (int j = 0; j < kS; ++j) {
+    const int h = (j / 2) & 1;
+    scores[j] = ptx::ex2_approx(fmaf(scores[j], p.score_scale_log2, -shift[h]));
+    block_sum[h] += scores[j];
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) rows.partial_sum[h] = rows.partial_sum[h] * rescale[h] + block_sum[h];
+  // S registers 2m, 2m+1 are two neighbouring columns of one row: packed, they
+  // are A-fragment register m, and k16 slice j is registers 4j..4j+3 (ptx/wgmma.cuh).
+#pragma unroll
+  for (int m = 0; m < T::kBlockKV / 4; ++m) probs[m] = ptx::cvt_pack_f32x2<T::kType>(scores[2 * m], scores[2 * m + 1]);
+}
+
+template <int kCount>
+__device__ __forceinline__ void scale_accumulator(float (&out)[kCount], const float (&rescale)[2]) {
+#pragma unroll
+  for (int j = 0; j < kCount; ++j) out[j] *= rescale[(j / 2) & 1];
+}
+
+// One warp's share of releasing a stage: all its wgmma reading the stage have
+// retired (the caller waited), so one lane arrives for the warp.
+__device__ __forceinline__ void release_stage(uint64_t* empty, int lane) {
+  __syncwarp();
+  if (lane == 0) ptx::mbarrier_arrive(empty);
+}
+
+// TMA path, first block walked (the only one that can end inside the block).
+// RULE: V rows past the sequence end must be zero before P V reads them
+// (P = 0 there, but 0 * NaN = NaN). TMA fills zeros only outside the pool,
+// never in the unused tail of a page inside it, nor in rows of pages the
+// request does not own, so both consumer warpgroups overwrite those rows once
+// the block has landed, fence, and meet before either issues P V.
+template <class T>
+__device__ __forceinline__ void zero_v_tail(PrefillSharedStorage<T>& s, const RequestInfo& req, KvBlockRange range,
+                                            int consumer_tid) {
+  constexpr int kConsumerThreads = T::kConsumerWarpgroups * 128;
+  const int tail_rows_from = req.kv_len - (range.end - 1) * T::kBlockKV;
+  if (tail_rows_from >= T::kBlockKV) return;
+  wait_full<T>(&s.v_full[0], 0);
+#ifndef PTXATTN_INJECT_BUG_SKIP_TAIL_ZERO
+  zero_tile_rows<T, kConsumerThreads>(s.v[0], tail_rows_from, consumer_tid);
+#endif
+#ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
+  // RULE: generic-proxy stores must be fenced before wgmma (async proxy) reads them.
+  ptx::fence_proxy_async_shared_cta();
+#endif
+  ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), kConsumerThreads);
+}
+
+// Epilogue: normalise and write O (and LSE) of this thread's two rows. The
+// request and head are loaded again here rather than kept live through the
+// KV loop, where every register is needed.
+template <class T>
+__device__ __forceinline__ void store_output(const PrefillParams& p, const float (&out)[T::kHeadDim / 2],
+                                             const RowState& rows, int first_q_row, int lane) {
+  const TileCoordinates at = tile_coordinates(p);
+  const RequestInfo req = p.requests[at.tile.request];
+  auto* o = static_cast<typename T::Element*>(p.o);
+  // RULE: a fully masked row has sum 0: output 0 and LSE -inf.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float sum = quad_sum(rows.partial_sum[h]);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const int q_row = first_q_row + 8 * h;
+    if (q_row >= req.qo_len) continue;
+    const int64_t row = int64_t(req.qo_start + q_row) * p.num_qo_heads + at.head;
+    uint32_t* dst = reinterpret_cast<uint32_t*>(o + row * T::kHeadDim);
+#pragma unroll
+    for (int j = 0; j < T::kHeadDim / 2; j += 2) {
+      if (((j / 2) & 1) != h) continue;
+      const int col = 8 * (j / 4) + 2 * (lane % 4);
+      dst[col / 2] = ptx::cvt_pack_f32x2<T::kType>(out[j] * inv, out[j + 1] * inv);
+    }
+    if (p.lse != nullptr && lane % 4 == 0)
+      p.lse[row] = sum > 0.f ? (rows.max[h] * p.score_scale_log2 + __log2f(sum)) * kLn2 : -INFINITY;
+  }
+}
+
+template <class T>
+__device__ void consume(PrefillSharedStorage<T>& s, const PrefillParams& p, const RequestInfo& req, int q_block,
+                        KvBlockRange range, int consumer, int tid) {
+  constexpr int kO = T::kHeadDim / 2;
+  using Probs = uint32_t[T::kBlockKV / 4];
+  const int warp = tid / 32, lane = tid % 32;
+  // Query row (within the request) of this thread's first accumulator row;
+  // its second row is 8 further.
+  const int first_q_row = q_block * T::kBlockQ + consumer * T::kRowsPerConsumer + 16 * warp + lane / 4;
+  const int shift_to_pos = req.kv_len - req.qo_len;
+  const RowPositions at{shift_to_pos + first_q_row, shift_to_pos + q_block * T::kBlockQ};
+  const uint8_t* q_rows = s.q + consumer * T::kRowsPerConsumer * T::kRowBytes;
+
+  // RULE: registers gained by setmaxnreg are undefined: the accumulator and
+  // the row state are written before anything reads them.
+  float out[kO];
+#pragma unroll
+  for (int i = 0; i < kO; ++i) out[i] = 0.f;
+  RowState rows{{-INFINITY, -INFINITY}, {0.f, 0.f}};
+
+  if (range.count() > 0) {
+    ptx::mbarrier_wait_parity(&s.q_full, 0);
+    if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, req, range, consumer * 128 + tid);
+    // Block 0: scores and softmax only; its P V is issued with the next scores.
+    float scores[T::kBlockKV / 2];
+    Probs probs;
+    float rescale[2];
+    wait_full<T>(&s.k_full[0], 0);
+    ptx::wgmma_fence();
+    issue_scores<T>(scores, q_rows, s.k[0]);
+    ptx::wgmma_wait_group<0>();
+    ptx::accumulator_fence(scores);
+    release_stage(&s.k_empty[0], lane);
+    softmax_block<T>(scores, probs, rescale, rows, p, req, at, range.end - 1, lane);
+
+    // Steady state: S(i) and O += P(i-1) V(i-1) are in flight together, and
+    // the softmax of S(i) runs while P V still occupies the tensor cores.
+    // P(i-1) and P(i) live in two buffers that swap roles every block (a copy
+    // between them would serialise the wgmma pipeline: ptxas C7513).
+    auto overlapped_block = [&](int i, Probs& in_flight, Probs& produced) {
+      const auto st = pipeline_state<T::kStages>(i);
+      const auto prev = pipeline_state<T::kStages>(i - 1);
+      wait_full<T>(&s.k_full[st.stage], st.phase);
+      wait_full<T>(&s.v_full[prev.stage], prev.phase);
+      ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
+      issue_scores<T>(scores, q_rows, s.k[st.stage]);
+      issue_pv<T>(out, in_flight, s.v[prev.stage]);
+      ptx::wgmma_wait_group<1>();  // S(i) retired; P(i-1) V(i-1) may still run
+      ptx::accumulator_fence(scores);
+      release_stage(&s.k_empty[st.stage], lane);
+      softmax_block<T>(scores, produced, rescale, rows, p, req, at, range.end - 1 - i, lane);
+      ptx::wgmma_wait_group<0>();
+      // Keeps P(i-1) alive (the MMA reads its registers until here) and orders
+      // the rescale after the accumulation.
+      ptx::accumulator_fence(in_flight);
+      ptx::accumulator_fence(out);
+      release_stage(&s.v_empty[prev.stage], lane);
+      scale_accumulator(out, rescale);
+    };
+    auto last_block = [&](const Probs& last_probs) {
+      const auto last = pipeline_state<T::kStages>(range.count() - 1);
+      wait_full<T>(&s.v_full[last.stage], last.phase);
+      ptx::wgmma_fence();
+      issue_pv<T>(out, last_probs, s.v[last.stage]);
+      ptx::wgmma_wait_group<0>();
+      ptx::accumulator_fence(out);
+      release_stage(&s.v_empty[last.stage], lane);
+    };
+    Probs other_probs;
+    int i = 1;
+    for (; i + 1 < range.count(); i += 2) {
+      overlapped_block(i, probs, other_probs);
+      overlapped_block(i + 1, other_probs, probs);
+    }
+    if (i < range.count()) {
+      overlapped_block(i, probs, other_probs);
+      last_block(other_probs);
+    } else {
+      last_block(probs);
+    }
+  }
+
+  store_output<T>(p, out, rows, first_q_row, lane);
+}
+
+// ============================================================================
+// Kernel
+// ============================================================================
+
+template <class T>
+__global__ void __launch_bounds__(T::kThreads, 1)
+    prefill_kernel(const __grid_constant__ PrefillParams p, const __grid_constant__ CUtensorMap q_map,
+                   const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map) {
+  // Shared memory: the dynamic base is only 16-byte aligned; swizzled tiles need 1024.
+  extern __shared__ uint8_t smem_raw[];
+  auto& s = *reinterpret_cast<PrefillSharedStorage<T>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
+                                                        ~uintptr_t(1023));
+
+  const TileCoordinates coords = tile_coordinates(p);
+  const int kv_head = coords.head / p.group_size;
+  const RequestInfo req = p.requests[coords.tile.request];
+  const KvBlockRange range =
+      kv_block_range(req, coords.tile.q_block, T::kBlockQ, T::kBlockKV, p.causal, p.window_left);
+
+  const int warpgroup = threadIdx.x / 128;
+  const int tid = threadIdx.x % 128;
+
+  // Barriers. Full: gather = every producer thread arrives; TMA = one arrival
+  // plus the transaction bytes. Empty: one arrival per consumer warp.
+  if (threadIdx.x == 0) {
+    constexpr uint32_t kFullArrivals = T::kPath == LoadPath::kGather ? 128 : 1;
+    constexpr uint32_t kEmptyArrivals = T::kConsumerWarpgroups * 4;
+    ptx::mbarrier_init(&s.q_full, 1);
+    for (int i = 0; i < T::kStages; ++i) {
+      ptx::mbarrier_init(&s.k_full[i], kFullArrivals);
+      ptx::mbarrier_init(&s.v_full[i], kFullArrivals);
+      ptx::mbarrier_init(&s.k_empty[i], kEmptyArrivals);
+      ptx::mbarrier_init(&s.v_empty[i], kEmptyArrivals);
+    }
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    ptx::setmaxnreg_dec<T::kProducerRegs>();
+    if (tid == 0 && range.count() > 0) {
+      ptx::prefetch_tensormap(&q_map);
+      load_q<T>(s, &q_map, req, coords.tile.q_block, coords.head);
+    }
+    if constexpr (T::kPath == LoadPath::kTma)
+      if (tid == 0) produce_tma<T>(s, p, &k_map, &v_map, req, range, kv_head);
+    else
+      produce_gather<T>(s, p, req, range, kv_head, tid);
+  } else {
+    ptx::setmaxnreg_inc<T::kConsumerRegs>();
+    consume<T>(s, p, req, coords.tile.q_block, range, warpgroup - 1, tid);
+  }
+}
+
+}  // namespace ptxattn::detail

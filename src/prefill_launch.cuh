@@ -1,0 +1,48 @@
+// Dispatch of one head dim's kernels by dtype and load path; included only by
+// the prefill_hd<N>.cu translation units.
+#pragma once
+
+#include "prefill_kernel.cuh"
+#include "prefill_launch.hpp"
+
+namespace ptxattn::detail {
+
+template <class T>
+cudaError_t launch_prefill_kernel(const PrefillLaunch& l, cudaStream_t stream) {
+  constexpr size_t kSmemBytes = prefill_smem_bytes<T>();
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory per block is 227 KB on SM90");
+  const auto kernel = prefill_kernel<T>;
+  if (cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
+      err != cudaSuccess)
+    return err;
+  kernel<<<l.num_ctas, T::kThreads, kSmemBytes, stream>>>(l.params, l.q_map, l.k_map, l.v_map);
+  return cudaGetLastError();
+}
+
+template <int kHeadDim, ptx::MmaType kType>
+cudaError_t launch_prefill_for_type(const PrefillLaunch& l, cudaStream_t stream) {
+  return l.tma ? launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kTma>>(l, stream)
+               : launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kGather>>(l, stream);
+}
+
+template <int kHeadDim>
+cudaError_t launch_prefill_for_head_dim(const PrefillLaunch& l, cudaStream_t stream) {
+#if defined(PTXATTN_ENABLE_BF16)
+  if (l.dtype == DType::kBF16) return launch_prefill_for_type<kHeadDim, ptx::MmaType::kBF16>(l, stream);
+#endif
+#if defined(PTXATTN_ENABLE_FP16)
+  if (l.dtype == DType::kFP16) return launch_prefill_for_type<kHeadDim, ptx::MmaType::kFP16>(l, stream);
+#endif
+  return cudaErrorNotSupported;  // unreachable: the plan rejects dtypes this build leaves out
+}
+
+}  // namespace ptxattn::detail
+
+// Defines launch_prefill<N> for one translation unit.
+#define PTXATTN_DEFINE_PREFILL_LAUNCH(N)                                                           \
+  namespace ptxattn::detail {                                                                      \
+  template <>                                                                                      \
+  cudaError_t launch_prefill<N>(const PrefillLaunch& launch, cudaStream_t stream) {                \
+    return launch_prefill_for_head_dim<N>(launch, stream);                                         \
+  }                                                                                                \
+  }

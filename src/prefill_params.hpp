@@ -1,0 +1,77 @@
+// Plain data shared by the prefill host code and kernels: the per-request
+// summary and work tiles the plan uploads, and the kernel's parameter block.
+#pragma once
+
+#include <cstdint>
+
+#include "ptx/swizzle.hpp"  // PTXATTN_HOST_DEVICE
+
+namespace ptxattn::detail {
+
+// Tile shape, shared by the plan (scheduling, TMA eligibility) and the kernel traits.
+constexpr int32_t kPrefillBlockQ = 128;
+PTXATTN_HOST_DEVICE constexpr int32_t prefill_block_kv(int32_t head_dim) { return head_dim == 256 ? 64 : 128; }
+
+// One request as the kernel sees it (made by the plan from the index arrays).
+struct RequestInfo {
+  int32_t qo_start;  // first query row in q / o / lse
+  int32_t qo_len;
+  int32_t kv_start;  // paged: first entry in kv_indices; ragged: first K/V row
+  int32_t kv_len;
+};
+
+// One CTA's work: BLOCK_Q query rows of one request, for one qo head
+// (the head is the fastest-moving part of the grid index).
+struct WorkTile {
+  int32_t request;
+  int32_t q_block;
+};
+
+struct PrefillParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* o;
+  float* lse;  // null: not written
+  const RequestInfo* requests;
+  const WorkTile* tiles;
+  const int32_t* kv_indices;  // paged only
+  int32_t num_qo_heads;
+  int32_t group_size;  // num_qo_heads / num_kv_heads
+  int32_t page_size;   // paged only
+  bool paged;
+  bool hnd;  // paged only: [page][head][slot][d] instead of [page][slot][head][d]
+  // K/V element strides. Paged: of a page, a slot and a head; ragged: of a row
+  // (page_stride) and a head, slot_stride unused.
+  int64_t page_stride, slot_stride, head_stride;
+  bool causal;
+  int32_t window_left;      // -1: off
+  bool soft_cap;            // s = cap * tanh(s_raw * sm_scale / cap)
+  float score_prescale;     // soft cap: sm_scale / cap; otherwise 1
+  float score_scale_log2;   // multiplies the (capped) score before exp2: sm_scale*log2e or cap*log2e
+};
+
+// The KV blocks a work tile must visit: [first, end). Host (plan ordering)
+// and device (producer and consumers) use this one definition, so they agree.
+struct KvBlockRange {
+  int32_t first;
+  int32_t end;
+  PTXATTN_HOST_DEVICE int32_t count() const { return end > first ? end - first : 0; }
+};
+
+PTXATTN_HOST_DEVICE KvBlockRange kv_block_range(const RequestInfo& r, int32_t q_block, int32_t block_q,
+                                                int32_t block_kv, bool causal, int32_t window_left) {
+  const int32_t q_first = q_block * block_q;
+  const int32_t q_last = (q_first + block_q < r.qo_len ? q_first + block_q : r.qo_len) - 1;
+  // Absolute positions of the first and last query of the tile (bottom-right aligned).
+  const int32_t pos_first = r.kv_len - r.qo_len + q_first;
+  const int32_t pos_last = r.kv_len - r.qo_len + q_last;
+  int32_t key_end = r.kv_len;
+  if (causal && pos_last + 1 < key_end) key_end = pos_last + 1;
+  int32_t key_first = 0;
+  if (window_left >= 0 && pos_first - window_left > 0) key_first = pos_first - window_left;
+  if (key_end <= key_first) return {0, 0};
+  return {key_first / block_kv, (key_end + block_kv - 1) / block_kv};
+}
+
+}  // namespace ptxattn::detail

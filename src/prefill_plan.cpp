@@ -1,0 +1,150 @@
+// plan_prefill: validates a batch and turns it into the kernel's work list.
+#include "prefill_plan.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "status.hpp"
+#include "validate.hpp"
+
+namespace ptxattn {
+
+using detail::KvBlockRange;
+using detail::RequestInfo;
+using detail::WorkTile;
+
+// NOTES: per-page TMA pays a large fixed cost per request, so below this page
+// size the cp.async gather feeds shared memory faster (hopper-notes section 3;
+// the measured table for the real kernel is in docs/kernels.md).
+constexpr int32_t kTmaMinPageSize = 32;
+
+DeviceArena::~DeviceArena() {
+  if (ptr_) cudaFree(ptr_);
+}
+
+Status DeviceArena::upload(const void* host, size_t bytes) {
+  if (bytes > capacity_) {
+    if (ptr_) PTXATTN_CUDA_RETURN_IF_ERROR(cudaFree(ptr_));
+    ptr_ = nullptr;
+    capacity_ = 0;
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr_, bytes));
+    capacity_ = bytes;
+  }
+  if (bytes > 0) PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
+  return Status::Ok();
+}
+
+bool tma_load_path_supported(const PrefillConfig& c) {
+  if (c.kv_format == KvFormat::kRagged) return true;
+  const int32_t block_kv = detail::prefill_block_kv(c.head_dim);
+  if (c.page_size <= 0 || block_kv <= 0) return false;
+  return c.page_size >= block_kv ? c.page_size % block_kv == 0 : block_kv % c.page_size == 0;
+}
+
+namespace {
+
+Status resolve_load_path(const PrefillConfig& c, KvLoadPath* path) {
+  if (c.kv_format == KvFormat::kRagged) {
+    // Contiguous K/V rows: one 3-D box per block, no page table to gather through.
+    *path = c.load_path == KvLoadPath::kGather ? KvLoadPath::kGather : KvLoadPath::kTma;
+    return Status::Ok();
+  }
+  const bool tma_ok = tma_load_path_supported(c);
+  switch (c.load_path) {
+    case KvLoadPath::kTma:
+      if (!tma_ok)
+        return detail::unsupported("load_path = kTma needs page_size to divide or be a multiple of the KV block (",
+                                   detail::prefill_block_kv(c.head_dim), " rows at head_dim ", c.head_dim,
+                                   "); page_size = ", c.page_size);
+      *path = KvLoadPath::kTma;
+      return Status::Ok();
+    case KvLoadPath::kGather: *path = KvLoadPath::kGather; return Status::Ok();
+    case KvLoadPath::kAuto:
+      *path = tma_ok && c.page_size >= kTmaMinPageSize ? KvLoadPath::kTma : KvLoadPath::kGather;
+      return Status::Ok();
+  }
+  return detail::invalid_argument("load_path = ", int(c.load_path), " is not a KvLoadPath");
+}
+
+}  // namespace
+
+Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, PrefillPlan& plan) {
+  if (plan.impl() == nullptr) plan = PrefillPlan();  // a moved-from plan becomes a fresh one
+  PrefillPlanImpl& impl = *plan.impl();
+  impl.valid = false;
+  PTXATTN_RETURN_IF_ERROR(validate_prefill_config(config));
+  PTXATTN_RETURN_IF_ERROR(validate_batch_indices(config, indices));
+  KvLoadPath path{};
+  PTXATTN_RETURN_IF_ERROR(resolve_load_path(config, &path));
+
+  const bool paged = config.kv_format == KvFormat::kPaged;
+  const int32_t n = indices.num_requests;
+  std::vector<RequestInfo> requests(n);
+  for (int32_t b = 0; b < n; ++b) {
+    RequestInfo& r = requests[b];
+    r.qo_start = indices.qo_indptr[b];
+    r.qo_len = indices.qo_indptr[b + 1] - indices.qo_indptr[b];
+    r.kv_start = indices.kv_indptr[b];
+    const int32_t kv_units = indices.kv_indptr[b + 1] - indices.kv_indptr[b];
+    // validate_batch_indices has checked that this fits int32.
+    r.kv_len = !paged ? kv_units
+               : kv_units == 0 ? 0
+                               : config.page_size * (kv_units - 1) + indices.kv_last_page_len[b];
+  }
+
+  // Longest tiles first, so the last wave is made of short ones.
+  const int32_t block_kv = detail::prefill_block_kv(config.head_dim);
+  const bool causal = config.options.causal;
+  const int32_t window = config.options.window_left;
+  std::vector<WorkTile> tiles;
+  std::vector<int32_t> cost;
+  for (int32_t b = 0; b < n; ++b) {
+    const int32_t q_blocks = (requests[b].qo_len + detail::kPrefillBlockQ - 1) / detail::kPrefillBlockQ;
+    for (int32_t qb = 0; qb < q_blocks; ++qb) {
+      tiles.push_back({b, qb});
+      cost.push_back(detail::kv_block_range(requests[b], qb, detail::kPrefillBlockQ, block_kv, causal, window).count());
+    }
+  }
+  std::vector<size_t> order(tiles.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+  std::vector<WorkTile> sorted(tiles.size());
+  for (size_t i = 0; i < order.size(); ++i) sorted[i] = tiles[order[i]];
+
+  const int64_t num_ctas = int64_t(sorted.size()) * config.num_qo_heads;
+  if (num_ctas > std::numeric_limits<int32_t>::max())
+    return detail::invalid_argument("the batch needs ", num_ctas, " CTAs (", sorted.size(), " tiles x ",
+                                    config.num_qo_heads, " heads), more than one launch grid holds (2^31 - 1)");
+
+  PTXATTN_RETURN_IF_ERROR(impl.requests.upload(requests.data(), requests.size() * sizeof(RequestInfo)));
+  PTXATTN_RETURN_IF_ERROR(impl.tiles.upload(sorted.data(), sorted.size() * sizeof(WorkTile)));
+  const int64_t kv_units = indices.kv_indptr[n];
+  if (paged)
+    PTXATTN_RETURN_IF_ERROR(impl.kv_indices.upload(indices.kv_indices, size_t(kv_units) * sizeof(int32_t)));
+
+  impl.config = config;
+  impl.load_path = path;
+  impl.num_q_tokens = indices.qo_indptr[n];
+  impl.num_kv_rows = kv_units;
+  impl.num_tiles = int64_t(sorted.size());
+  impl.valid = true;
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+PrefillPlan::PrefillPlan() : impl_(std::make_unique<PrefillPlanImpl>()) {}
+PrefillPlan::~PrefillPlan() = default;
+PrefillPlan::PrefillPlan(PrefillPlan&&) noexcept = default;
+PrefillPlan& PrefillPlan::operator=(PrefillPlan&&) noexcept = default;
+bool PrefillPlan::valid() const { return impl_ && impl_->valid; }
+const PrefillConfig& PrefillPlan::config() const { return impl_->config; }
+KvLoadPath PrefillPlan::chosen_load_path() const { return impl_->load_path; }
+int64_t PrefillPlan::num_q_tokens() const { return impl_->num_q_tokens; }
+int64_t PrefillPlan::num_kv_rows() const { return impl_->num_kv_rows; }
+int64_t PrefillPlan::num_work_tiles() const { return impl_->num_tiles; }
+
+}  // namespace ptxattn

@@ -1,0 +1,143 @@
+// run_prefill: checks the tensors against the plan, encodes the tensor maps
+// and launches the kernel of the plan's head dim. Nothing is allocated or
+// copied here, so a run can be captured in a CUDA graph.
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+
+#include "prefill_launch.hpp"
+#include "prefill_plan.hpp"
+#include "ptx/tma_host.hpp"
+#include "status.hpp"
+#include "validate.hpp"
+
+namespace ptxattn {
+namespace {
+
+using detail::PrefillLaunch;
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+CUtensorMapDataType tensor_map_type(DType dtype) {
+  return dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+}
+
+// q: dims (d, head, token), one box = 64 columns x 128 query rows of one head.
+Status encode_q_map(const PrefillConfig& c, const PrefillTensors& t, CUtensorMap* map) {
+  const uint64_t elem = 2, d = uint64_t(c.head_dim), heads = uint64_t(c.num_qo_heads);
+  ptx::TensorMapSpec spec;
+  spec.data_type = tensor_map_type(c.dtype);
+  spec.rank = 3;
+  spec.global_address = t.q;
+  spec.dims[0] = d, spec.dims[1] = heads, spec.dims[2] = uint64_t(t.num_q_tokens);
+  spec.byte_strides[1] = d * elem, spec.byte_strides[2] = heads * d * elem;
+  spec.box[0] = 64, spec.box[1] = 1, spec.box[2] = detail::kPrefillBlockQ;
+  return ptx::encode_tensor_map(spec, map);
+}
+
+// K or V: paged NHD dims (d, head, slot, page), HND (d, slot, head, page), one
+// box per page (or per block of a large page); ragged (d, head, row).
+Status encode_kv_map(const PrefillConfig& c, const PrefillTensors& t, const void* base, CUtensorMap* map) {
+  const uint64_t elem = 2, d = uint64_t(c.head_dim), heads = uint64_t(c.num_kv_heads);
+  const uint32_t block_kv = uint32_t(detail::prefill_block_kv(c.head_dim));
+  ptx::TensorMapSpec spec;
+  spec.data_type = tensor_map_type(c.dtype);
+  spec.global_address = base;
+  spec.dims[0] = d, spec.box[0] = 64;
+  if (c.kv_format == KvFormat::kRagged) {
+    spec.rank = 3;
+    spec.dims[1] = heads, spec.dims[2] = uint64_t(t.num_kv_rows);
+    spec.byte_strides[1] = d * elem, spec.byte_strides[2] = heads * d * elem;
+    spec.box[1] = 1, spec.box[2] = block_kv;
+    return ptx::encode_tensor_map(spec, map);
+  }
+  const uint64_t page = uint64_t(c.page_size);
+  const uint32_t rows_per_box = std::min<uint32_t>(uint32_t(c.page_size), block_kv);
+  spec.rank = 4;
+  spec.dims[3] = uint64_t(t.num_kv_rows);
+  spec.byte_strides[3] = page * heads * d * elem;
+  if (c.kv_layout == KvLayout::kNHD) {
+    spec.dims[1] = heads, spec.dims[2] = page;
+    spec.byte_strides[1] = d * elem, spec.byte_strides[2] = heads * d * elem;
+    spec.box[1] = 1, spec.box[2] = rows_per_box;
+  } else {
+    spec.dims[1] = page, spec.dims[2] = heads;
+    spec.byte_strides[1] = d * elem, spec.byte_strides[2] = page * d * elem;
+    spec.box[1] = rows_per_box, spec.box[2] = 1;
+  }
+  spec.box[3] = 1;
+  return ptx::encode_tensor_map(spec, map);
+}
+
+detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTensors& t) {
+  const PrefillConfig& c = plan.config;
+  const PrefillOptions& o = c.options;
+  detail::PrefillParams p{};
+  p.q = t.q, p.k = t.k, p.v = t.v, p.o = t.o;
+  p.lse = o.return_lse ? t.lse : nullptr;
+  p.requests = static_cast<const detail::RequestInfo*>(plan.requests.get());
+  p.tiles = static_cast<const detail::WorkTile*>(plan.tiles.get());
+  p.kv_indices = static_cast<const int32_t*>(plan.kv_indices.get());
+  p.num_qo_heads = c.num_qo_heads;
+  p.group_size = c.num_qo_heads / c.num_kv_heads;
+  p.paged = c.kv_format == KvFormat::kPaged;
+  p.page_size = p.paged ? c.page_size : 0;
+  p.hnd = p.paged && c.kv_layout == KvLayout::kHND;
+  const int64_t d = c.head_dim, heads = c.num_kv_heads, page = p.page_size;
+  if (!p.paged) {
+    p.page_stride = heads * d, p.slot_stride = 0, p.head_stride = d;
+  } else if (p.hnd) {
+    p.page_stride = heads * page * d, p.slot_stride = d, p.head_stride = page * d;
+  } else {
+    p.page_stride = page * heads * d, p.slot_stride = heads * d, p.head_stride = d;
+  }
+  p.causal = o.causal;
+  p.window_left = o.window_left;
+  const float sm_scale = o.sm_scale > 0.f ? o.sm_scale : 1.f / std::sqrt(float(c.head_dim));
+  p.soft_cap = o.logits_soft_cap > 0.f;
+  // Soft cap: s = cap * tanh(q.k * sm_scale / cap); the softmax then needs cap * log2(e).
+  p.score_prescale = p.soft_cap ? sm_scale / o.logits_soft_cap : 1.f;
+  p.score_scale_log2 = (p.soft_cap ? o.logits_soft_cap : sm_scale) * kLog2e;
+  return p;
+}
+
+cudaError_t launch_for_head_dim(int32_t head_dim, const PrefillLaunch& l, cudaStream_t stream) {
+  switch (head_dim) {
+#if defined(PTXATTN_ENABLE_HD64)
+    case 64: return detail::launch_prefill<64>(l, stream);
+#endif
+#if defined(PTXATTN_ENABLE_HD128)
+    case 128: return detail::launch_prefill<128>(l, stream);
+#endif
+#if defined(PTXATTN_ENABLE_HD256)
+    case 256: return detail::launch_prefill<256>(l, stream);
+#endif
+    default: return cudaErrorNotSupported;  // unreachable: the plan rejects head dims not built
+  }
+}
+
+}  // namespace
+
+Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaStream_t stream) {
+  if (!plan.valid())
+    return detail::invalid_argument("plan: not made (plan_prefill has not succeeded on this plan)");
+  const PrefillPlanImpl& impl = *plan.impl();
+  const PrefillConfig& c = impl.config;
+  PTXATTN_RETURN_IF_ERROR(validate_prefill_tensors(c, impl.num_q_tokens, impl.num_kv_rows, tensors));
+  if (impl.num_tiles == 0) return Status::Ok();  // no query rows: nothing to write
+
+  PrefillLaunch l{};
+  l.params = make_params(impl, tensors);
+  l.dtype = c.dtype;
+  l.tma = impl.load_path == KvLoadPath::kTma;
+  l.num_ctas = uint32_t(impl.num_tiles * c.num_qo_heads);
+  PTXATTN_RETURN_IF_ERROR(encode_q_map(c, tensors, &l.q_map));
+  if (l.tma && tensors.num_kv_rows > 0) {  // no rows: no block is ever loaded
+    PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, tensors, tensors.k, &l.k_map));
+    PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, tensors, tensors.v, &l.v_map));
+  }
+  PTXATTN_CUDA_RETURN_IF_ERROR(launch_for_head_dim(c.head_dim, l, stream));
+  return Status::Ok();
+}
+
+}  // namespace ptxattn

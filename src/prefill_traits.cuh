@@ -1,0 +1,81 @@
+// Compile-time configuration of the prefill kernel, one traits struct per
+// (head_dim, dtype, load path), with the static asserts that tie it together.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "prefill_params.hpp"
+#include "ptx/wgmma.cuh"
+
+namespace ptxattn::detail {
+
+enum class LoadPath { kTma, kGather };
+
+template <int kHeadDim_, ptx::MmaType kType_, LoadPath kPath_>
+struct PrefillTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr ptx::MmaType kType = kType_;
+  static constexpr LoadPath kPath = kPath_;
+  using Element = std::conditional_t<kType == ptx::MmaType::kBF16, __nv_bfloat16, __half>;
+
+  // Two consumer warpgroups of 64 query rows each, one producer warpgroup.
+  static constexpr int kConsumerWarpgroups = 2;
+  static constexpr int kRowsPerConsumer = 64;
+  static constexpr int kBlockQ = kConsumerWarpgroups * kRowsPerConsumer;
+  static_assert(kBlockQ == kPrefillBlockQ, "the plan schedules tiles of kPrefillBlockQ rows");
+  static constexpr int kThreads = (kConsumerWarpgroups + 1) * 128;
+  // NOTES: head_dim 256 halves the KV block so S (32 regs), O (128 regs) and P
+  // (16 regs) fit a consumer's 232 registers, and the smem ring fits 227 KB.
+  static constexpr int kBlockKV = prefill_block_kv(kHeadDim);
+  static constexpr int kStages = kHeadDim == 64 ? 4 : kHeadDim == 128 ? 3 : 2;
+
+  // 128B swizzle holds 64 16-bit elements per row: wider heads are stored as
+  // column slices [slice][rows][64], each slice a K-major swizzled tile.
+  static constexpr int kSliceCols = 64;
+  static constexpr int kSlices = kHeadDim / kSliceCols;
+  static constexpr int kRowBytes = kSliceCols * 2;
+  static constexpr int kQSliceBytes = kBlockQ * kRowBytes;
+  static constexpr int kKvSliceBytes = kBlockKV * kRowBytes;
+  static constexpr int kKvTileBytes = kSlices * kKvSliceBytes;
+
+  // Registers per thread after setmaxnreg. The launch gives every thread 168
+  // (64K / 384); the producer warpgroup hands 128 of them to the consumers:
+  // P + 2C = 3 * 168. 232 fit the consumers' S, two P buffers and O without
+  // spilling (ptxas -v, checked by the build), 40 the producer's addresses.
+  static constexpr uint32_t kProducerRegs = 40;
+  static constexpr uint32_t kConsumerRegs = 232;
+
+  // Gather path: 16-byte chunks per K/V row; each producer warp copies a
+  // quarter of the block's rows, a row's offset held by one lane.
+  static constexpr int kChunksPerRow = kHeadDim / 8;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head_dim 64, 128 or 256");
+  static_assert(ptx::kSupportedWgmmaN<kBlockKV> && ptx::kSupportedWgmmaN<kHeadDim>, "wgmma N not generated");
+  static_assert(kBlockKV / 4 <= 32, "one lane of a producer warp holds one row's offset");
+  static_assert(32 % kChunksPerRow == 0 && (kBlockKV / 4) % (32 / kChunksPerRow) == 0,
+                "a warp's copy steps must tile its rows");
+  static_assert(kProducerRegs + 2 * kConsumerRegs == 3 * (65536 / kThreads / 8 * 8),
+                "setmaxnreg moves registers within the CTA's launch allocation");
+};
+
+// Shared memory of one CTA. Tiles are 1024-byte aligned (128B swizzle repeat);
+// the kernel aligns the dynamic smem base itself.
+template <class Traits>
+struct PrefillSharedStorage {
+  alignas(1024) uint8_t q[Traits::kSlices * Traits::kQSliceBytes];
+  alignas(1024) uint8_t k[Traits::kStages][Traits::kKvTileBytes];
+  alignas(1024) uint8_t v[Traits::kStages][Traits::kKvTileBytes];
+  uint64_t q_full;
+  uint64_t k_full[Traits::kStages], v_full[Traits::kStages];
+  uint64_t k_empty[Traits::kStages], v_empty[Traits::kStages];
+};
+
+template <class Traits>
+constexpr size_t prefill_smem_bytes() {
+  return sizeof(PrefillSharedStorage<Traits>) + 1024;  // + alignment slack of the dynamic base
+}
+
+}  // namespace ptxattn::detail

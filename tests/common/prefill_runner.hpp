@@ -1,0 +1,47 @@
+// Runs a generated prefill case on the GPU the way every test, the validator
+// and the pollution matrix must: inputs uploaded once; before each run the
+// output and LSE buffers are filled with NaN and an optional polluter runs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "ptxattn/ptxattn.hpp"
+#include "reference/testdata.hpp"
+#include "tests/common/gpu_test.hpp"
+
+namespace ptxattn::testing {
+
+struct PrefillRun {
+  Status status;                // plan or run failure (outputs empty then)
+  KvLoadPath path = KvLoadPath::kAuto;  // the path the plan chose
+  std::vector<uint16_t> out;    // [num_q_tokens][H_qo][D] raw bits
+  std::vector<float> lse;       // [num_q_tokens][H_qo]
+  float gpu_ms = 0.0f;          // run_prefill alone: CUDA events just before and after it
+};
+
+class DevicePrefillCase {
+ public:
+  explicit DevicePrefillCase(const HostCase& c);
+
+  // Plans for `path`, poisons o and lse with NaN, calls `before_run` (a
+  // polluter; it may launch kernels), runs on the default stream, synchronises
+  // and downloads. The case's options decide whether LSE is written; LSE is
+  // always requested here so it can be compared.
+  PrefillRun run(KvLoadPath path, const std::function<void()>& before_run = {});
+
+  const HostCase& host() const { return host_; }
+  DeviceBuffer& q() { return q_; }
+  DeviceBuffer& k() { return k_; }
+  DeviceBuffer& v() { return v_; }
+  DeviceBuffer& out() { return out_; }
+  DeviceBuffer& lse() { return lse_; }
+  PrefillTensors tensors() const;
+
+ private:
+  const HostCase& host_;
+  DeviceBuffer q_, k_, v_, out_, lse_;
+};
+
+}  // namespace ptxattn::testing
