@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Proves the pollution matrix can fail: builds the kernels once per injected
+# bug (meson option inject_bug, which removes one safety measure from
+# src/prefill_kernel.cuh) and runs "pollution matrix: prefill" on each build.
+# Every injected bug must make the matrix fail; the summary names the rows
+# (clean, determinism, or a polluter) that exposed it. A baseline build
+# without a bug must pass, or the attribution means nothing.
+#
+#   scripts/inject_bugs.sh [--no-build] [--out DIR] [--bugs LIST] [--random] [--timeout S] [--jobs N]
+#
+#   --no-build    only run existing binaries (build dirs built elsewhere and
+#                 carried here: only <prefix><bug>/ptxattn-tests-gpu is needed)
+#   --out DIR     logs go to DIR (default build-bugs-logs)
+#   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence;
+#                 "none" is the baseline)
+#   --prefix P    build dirs are P<bug> (default build-bug-)
+#   --random      also run the prefill random suite on each build
+#   --timeout S   per test run (default 600; a hang counts as caught, with a note)
+#   --jobs N      ninja -j (default 2)
+#
+# Builds use -Dhead_dims=128 -Ddtypes=bf16 to stay short: the matrix runs its
+# head_dim 128 bf16 cases and reports the others as not built.
+# Output ends with one line per bug:
+#   "baseline (no bug): clean" | "baseline (no bug): FAILED rows ..."
+#   "bug <name>: caught by <rows> (<N> failures)" | "bug <name>: NOT CAUGHT"
+# Exit status: 0 when the baseline is clean and every bug is caught; 1 when
+# not; 2 when nothing could be run (no binary, no SM90 GPU).
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence
+while [ $# -gt 0 ]; do
+  case $1 in
+    --no-build) build=0 ;;
+    --out) out=$2; shift ;;
+    --bugs) bugs=$2; shift ;;
+    --prefix) prefix=$2; shift ;;
+    --random) random=1 ;;
+    --timeout) run_timeout=$2; shift ;;
+    --jobs) jobs=$2; shift ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "inject_bugs.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+mkdir -p "$out"
+
+matrix_test="pollution matrix: prefill"
+random_test="prefill: random cases match the reference through both load paths"
+summary=()
+all_ok=1 ran_any=0
+
+# Sets $failing ("none", rows with counts, or empty when the line is
+# missing) and $failure_count from a matrix log.
+read_matrix_result() {  # log
+  failing=$(sed -nE 's/^pollution matrix: prefill: failing rows: (.*)$/\1/p' "$1" | tail -n 1)
+  failure_count=0
+  for n in $(grep -oE '\([0-9]+\)' <<<"$failing" | tr -d '()'); do failure_count=$((failure_count + n)); done
+}
+
+for bug in ${bugs//,/ }; do
+  dir=$prefix$bug
+  binary=$dir/ptxattn-tests-gpu
+  log=$out/$bug.log
+  if [ "$build" -eq 1 ]; then
+    echo "== build $dir (inject_bug=$bug)"
+    if [ -d "$dir" ]; then setup=(meson setup --reconfigure); else setup=(meson setup); fi
+    if ! "${setup[@]}" "$dir" "$repo" -Dinject_bug="$bug" -Dhead_dims=128 -Ddtypes=bf16 >"$out/$bug.build.log" 2>&1 ||
+       ! ninja -C "$dir" -j"$jobs" ptxattn-tests-gpu >>"$out/$bug.build.log" 2>&1; then
+      echo "build of $dir failed: see $out/$bug.build.log"
+      summary+=("bug $bug: BUILD FAILED")
+      all_ok=0
+      continue
+    fi
+  fi
+  if [ ! -x "$binary" ]; then
+    echo "no $binary (build it, or drop --no-build)"
+    summary+=("bug $bug: NOT RUN (no binary)")
+    all_ok=0
+    continue
+  fi
+
+  echo "== $bug: $matrix_test"
+  timeout "$run_timeout" "$binary" "$matrix_test" >"$log" 2>&1
+  rc=$?
+  if grep -q 'SKIPPED (no SM90 GPU' "$log"; then
+    echo "no SM90 GPU here: $(grep -m1 'SKIPPED' "$log")"
+    summary+=("bug $bug: NOT RUN (no SM90 GPU)")
+    all_ok=0
+    continue
+  fi
+  ran_any=1
+  sed -n '/^pollution matrix: prefill: [0-9]* cases/,/^pollution matrix: prefill: failing rows/p' "$log"
+  read_matrix_result "$log"
+  note=""
+  if [ "$rc" -eq 124 ]; then
+    note=" (hung: killed after ${run_timeout}s)"
+  elif [ -z "$failing" ]; then
+    note=" (aborted with status $rc before the table: see $log)"
+  fi
+  if [ "$random" -eq 1 ]; then
+    timeout "$run_timeout" "$binary" "$random_test" >"$out/$bug.random.log" 2>&1
+    random_rc=$?
+    random_line=$(grep -m1 '^prefill random suite:' "$out/$bug.random.log")
+    echo "random suite: ${random_line:-no summary line} (status $random_rc)"
+    [ "$random_rc" -ne 0 ] && note+="; random suite fails (${random_line:-status $random_rc})"
+  fi
+
+  if [ "$bug" = none ]; then
+    if [ "$rc" -eq 0 ] && [ "$failing" = none ]; then
+      summary+=("baseline (no bug): clean$note")
+    else
+      summary+=("baseline (no bug): FAILED rows ${failing:-?} (status $rc)$note")
+      all_ok=0
+    fi
+  elif [ -n "$failing" ] && [ "$failing" != none ]; then
+    summary+=("bug $bug: caught by $(sed -E 's/\([0-9]+\)//g; s/ /, /g' <<<"$failing") ($failure_count failures)$note")
+  elif [ "$rc" -ne 0 ]; then
+    summary+=("bug $bug: caught only by an abnormal exit$note")
+  else
+    summary+=("bug $bug: NOT CAUGHT$note")
+    all_ok=0
+  fi
+done
+
+echo "== summary (logs in $out)"
+printf '%s\n' "${summary[@]}"
+[ "$ran_any" -eq 1 ] || exit 2
+[ "$all_ok" -eq 1 ]
