@@ -557,10 +557,11 @@ __global__ void __launch_bounds__(T::kThreads, 1)
       ptx::prefetch_tensormap(&q_map);
       load_q<T>(s, &q_map, req, coords.tile.q_block, coords.head);
     }
-    if constexpr (T::kPath == LoadPath::kTma)
+    if constexpr (T::kPath == LoadPath::kTma) {
       if (tid == 0) produce_tma<T>(s, p, &k_map, &v_map, req, range, kv_head);
-    else
+    } else {
       produce_gather<T>(s, p, req, range, kv_head, tid);
+    }
   } else {
     ptx::setmaxnreg_inc<T::kConsumerRegs>();
     consume<T>(s, p, req, coords.tile.q_block, range, warpgroup - 1, tid);

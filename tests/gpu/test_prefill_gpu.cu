@@ -96,7 +96,10 @@ TEST_CASE("prefill: random cases match the reference through both load paths", "
     if (!failure.empty()) {
       ++failed;
       UNSCOPED_INFO("case " << i << ": " << c.describe() << "\n" << failure);
+      std::printf("FAILED case %d: %s\n%s", i, c.describe().c_str(), failure.c_str());
     }
+    if ((i + 1) % 100 == 0) std::printf("prefill random suite: %d of %d cases done, %d failed\n", i + 1, kRandomCases, failed);
+    std::fflush(stdout);
   }
   std::printf("prefill random suite: %d cases, %d runs (case x load path), %d failed\n", kRandomCases, paths_run,
               failed);
