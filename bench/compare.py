@@ -1,0 +1,693 @@
+#!/usr/bin/env python3
+"""ptxattn against its peers: one process, the same tensors, the same GPU, the same run.
+
+Workloads are W1 and W2 of anchors.md (bf16, head_dim 128). For each one the
+script builds the tensors once with torch on the GPU (ragged/dense Q, K, V and
+paged pools of page sizes 16 and 64, pages randomly permuted in the pool) and
+runs every available system on them:
+
+  ptxattn          ragged and paged, through libptxattn.so's C API (ctypes)
+  FA3              flash_attn_func / flash_attn_varlen_func (dense) and
+                   flash_attn_with_kvcache with page_table (paged), when
+                   flash_attn_interface (FlashAttention-3, hopper/ build) imports
+  FlashInfer       BatchPrefillWithPagedKVCacheWrapper, backends fa3 and fa2,
+                   when flashinfer imports
+  cuDNN, FA2       torch scaled_dot_product_attention with the backend pinned
+                   (equal-length batches only: W1)
+
+Every ptxattn configuration is first checked against a float32 torch
+reference on sampled query rows of every request; one that fails is reported
+and never timed. Every peer's output is compared with the validated ptxattn
+output (max |difference| is reported, and a peer over the tolerance is flagged).
+
+Timing: CUDA events around one call, median over repetitions after warm-up; the
+L2 is flushed before each call (every workload here is far larger than L2) and
+a GPU sleep is queued in front of the start event so the host's launch cost is
+not timed. TFLOP/s as anchors.md defines it (unmasked score entries only).
+The same run measures the ceilings of the roofline note: a large bf16
+torch.matmul, the device-to-device copy bandwidth and the MUFU exp2 bound.
+
+Writes compare.json (everything), compare.md (tables) and compare.png
+(TFLOP/s against sequence length, full and causal panels) to --out-dir.
+Usage: python3 bench/compare.py [--lib build/libptxattn.so] [--out-dir DIR]
+"""
+
+import argparse
+import ctypes
+import datetime
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import traceback
+
+import torch
+import torch.nn.functional as F
+
+W1_TOKENS = 16384
+W1_HEADS = 16
+HEAD_DIM = 128
+W2_QO_LENS = [1857, 916, 1680, 1951, 989, 210, 658, 1175, 1123, 957, 2008, 1733, 1827, 749, 1104, 861]
+W2_KV_LENS = [3646, 2056, 3988, 3095, 1765, 2262, 1861, 3715, 1932, 1561, 4712, 5600, 2651, 3647, 4660, 3451]
+W2_QO_HEADS, W2_KV_HEADS, W2_PAGE_SIZE = 32, 8, 16
+
+# Validation of ptxattn against the float32 reference (bf16 output rounding plus
+# P rounded to bf16 before P·V stay far below this), and the flag for peers.
+VALIDATION_ATOL, VALIDATION_RTOL = 5e-3, 2e-2
+CROSS_CHECK_TOLERANCE = 2e-2
+ROWS_PER_END = 16  # validated rows per request: first, last and random ones
+EXTRA_POOL_PAGES = 3
+WARMUP_CALLS = 3
+SLEEP_CYCLES = 1_000_000  # ~0.5 ms of GPU sleep before each start event
+# CUDA C++ Programming Guide, throughput of native arithmetic instructions:
+# compute capability 9.0 runs 16 MUFU ex2 results per clock per SM.
+MUFU_EX2_PER_CLOCK_PER_SM = 16
+
+
+class Unavailable(Exception):
+    """A system that cannot run this workload (missing package, unsupported shape)."""
+
+
+# --------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------
+class Workload:
+    def __init__(self, name, family, seq_len, causal, qo_lens, kv_lens, qo_heads, kv_heads, page_sizes):
+        self.name, self.family, self.seq_len, self.causal = name, family, seq_len, causal
+        self.qo_lens, self.kv_lens = qo_lens, kv_lens
+        self.qo_heads, self.kv_heads, self.head_dim = qo_heads, kv_heads, HEAD_DIM
+        self.page_sizes = page_sizes
+        self.equal_lengths = len(set(qo_lens)) == 1 and qo_lens == kv_lens
+
+    @property
+    def num_requests(self):
+        return len(self.qo_lens)
+
+    def flops(self):
+        """anchors.md: 4·H_qo·D·pairs per request, causal pairs bottom-right aligned."""
+        total = 0
+        for qo, kv in zip(self.qo_lens, self.kv_lens):
+            pairs = qo * (kv - qo) + qo * (qo + 1) // 2 if self.causal else qo * kv
+            total += 4 * self.qo_heads * self.head_dim * pairs
+        return total
+
+
+def make_workloads(seq_lens, families):
+    workloads = []
+    if "w1" in families:
+        for seq_len in seq_lens:
+            for causal in (False, True):
+                count = W1_TOKENS // seq_len
+                workloads.append(Workload(f"W1 S={seq_len} {'causal' if causal else 'full'}", "W1", seq_len, causal,
+                                          [seq_len] * count, [seq_len] * count, W1_HEADS, W1_HEADS, (16, 64)))
+    if "w2" in families:
+        workloads.append(Workload("W2 causal", "W2", None, True, W2_QO_LENS, W2_KV_LENS,
+                                  W2_QO_HEADS, W2_KV_HEADS, (W2_PAGE_SIZE,)))
+    return workloads
+
+
+def prefix_sums(lengths):
+    out = [0]
+    for n in lengths:
+        out.append(out[-1] + n)
+    return out
+
+
+class PagedPool:
+    """K/V of every request in pages of `page_size`, pages randomly permuted in the pool."""
+
+    def __init__(self, w, k, v, kv_starts, page_size, poison, generator):
+        self.page_size = page_size
+        pages_per_request = [-(-kv // page_size) for kv in w.kv_lens]
+        used = sum(pages_per_request)
+        self.num_pages = used + EXTRA_POOL_PAGES
+        order = torch.randperm(self.num_pages, generator=generator)[:used].tolist()
+        fill = float("nan") if poison else 0.0
+        shape = (self.num_pages, page_size, w.kv_heads, w.head_dim)
+        self.k = torch.full(shape, fill, dtype=k.dtype, device=k.device)
+        self.v = torch.full(shape, fill, dtype=v.dtype, device=v.device)
+        self.indptr = prefix_sums(pages_per_request)
+        self.indices = order
+        self.last_page_len = [kv - page_size * (n - 1) if n else 0 for kv, n in zip(w.kv_lens, pages_per_request)]
+        for b, kv in enumerate(w.kv_lens):
+            pages = torch.tensor(order[self.indptr[b]:self.indptr[b + 1]], device=k.device)
+            for src, dst in ((k, self.k), (v, self.v)):
+                rows = src[kv_starts[b]:kv_starts[b] + kv]
+                full = kv // page_size
+                if full:
+                    dst[pages[:full]] = rows[:full * page_size].view(full, page_size, w.kv_heads, w.head_dim)
+                if kv % page_size:
+                    dst[pages[full], :kv % page_size] = rows[full * page_size:]
+        dev = k.device
+        self.indptr_dev = torch.tensor(self.indptr, dtype=torch.int32, device=dev)
+        self.indices_dev = torch.tensor(self.indices, dtype=torch.int32, device=dev)
+        self.last_page_len_dev = torch.tensor(self.last_page_len, dtype=torch.int32, device=dev)
+        max_pages = max(pages_per_request)
+        table = torch.zeros(w.num_requests, max_pages, dtype=torch.int32)
+        for b in range(w.num_requests):
+            row = order[self.indptr[b]:self.indptr[b + 1]]
+            table[b, :len(row)] = torch.tensor(row, dtype=torch.int32)
+        self.page_table = table.to(dev)
+
+
+class WorkloadData:
+    def __init__(self, w, seed, poison):
+        dev = torch.device("cuda")
+        generator = torch.Generator().manual_seed(seed)  # page order and sampled rows
+        values = torch.Generator(device=dev).manual_seed(seed)
+        self.qo_starts, self.kv_starts = prefix_sums(w.qo_lens), prefix_sums(w.kv_lens)
+        num_q, num_kv = self.qo_starts[-1], self.kv_starts[-1]
+
+        def uniform(rows, heads):  # U(-1, 1) rounded to bf16, drawn on the GPU
+            t = torch.empty(rows, heads, w.head_dim, dtype=torch.float32, device=dev)
+            return t.uniform_(-1.0, 1.0, generator=values).to(torch.bfloat16)
+
+        self.q, self.k, self.v = uniform(num_q, w.qo_heads), uniform(num_kv, w.kv_heads), uniform(num_kv, w.kv_heads)
+        self.qo_indptr_dev = torch.tensor(self.qo_starts, dtype=torch.int32, device=dev)
+        self.kv_indptr_dev = torch.tensor(self.kv_starts, dtype=torch.int32, device=dev)
+        self.kv_lens_dev = torch.tensor(w.kv_lens, dtype=torch.int32, device=dev)
+        self.pools = {p: PagedPool(w, self.k, self.v, self.kv_starts, p, poison, generator) for p in w.page_sizes}
+        self.validation_rows = []
+        for qo in w.qo_lens:
+            picks = set(range(min(qo, ROWS_PER_END))) | set(range(max(0, qo - ROWS_PER_END), qo))
+            picks |= set(torch.randint(qo, (ROWS_PER_END,), generator=generator).tolist()) if qo else set()
+            self.validation_rows.append(torch.tensor(sorted(picks), dtype=torch.long, device=dev))
+
+
+def reference_rows(w, d, b):
+    """float32 attention of request b's sampled query rows: [rows, H_qo, D]."""
+    rows = d.validation_rows[b]
+    qo, kv = w.qo_lens[b], w.kv_lens[b]
+    q = d.q[d.qo_starts[b] + rows].float()
+    group = w.qo_heads // w.kv_heads
+    k = d.k[d.kv_starts[b]:d.kv_starts[b] + kv].float().repeat_interleave(group, dim=1)
+    v = d.v[d.kv_starts[b]:d.kv_starts[b] + kv].float().repeat_interleave(group, dim=1)
+    scores = torch.einsum("nhd,khd->hnk", q, k) / math.sqrt(w.head_dim)
+    if w.causal:
+        position = kv - qo + rows  # bottom-right aligned
+        visible = torch.arange(kv, device=q.device)[None, :] <= position[:, None]
+        scores = scores.masked_fill(~visible[None], float("-inf"))
+    return torch.einsum("hnk,khd->nhd", torch.softmax(scores, dim=-1), v)
+
+
+def validate_against_reference(w, d, out):
+    """(passed, max |out - reference|) over the sampled rows of every request."""
+    worst, passed = 0.0, True
+    for b in range(w.num_requests):
+        if w.qo_lens[b] == 0:
+            continue
+        ref = reference_rows(w, d, b)
+        got = out[d.qo_starts[b] + d.validation_rows[b]].float()
+        if not torch.isfinite(got).all():
+            return False, float("nan")
+        err = (got - ref).abs()
+        worst = max(worst, err.max().item())
+        passed &= bool((err <= VALIDATION_ATOL + VALIDATION_RTOL * ref.abs()).all())
+    return passed, worst
+
+
+# --------------------------------------------------------------------------
+# ptxattn through its C API (include/ptxattn/ptxattn.h)
+# --------------------------------------------------------------------------
+PTXATTN_DTYPE_BF16 = 0
+PTXATTN_KV_LAYOUT_NHD = 0
+PTXATTN_KV_FORMAT_PAGED, PTXATTN_KV_FORMAT_RAGGED = 0, 1
+I32P = ctypes.POINTER(ctypes.c_int32)
+
+
+class PrefillOptions(ctypes.Structure):
+    _fields_ = [("causal", ctypes.c_int32), ("window_left", ctypes.c_int32), ("logits_soft_cap", ctypes.c_float),
+                ("sm_scale", ctypes.c_float), ("return_lse", ctypes.c_int32)]
+
+
+class PrefillConfig(ctypes.Structure):
+    _fields_ = [("dtype", ctypes.c_int32), ("num_qo_heads", ctypes.c_int32), ("num_kv_heads", ctypes.c_int32),
+                ("head_dim", ctypes.c_int32), ("kv_format", ctypes.c_int32), ("kv_layout", ctypes.c_int32),
+                ("page_size", ctypes.c_int32), ("num_pages", ctypes.c_int32), ("options", PrefillOptions),
+                ("load_path", ctypes.c_int32)]
+
+
+class BatchIndices(ctypes.Structure):
+    _fields_ = [("num_requests", ctypes.c_int32), ("qo_indptr", I32P), ("kv_indptr", I32P),
+                ("kv_indices", I32P), ("kv_last_page_len", I32P)]
+
+
+class PrefillTensors(ctypes.Structure):
+    _fields_ = [("q", ctypes.c_void_p), ("k", ctypes.c_void_p), ("v", ctypes.c_void_p), ("o", ctypes.c_void_p),
+                ("lse", ctypes.c_void_p), ("num_q_tokens", ctypes.c_int64), ("num_kv_rows", ctypes.c_int64)]
+
+
+def int32_array(values):
+    return (ctypes.c_int32 * max(1, len(values)))(*values)
+
+
+class Ptxattn:
+    def __init__(self, path):
+        lib = ctypes.CDLL(path)
+        lib.ptxattn_prefill_config_init.argtypes = [ctypes.POINTER(PrefillConfig)]
+        lib.ptxattn_prefill_config_init.restype = None
+        lib.ptxattn_prefill_plan_create.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+        lib.ptxattn_prefill_plan_destroy.argtypes = [ctypes.c_void_p]
+        lib.ptxattn_prefill_plan_destroy.restype = None
+        lib.ptxattn_plan_prefill.argtypes = [ctypes.c_void_p, ctypes.POINTER(PrefillConfig),
+                                             ctypes.POINTER(BatchIndices)]
+        lib.ptxattn_run_prefill.argtypes = [ctypes.c_void_p, ctypes.POINTER(PrefillTensors), ctypes.c_void_p]
+        lib.ptxattn_last_error_message.restype = ctypes.c_char_p
+        lib.ptxattn_status_name.argtypes = [ctypes.c_int]
+        lib.ptxattn_status_name.restype = ctypes.c_char_p
+        self.lib, self.path = lib, path
+
+    def error(self, status, what):
+        return (f"{what}: {self.lib.ptxattn_status_name(status).decode()}: "
+                f"{self.lib.ptxattn_last_error_message().decode()}")
+
+    def prepare(self, w, d, page_size):
+        """A callable running one ptxattn prefill into its own output, on torch's current stream."""
+        config = PrefillConfig()
+        self.lib.ptxattn_prefill_config_init(ctypes.byref(config))
+        config.dtype = PTXATTN_DTYPE_BF16
+        config.num_qo_heads, config.num_kv_heads, config.head_dim = w.qo_heads, w.kv_heads, w.head_dim
+        config.options.causal = int(w.causal)
+        indptr_q = int32_array(d.qo_starts)
+        if page_size:
+            pool = d.pools[page_size]
+            config.kv_format, config.kv_layout = PTXATTN_KV_FORMAT_PAGED, PTXATTN_KV_LAYOUT_NHD
+            config.page_size, config.num_pages = page_size, pool.num_pages
+            arrays = (int32_array(pool.indptr), int32_array(pool.indices), int32_array(pool.last_page_len))
+            k, v, kv_rows = pool.k, pool.v, pool.num_pages
+        else:
+            config.kv_format = PTXATTN_KV_FORMAT_RAGGED
+            arrays = (int32_array(d.kv_starts), None, None)
+            k, v, kv_rows = d.k, d.v, d.k.shape[0]
+        indices = BatchIndices(w.num_requests, indptr_q, *arrays)
+        plan = ctypes.c_void_p()
+        status = self.lib.ptxattn_prefill_plan_create(ctypes.byref(plan))
+        if status:
+            raise Unavailable(self.error(status, "plan_create"))
+        status = self.lib.ptxattn_plan_prefill(plan, ctypes.byref(config), ctypes.byref(indices))
+        if status:
+            self.lib.ptxattn_prefill_plan_destroy(plan)
+            raise Unavailable(self.error(status, "plan_prefill"))
+        out = torch.empty_like(d.q)
+        tensors = PrefillTensors(d.q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), None,
+                                 d.q.shape[0], kv_rows)
+        lib, keep = self.lib, (k, v, out, plan)
+
+        def run():
+            status = lib.ptxattn_run_prefill(keep[3], ctypes.byref(tensors), torch.cuda.current_stream().cuda_stream)
+            if status:
+                raise RuntimeError(self.error(status, "run_prefill"))
+            return out
+
+        run.release = lambda: lib.ptxattn_prefill_plan_destroy(plan)
+        return run
+
+
+# --------------------------------------------------------------------------
+# Peers
+# --------------------------------------------------------------------------
+def import_fa3():
+    import flash_attn_interface  # FlashAttention-3, hopper/ build
+    return flash_attn_interface
+
+
+def import_flashinfer():
+    import flashinfer
+    return flashinfer
+
+
+def fa3_dense(fa3, w, d):
+    if w.equal_lengths:
+        shape = (w.num_requests, w.qo_lens[0], w.qo_heads, w.head_dim)
+        kv_shape = (w.num_requests, w.kv_lens[0], w.kv_heads, w.head_dim)
+        q, k, v = d.q.view(shape), d.k.view(kv_shape), d.v.view(kv_shape)
+        return lambda: fa3.flash_attn_func(q, k, v, causal=w.causal).view(d.q.shape)
+    max_q, max_k = max(w.qo_lens), max(w.kv_lens)
+    return lambda: fa3.flash_attn_varlen_func(d.q, d.k, d.v, d.qo_indptr_dev, d.kv_indptr_dev, max_q, max_k,
+                                              causal=w.causal)
+
+
+def fa3_paged(fa3, w, d, page_size):
+    pool = d.pools[page_size]
+    max_q = max(w.qo_lens)
+    return lambda: fa3.flash_attn_with_kvcache(d.q, pool.k, pool.v, cache_seqlens=d.kv_lens_dev,
+                                               page_table=pool.page_table, cu_seqlens_q=d.qo_indptr_dev,
+                                               max_seqlen_q=max_q, causal=w.causal)
+
+
+def flashinfer_paged(fi, w, d, page_size, backend, workspace):
+    pool = d.pools[page_size]
+    wrapper = fi.BatchPrefillWithPagedKVCacheWrapper(workspace, "NHD", backend=backend)
+    wrapper.plan(d.qo_indptr_dev, pool.indptr_dev, pool.indices_dev, pool.last_page_len_dev,
+                 w.qo_heads, w.kv_heads, w.head_dim, page_size, causal=w.causal,
+                 q_data_type=torch.bfloat16, kv_data_type=torch.bfloat16)
+    out = torch.empty_like(d.q)
+    return lambda: wrapper.run(d.q, (pool.k, pool.v), out=out)
+
+
+def sdpa_dense(w, d, backend):
+    from torch.nn.attention import sdpa_kernel
+    if not w.equal_lengths:
+        raise Unavailable("SDPA has no variable-length batches (W1 only)")
+    q = d.q.view(w.num_requests, w.qo_lens[0], w.qo_heads, w.head_dim).transpose(1, 2)  # [B, H, S, D] views
+    k, v = (t.view(w.num_requests, w.kv_lens[0], w.kv_heads, w.head_dim).transpose(1, 2) for t in (d.k, d.v))
+    gqa = w.qo_heads != w.kv_heads
+
+    def run():
+        with sdpa_kernel(backend):
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=w.causal, enable_gqa=gqa)
+        return out.transpose(1, 2).reshape(d.q.shape)
+    return run
+
+
+def systems_for(w, d, peers, ptx, workspace):
+    """(name, family, builder) for every system; builder() returns the callable or raises Unavailable."""
+    from torch.nn.attention import SDPBackend
+    out = []
+    if ptx is not None:
+        out.append(("ptxattn ragged", "ptxattn", lambda: ptx.prepare(w, d, 0)))
+        for p in w.page_sizes:
+            out.append((f"ptxattn paged{p}", "ptxattn", lambda p=p: ptx.prepare(w, d, p)))
+    fa3, fi = peers.get("FA3"), peers.get("FlashInfer")
+    out.append(("FA3 dense", "FA3", lambda: fa3_dense(fa3, w, d) if fa3 else unavailable_peer(peers, "FA3")))
+    for p in w.page_sizes:
+        out.append((f"FA3 paged{p}", "FA3",
+                    lambda p=p: fa3_paged(fa3, w, d, p) if fa3 else unavailable_peer(peers, "FA3")))
+    for backend in ("fa3", "fa2"):
+        for p in w.page_sizes:
+            out.append((f"FlashInfer-{backend} paged{p}", "FlashInfer",
+                        lambda p=p, backend=backend: flashinfer_paged(fi, w, d, p, backend, workspace)
+                        if fi else unavailable_peer(peers, "FlashInfer")))
+    out.append(("cuDNN dense (SDPA)", "SDPA", lambda: sdpa_dense(w, d, SDPBackend.CUDNN_ATTENTION)))
+    out.append(("FA2 dense (SDPA)", "SDPA", lambda: sdpa_dense(w, d, SDPBackend.FLASH_ATTENTION)))
+    return out
+
+
+def unavailable_peer(peers, name):
+    raise Unavailable(f"{name} not importable: {peers['missing'][name]}")
+
+
+# --------------------------------------------------------------------------
+# Timing and ceilings
+# --------------------------------------------------------------------------
+class Timer:
+    def __init__(self, budget_s, min_reps, max_reps):
+        l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 64 << 20)
+        self.flush = torch.empty(4 * max(l2, 64 << 20), dtype=torch.uint8, device="cuda")
+        self.budget_s, self.min_reps, self.max_reps = budget_s, min_reps, max_reps
+
+    def median_ms(self, fn):
+        for _ in range(WARMUP_CALLS):
+            fn()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        per_call = time.perf_counter() - t0 + 1e-3  # plus flush and sleep
+        reps = max(self.min_reps, min(self.max_reps, int(self.budget_s / per_call)))
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+        for start, stop in events:
+            self.flush.zero_()
+            torch.cuda._sleep(SLEEP_CYCLES)
+            start.record()
+            fn()
+            stop.record()
+        torch.cuda.synchronize()
+        return statistics.median(start.elapsed_time(stop) for start, stop in events), reps
+
+
+def gemm_ms(timer, n):
+    a = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
+    b = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
+    return timer.median_ms(lambda: torch.matmul(a, b))[0]
+
+
+def copy_ms(timer, size):
+    src = torch.empty(size, dtype=torch.uint8, device="cuda").fill_(7)
+    dst = torch.empty_like(src)
+    return timer.median_ms(lambda: dst.copy_(src))[0]
+
+
+def measure_ceilings(timer):
+    n, size = 8192, 1 << 30
+    gemm, copy = gemm_ms(timer, n), copy_ms(timer, size)
+    props = torch.cuda.get_device_properties(0)
+    sm_clock_mhz, clock_source = max_sm_clock_mhz()
+    exp_rate = MUFU_EX2_PER_CLOCK_PER_SM * props.multi_processor_count * sm_clock_mhz * 1e6
+    return {
+        "bf16_gemm_tflops": 2 * n ** 3 / (gemm * 1e-3) * 1e-12,
+        "bf16_gemm_shape": f"{n}x{n}x{n} torch.matmul",
+        "copy_gb_s": 2 * size / (copy * 1e-3) * 1e-9,
+        "copy_note": "1 GiB device-to-device copy, bytes read + written",
+        "sm_clock_mhz": sm_clock_mhz,
+        "sm_clock_source": clock_source,
+        "mufu_ex2_per_s": exp_rate,
+        # One exp2 per score entry and 4·D FLOPs per entry (QK^T and PV).
+        "exp2_bound_tflops_d128": 4 * HEAD_DIM * exp_rate * 1e-12,
+    }
+
+
+def max_sm_clock_mhz():
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        return pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM), "NVML max SM clock"
+    except Exception:  # no NVML: the clock torch reports, if any
+        rate_khz = getattr(torch.cuda.get_device_properties(0), "clock_rate", 0)
+        return rate_khz / 1000.0, "torch device properties"
+
+
+def describe_environment(args, ptx, peers):
+    props = torch.cuda.get_device_properties(0)
+    env = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "gpu": torch.cuda.get_device_name(0),
+        "sm_count": props.multi_processor_count,
+        "torch": torch.__version__,
+        "cuda_torch": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "ptxattn_commit": args.commit or os.environ.get("PTXATTN_COMMIT", "unknown"),
+        "ptxattn_lib": ptx.path if ptx else None,
+        "python": sys.version.split()[0],
+    }
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        env["driver"] = driver.decode() if isinstance(driver, bytes) else driver
+    except Exception as e:  # the report says so rather than guessing
+        env["driver"] = f"unknown ({e})"
+    for name in ("FA3", "FlashInfer"):
+        module = peers.get(name)
+        env[f"{name}_version"] = getattr(module, "__version__", "present") if module else None
+    env["missing_peers"] = peers["missing"]
+    return env
+
+
+# --------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------
+RATIOS = [("ptxattn paged16 / FA3 paged16", "ptxattn paged16", "FA3 paged16"),
+          ("ptxattn paged64 / FA3 paged64", "ptxattn paged64", "FA3 paged64"),
+          ("ptxattn paged16 / FA3 dense", "ptxattn paged16", "FA3 dense")]
+
+
+def tflops_of(results, workload, system):
+    r = results.get(workload, {}).get(system)
+    return r.get("tflops") if r else None
+
+
+def write_markdown(path, env, ceilings, workloads, systems, results):
+    lines = [f"# ptxattn vs peers ({env['date']})", "",
+             f"GPU {env['gpu']} ({env['sm_count']} SMs), driver {env['driver']}, torch {env['torch']} "
+             f"(CUDA {env['cuda_torch']}, cuDNN {env['cudnn']}), ptxattn commit {env['ptxattn_commit']}.", ""]
+    for name, why in env["missing_peers"].items():
+        lines.append(f"**{name} missing**: {why}")
+    lines += ["", "TFLOP/s (anchors.md definition, median). ✗: output differs from ptxattn by more than "
+              f"{CROSS_CHECK_TOLERANCE}; —: not run (see compare.json for why).", ""]
+    header = ["workload"] + systems + [r[0] for r in RATIOS]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for w in workloads:
+        cells = [w.name]
+        for s in systems:
+            r = results[w.name].get(s, {})
+            t = r.get("tflops")
+            cells.append("—" if t is None else f"{t:.0f}" + (" ✗" if r.get("cross_check") == "mismatch" else ""))
+        for _, num, den in RATIOS:
+            a, b = tflops_of(results, w.name, num), tflops_of(results, w.name, den)
+            cells.append(f"{a / b:.2f}" if a and b else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Max |peer − ptxattn| over all outputs of all workloads:", ""]
+    for s in systems:
+        diffs = [results[w.name][s]["max_diff_vs_ptxattn"] for w in workloads
+                 if results[w.name].get(s, {}).get("max_diff_vs_ptxattn") is not None]
+        if diffs:
+            lines.append(f"- {s}: {max(diffs):.3g}")
+    lines += ["", "Ceilings measured in the same run:", "",
+              f"- bf16 GEMM ({ceilings['bf16_gemm_shape']}): {ceilings['bf16_gemm_tflops']:.0f} TFLOP/s",
+              f"- device copy ({ceilings['copy_note']}): {ceilings['copy_gb_s']:.0f} GB/s",
+              f"- MUFU exp2 bound at D=128 ({MUFU_EX2_PER_CLOCK_PER_SM}/clk/SM at {ceilings['sm_clock_mhz']:.0f} MHz, "
+              f"{ceilings['sm_clock_source']}): {ceilings['exp2_bound_tflops_d128']:.0f} TFLOP/s; with GEMM and exp2 "
+              f"not overlapped: {serial_bound(ceilings):.0f} TFLOP/s", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def serial_bound(ceilings):
+    return 1.0 / (1.0 / ceilings["bf16_gemm_tflops"] + 1.0 / ceilings["exp2_bound_tflops_d128"])
+
+
+def write_plot(path, env, ceilings, workloads, systems, results):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        print(f"compare.py: no plot ({e})")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), sharey=True)
+    for ax, causal in zip(axes, (False, True)):
+        series = [w for w in workloads if w.family == "W1" and w.causal == causal]
+        for s in systems:
+            points = [(w.seq_len, tflops_of(results, w.name, s)) for w in series]
+            points = [(x, y) for x, y in points if y]
+            if points:
+                style = "-o" if s.startswith("ptxattn") else "--."
+                ax.plot(*zip(*points), style, label=s, linewidth=2 if s.startswith("ptxattn") else 1)
+        ax.axhline(ceilings["bf16_gemm_tflops"], color="gray", linestyle=":", label="bf16 GEMM (same run)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([w.seq_len for w in series], [str(w.seq_len) for w in series])
+        ax.set_title(f"W1 {'causal' if causal else 'full'} (16k tokens, H=16, D=128, bf16)")
+        ax.set_xlabel("sequence length S")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("TFLOP/s")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{env['gpu']}, {env['date'][:10]}, ptxattn {env['ptxattn_commit'][:12]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------
+def detect_peers():
+    peers = {"missing": {}}
+    for name, importer in (("FA3", import_fa3), ("FlashInfer", import_flashinfer)):
+        try:
+            peers[name] = importer()
+        except Exception as e:  # any import failure means the peer is missing; say why
+            peers["missing"][name] = f"{type(e).__name__}: {e}"
+    return peers
+
+
+def run_system(w, d, family, build, timer, reference):
+    """Sets up, checks and times one system on one workload: (result row, its output or None)."""
+    row = {"family": family}
+    try:
+        fn = build()
+    except Unavailable as e:
+        row["status"] = f"unavailable: {e}"
+        return row, None
+    except Exception as e:  # a peer that fails to set up is reported, not fatal
+        row["status"] = f"setup failed: {type(e).__name__}: {e}"
+        return row, None
+    try:
+        out = fn()
+        torch.cuda.synchronize()
+        if family == "ptxattn":
+            passed, err = validate_against_reference(w, d, out)
+            row["validation_max_err"] = err
+            if not passed:
+                row["status"] = f"FAILED validation against the float32 reference (max err {err:.3g}): not timed"
+                return row, None
+        if reference is not None:
+            diff = (out.float() - reference.float()).abs().max().item()
+            row["max_diff_vs_ptxattn"] = diff
+            row["cross_check"] = "ok" if diff <= CROSS_CHECK_TOLERANCE else "mismatch"
+        ms, reps = timer.median_ms(fn)
+        row.update(status="ok", median_ms=ms, reps=reps, tflops=w.flops() / (ms * 1e-3) * 1e-12)
+        return row, out
+    except Exception as e:  # reported in the row; the next system still runs
+        row["status"] = f"run failed: {type(e).__name__}: {e}"
+        traceback.print_exc()
+        return row, None
+    finally:
+        if hasattr(fn, "release"):
+            fn.release()
+
+
+def run_workload(w, args, ptx, peers, timer, workspace):
+    d = WorkloadData(w, args.seed, args.poison_unused)
+    rows, reference = {}, None  # reference: the first validated ptxattn output
+    for name, family, build in systems_for(w, d, peers, ptx, workspace):
+        row, out = run_system(w, d, family, build, timer, reference)
+        if family == "ptxattn" and reference is None and out is not None:
+            reference, row["cross_check"] = out.clone(), "reference"
+        rows[name] = row
+        print(f"  {name:28s} {row['status'][:70]:70s} {row.get('tflops', 0):6.1f} TFLOP/s"
+              f"  max|d| {row.get('max_diff_vs_ptxattn', float('nan')):.3g}", flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lib", default="build/libptxattn.so", help="libptxattn.so (C API)")
+    parser.add_argument("--out-dir", default="compare-out")
+    parser.add_argument("--seq-lens", default="512,1024,2048,4096,8192,16384")
+    parser.add_argument("--workloads", default="w1,w2", help="comma list of w1, w2")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--poison-unused", action="store_true",
+                        help="NaN in every pool slot no request owns (reliability check; default zeros)")
+    parser.add_argument("--time-per-system", type=float, default=0.25, help="seconds of timed calls per cell")
+    parser.add_argument("--min-reps", type=int, default=10)
+    parser.add_argument("--max-reps", type=int, default=50)
+    parser.add_argument("--commit", default=None, help="ptxattn commit to record (default $PTXATTN_COMMIT)")
+    args = parser.parse_args()
+
+    if not torch.cuda.is_available():
+        sys.exit("compare.py: needs a CUDA GPU")
+    torch.cuda.init()
+    try:
+        ptx = Ptxattn(args.lib)
+    except OSError as e:
+        print(f"compare.py: ptxattn UNAVAILABLE, cannot load {args.lib}: {e}; timing peers only", flush=True)
+        ptx = None
+    peers = detect_peers()
+    for name, why in peers["missing"].items():
+        print(f"compare.py: {name} MISSING ({why}); its columns stay empty", flush=True)
+    env = describe_environment(args, ptx, peers)
+    timer = Timer(args.time_per_system, args.min_reps, args.max_reps)
+    ceilings = measure_ceilings(timer)
+    print(f"compare.py: {env['gpu']}, ceilings {json.dumps(ceilings)}", flush=True)
+
+    workloads = make_workloads([int(s) for s in args.seq_lens.split(",")], args.workloads.lower().split(","))
+    workspace = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")  # FlashInfer's float workspace
+    os.makedirs(args.out_dir, exist_ok=True)
+    results, systems, done = {}, [], []
+    for w in workloads:
+        print(f"{w.name}: {w.num_requests} requests, {w.flops() / 1e12:.2f} TFLOP", flush=True)
+        results[w.name] = run_workload(w, args, ptx, peers, timer, workspace)
+        systems += [s for s in results[w.name] if s not in systems]
+        done.append(w)
+        write_outputs(args.out_dir, env, ceilings, done, systems, results)  # a killed run keeps what it measured
+        torch.cuda.empty_cache()
+    print(open(os.path.join(args.out_dir, "compare.md")).read())
+
+
+def write_outputs(out_dir, env, ceilings, workloads, systems, results):
+    record = {"environment": env, "ceilings": ceilings,
+              "workloads": [{"name": w.name, "family": w.family, "seq_len": w.seq_len, "causal": w.causal,
+                             "qo_lens": w.qo_lens, "kv_lens": w.kv_lens, "qo_heads": w.qo_heads,
+                             "kv_heads": w.kv_heads, "head_dim": w.head_dim, "flops": w.flops()} for w in workloads],
+              "results": results}
+    with open(os.path.join(out_dir, "compare.json"), "w") as f:
+        json.dump(record, f, indent=1)
+    write_markdown(os.path.join(out_dir, "compare.md"), env, ceilings, workloads, systems, results)
+    write_plot(os.path.join(out_dir, "compare.png"), env, ceilings, workloads, systems, results)
+
+
+if __name__ == "__main__":
+    main()
