@@ -80,7 +80,10 @@ for tool in ${tools//,/ }; do
   timeout "$tool_timeout" "$sanitizer" --tool "$tool" --error-exitcode 0 --print-limit 20 \
     "$binary" "$test_name" >"$log" 2>&1
   rc=$?
-  errors=$(sed -nE 's/^========= ERROR SUMMARY: ([0-9]+) errors?.*/\1/p' "$log" | tail -n 1)
+  # racecheck ends with "RACECHECK SUMMARY: N hazards displayed (E errors, W warnings)"
+  # instead of an ERROR SUMMARY line.
+  errors=$(sed -nE -e 's/^========= ERROR SUMMARY: ([0-9]+) errors?.*/\1/p' \
+    -e 's/^========= RACECHECK SUMMARY: .*\(([0-9]+) errors?, .*/\1/p' "$log" | tail -n 1)
   if [ -z "$errors" ]; then
     status="no ERROR SUMMARY (status $rc$([ "$rc" -eq 124 ] && echo ", timed out after ${tool_timeout}s"))"
     errors="?"
