@@ -835,8 +835,9 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
     CaseSpec spec;
     KvLoadPath path;
   };
-  // Page 7 with partial last pages (gather), TMA over pages of 16/64 and ragged
-  // rows, causal and window, every head dim, both dtypes.
+  // 21 small prefills: page sizes 1..256 with partial last pages, both load
+  // paths (also on the same case), ragged rows, NHD and HND, causal, window and
+  // soft cap, every head dim, both dtypes, GQA, empty requests.
   const std::vector<PrefillLaunch> prefills = {
       {B(601, bf16, 128, 2, 1).paged(nhd, 7).lengths({20, 3}, {40, 17}).causal(), KvLoadPath::kGather},
       {B(602, bf16, 128, 2, 1).paged(hnd, 16).lengths({20, 3}, {150, 17}).causal().window(40), KvLoadPath::kTma},
@@ -844,6 +845,20 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
       {B(604, bf16, 64, 2, 1).ragged().lengths({16, 5}, {70, 5}).causal(), KvLoadPath::kTma},
       {B(605, bf16, 256, 2, 1).paged(nhd, 7).lengths({9}, {80}).causal(), KvLoadPath::kGather},
       {B(606, fp16, 256, 2, 1).paged(nhd, 64).lengths({9}, {100}).soft_cap(30.0f), KvLoadPath::kTma},
+      {B(607, bf16, 128, 4, 1).paged(nhd, 1).lengths({5, 12}, {9, 30}).causal(), KvLoadPath::kGather},
+      {B(608, fp16, 128, 2, 2).paged(hnd, 3).lengths({17}, {44}), KvLoadPath::kGather},
+      {B(609, bf16, 64, 4, 2).paged(nhd, 32).lengths({40, 1}, {150, 33}).causal(), KvLoadPath::kTma},
+      {B(610, bf16, 64, 4, 2).paged(nhd, 32).lengths({40, 1}, {150, 33}).causal(), KvLoadPath::kGather},
+      {B(620, fp16, 128, 2, 1).paged(nhd, 128).lengths({30}, {131}).window(20), KvLoadPath::kTma},
+      {B(621, bf16, 128, 2, 1).paged(hnd, 256).lengths({12, 7}, {270, 7}).causal(), KvLoadPath::kTma},
+      {B(622, bf16, 128, 2, 1).paged(hnd, 256).lengths({12, 7}, {270, 7}).causal(), KvLoadPath::kGather},
+      {B(623, fp16, 64, 2, 1).ragged().lengths({20, 0, 3}, {60, 0, 3}).soft_cap(10.0f), KvLoadPath::kGather},
+      {B(624, bf16, 256, 2, 2).ragged().lengths({8}, {70}).causal().window(16), KvLoadPath::kTma},
+      {B(625, bf16, 256, 2, 1).paged(hnd, 16).lengths({6, 2}, {65, 2}), KvLoadPath::kTma},
+      {B(626, fp16, 256, 2, 1).paged(nhd, 3).lengths({10}, {33}).causal(), KvLoadPath::kGather},
+      {B(627, bf16, 128, 2, 1).ragged().lengths({140}, {260}).causal(), KvLoadPath::kTma},
+      {B(628, fp16, 64, 2, 1).paged(nhd, 16).lengths({130}, {131}).causal(), KvLoadPath::kGather},
+      {B(629, bf16, 128, 2, 1).paged(nhd, 64).lengths({3}, {3}).causal(), KvLoadPath::kTma},
   };
   int launched = 0, skipped = 0;
   for (const PrefillLaunch& launch : prefills) {
