@@ -127,21 +127,12 @@ CaseSpec validation_spec(const CaseSpec& timed) {
   return spec;
 }
 
-const char* path_name(KvLoadPath path) {
-  switch (path) {
-    case KvLoadPath::kTma: return "tma";
-    case KvLoadPath::kGather: return "gather";
-    case KvLoadPath::kAuto: return "auto";
-  }
-  return "?";
-}
-
 // Runs the validation case of `timed` on `path` (once per distinct case and
 // path in this process) and returns "" on a pass, else what failed.
 std::string validate(const CaseSpec& timed, KvLoadPath path, std::string* summary) {
   static std::map<std::string, std::pair<std::string, std::string>> verdicts;  // key -> (error, summary)
   const HostCase host = testing::make_case(validation_spec(timed));
-  const std::string key = host.describe() + " path=" + path_name(path);
+  const std::string key = host.describe() + " path=" + testing::load_path_name(path);
   if (const auto it = verdicts.find(key); it != verdicts.end()) {
     *summary = it->second.second;
     return it->second.first;
@@ -153,7 +144,8 @@ std::string validate(const CaseSpec& timed, KvLoadPath path, std::string* summar
   if (!run.status.ok()) {
     error = "validation run failed: " + run.status.message;
   } else if (run.path != path) {
-    error = std::string("validation case took the ") + path_name(run.path) + " path, not " + path_name(path);
+    error = std::string("validation case took the ") + testing::load_path_name(run.path) + " path, not " +
+            testing::load_path_name(path);
   } else {
     const testing::CompareResult result =
         testing::compare_prefill(host, testing::compute_references(host), run.out.data(), run.lse.data());
@@ -238,7 +230,7 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
   std::string summary;
   c.error = validate(bench.spec, path, &summary);
   if (!c.error.empty()) return c;
-  c.label = std::string("path=") + path_name(path) + "; validated: " + summary;
+  c.label = std::string("path=") + testing::load_path_name(path) + "; validated: " + summary;
 
   c.device = std::make_unique<testing::DevicePrefillCase>(c.host);
   c.error = check_full_size_output(bench, c);

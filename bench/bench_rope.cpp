@@ -26,6 +26,7 @@
 #include "reference/numeric.hpp"
 #include "reference/rope.hpp"
 #include "tests/common/gpu_test.hpp"
+#include "tests/common/rope_data.hpp"
 
 namespace ptxattn::bench {
 namespace {
@@ -49,10 +50,7 @@ RopeConfig llama_rope(bool interleave) {
 
 std::vector<uint16_t> random_values(size_t count, uint32_t seed) {
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> value(-4.0f, 4.0f);
-  std::vector<uint16_t> bits(count);
-  for (uint16_t& b : bits) b = ref::from_float(value(rng), kDType);
-  return bits;
+  return testing::random_values(count, kDType, rng);
 }
 
 std::vector<int32_t> random_positions(size_t count, int32_t bound, uint32_t seed) {
@@ -99,8 +97,7 @@ bool rotated_rows_match(const std::vector<uint16_t>& got, const std::vector<uint
       if (got[i] != in[i]) return false;
       continue;
     }
-    const int32_t half = rope.rotary_dim / 2;
-    const int32_t partner = rope.interleave ? dim ^ 1 : (dim < half ? dim + half : dim - half);
+    const int32_t partner = ref::rope_pair_partner(dim, rope.rotary_dim, rope.interleave);
     const double pair = std::abs(ref::to_double(in[i], kDType)) +
                         std::abs(ref::to_double(in[i - dim + partner], kDType));
     const double tol = ref::unit_roundoff(kDType) * std::abs(reference[i]) + 0x1p-20 * pair +
@@ -178,10 +175,8 @@ void BM_apply_rope(benchmark::State& state) {
   for (int which = 0; which < 2; ++which) {
     const int32_t heads = which == 0 ? hq : hk;
     const std::vector<uint16_t> in = gather_rows(which == 0 ? q : k, tokens, heads);
-    std::vector<float> x(in.size());
-    for (size_t i = 0; i < in.size(); ++i) x[i] = ref::to_float(in[i], kDType);
     const std::vector<double> reference =
-        ref::apply_rope(x, heads, kHeadDim, sampled_positions, rope, ref::Rounding::kGpu);
+        ref::apply_rope(testing::decode(in, kDType), heads, kHeadDim, sampled_positions, rope, ref::Rounding::kGpu);
     if (!rotated_rows_match(download_rows(which == 0 ? t.q_out : t.k_out, tokens, heads), in, reference, rope))
       return state.SkipWithError(which == 0 ? "validation failed: q" : "validation failed: k");
   }

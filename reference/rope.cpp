@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "reference/numeric.hpp"
+
 namespace ptxattn::ref {
 namespace {
 
@@ -210,6 +212,16 @@ int64_t paged_row_offset(KvLayout layout, int32_t page_size, int32_t num_kv_head
   const int64_t page_elements = int64_t(page_size) * num_kv_heads * head_dim;
   if (layout == KvLayout::kNHD) return page * page_elements + (int64_t(slot) * num_kv_heads + head) * head_dim;
   return page * page_elements + (int64_t(head) * page_size + slot) * head_dim;
+}
+
+int32_t rope_pair_partner(int32_t dim, int32_t rotary_dim, bool interleave) {
+  if (interleave) return dim ^ 1;
+  return dim < rotary_dim / 2 ? dim + rotary_dim / 2 : dim - rotary_dim / 2;
+}
+
+double rope_rotated_tolerance(double r, double pair_magnitude, double cos_sin_error, DType dtype) {
+  const double delta = pair_magnitude * (cos_sin_error + 0x1p-22);
+  return unit_roundoff(dtype) * (std::abs(r) + delta) + delta + 0.5 * subnormal_spacing(dtype);
 }
 
 }  // namespace ptxattn::ref

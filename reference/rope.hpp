@@ -76,4 +76,21 @@ std::vector<AppendTarget> append_targets(const AppendIndices& indices, int32_t p
 int64_t paged_row_offset(KvLayout layout, int32_t page_size, int32_t num_kv_heads, int32_t head_dim, int32_t page,
                          int32_t slot, int32_t head);
 
+// ---- Accuracy of the GPU kernels (docs/validation.md "RoPE accuracy", docs/validator.md "RoPE tolerance") ----
+
+// GPU cos/sin against the exact values: x = half turns rounded to float
+// (|x| <= 1, so pi · 2^-25), sincospif (1 ulp <= 2^-24), double terms (< 1e-9).
+inline constexpr double kRopeCosSinBound = 3.14159265358979323846 * 0x1p-25 + 0x1p-24 + 1e-9;
+
+// Index of the element that element `dim` of a row is rotated with (NeoX:
+// dim and dim + rotary_dim/2; GPT-J: 2j and 2j+1). dim < rotary_dim.
+int32_t rope_pair_partner(int32_t dim, int32_t rotary_dim, bool interleave);
+
+// Bound on |gpu - r| for a rotated element whose pair is (a, b), r being a
+// reference value before dtype rounding and cos_sin_error how far the GPU's
+// cos/sin may be from that reference's. The float results differ by at most
+// (|a| + |b|) · (cos_sin_error + 2^-22) (the cos/sin gap, plus the product
+// and fma roundings of both sides); then the GPU rounds once to the dtype.
+double rope_rotated_tolerance(double r, double pair_magnitude, double cos_sin_error, DType dtype);
+
 }  // namespace ptxattn::ref

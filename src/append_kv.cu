@@ -45,16 +45,6 @@ Status check_append_config(const AppendConfig& config) {
   return Status::Ok();
 }
 
-Status check_indptr(const char* name, const int32_t* indptr, int32_t num_requests) {
-  if (indptr == nullptr) return invalid_argument(name, " is null (it needs num_requests + 1 = ", int64_t(num_requests) + 1, " entries)");
-  if (indptr[0] != 0) return invalid_argument(name, "[0] = ", indptr[0], " must be 0");
-  for (int32_t b = 0; b < num_requests; ++b)
-    if (indptr[b + 1] < indptr[b])
-      return invalid_argument(name, "[", b + 1, "] = ", indptr[b + 1], " < ", name, "[", b, "] = ", indptr[b],
-                              ": it must be non-decreasing");
-  return Status::Ok();
-}
-
 // Every rule of plan_append_paged_kv; on success, the page and kv position of
 // every appended token in row order.
 Status resolve_targets(const AppendConfig& config, const AppendIndices& indices, std::vector<int32_t>* pages,
@@ -62,18 +52,10 @@ Status resolve_targets(const AppendConfig& config, const AppendIndices& indices,
   PTXATTN_RETURN_IF_ERROR(check_append_config(config));
   const int32_t n = indices.num_requests;
   if (n < 0) return invalid_argument("indices.num_requests = ", n, " must be >= 0");
-  PTXATTN_RETURN_IF_ERROR(check_indptr("indices.append_indptr", indices.append_indptr, n));
-  PTXATTN_RETURN_IF_ERROR(check_indptr("indices.kv_indptr", indices.kv_indptr, n));
-  const int32_t num_listed_pages = indices.kv_indptr[n];
-  if (num_listed_pages > 0 && indices.kv_indices == nullptr)
-    return invalid_argument("indices.kv_indices is null but indices.kv_indptr[num_requests] = ", num_listed_pages,
-                            " pages are listed");
-  for (int32_t i = 0; i < num_listed_pages; ++i)
-    if (indices.kv_indices[i] < 0 || indices.kv_indices[i] >= config.num_pages)
-      return invalid_argument("indices.kv_indices[", i, "] = ", indices.kv_indices[i],
-                              " is outside the page pool [0, ", config.num_pages, ") (config.num_pages)");
-  if (n > 0 && indices.kv_last_page_len == nullptr)
-    return invalid_argument("indices.kv_last_page_len is null (it needs num_requests = ", n, " entries)");
+  PTXATTN_RETURN_IF_ERROR(detail::check_indptr("indices.append_indptr", indices.append_indptr, n));
+  PTXATTN_RETURN_IF_ERROR(detail::check_indptr("indices.kv_indptr", indices.kv_indptr, n));
+  PTXATTN_RETURN_IF_ERROR(detail::check_page_table(config.num_pages, n, indices.kv_indptr, indices.kv_indices,
+                                                   indices.kv_last_page_len));
   const int64_t num_tokens = indices.append_indptr[n];
   if (num_tokens * config.num_kv_heads > kMaxRows)
     return invalid_argument("indices.append_indptr[num_requests] * config.num_kv_heads = ", num_tokens, " * ",

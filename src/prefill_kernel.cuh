@@ -38,13 +38,12 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 // Stage and parity of the i-th block through a ring of kStages.
-template <int kStages>
 struct PipelineState {
   int stage;
   uint32_t phase;
 };
 template <int kStages>
-__device__ __forceinline__ PipelineState<kStages> pipeline_state(int i) {
+__device__ __forceinline__ PipelineState pipeline_state(int i) {
   return {i % kStages, static_cast<uint32_t>((i / kStages) & 1)};
 }
 

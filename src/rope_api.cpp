@@ -1,11 +1,11 @@
 // Host API of the RoPE kernels (build_rope_cos_sin_cache, apply_rope,
 // apply_rope_with_cos_sin_cache): every argument validated, then one launch.
-// Also the helpers append_kv.cu shares: config validation, the frequency
-// table and the tensor checks. Every message names the argument and the bad value.
+// Also the helpers append_kv.cu shares: config validation and the frequency
+// table (pointer, aliasing and indptr checks: validate.cpp). Every message
+// names the argument and the bad value.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <string>
 
 #include "rope_params.hpp"
@@ -113,43 +113,6 @@ Status check_rotary_dim(const char* name, int32_t rotary_dim, int32_t head_dim) 
 Status check_head_dim(const char* name, int32_t head_dim) {
   if (head_dim != 64 && head_dim != 128 && head_dim != 256)
     return invalid_argument(name, " = ", head_dim, " is not supported (64, 128 or 256)");
-  return Status::Ok();
-}
-
-Status check_device_pointer(const char* name, const void* ptr, int64_t elements, uintptr_t alignment) {
-  if (ptr == nullptr) {
-    if (elements == 0) return Status::Ok();
-    return invalid_argument(name, " is null but holds ", elements, " elements");
-  }
-  if (reinterpret_cast<uintptr_t>(ptr) % alignment != 0)
-    return invalid_argument(name, " = ", ptr, " is not ", alignment, "-byte aligned");
-  return Status::Ok();
-}
-
-bool TensorRange::overlaps(const TensorRange& other) const {
-  if (ptr == nullptr || other.ptr == nullptr || bytes == 0 || other.bytes == 0) return false;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(ptr), other_begin = reinterpret_cast<uintptr_t>(other.ptr);
-  return begin < other_begin + uintptr_t(other.bytes) && other_begin < begin + uintptr_t(bytes);
-}
-
-Status check_aliasing(std::initializer_list<OutputRange> outputs, std::initializer_list<TensorRange> inputs) {
-  for (const OutputRange& output : outputs) {
-    const TensorRange& out = output.range;
-    for (const TensorRange& in : inputs) {
-      // Names identify inputs: two inputs may share memory, only the own one may be overwritten.
-      const bool own_input = output.own_input.name != nullptr && std::strcmp(in.name, output.own_input.name) == 0;
-      const bool in_place = own_input && out.ptr == in.ptr && out.bytes == in.bytes;
-      if (!in_place && out.overlaps(in))
-        return invalid_argument(out.name, " [", out.ptr, ", +", out.bytes, " bytes) overlaps ", in.name, " [", in.ptr,
-                                ", +", in.bytes, " bytes): an output may only be exactly its own input",
-                                output.own_input.name ? std::string(" (") + output.own_input.name + ")"
-                                                      : std::string());
-    }
-    for (const OutputRange& other : outputs)
-      if (&other != &output && out.overlaps(other.range))
-        return invalid_argument(out.name, " [", out.ptr, ", +", out.bytes, " bytes) overlaps ", other.range.name, " [",
-                                other.range.ptr, ", +", other.range.bytes, " bytes): outputs must not alias");
-  }
   return Status::Ok();
 }
 

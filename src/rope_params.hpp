@@ -14,7 +14,6 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <initializer_list>
 
 #include "ptx/swizzle.hpp"  // PTXATTN_HOST_DEVICE
 #include "ptxattn/ptxattn.hpp"
@@ -181,24 +180,7 @@ Status check_dtype(const char* name, DType dtype);                              
 Status check_heads(const char* name, int32_t heads);                            // [1, kRopeMaxHeads]
 Status check_head_dim(const char* name, int32_t head_dim);                      // 64, 128 or 256
 Status check_rotary_dim(const char* name, int32_t rotary_dim, int32_t head_dim); // even, [2, head_dim]
-
-// Null only when it holds no elements; aligned to `alignment` bytes.
-Status check_device_pointer(const char* name, const void* ptr, int64_t elements, uintptr_t alignment);
-
-struct TensorRange {
-  const char* name;
-  const void* ptr;
-  int64_t bytes;
-  bool overlaps(const TensorRange& other) const;
-};
-
-struct OutputRange {
-  TensorRange range;
-  TensorRange own_input;  // the one input this output may coincide with exactly (in place); name null: none
-};
-
-// Each output overlaps no input other than exactly its own, and no other output.
-Status check_aliasing(std::initializer_list<OutputRange> outputs, std::initializer_list<TensorRange> inputs);
+// (Pointer, aliasing and indptr checks: validate.hpp.)
 
 // freq_i / pi for i < rope.rotary_dim / 2 into params.half_turns (rope validated).
 void fill_rope_half_turns(const RopeConfig& rope, RopeParams& params);

@@ -4,6 +4,7 @@
 #include "validate.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "status.hpp"
@@ -38,36 +39,6 @@ Status check_nonnegative_finite(const char* name, float value, const char* zero_
   return Status::Ok();
 }
 
-// indptr[0] == 0 and non-decreasing over num_requests + 1 entries.
-Status check_indptr(const char* name, const int32_t* indptr, int32_t num_requests) {
-  if (indptr == nullptr)
-    return invalid_argument(name, " is null (it needs num_requests + 1 = ", int64_t(num_requests) + 1, " entries)");
-  if (indptr[0] != 0) return invalid_argument(name, "[0] = ", indptr[0], " must be 0");
-  for (int32_t b = 0; b < num_requests; ++b)
-    if (indptr[b + 1] < indptr[b])
-      return invalid_argument(name, "[", b + 1, "] = ", indptr[b + 1], " < ", name, "[", b, "] = ", indptr[b],
-                              ": it must be non-decreasing");
-  return Status::Ok();
-}
-
-// The pages listed in kv_indices lie in the pool; kv_last_page_len is present.
-Status check_page_table(const PrefillConfig& config, const BatchIndices& indices) {
-  const int32_t num_pages_used = indices.kv_indptr[indices.num_requests];
-  if (num_pages_used > 0 && indices.kv_indices == nullptr)
-    return invalid_argument("indices.kv_indices is null but indices.kv_indptr[num_requests] = ", num_pages_used,
-                            " pages are listed");
-  for (int32_t i = 0; i < num_pages_used; ++i) {
-    const int32_t page = indices.kv_indices[i];
-    if (page < 0 || page >= config.num_pages)
-      return invalid_argument("indices.kv_indices[", i, "] = ", page, " is outside the page pool [0, ",
-                              config.num_pages, ") (config.num_pages)");
-  }
-  if (indices.num_requests > 0 && indices.kv_last_page_len == nullptr)
-    return invalid_argument("indices.kv_last_page_len is null (it needs num_requests = ", indices.num_requests,
-                            " entries)");
-  return Status::Ok();
-}
-
 // kv_len of paged request b: page_size * (pages - 1) + last, 0 without pages.
 Status paged_kv_len(const PrefillConfig& config, const BatchIndices& indices, int32_t b, int64_t* kv_len) {
   const int32_t pages = indices.kv_indptr[b + 1] - indices.kv_indptr[b];
@@ -91,29 +62,6 @@ Status paged_kv_len(const PrefillConfig& config, const BatchIndices& indices, in
                             " exceeds INT32_MAX (kv lengths are int32)");
   return Status::Ok();
 }
-
-// A device tensor: null only when it holds no elements, and 16-byte aligned.
-Status check_device_pointer(const char* name, const void* ptr, int64_t elements) {
-  if (ptr == nullptr) {
-    if (elements == 0) return Status::Ok();
-    return invalid_argument("tensors.", name, " is null but holds ", elements, " elements");
-  }
-  if (reinterpret_cast<uintptr_t>(ptr) % kTensorAlignment != 0)
-    return invalid_argument("tensors.", name, " = ", ptr, " is not ", kTensorAlignment, "-byte aligned");
-  return Status::Ok();
-}
-
-struct ByteRange {
-  const char* name;
-  const void* ptr;
-  int64_t bytes;
-
-  bool overlaps(const ByteRange& other) const {
-    if (ptr == nullptr || other.ptr == nullptr || bytes == 0 || other.bytes == 0) return false;
-    const uintptr_t begin = reinterpret_cast<uintptr_t>(ptr), other_begin = reinterpret_cast<uintptr_t>(other.ptr);
-    return begin < other_begin + uintptr_t(other.bytes) && other_begin < begin + uintptr_t(bytes);
-  }
-};
 
 }  // namespace
 
@@ -200,8 +148,8 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
   PTXATTN_RETURN_IF_ERROR(validate_prefill_config(config));
   const int32_t num_requests = indices.num_requests;
   if (num_requests < 0) return invalid_argument("indices.num_requests = ", num_requests, " must be >= 0");
-  PTXATTN_RETURN_IF_ERROR(check_indptr("indices.qo_indptr", indices.qo_indptr, num_requests));
-  PTXATTN_RETURN_IF_ERROR(check_indptr("indices.kv_indptr", indices.kv_indptr, num_requests));
+  PTXATTN_RETURN_IF_ERROR(detail::check_indptr("indices.qo_indptr", indices.qo_indptr, num_requests));
+  PTXATTN_RETURN_IF_ERROR(detail::check_indptr("indices.kv_indptr", indices.kv_indptr, num_requests));
 
   const int32_t num_q_tokens = indices.qo_indptr[num_requests];
   if (int64_t(num_q_tokens) * config.num_qo_heads > kMaxRows)
@@ -210,7 +158,8 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
 
   const bool paged = config.kv_format == KvFormat::kPaged;
   if (paged) {
-    PTXATTN_RETURN_IF_ERROR(check_page_table(config, indices));
+    PTXATTN_RETURN_IF_ERROR(detail::check_page_table(config.num_pages, num_requests, indices.kv_indptr,
+                                                      indices.kv_indices, indices.kv_last_page_len));
   } else {
     const int32_t num_kv_rows = indices.kv_indptr[num_requests];
     if (int64_t(num_kv_rows) * config.num_kv_heads > kMaxRows)
@@ -248,28 +197,97 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
   const int64_t kv_elements =
       tensors.num_kv_rows * (paged ? config.page_size : 1) * int64_t(config.num_kv_heads) * config.head_dim;
   const int64_t lse_elements = config.options.return_lse ? tensors.num_q_tokens * config.num_qo_heads : 0;
-  PTXATTN_RETURN_IF_ERROR(check_device_pointer("q", tensors.q, q_elements));
-  PTXATTN_RETURN_IF_ERROR(check_device_pointer("k", tensors.k, kv_elements));
-  PTXATTN_RETURN_IF_ERROR(check_device_pointer("v", tensors.v, kv_elements));
-  PTXATTN_RETURN_IF_ERROR(check_device_pointer("o", tensors.o, q_elements));
+  PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.q", tensors.q, q_elements, kTensorAlignment));
+  PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.k", tensors.k, kv_elements, kTensorAlignment));
+  PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.v", tensors.v, kv_elements, kTensorAlignment));
+  PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.o", tensors.o, q_elements, kTensorAlignment));
   if (config.options.return_lse && tensors.lse == nullptr && lse_elements > 0)
     return invalid_argument("tensors.lse is null but config.options.return_lse is set (", lse_elements,
                             " values to write)");
-  PTXATTN_RETURN_IF_ERROR(check_device_pointer("lse", tensors.lse, lse_elements));
+  PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.lse", tensors.lse, lse_elements, kTensorAlignment));
 
   // Outputs must not alias inputs or each other: CTAs read q/k/v while others write o/lse.
-  const ByteRange q{"q", tensors.q, q_elements * kElementBytes};
-  const ByteRange k{"k", tensors.k, kv_elements * kElementBytes};
-  const ByteRange v{"v", tensors.v, kv_elements * kElementBytes};
-  const ByteRange o{"o", tensors.o, q_elements * kElementBytes};
-  const ByteRange lse{"lse", tensors.lse, lse_elements * kLseBytes};
-  for (const ByteRange& output : {o, lse})
-    for (const ByteRange& other : {q, k, v, o})
+  using detail::TensorRange;
+  const TensorRange q{"tensors.q", tensors.q, q_elements * kElementBytes};
+  const TensorRange k{"tensors.k", tensors.k, kv_elements * kElementBytes};
+  const TensorRange v{"tensors.v", tensors.v, kv_elements * kElementBytes};
+  const TensorRange o{"tensors.o", tensors.o, q_elements * kElementBytes};
+  const TensorRange lse{"tensors.lse", tensors.lse, lse_elements * kLseBytes};
+  for (const TensorRange& output : {o, lse})
+    for (const TensorRange& other : {q, k, v, o})
       if (output.name != other.name && output.overlaps(other))
-        return invalid_argument("tensors.", output.name, " [", output.ptr, ", +", output.bytes,
-                                " bytes) overlaps tensors.", other.name, " [", other.ptr, ", +", other.bytes,
+        return invalid_argument(output.name, " [", output.ptr, ", +", output.bytes, " bytes) overlaps ", other.name,
+                                " [", other.ptr, ", +", other.bytes,
                                 " bytes): outputs must not alias inputs or each other");
   return Status::Ok();
 }
 
+namespace detail {
+
+Status check_indptr(const char* name, const int32_t* indptr, int32_t num_requests) {
+  if (indptr == nullptr)
+    return invalid_argument(name, " is null (it needs num_requests + 1 = ", int64_t(num_requests) + 1, " entries)");
+  if (indptr[0] != 0) return invalid_argument(name, "[0] = ", indptr[0], " must be 0");
+  for (int32_t b = 0; b < num_requests; ++b)
+    if (indptr[b + 1] < indptr[b])
+      return invalid_argument(name, "[", b + 1, "] = ", indptr[b + 1], " < ", name, "[", b, "] = ", indptr[b],
+                              ": it must be non-decreasing");
+  return Status::Ok();
+}
+
+Status check_page_table(int32_t num_pages, int32_t num_requests, const int32_t* kv_indptr, const int32_t* kv_indices,
+                        const int32_t* kv_last_page_len) {
+  const int32_t num_pages_used = kv_indptr[num_requests];
+  if (num_pages_used > 0 && kv_indices == nullptr)
+    return invalid_argument("indices.kv_indices is null but indices.kv_indptr[num_requests] = ", num_pages_used,
+                            " pages are listed");
+  for (int32_t i = 0; i < num_pages_used; ++i) {
+    const int32_t page = kv_indices[i];
+    if (page < 0 || page >= num_pages)
+      return invalid_argument("indices.kv_indices[", i, "] = ", page, " is outside the page pool [0, ", num_pages,
+                              ") (config.num_pages)");
+  }
+  if (num_requests > 0 && kv_last_page_len == nullptr)
+    return invalid_argument("indices.kv_last_page_len is null (it needs num_requests = ", num_requests, " entries)");
+  return Status::Ok();
+}
+
+Status check_device_pointer(const char* name, const void* ptr, int64_t elements, uintptr_t alignment) {
+  if (ptr == nullptr) {
+    if (elements == 0) return Status::Ok();
+    return invalid_argument(name, " is null but holds ", elements, " elements");
+  }
+  if (reinterpret_cast<uintptr_t>(ptr) % alignment != 0)
+    return invalid_argument(name, " = ", ptr, " is not ", alignment, "-byte aligned");
+  return Status::Ok();
+}
+
+bool TensorRange::overlaps(const TensorRange& other) const {
+  if (ptr == nullptr || other.ptr == nullptr || bytes == 0 || other.bytes == 0) return false;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(ptr), other_begin = reinterpret_cast<uintptr_t>(other.ptr);
+  return begin < other_begin + uintptr_t(other.bytes) && other_begin < begin + uintptr_t(bytes);
+}
+
+Status check_aliasing(std::initializer_list<OutputRange> outputs, std::initializer_list<TensorRange> inputs) {
+  for (const OutputRange& output : outputs) {
+    const TensorRange& out = output.range;
+    for (const TensorRange& in : inputs) {
+      // Names identify inputs: two inputs may share memory, only the own one may be overwritten.
+      const bool own_input = output.own_input.name != nullptr && std::strcmp(in.name, output.own_input.name) == 0;
+      const bool in_place = own_input && out.ptr == in.ptr && out.bytes == in.bytes;
+      if (!in_place && out.overlaps(in))
+        return invalid_argument(out.name, " [", out.ptr, ", +", out.bytes, " bytes) overlaps ", in.name, " [", in.ptr,
+                                ", +", in.bytes, " bytes): an output may only be exactly its own input",
+                                output.own_input.name ? std::string(" (") + output.own_input.name + ")"
+                                                      : std::string());
+    }
+    for (const OutputRange& other : outputs)
+      if (&other != &output && out.overlaps(other.range))
+        return invalid_argument(out.name, " [", out.ptr, ", +", out.bytes, " bytes) overlaps ", other.range.name, " [",
+                                other.range.ptr, ", +", other.range.bytes, " bytes): outputs must not alias");
+  }
+  return Status::Ok();
+}
+
+}  // namespace detail
 }  // namespace ptxattn

@@ -1,10 +1,12 @@
 // Argument validation for the prefill entry points. The public checks
 // (validate_prefill_config, validate_batch_indices) are declared in
-// ptxattn.hpp; this header adds the run-time tensor check and the limits the
-// kernels rely on. README "Validation" lists every rule.
+// ptxattn.hpp; this header adds the run-time tensor check, the limits the
+// kernels rely on, and the checks that the prefill, RoPE and append entry
+// points share (ptxattn::detail). README "Validation" lists every rule.
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 
 #include "ptxattn/ptxattn.hpp"
@@ -34,4 +36,34 @@ bool dtype_is_built(DType dtype);
 Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_tokens, int64_t plan_num_kv_rows,
                                 const PrefillTensors& tensors);
 
+namespace detail {
+
+// indptr (named `name`) is non-null, indptr[0] == 0 and non-decreasing over num_requests + 1 entries.
+Status check_indptr(const char* name, const int32_t* indptr, int32_t num_requests);
+
+// The pages listed in indices.kv_indices (kv_indptr[num_requests] of them,
+// kv_indptr already checked) lie in the pool [0, num_pages), and
+// indices.kv_last_page_len is present. Messages name the indices.* fields.
+Status check_page_table(int32_t num_pages, int32_t num_requests, const int32_t* kv_indptr, const int32_t* kv_indices,
+                        const int32_t* kv_last_page_len);
+
+// Null only when it holds no elements; aligned to `alignment` bytes.
+Status check_device_pointer(const char* name, const void* ptr, int64_t elements, uintptr_t alignment);
+
+struct TensorRange {
+  const char* name;
+  const void* ptr;
+  int64_t bytes;
+  bool overlaps(const TensorRange& other) const;
+};
+
+struct OutputRange {
+  TensorRange range;
+  TensorRange own_input;  // the one input this output may coincide with exactly (in place); name null: none
+};
+
+// Each output overlaps no input other than exactly its own, and no other output.
+Status check_aliasing(std::initializer_list<OutputRange> outputs, std::initializer_list<TensorRange> inputs);
+
+}  // namespace detail
 }  // namespace ptxattn

@@ -225,7 +225,7 @@ class CaseRunner {
     std::optional<Checked> first_path_clean;
     for (size_t i = 0; i < paths.size(); ++i) {
       const std::unique_ptr<Kernel> kernel = make_prefill_kernel(device, prepared.refs, paths[i]);
-      std::optional<Checked> clean = run_rows(*kernel, "prefill", shape, load_path_name(paths[i]),
+      std::optional<Checked> clean = run_rows(*kernel, "prefill", shape, testing::load_path_name(paths[i]),
                                               first_path_clean ? &*first_path_clean : nullptr);
       if (i == 0) first_path_clean = std::move(clean);
     }

@@ -11,19 +11,14 @@
 
 #include "reference/numeric.hpp"
 #include "reference/rope.hpp"
+#include "tests/common/rope_data.hpp"
 
 namespace ptxattn::validator {
 namespace {
 
+using testing::decode;
 using testing::DeviceBuffer;
 using testing::Polluter;
-
-constexpr double kPi = 3.14159265358979323846;
-
-// GPU cos/sin against the exact values (ptxattn.hpp, RoPE accuracy): the
-// half-turn angle rounded to float (|x| <= 1: pi·2^-25), sincospif (1 ulp
-// <= 2^-24), and the double arithmetic before them (< 1e-9).
-constexpr double kCosSinBound = kPi * 0x1p-25 + 0x1p-24 + 1e-9;
 
 // The RoPE keys are drawn from the generator with this seed offset, so they
 // differ from the case's own K/V values.
@@ -42,12 +37,6 @@ std::string hex_bits(uint32_t bits, int digits) {
   return text;
 }
 
-std::vector<float> decode(const std::vector<uint16_t>& bits, DType dtype) {
-  std::vector<float> values(bits.size());
-  for (size_t i = 0; i < bits.size(); ++i) values[i] = ref::to_float(bits[i], dtype);
-  return values;
-}
-
 // ---------------------------------------------------------------------------
 // prefill
 // ---------------------------------------------------------------------------
@@ -64,7 +53,7 @@ class PrefillKernel final : public Kernel {
     if (polluter != nullptr && *polluter == Polluter::kCacheSlots) testing::restore_case_kv(device_);
     KernelOutput output;
     output.status = run.status;
-    output.path = load_path_name(run.path);
+    output.path = testing::load_path_name(run.path);
     output.gpu_ms = run.gpu_ms;
     output.values16 = std::move(run.out);
     output.values32 = std::move(run.lse);
@@ -112,22 +101,6 @@ class PrefillKernel final : public Kernel {
 // rope
 // ---------------------------------------------------------------------------
 
-// The element a rotated element is paired with (ptxattn.hpp: NeoX i and
-// i + rotary_dim/2, GPT-J 2j and 2j+1).
-int32_t pair_partner(int32_t dim, int32_t rotary_dim, bool interleave) {
-  if (interleave) return dim ^ 1;
-  return dim < rotary_dim / 2 ? dim + rotary_dim / 2 : dim - rotary_dim / 2;
-}
-
-// Bound on |gpu - exact| for a rotated element of a pair (a, b): the GPU's
-// float result is within (|a| + |b|)·(kCosSinBound + 2^-22) of the exact one
-// (its cos/sin error, plus the product and fma roundings), then it is
-// rounded once to the dtype (docs/validator.md, "RoPE tolerance").
-double rotated_tolerance(double exact, double pair_magnitude, DType dtype) {
-  const double delta = pair_magnitude * (kCosSinBound + 0x1p-22);
-  return ref::unit_roundoff(dtype) * (std::abs(exact) + delta) + delta + 0.5 * ref::subnormal_spacing(dtype);
-}
-
 // Accumulates per-element results into Metrics; remembers the first bad one.
 class MetricsBuilder {
  public:
@@ -173,9 +146,9 @@ class MetricsBuilder {
 };
 
 // Checks RoPE outputs against the host references (no GPU).
-//   q_out, k_out  rotated dims within rotated_tolerance() of the exact
+//   q_out, k_out  rotated dims within ref::rope_rotated_tolerance() of the exact
 //                 rotation; dims past rotary_dim bit-identical to the input
-//   cache         every cos/sin within kCosSinBound of the exact value, and
+//   cache         every cos/sin within ref::kRopeCosSinBound of the exact value, and
 //                 the rotation bit-identical to the reference fed that cache
 class RopeChecker {
  public:
@@ -189,7 +162,8 @@ class RopeChecker {
     std::vector<uint16_t> q_model, k_model;  // use_cache: the reference fed the GPU's cache
     if (h_.use_cache) {
       for (size_t i = 0; i < output.values32.size(); ++i)
-        metrics.add(output.values32[i], h_.cache_exact[i], kCosSinBound, 1.0, [&] { return locate32(int64_t(i)); });
+        metrics.add(output.values32[i], h_.cache_exact[i], ref::kRopeCosSinBound, 1.0,
+                    [&] { return locate32(int64_t(i)); });
       q_model = rotate_with_cache(h_.q, h_.num_qo_heads, output.values32);
       k_model = rotate_with_cache(h_.k, h_.num_kv_heads, output.values32);
     }
@@ -234,11 +208,13 @@ class RopeChecker {
           metrics->add_bits(out[i], in[i], where, "dims past rotary_dim are copied");
           continue;
         }
-        const size_t partner = row_start + size_t(pair_partner(d, rotary_dim, h_.config.interleave));
+        const size_t partner = row_start + size_t(ref::rope_pair_partner(d, rotary_dim, h_.config.interleave));
         const double pair_magnitude =
             std::abs(ref::to_double(in[i], h_.dtype)) + std::abs(ref::to_double(in[partner], h_.dtype));
         const bool within = metrics->add(ref::to_double(out[i], h_.dtype), exact[i],
-                                         rotated_tolerance(exact[i], pair_magnitude, h_.dtype), pair_magnitude, where);
+                                         ref::rope_rotated_tolerance(exact[i], pair_magnitude, ref::kRopeCosSinBound,
+                                                                     h_.dtype),
+                                         pair_magnitude, where);
         if (within && !model.empty())
           metrics->add_bits(out[i], model[i], where, "the reference rotation with the GPU's own cos/sin cache");
       }
@@ -347,10 +323,6 @@ class RopeKernel final : public Kernel {
 };
 
 }  // namespace
-
-const char* load_path_name(KvLoadPath path) {
-  return path == KvLoadPath::kTma ? "tma" : path == KvLoadPath::kGather ? "gather" : "auto";
-}
 
 std::string first_difference(const Kernel& kernel, const KernelOutput& a, const KernelOutput& b) {
   if (a.values16.size() != b.values16.size() || a.values32.size() != b.values32.size()) return "output sizes differ";

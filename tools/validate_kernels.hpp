@@ -56,8 +56,6 @@ class Kernel {
   virtual bool accepts(testing::Polluter polluter) const = 0;
 };
 
-const char* load_path_name(KvLoadPath path);  // "tma", "gather", "auto"
-
 // "" when a and b have the same bits, else where they first differ.
 std::string first_difference(const Kernel& kernel, const KernelOutput& a, const KernelOutput& b);
 

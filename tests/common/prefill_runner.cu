@@ -59,4 +59,14 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   return result;
 }
 
+const char* load_path_name(KvLoadPath path) {
+  return path == KvLoadPath::kTma ? "tma" : path == KvLoadPath::kGather ? "gather" : "auto";
+}
+
+std::vector<KvLoadPath> load_paths_for(const HostCase& c) {
+  std::vector<KvLoadPath> paths{KvLoadPath::kGather};
+  if (tma_load_path_supported(c.config)) paths.push_back(KvLoadPath::kTma);
+  return paths;
+}
+
 }  // namespace ptxattn::testing

@@ -44,4 +44,10 @@ class DevicePrefillCase {
   DeviceBuffer q_, k_, v_, out_, lse_;
 };
 
+// "tma", "gather" or "auto".
+const char* load_path_name(KvLoadPath path);
+
+// The load paths a case is run through: gather, then TMA wherever it can serve the case too.
+std::vector<KvLoadPath> load_paths_for(const HostCase& c);
+
 }  // namespace ptxattn::testing

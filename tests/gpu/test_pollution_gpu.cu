@@ -36,22 +36,12 @@
 #include "tests/common/gpu_test.hpp"
 #include "tests/common/polluters.hpp"
 #include "tests/common/prefill_runner.hpp"
+#include "tests/common/rope_data.hpp"
 
 namespace ptxattn::testing {
 namespace {
 
 using ref::Rounding;
-
-const char* path_name(KvLoadPath p) {
-  return p == KvLoadPath::kTma ? "tma" : p == KvLoadPath::kGather ? "gather" : "auto";
-}
-
-// Both load paths wherever both can serve the case.
-std::vector<KvLoadPath> paths_for(const HostCase& c) {
-  std::vector<KvLoadPath> paths{KvLoadPath::kGather};
-  if (tma_load_path_supported(c.config)) paths.push_back(KvLoadPath::kTma);
-  return paths;
-}
 
 // ============================================================================
 // The report: one row per check (clean, determinism, each polluter), counting
@@ -231,7 +221,7 @@ std::string polluted_run_failure(DevicePrefillCase& device, KvLoadPath path, con
 // Clean runs, then every polluter, for one case through one load path.
 void run_prefill_unit(DevicePrefillCase& device, KvLoadPath path, const References& refs, MatrixReport& report) {
   const HostCase& c = device.host();
-  const std::string unit = std::string(path_name(path)) + " | " + c.describe();
+  const std::string unit = std::string(load_path_name(path)) + " | " + c.describe();
   std::vector<PrefillRun> clean(3);
   const std::string clean_failure = failure_of([&] {
     for (PrefillRun& run : clean) {
@@ -277,7 +267,7 @@ TEST_CASE("pollution matrix: prefill", "[gpu][pollution]") {
     }
     try {
       DevicePrefillCase device(*c);
-      for (KvLoadPath path : paths_for(*c)) {
+      for (KvLoadPath path : load_paths_for(*c)) {
         ++units;
         run_prefill_unit(device, path, refs, report);
       }
@@ -303,19 +293,6 @@ struct RopeRunSetup {
   bool poison_slots = false;
   uint64_t slot_seed = 0;
 };
-
-std::vector<uint16_t> random_bits(size_t count, DType dtype, std::mt19937& rng) {
-  std::uniform_real_distribution<float> value(-4.0f, 4.0f);
-  std::vector<uint16_t> bits(count);
-  for (uint16_t& b : bits) b = ref::from_float(value(rng), dtype);
-  return bits;
-}
-
-std::vector<float> decode(const std::vector<uint16_t>& bits, DType dtype) {
-  std::vector<float> values(bits.size());
-  for (size_t i = 0; i < bits.size(); ++i) values[i] = ref::to_float(bits[i], dtype);
-  return values;
-}
 
 // The 16-bit element `index` of a buffer filled with 32-bit `word`s (little endian).
 uint16_t half_of_word(uint32_t word, size_t index) { return uint16_t(index % 2 == 0 ? word & 0xFFFFu : word >> 16); }
@@ -345,7 +322,7 @@ std::string check_rope_rows(const char* what, const uint16_t* got, const uint16_
         const uint16_t expected = ref::from_float(float(ref_gpu[at]), dtype);
         if (got[at] != expected) bad << "got " << hex_bits(got[at], 4) << ", reference " << hex_bits(expected, 4);
       } else {
-        const int32_t partner = interleave ? i ^ 1 : (i < rotary_dim / 2 ? i + rotary_dim / 2 : i - rotary_dim / 2);
+        const int32_t partner = ref::rope_pair_partner(i, rotary_dim, interleave);
         const double pair =
             std::abs(ref::to_double(in[at], dtype)) + std::abs(ref::to_double(in[r * head_dim + partner], dtype));
         const double tol =
@@ -393,8 +370,8 @@ class ApplyRopeCase final : public RopeMatrixCase {
   explicit ApplyRopeCase(const ApplySpec& spec) : spec_(spec) {
     std::mt19937 rng(uint32_t(spec.seed));
     const int32_t n = spec.num_tokens;
-    q_ = random_bits(size_t(n) * spec.num_qo_heads * spec.head_dim, spec.dtype, rng);
-    k_ = random_bits(size_t(n) * spec.num_kv_heads * spec.head_dim, spec.dtype, rng);
+    q_ = random_values(size_t(n) * spec.num_qo_heads * spec.head_dim, spec.dtype, rng);
+    k_ = random_values(size_t(n) * spec.num_kv_heads * spec.head_dim, spec.dtype, rng);
     // Requests of 0 to 60 tokens at offsets up to 2^20 (or inside the cache).
     const int32_t max_position = spec.cache_positions > 0 ? spec.cache_positions : (1 << 20);
     indptr_ = {0};
@@ -557,9 +534,9 @@ class AppendCase final : public RopeMatrixCase {
 
     const int64_t n = append_indptr_.back();
     const int32_t d = spec.head_dim, hk = spec.num_kv_heads, hq = spec.num_qo_heads;
-    k_new_ = random_bits(size_t(n) * hk * d, spec.dtype, rng);
-    v_new_ = random_bits(size_t(n) * hk * d, spec.dtype, rng);
-    q_ = random_bits(size_t(n) * hq * d, spec.dtype, rng);
+    k_new_ = random_values(size_t(n) * hk * d, spec.dtype, rng);
+    v_new_ = random_values(size_t(n) * hk * d, spec.dtype, rng);
+    q_ = random_values(size_t(n) * hq * d, spec.dtype, rng);
     pool_elements_ = size_t(num_pages_) * ps * hk * d;
     d_k_new_ = upload_vector(k_new_);
     d_v_new_ = upload_vector(v_new_);
@@ -868,7 +845,7 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
       std::printf("sanitizer cases: not built, skipped: %s\n", c.describe().c_str());
       continue;
     }
-    INFO(path_name(launch.path) << " | " << c.describe());
+    INFO(load_path_name(launch.path) << " | " << c.describe());
     const References refs = compute_references(c);
     DevicePrefillCase device(c);
     const PrefillRun run = device.run(launch.path);

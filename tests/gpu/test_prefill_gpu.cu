@@ -24,15 +24,6 @@ constexpr int kRandomCases = 520;
 
 void pollute_smem_nan() { pollute_shared_memory(pattern::kQuietNaN); }
 
-// The load paths a case is run through: both wherever both can serve it.
-std::vector<KvLoadPath> paths_for(const HostCase& c) {
-  std::vector<KvLoadPath> paths{KvLoadPath::kGather};
-  if (tma_load_path_supported(c.config)) paths.push_back(KvLoadPath::kTma);
-  return paths;
-}
-
-const char* path_name(KvLoadPath p) { return p == KvLoadPath::kTma ? "tma" : p == KvLoadPath::kGather ? "gather" : "auto"; }
-
 // Runs `c` through every path it supports, compares each against the
 // references and the paths against each other (same bits: the masked K rows
 // differ between paths, nothing else may). Returns "" or a failure report.
@@ -40,14 +31,14 @@ std::string check_case(const HostCase& c, const References& refs) {
   DevicePrefillCase device(c);
   std::string failures;
   std::vector<uint16_t> first_out;
-  for (KvLoadPath path : paths_for(c)) {
+  for (KvLoadPath path : load_paths_for(c)) {
     PrefillRun run = device.run(path, pollute_smem_nan);
     if (!run.status.ok()) {
-      failures += std::string(path_name(path)) + ": " + run.status.message + "\n";
+      failures += std::string(load_path_name(path)) + ": " + run.status.message + "\n";
       continue;
     }
     const CompareResult r = compare_prefill(c, refs, run.out.data(), run.lse.data());
-    if (!r.pass) failures += std::string(path_name(path)) + ": " + r.summary() + "\n";
+    if (!r.pass) failures += std::string(load_path_name(path)) + ": " + r.summary() + "\n";
     if (first_out.empty()) {
       first_out = run.out;
     } else if (const int64_t at = first_bit_difference(first_out.data(), run.out.data(), int64_t(run.out.size()));
@@ -91,7 +82,7 @@ TEST_CASE("prefill: random cases match the reference through both load paths", "
   for (int i = 0; i < kRandomCases; ++i) {
     auto [c, refs] = next.get();
     if (i + 1 < kRandomCases) next = std::async(std::launch::async, make, i + 1);
-    paths_run += int(paths_for(c).size());
+    paths_run += int(load_paths_for(c).size());
     const std::string failure = check_case(c, refs);
     if (!failure.empty()) {
       ++failed;
@@ -132,7 +123,7 @@ TEST_CASE("prefill: NaN in the unused tail of the last page never reaches the ou
 TEST_CASE("prefill: three runs give identical bits", "[gpu][prefill][determinism]") {
   const HostCase c = make_case(w2_spec(5));
   DevicePrefillCase device(c);
-  for (KvLoadPath path : paths_for(c)) {
+  for (KvLoadPath path : load_paths_for(c)) {
     const PrefillRun first = device.run(path, pollute_smem_nan);
     REQUIRE(first.status.ok());
     for (int repeat = 0; repeat < 2; ++repeat) {
@@ -160,7 +151,7 @@ TEST_CASE("prefill: the seed scenario (RoPE cache build right before) changes no
   const References refs = compute_references(c);
   DevicePrefillCase device(c);
   DeviceBuffer cache(size_t(65536) * 128 * sizeof(float));
-  for (KvLoadPath path : paths_for(c)) {
+  for (KvLoadPath path : load_paths_for(c)) {
     const PrefillRun clean = device.run(path);
     REQUIRE(clean.status.ok());
     const PrefillRun seeded = device.run(path, [&] {

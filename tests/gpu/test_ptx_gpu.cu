@@ -95,6 +95,28 @@ __device__ __forceinline__ void load_slices(uint8_t* dst, const CUtensorMap* map
   }
 }
 
+// B [K][N] in the storage order of kB (store_b): K-major tile [K/64][N][64],
+// MN-major [N/64][K][64]. One thread, as load_slices.
+template <BMajor kB>
+__device__ __forceinline__ void load_b_slices(uint8_t* dst, const CUtensorMap* map, uint64_t* bar, int k, int n) {
+  if constexpr (kB == BMajor::kK)
+    load_slices(dst, map, bar, k, n);
+  else
+    load_slices(dst, map, bar, n, k);
+}
+
+// Every thread: fills `bytes` of shared memory at `smem` with NaN, thread 0
+// initialises `full` for one arrival (the TMA issuer's expect_tx); the CTA
+// barrier orders both before any thread issues or waits on a TMA load.
+__device__ __forceinline__ void fill_shared_and_init_tma_barrier(void* smem, uint32_t bytes, uint64_t* full) {
+  fill_shared(smem, bytes);
+  if (threadIdx.x == 0) {
+    ptx::mbarrier_init(full, 1);
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+}
+
 // K-major operand [rows][K] stored [K/64][rows][64] (128B swizzle): k16 step
 // `k16` lies in slice k16/4, +32 B per step inside the 128-byte row; SBO =
 // 1024 (8-row atoms), LBO unused (16).
@@ -236,6 +258,11 @@ CUtensorMap make_operand_map(MmaType t, const DeviceBuffer& buf, int cols, int r
   return make_map_2d(tma_type(t), buf.get(), cols, rows, kSliceCols, rows, Swizzle::k128B);
 }
 
+// Operand map for B [K][N] stored as store_b(..., major) lays it out.
+CUtensorMap make_b_operand_map(MmaType t, const DeviceBuffer& buf, int k, int n, BMajor major) {
+  return major == BMajor::kK ? make_operand_map(t, buf, k, n) : make_operand_map(t, buf, n, k);
+}
+
 template <typename Kernel>
 void allow_dynamic_smem(Kernel kernel, size_t bytes) {
   PTXATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
@@ -301,19 +328,11 @@ __global__ void __launch_bounds__(kWarpgroupThreads)
   uint8_t* a_tile = dynamic_smem_1024();               // [k/64][64][64]
   uint8_t* b_tile = a_tile + kTileM * k * kElemBytes;  // K-major [k/64][N][64], MN-major [N/64][k][64]
   const uint32_t tile_bytes = (kTileM + N) * k * kElemBytes;
-  fill_shared(a_tile, tile_bytes + kGuardBytes);
-  if (threadIdx.x == 0) {
-    ptx::mbarrier_init(&full, 1);
-    ptx::fence_mbarrier_init();
-  }
-  __syncthreads();
+  fill_shared_and_init_tma_barrier(a_tile, tile_bytes + kGuardBytes, &full);
   if (threadIdx.x == 0) {
     ptx::mbarrier_arrive_expect_tx(&full, tile_bytes);
     load_slices(a_tile, &map_a, &full, k, kTileM);
-    if constexpr (kB == BMajor::kK)
-      load_slices(b_tile, &map_b, &full, k, N);
-    else
-      load_slices(b_tile, &map_b, &full, N, k);
+    load_b_slices<kB>(b_tile, &map_b, &full, k, N);
   }
   ptx::mbarrier_wait_parity(&full, 0);
 
@@ -340,8 +359,7 @@ Comparison run_wgmma_ss(uint32_t b_lbo, uint32_t b_sbo) {
   DeviceBuffer a_dev = upload_vector(to_bits(kType, a));
   DeviceBuffer b_dev = upload_vector(to_bits(kType, store_b(b, k, N, kB)));
   const CUtensorMap map_a = make_operand_map(kType, a_dev, k, kTileM);
-  const CUtensorMap map_b =
-      kB == BMajor::kK ? make_operand_map(kType, b_dev, k, N) : make_operand_map(kType, b_dev, N, k);
+  const CUtensorMap map_b = make_b_operand_map(kType, b_dev, k, N, kB);
   DeviceBuffer d_dev(sizeof(float) * kTileM * N);
   d_dev.fill_u32(pattern::kQuietNaN);
 
@@ -424,20 +442,12 @@ __global__ void __launch_bounds__(kWarpgroupThreads)
   uint8_t* b1_tile = a1_tile + kTileM * k1 * kElemBytes;  // K-major [k1/64][N1][64]
   uint8_t* b2_tile = b1_tile + N1 * k1 * kElemBytes;      // K-major [K2/64][N2][64], MN-major [N2/64][K2][64]
   const uint32_t tile_bytes = (kTileM + N1) * k1 * kElemBytes + kK2 * N2 * kElemBytes;
-  fill_shared(a1_tile, tile_bytes + kGuardBytes);
-  if (threadIdx.x == 0) {
-    ptx::mbarrier_init(&full, 1);
-    ptx::fence_mbarrier_init();
-  }
-  __syncthreads();
+  fill_shared_and_init_tma_barrier(a1_tile, tile_bytes + kGuardBytes, &full);
   if (threadIdx.x == 0) {
     ptx::mbarrier_arrive_expect_tx(&full, tile_bytes);
     load_slices(a1_tile, &map_a1, &full, k1, kTileM);
     load_slices(b1_tile, &map_b1, &full, k1, N1);
-    if constexpr (kB2 == BMajor::kK)
-      load_slices(b2_tile, &map_b2, &full, kK2, N2);
-    else
-      load_slices(b2_tile, &map_b2, &full, N2, kK2);
+    load_b_slices<kB2>(b2_tile, &map_b2, &full, kK2, N2);
   }
   ptx::mbarrier_wait_parity(&full, 0);
 
@@ -488,8 +498,7 @@ void check_rs() {
   DeviceBuffer b2_dev = upload_vector(to_bits(kType, store_b(b2, kK2, N2, kB2)));
   const CUtensorMap map_a1 = make_operand_map(kType, a1_dev, kK1, kTileM);
   const CUtensorMap map_b1 = make_operand_map(kType, b1_dev, kK1, N1);
-  const CUtensorMap map_b2 =
-      kB2 == BMajor::kK ? make_operand_map(kType, b2_dev, kK2, N2) : make_operand_map(kType, b2_dev, N2, kK2);
+  const CUtensorMap map_b2 = make_b_operand_map(kType, b2_dev, kK2, N2, kB2);
   DeviceBuffer d1_dev(sizeof(float) * kTileM * N1), d2_dev(sizeof(float) * kTileM * N2);
   d1_dev.fill_u32(pattern::kQuietNaN);
   d2_dev.fill_u32(pattern::kQuietNaN);
@@ -642,12 +651,7 @@ __global__ void tma_swizzle_roundtrip_kernel(const __grid_constant__ CUtensorMap
                                              uint32_t box_bytes, uint8_t* raw_out) {
   __shared__ uint64_t full;
   uint8_t* tile = dynamic_smem_1024();
-  fill_shared(tile, box_bytes);
-  if (threadIdx.x == 0) {
-    ptx::mbarrier_init(&full, 1);
-    ptx::fence_mbarrier_init();
-  }
-  __syncthreads();
+  fill_shared_and_init_tma_barrier(tile, box_bytes, &full);
   const int32_t coord[2] = {col0, row0};
   if (threadIdx.x == 0) {
     ptx::prefetch_tensormap(&map_in);
@@ -726,12 +730,7 @@ __global__ void tma_box_list_kernel(const __grid_constant__ CUtensorMap map, con
   __shared__ uint64_t full;
   uint8_t* smem = dynamic_smem_1024();  // box b at b * kPoolBoxBytes: [boxes][page slots][64], 128B swizzle
   const uint32_t bytes = boxes.count * kPoolBoxBytes;
-  fill_shared(smem, bytes);
-  if (threadIdx.x == 0) {
-    ptx::mbarrier_init(&full, 1);
-    ptx::fence_mbarrier_init();
-  }
-  __syncthreads();
+  fill_shared_and_init_tma_barrier(smem, bytes, &full);
   if (threadIdx.x == 0) {
     // The whole box counts, out-of-bounds parts included.
     ptx::mbarrier_arrive_expect_tx(&full, bytes);

@@ -9,7 +9,7 @@
 // Tolerances (docs/validation.md "RoPE accuracy"): pass-through dims and
 // copies are bit-exact; the cache variant is bit-exact against the reference
 // evaluated with the GPU's own cache; computed rotations are within
-// rotated_tolerance() of both references.
+// ref::rope_rotated_tolerance() of both references.
 #include <catch2/catch.hpp>
 
 #include <cuda_runtime_api.h>
@@ -31,19 +31,18 @@
 #include "reference/numeric.hpp"
 #include "reference/rope.hpp"
 #include "tests/common/gpu_test.hpp"
+#include "tests/common/rope_data.hpp"
 
 namespace ptxattn {
 namespace {
 
 using ref::Rounding;
+using testing::decode;
 using testing::DeviceBuffer;
+using testing::random_values;
 namespace pattern = testing::pattern;
 
-constexpr double kPi = 3.14159265358979323846;
-
-// GPU cos/sin against the exact values: x = half turns rounded to float
-// (|x| <= 1, so pi · 2^-25), sincospif (1 ulp <= 2^-24), double terms (< 1e-9).
-constexpr double kCosSinBound = kPi * 0x1p-25 + 0x1p-24 + 1e-9;
+using ref::kRopeCosSinBound;
 // GPU cos/sin against the kGpu reference (cos(pi·x) of the same float x,
 // rounded to float): 1 ulp of sincospif + half an ulp of rounding.
 constexpr double kCosSinVsGpuReference = 1.5 * 0x1p-24;
@@ -55,22 +54,6 @@ constexpr uint16_t kUnwrittenBits = 0xFFFF;
 constexpr uint32_t kGuardWord = 0x7FA17FA1u;
 constexpr size_t kGuardBytes = 4096;
 
-// Bound on |gpu - r| for a rotated element whose pair is (a, b), r being a
-// reference value before dtype rounding and cos_sin_error how far the GPU's
-// cos/sin may be from that reference's. The float results differ by at most
-// (|a| + |b|) · (cos_sin_error + 2^-22) (the cos/sin gap, plus the product
-// and fma roundings of both sides); then the GPU rounds once to the dtype.
-double rotated_tolerance(double r, double pair_magnitude, double cos_sin_error, DType dtype) {
-  const double delta = pair_magnitude * (cos_sin_error + 0x1p-22);
-  return ref::unit_roundoff(dtype) * (std::abs(r) + delta) + delta + 0.5 * ref::subnormal_spacing(dtype);
-}
-
-// Index of the element that element i of a row is rotated with.
-int32_t pair_partner(int32_t i, int32_t rotary_dim, bool interleave) {
-  if (interleave) return i ^ 1;
-  return i < rotary_dim / 2 ? i + rotary_dim / 2 : i - rotary_dim / 2;
-}
-
 // Runs f(chunk, begin, end) on one thread per chunk; the chunks split [0, n).
 size_t num_chunks() { return std::max(1u, std::thread::hardware_concurrency()); }
 
@@ -80,19 +63,6 @@ void parallel_for(size_t n, F f) {
   std::vector<std::thread> pool;
   for (size_t c = 0; c * chunk < n; ++c) pool.emplace_back(f, c, c * chunk, std::min(n, (c + 1) * chunk));
   for (std::thread& t : pool) t.join();
-}
-
-std::vector<uint16_t> random_values(size_t count, DType dtype, std::mt19937& rng) {
-  std::uniform_real_distribution<float> value(-4.0f, 4.0f);
-  std::vector<uint16_t> bits(count);
-  for (uint16_t& b : bits) b = ref::from_float(value(rng), dtype);
-  return bits;
-}
-
-std::vector<float> decode(const std::vector<uint16_t>& bits, DType dtype) {
-  std::vector<float> values(bits.size());
-  for (size_t i = 0; i < bits.size(); ++i) values[i] = ref::to_float(bits[i], dtype);
-  return values;
 }
 
 // A device allocation with a guard zone of kGuardWord on each side; the
@@ -145,7 +115,7 @@ struct ErrorStats {
 
 // Compares one output row with its expectation. ref_exact == null: a bit
 // copy of `in`. exact_bits: the bits of the rounded ref_gpu (cache variant).
-// Otherwise within rotated_tolerance() of both references. A NaN reference
+// Otherwise within ref::rope_rotated_tolerance() of both references. A NaN reference
 // expects NaN. Returns "" or a description of the first bad element.
 std::string check_row(const uint16_t* out, const uint16_t* in, const double* ref_exact, const double* ref_gpu,
                       int32_t head_dim, int32_t rotary_dim, bool interleave, DType dtype, bool exact_bits,
@@ -162,13 +132,13 @@ std::string check_row(const uint16_t* out, const uint16_t* in, const double* ref
       if (out[i] != expected) bad << "dim " << i << ": got bits " << out[i] << ", expected " << expected;
     } else {
       const double pair = std::abs(ref::to_double(in[i], dtype)) +
-                          std::abs(ref::to_double(in[pair_partner(i, rotary_dim, interleave)], dtype));
+                          std::abs(ref::to_double(in[ref::rope_pair_partner(i, rotary_dim, interleave)], dtype));
       const double err_exact = std::abs(got - ref_exact[i]), err_gpu = std::abs(got - ref_gpu[i]);
       stats.max_vs_exact = std::max(stats.max_vs_exact, err_exact);
       stats.max_vs_gpu_reference = std::max(stats.max_vs_gpu_reference, err_gpu);
       ++stats.rotated;
-      const double tol_exact = rotated_tolerance(ref_exact[i], pair, kCosSinBound, dtype);
-      const double tol_gpu = rotated_tolerance(ref_gpu[i], pair, kCosSinVsGpuReference, dtype);
+      const double tol_exact = ref::rope_rotated_tolerance(ref_exact[i], pair, kRopeCosSinBound, dtype);
+      const double tol_gpu = ref::rope_rotated_tolerance(ref_gpu[i], pair, kCosSinVsGpuReference, dtype);
       if (!(err_exact <= tol_exact && err_gpu <= tol_gpu))
         bad << "dim " << i << ": got " << got << ", exact " << ref_exact[i] << " (tol " << tol_exact << "), kGpu "
             << ref_gpu[i] << " (tol " << tol_gpu << ")";
@@ -258,7 +228,7 @@ TEST_CASE("rope gpu: cos/sin cache against the double reference up to position 1
           const double e_gpu = std::max(std::abs(c_got - gpu_ref.cos), std::abs(s_got - gpu_ref.sin));
           max_exact[slot] = std::max(max_exact[slot], e_exact);
           max_gpu[slot] = std::max(max_gpu[slot], e_gpu);
-          if (!(e_exact <= kCosSinBound && e_gpu <= kCosSinVsGpuReference) && bad[slot] < 0)
+          if (!(e_exact <= kRopeCosSinBound && e_gpu <= kCosSinVsGpuReference) && bad[slot] < 0)
             bad[slot] = int64_t(p) * rd + i;
         }
     });
@@ -266,7 +236,7 @@ TEST_CASE("rope gpu: cos/sin cache against the double reference up to position 1
     const double worst_gpu = *std::max_element(max_gpu.begin(), max_gpu.end());
     WARN("RoPE accuracy: cos/sin cache rotary_dim " << rd << (c.rope.llama31 ? " llama31" : "") << ", positions < "
                                                     << c.max_position << ": max |gpu - exact| = " << worst_exact
-                                                    << " (bound " << kCosSinBound << "), max |gpu - kGpu ref| = "
+                                                    << " (bound " << kRopeCosSinBound << "), max |gpu - kGpu ref| = "
                                                     << worst_gpu << " (bound " << kCosSinVsGpuReference << ")");
     for (int64_t b : bad)
       if (b >= 0) FAIL("first bad cache entry: position " << b / rd << ", column " << b % rd);
