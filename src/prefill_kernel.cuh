@@ -315,13 +315,16 @@ __device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], 
     // Key of register j = key_base + 8*(j/4) + (j&1). The visible keys of each
     // row form [first, end) relative to key_base, so the per-register test
     // compares against immediates (no per-register key stays live).
+    // Positions, keys and the window (below every kv_len: the plan turns a
+    // longer one off) are all under 2^30, and the window's left edge is
+    // clamped at key 0 before key_base is subtracted, so nothing here wraps.
     const int key_base = key0 + 2 * (lane % 4);
     int first[2], end[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int pos = at.first_row_pos + 8 * h;
       end[h] = (p.causal ? min(req.kv_len, pos + 1) : req.kv_len) - key_base;
-      first[h] = p.window_left >= 0 ? pos - p.window_left - key_base : INT_MIN;
+      first[h] = p.window_left >= 0 ? max(pos - p.window_left, 0) - key_base : INT_MIN;
     }
 #pragma unroll
     for (int j = 0; j < kS; ++j) {

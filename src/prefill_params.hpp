@@ -45,7 +45,7 @@ struct PrefillParams {
   // (page_stride) and a head, slot_stride unused.
   int64_t page_stride, slot_stride, head_stride;
   bool causal;
-  int32_t window_left;      // -1: off
+  int32_t window_left;      // -1: off; else below every kv_len (the plan turns longer windows off)
   bool soft_cap;            // s = cap * tanh(s_raw * sm_scale / cap)
   float score_prescale;     // soft cap: sm_scale / cap; otherwise 1
   float score_scale_log2;   // multiplies the (capped) score before exp2: sm_scale*log2e or cap*log2e
@@ -53,6 +53,8 @@ struct PrefillParams {
 
 // The KV blocks a work tile must visit: [first, end). Host (plan ordering)
 // and device (producer and consumers) use this one definition, so they agree.
+// Lengths are at most 2^30 and window_left below every kv_len (the plan's
+// limits), so no sum or difference here leaves int32.
 struct KvBlockRange {
   int32_t first;
   int32_t end;

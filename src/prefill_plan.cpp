@@ -96,10 +96,17 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
                                : config.page_size * (kv_units - 1) + indices.kv_last_page_len[b];
   }
 
+  // A query sits at a position below its request's kv_len, so a window
+  // reaching back kv_len keys or more hides nothing: such a window is off.
+  // Every window the kernel sees is then below kMaxTokens, which keeps its
+  // position arithmetic inside int32 (validate.hpp).
+  int32_t max_kv_len = 0;
+  for (const RequestInfo& r : requests) max_kv_len = std::max(max_kv_len, r.kv_len);
+  const int32_t window = config.options.window_left >= max_kv_len ? -1 : config.options.window_left;
+
   // Longest tiles first, so the last wave is made of short ones.
   const int32_t block_kv = detail::prefill_block_kv(config.head_dim);
   const bool causal = config.options.causal;
-  const int32_t window = config.options.window_left;
   std::vector<WorkTile> tiles;
   std::vector<int32_t> cost;
   for (int32_t b = 0; b < n; ++b) {
@@ -127,6 +134,7 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
     PTXATTN_RETURN_IF_ERROR(impl.kv_indices.upload(indices.kv_indices, size_t(kv_units) * sizeof(int32_t)));
 
   impl.config = config;
+  impl.window_left = window;
   impl.load_path = path;
   impl.num_q_tokens = indices.qo_indptr[n];
   impl.num_kv_rows = kv_units;

@@ -31,6 +31,7 @@ class PrefillPlanImpl {
  public:
   PrefillConfig config;
   KvLoadPath load_path = KvLoadPath::kAuto;  // resolved: kTma or kGather
+  int32_t window_left = -1;  // config.options.window_left, or -1 where it reaches past every key
   int64_t num_q_tokens = 0;
   int64_t num_kv_rows = 0;  // paged: pages referenced (kv_indptr[n]); ragged: K/V rows used
   int64_t num_tiles = 0;

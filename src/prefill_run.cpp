@@ -92,7 +92,7 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
     p.page_stride = page * heads * d, p.slot_stride = heads * d, p.head_stride = d;
   }
   p.causal = o.causal;
-  p.window_left = o.window_left;
+  p.window_left = plan.window_left;
   const float sm_scale = o.sm_scale > 0.f ? o.sm_scale : 1.f / std::sqrt(float(c.head_dim));
   p.soft_cap = o.logits_soft_cap > 0.f;
   // Soft cap: s = cap * tanh(q.k * sm_scale / cap); the softmax then needs cap * log2(e).

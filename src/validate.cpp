@@ -55,13 +55,17 @@ Status paged_kv_len(const PrefillConfig& config, const BatchIndices& indices, in
     return invalid_argument("indices.kv_last_page_len[", b, "] = ", last,
                             " is outside [1, config.page_size = ", config.page_size, "] (request ", b, " owns ", pages,
                             " pages)");
+  // page_size <= kMaxPageSize and pages <= INT32_MAX: the product fits int64.
   *kv_len = int64_t(config.page_size) * (pages - 1) + last;
-  if (*kv_len > kMaxRows)
+  if (*kv_len > kMaxTokens)
     return invalid_argument("request ", b, ": kv_len = config.page_size * (pages - 1) + indices.kv_last_page_len[", b,
                             "] = ", config.page_size, " * ", pages - 1, " + ", last, " = ", *kv_len,
-                            " exceeds INT32_MAX (kv lengths are int32)");
+                            " exceeds the limit of 2^30 = ", kMaxTokens, " tokens per request");
   return Status::Ok();
 }
+
+// Whether a * b > limit, for a, b, limit >= 0, without forming the product.
+bool product_exceeds(int64_t a, int64_t b, int64_t limit) { return b != 0 && a > limit / b; }
 
 }  // namespace
 
@@ -125,10 +129,11 @@ Status validate_prefill_config(const PrefillConfig& config) {
     if (config.page_size < 1 || config.page_size > kMaxPageSize)
       return invalid_argument("config.page_size = ", config.page_size, " is outside [1, ", kMaxPageSize, "]");
     if (config.num_pages < 0) return invalid_argument("config.num_pages = ", config.num_pages, " must be >= 0");
-    const int64_t pool_rows = int64_t(config.num_pages) * config.page_size * config.num_kv_heads;
-    if (pool_rows > kMaxRows)
+    // num_pages * page_size fits int64 (page_size <= kMaxPageSize); the third factor may not.
+    const int64_t pool_slots = int64_t(config.num_pages) * config.page_size;
+    if (product_exceeds(pool_slots, config.num_kv_heads, kMaxRows))
       return invalid_argument("config.num_pages * page_size * num_kv_heads = ", config.num_pages, " * ",
-                              config.page_size, " * ", config.num_kv_heads, " = ", pool_rows,
+                              config.page_size, " * ", config.num_kv_heads,
                               " K/V rows exceed INT32_MAX (rows are indexed with int32)");
   } else if (config.kv_layout != KvLayout::kNHD) {
     return unsupported(
@@ -152,6 +157,9 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
   PTXATTN_RETURN_IF_ERROR(detail::check_indptr("indices.kv_indptr", indices.kv_indptr, num_requests));
 
   const int32_t num_q_tokens = indices.qo_indptr[num_requests];
+  if (num_q_tokens > kMaxTokens)
+    return invalid_argument("indices.qo_indptr[num_requests] = ", num_q_tokens,
+                            " query tokens exceed the limit of 2^30 = ", kMaxTokens, " tokens per batch");
   if (int64_t(num_q_tokens) * config.num_qo_heads > kMaxRows)
     return invalid_argument("indices.qo_indptr[num_requests] * config.num_qo_heads = ", num_q_tokens, " * ",
                             config.num_qo_heads, " query rows exceed INT32_MAX (rows are indexed with int32)");
@@ -162,6 +170,9 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
                                                       indices.kv_indices, indices.kv_last_page_len));
   } else {
     const int32_t num_kv_rows = indices.kv_indptr[num_requests];
+    if (num_kv_rows > kMaxTokens)
+      return invalid_argument("indices.kv_indptr[num_requests] = ", num_kv_rows,
+                              " K/V tokens exceed the limit of 2^30 = ", kMaxTokens, " tokens per batch");
     if (int64_t(num_kv_rows) * config.num_kv_heads > kMaxRows)
       return invalid_argument("indices.kv_indptr[num_requests] * config.num_kv_heads = ", num_kv_rows, " * ",
                               config.num_kv_heads, " K/V rows exceed INT32_MAX (rows are indexed with int32)");
@@ -171,6 +182,7 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
     int64_t kv_len = indices.kv_indptr[b + 1] - indices.kv_indptr[b];
     if (paged) PTXATTN_RETURN_IF_ERROR(paged_kv_len(config, indices, b, &kv_len));
     const int32_t qo_len = indices.qo_indptr[b + 1] - indices.qo_indptr[b];
+    // Ragged kv_len and every qo_len are bounded by the batch totals checked above.
     if (config.options.causal && qo_len > kv_len)
       return invalid_argument("request ", b, ": qo_len = ", qo_len, " (indices.qo_indptr) > kv_len = ", kv_len,
                               " with config.options.causal: bottom-right aligned causal masking needs "
@@ -192,7 +204,12 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
   if (!paged && tensors.num_kv_rows < plan_num_kv_rows)
     return plan_mismatch("tensors.num_kv_rows = ", tensors.num_kv_rows, " is fewer than the plan's ", plan_num_kv_rows,
                          " K/V rows (indices.kv_indptr[num_requests])");
+  if (!paged && product_exceeds(tensors.num_kv_rows, config.num_kv_heads, kMaxRows))
+    return invalid_argument("tensors.num_kv_rows * config.num_kv_heads = ", tensors.num_kv_rows, " * ",
+                            config.num_kv_heads, " K/V rows exceed INT32_MAX (rows are indexed with int32)");
 
+  // The plan's checks bound every factor: tokens * heads and pool rows are at
+  // most INT32_MAX, so element and byte counts fit int64.
   const int64_t q_elements = tensors.num_q_tokens * config.num_qo_heads * config.head_dim;
   const int64_t kv_elements =
       tensors.num_kv_rows * (paged ? config.page_size : 1) * int64_t(config.num_kv_heads) * config.head_dim;
@@ -263,9 +280,10 @@ Status check_device_pointer(const char* name, const void* ptr, int64_t elements,
 }
 
 bool TensorRange::overlaps(const TensorRange& other) const {
-  if (ptr == nullptr || other.ptr == nullptr || bytes == 0 || other.bytes == 0) return false;
+  if (ptr == nullptr || other.ptr == nullptr || bytes <= 0 || other.bytes <= 0) return false;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(ptr), other_begin = reinterpret_cast<uintptr_t>(other.ptr);
-  return begin < other_begin + uintptr_t(other.bytes) && other_begin < begin + uintptr_t(bytes);
+  // Distances from the lower start, so no end address is formed (it could wrap).
+  return begin <= other_begin ? other_begin - begin < uint64_t(bytes) : begin - other_begin < uint64_t(other.bytes);
 }
 
 Status check_aliasing(std::initializer_list<OutputRange> outputs, std::initializer_list<TensorRange> inputs) {

@@ -18,6 +18,12 @@ namespace ptxattn {
 // int32 index in range. Page sizes above kMaxPageSize are not tested.
 inline constexpr int32_t kMaxPageSize = 1024;
 inline constexpr int64_t kMaxRows = std::numeric_limits<int32_t>::max();
+// NOTES: per-request lengths (qo_len, kv_len) and the batch's query tokens and
+// ragged K/V rows stay at or below 2^30, half of INT32_MAX. That headroom lets
+// the plan and the kernel round lengths up to whole blocks and subtract a
+// window from a position (pos - window_left - key, each below 2^30) in int32
+// without wrapping.
+inline constexpr int64_t kMaxTokens = int64_t(1) << 30;
 // Every device pointer (q, k, v, o, lse) must be 16-byte aligned: TMA and
 // 16-byte vector accesses need it (cudaMalloc gives 256).
 inline constexpr uintptr_t kTensorAlignment = 16;

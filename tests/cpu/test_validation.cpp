@@ -196,10 +196,20 @@ TEST_CASE("validation: num_pages must be >= 0", "[validation]") {
 }
 
 TEST_CASE("validation: the page pool must fit int32 row indices", "[validation]") {
+  constexpr int32_t kInt32Max = std::numeric_limits<int32_t>::max();
   PagedBatch batch;
-  batch.config.num_pages = std::numeric_limits<int32_t>::max() / 16;  // * 16 rows * 2 heads
+  batch.config.num_pages = kInt32Max / 32;  // * 16 rows * 2 heads: the largest pool that fits
+  require_ok(validate_prefill_config(batch.config));
+  batch.config.num_pages = kInt32Max / 32 + 1;
   require_status(batch.validate(), StatusCode::kInvalidArgument,
-                 {"config.num_pages * page_size * num_kv_heads", "INT32_MAX"});
+                 {"config.num_pages * page_size * num_kv_heads = 67108864 * 16 * 2", "INT32_MAX"});
+  // Every factor at its largest: the product exceeds int64 (no signed overflow in the check).
+  batch.config.num_pages = kInt32Max;
+  batch.config.page_size = 1024;
+  batch.config.num_qo_heads = kInt32Max;
+  batch.config.num_kv_heads = kInt32Max;
+  require_status(validate_prefill_config(batch.config), StatusCode::kInvalidArgument,
+                 {"config.num_pages * page_size * num_kv_heads = 2147483647 * 1024 * 2147483647", "INT32_MAX"});
 }
 
 TEST_CASE("validation: ragged K/V is NHD only", "[validation]") {
@@ -212,7 +222,9 @@ TEST_CASE("validation: window_left must be -1 or >= 0", "[validation]") {
   PagedBatch batch;
   batch.config.options.window_left = -2;
   require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.options.window_left = -2"});
-  for (int32_t ok : {-1, 0, 7}) {
+  // Any window is accepted: one reaching past every key means no window.
+  for (int32_t ok : {-1, 0, 7, 48, 1 << 30, std::numeric_limits<int32_t>::max() - 500,
+                     std::numeric_limits<int32_t>::max()}) {
     batch.config.options.window_left = ok;
     require_ok(batch.validate());
   }
@@ -376,16 +388,55 @@ TEST_CASE("validation: causal needs qo_len <= kv_len", "[validation]") {
   require_status(ragged.validate(), StatusCode::kInvalidArgument, {"request 0", "qo_len = 3", "kv_len = 2"});
 }
 
-TEST_CASE("validation: kv_len must fit int32", "[validation]") {
+TEST_CASE("validation: kv_len is at most 2^30", "[validation]") {
+  // One page repeated 2^20 times reaches the limit cheaply (repeated pages are allowed).
   PagedBatch batch;
   batch.config.page_size = 1024;
   batch.config.num_pages = 1;
-  const int32_t pages = (1 << 21) + 1;  // 1024 * 2^21 + last > INT32_MAX
+  batch.config.options.causal = false;
+  const int32_t pages = 1 << 20;
   batch.qo_indptr = {0, 1};
   batch.kv_indptr = {0, pages};
   batch.kv_indices.assign(pages, 0);
-  batch.kv_last_page_len = {1};
-  require_status(batch.validate(), StatusCode::kInvalidArgument, {"request 0: kv_len", "2147483649", "INT32_MAX"});
+  batch.kv_last_page_len = {1024};  // 1024 * (2^20 - 1) + 1024 = 2^30
+  require_ok(batch.validate());
+  batch.kv_indptr = {0, pages + 1};
+  batch.kv_indices.push_back(0);
+  batch.kv_last_page_len = {1};  // 2^30 + 1
+  require_status(batch.validate(), StatusCode::kInvalidArgument,
+                 {"request 0: kv_len = config.page_size * (pages - 1) + indices.kv_last_page_len[0] = 1024 * 1048576 "
+                  "+ 1 = 1073741825 exceeds the limit of 2^30 = 1073741824 tokens per request"});
+  // Close to INT32_MAX, where rounding up to whole KV blocks used to wrap.
+  const int32_t near_max_pages = (1 << 21);  // 1024 * (2^21 - 1) + 1024 = 2^31 > INT32_MAX: still rejected
+  batch.kv_indptr = {0, near_max_pages};
+  batch.kv_indices.assign(near_max_pages, 0);
+  batch.kv_last_page_len = {1000};
+  require_status(batch.validate(), StatusCode::kInvalidArgument, {"request 0: kv_len", "2147483624", "2^30"});
+}
+
+TEST_CASE("validation: query tokens and ragged K/V tokens are at most 2^30 per batch", "[validation]") {
+  RaggedBatch batch;
+  batch.config.num_qo_heads = 1;
+  batch.config.num_kv_heads = 1;
+  batch.config.options.causal = false;
+  SECTION("query tokens") {
+    batch.qo_indptr = {0, 3, 1 << 30};  // the limit: accepted
+    require_ok(batch.validate());
+    batch.qo_indptr = {0, 3, (1 << 30) + 1};
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"indices.qo_indptr[num_requests] = 1073741825 query tokens exceed the limit of 2^30 = "
+                    "1073741824 tokens per batch"});
+    batch.qo_indptr = {0, 3, std::numeric_limits<int32_t>::max() - 126};  // used to plan 0 tiles
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"query tokens exceed the limit of 2^30"});
+  }
+  SECTION("ragged K/V tokens") {
+    batch.kv_indptr = {0, 4, 1 << 30};
+    require_ok(batch.validate());
+    batch.kv_indptr = {0, 4, (1 << 30) + 1};
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"indices.kv_indptr[num_requests] = 1073741825 K/V tokens exceed the limit of 2^30 = "
+                    "1073741824 tokens per batch"});
+  }
 }
 
 TEST_CASE("validation: query and ragged K/V rows must fit int32", "[validation]") {
@@ -457,6 +508,18 @@ TEST_CASE("validation: tensor counts must match the plan", "[validation]") {
     for (int64_t rows : {30, 31}) {  // padding rows after the last request are allowed
       ragged.tensors.num_kv_rows = rows;
       require_ok(ragged.validate());
+    }
+    // ... but the rows must still fit int32 row indices (config: 2 K/V heads).
+    // The outputs move far away so the large K/V ranges overlap neither.
+    ragged.tensors.o = reinterpret_cast<void*>(uintptr_t(1) << 50);
+    ragged.tensors.lse = reinterpret_cast<float*>(uintptr_t(1) << 51);
+    ragged.tensors.num_kv_rows = std::numeric_limits<int32_t>::max() / 2;
+    require_ok(ragged.validate());
+    for (int64_t rows : {int64_t(std::numeric_limits<int32_t>::max() / 2) + 1, std::numeric_limits<int64_t>::max()}) {
+      ragged.tensors.num_kv_rows = rows;
+      require_status(ragged.validate(), StatusCode::kInvalidArgument,
+                     {("tensors.num_kv_rows * config.num_kv_heads = " + std::to_string(rows) + " * 2").c_str(),
+                      "INT32_MAX"});
     }
   }
 }
