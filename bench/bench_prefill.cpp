@@ -148,7 +148,7 @@ std::string validate(const CaseSpec& timed, KvLoadPath path, std::string* summar
             testing::load_path_name(path);
   } else {
     const testing::CompareResult result =
-        testing::compare_prefill(host, testing::compute_references(host), run.out.data(), run.lse.data());
+        testing::compare_prefill(host, testing::compute_references(host), run.out.data(), run.lse_or_null());
     *summary = result.summary();
     if (!result.pass) error = "validation failed on " + host.describe() + ": " + result.summary();
   }

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Proves the pollution matrix can fail: builds the kernels once per injected
-# bug (meson option inject_bug, which removes one safety measure from
-# src/prefill_kernel.cuh) and runs "pollution matrix: prefill" on each build.
-# Every injected bug must make the matrix fail; the summary names the rows
-# (clean, determinism, or a polluter) that exposed it. A baseline build
-# without a bug must pass, or the attribution means nothing.
+# Proves the tests can fail: builds the kernels once per injected bug (meson
+# option inject_bug, which removes one safety measure from the prefill kernel
+# or its plan) and runs the test that must expose it on each build: for the
+# state bugs "pollution matrix: prefill", whose summary names the rows (clean,
+# determinism, or a polluter) that exposed it; for window_overflow (integer
+# arithmetic, not state) the window test "[window]". Every injected bug must
+# make its test fail. A baseline build without a bug must pass both, or the
+# attribution means nothing.
 #
 #   scripts/inject_bugs.sh [--no-build] [--out DIR] [--bugs LIST] [--random] [--timeout S] [--jobs N]
 #
 #   --no-build    only run existing binaries (build dirs built elsewhere and
 #                 carried here: only <prefix><bug>/ptxattn-tests-gpu is needed)
 #   --out DIR     logs go to DIR (default build-bugs-logs)
-#   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence;
-#                 "none" is the baseline)
+#   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,
+#                 window_overflow; "none" is the baseline)
 #   --prefix P    build dirs are P<bug> (default build-bug-)
 #   --random      also run the prefill random suite on each build
 #   --timeout S   per test run (default 600; a hang counts as caught, with a note)
@@ -29,7 +31,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
-bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow
 while [ $# -gt 0 ]; do
   case $1 in
     --no-build) build=0 ;;
@@ -47,6 +49,7 @@ done
 mkdir -p "$out"
 
 matrix_test="pollution matrix: prefill"
+window_test="[window]"
 random_test="prefill: random cases match the reference through both load paths"
 summary=()
 all_ok=1 ran_any=0
@@ -79,6 +82,35 @@ for bug in ${bugs//,/ }; do
     summary+=("bug $bug: NOT RUN (no binary)")
     all_ok=0
     continue
+  fi
+
+  # The window test: the baseline must pass it; window_overflow, which the
+  # matrix cannot see (its windows are small), must fail it.
+  if [ "$bug" = none ] || [ "$bug" = window_overflow ]; then
+    echo "== $bug: $window_test"
+    timeout "$run_timeout" "$binary" "$window_test" >"$out/$bug.window.log" 2>&1
+    window_rc=$?
+    window_line=$(grep -m1 -E '^(test cases:|All tests passed)' "$out/$bug.window.log")
+    echo "window test: ${window_line:-no summary line} (status $window_rc)"
+    if grep -q 'SKIPPED (no SM90 GPU' "$out/$bug.window.log"; then
+      summary+=("bug $bug: NOT RUN (no SM90 GPU)")
+      all_ok=0
+      continue
+    fi
+    ran_any=1
+    if [ "$bug" = window_overflow ]; then
+      if [ "$window_rc" -ne 0 ] && grep -qE '^test cases:.*failed' "$out/$bug.window.log"; then
+        summary+=("bug $bug: caught by the window test ($window_line)")
+      else
+        summary+=("bug $bug: NOT CAUGHT (window test status $window_rc)")
+        all_ok=0
+      fi
+      continue
+    fi
+    if [ "$window_rc" -ne 0 ]; then
+      summary+=("baseline (no bug): window test FAILED (status $window_rc)")
+      all_ok=0
+    fi
   fi
 
   echo "== $bug: $matrix_test"

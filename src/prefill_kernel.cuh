@@ -324,7 +324,11 @@ __device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], 
     for (int h = 0; h < 2; ++h) {
       const int pos = at.first_row_pos + 8 * h;
       end[h] = (p.causal ? min(req.kv_len, pos + 1) : req.kv_len) - key_base;
+#ifdef PTXATTN_INJECT_BUG_WINDOW_OVERFLOW
+      first[h] = p.window_left >= 0 ? pos - p.window_left - key_base : INT_MIN;  // the bug: wraps
+#else
       first[h] = p.window_left >= 0 ? max(pos - p.window_left, 0) - key_base : INT_MIN;
+#endif
     }
 #pragma unroll
     for (int j = 0; j < kS; ++j) {

@@ -102,7 +102,11 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   // position arithmetic inside int32 (validate.hpp).
   int32_t max_kv_len = 0;
   for (const RequestInfo& r : requests) max_kv_len = std::max(max_kv_len, r.kv_len);
+#ifdef PTXATTN_INJECT_BUG_WINDOW_OVERFLOW
+  const int32_t window = config.options.window_left;  // the bug: windows near INT32_MAX reach the kernel
+#else
   const int32_t window = config.options.window_left >= max_kv_len ? -1 : config.options.window_left;
+#endif
 
   // Longest tiles first, so the last wave is made of short ones.
   const int32_t block_kv = detail::prefill_block_kv(config.head_dim);

@@ -42,6 +42,7 @@ struct KernelOutput {
   float gpu_ms = 0.0f;
   std::vector<uint16_t> values16;
   std::vector<float> values32;
+  std::string contract_failure;  // "" or what the kernel wrote that it must not have (counted as bad)
 };
 
 class Kernel {

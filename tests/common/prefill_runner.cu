@@ -3,6 +3,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+
 namespace ptxattn::testing {
 
 namespace {
@@ -35,7 +37,6 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   PrefillRun result;
   PrefillConfig config = host_.config;
   config.load_path = path;
-  config.options.return_lse = true;
   PrefillPlan plan;
   result.status = plan_prefill(config, host_.indices(), plan);
   if (!result.status.ok()) return result;
@@ -44,6 +45,9 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   out_.fill_u32(kNaNWord);
   lse_.fill_u32(kNaNWord);
   if (before_run) before_run();
+  const size_t lse_count = size_t(host_.num_q_tokens) * config.num_qo_heads;
+  const bool lse_requested = config.options.return_lse;
+  const std::vector<uint32_t> lse_before = lse_requested ? std::vector<uint32_t>() : download_vector<uint32_t>(lse_, lse_count);
   const CudaEvent start, stop;
   PTXATTN_CUDA_CHECK(cudaEventRecord(start.get(), nullptr));
   result.status = run_prefill(plan, tensors(), nullptr);
@@ -52,11 +56,21 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   PTXATTN_CUDA_CHECK(cudaDeviceSynchronize());
   result.gpu_ms = elapsed_ms(start, stop);
 
-  result.out.resize(host_.q.size());
-  result.lse.resize(size_t(host_.num_q_tokens) * config.num_qo_heads);
-  if (!result.out.empty()) out_.download(result.out.data(), bytes_of(result.out));
-  if (!result.lse.empty()) lse_.download(result.lse.data(), result.lse.size() * sizeof(float));
+  result.out = download_vector<uint16_t>(out_, host_.q.size());
+  if (lse_requested) {
+    result.lse = download_vector<float>(lse_, lse_count);
+  } else {
+    const std::vector<uint32_t> lse_after = download_vector<uint32_t>(lse_, lse_count);
+    const auto changed = std::mismatch(lse_before.begin(), lse_before.end(), lse_after.begin()).first;
+    if (changed != lse_before.end()) result.lse_written_at = changed - lse_before.begin();
+  }
   return result;
+}
+
+std::string PrefillRun::lse_contract_failure() const {
+  if (lse_written_at < 0) return "";
+  return "config.options.return_lse is off, but lse[" + std::to_string(lse_written_at) +
+         "] (token * num_qo_heads + head) was written";
 }
 
 const char* load_path_name(KvLoadPath path) {

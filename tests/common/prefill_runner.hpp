@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "ptxattn/ptxattn.hpp"
@@ -17,8 +18,14 @@ struct PrefillRun {
   Status status;                // plan or run failure (outputs empty then)
   KvLoadPath path = KvLoadPath::kAuto;  // the path the plan chose
   std::vector<uint16_t> out;    // [num_q_tokens][H_qo][D] raw bits
-  std::vector<float> lse;       // [num_q_tokens][H_qo]
+  std::vector<float> lse;       // [num_q_tokens][H_qo]; empty when the case's return_lse is off
+  int64_t lse_written_at = -1;  // return_lse off: the first LSE word the run changed (-1: none)
   float gpu_ms = 0.0f;          // run_prefill alone: CUDA events just before and after it
+
+  // The LSE to compare (null when return_lse is off), and "" unless the run
+  // wrote LSE it was not asked for.
+  const float* lse_or_null() const { return lse.empty() ? nullptr : lse.data(); }
+  std::string lse_contract_failure() const;
 };
 
 class DevicePrefillCase {
@@ -27,8 +34,8 @@ class DevicePrefillCase {
 
   // Plans for `path`, poisons o and lse with NaN, calls `before_run` (a
   // polluter; it may launch kernels), runs on the default stream, synchronises
-  // and downloads. The case's options decide whether LSE is written; LSE is
-  // always requested here so it can be compared.
+  // and downloads. The case's options decide whether LSE is written; when they
+  // do not, the LSE buffer (as `before_run` left it) must come back unchanged.
   PrefillRun run(KvLoadPath path, const std::function<void()>& before_run = {});
 
   const HostCase& host() const { return host_; }

@@ -78,7 +78,7 @@ inline void naive_prefill(const HostCase& c, std::vector<double>* out, std::vect
         for (int j = 0; j < kv_len; ++j) {
           visible[j] = true;
           if (cfg.options.causal && j > pos) visible[j] = false;
-          if (window >= 0 && j < pos - window) visible[j] = false;
+          if (window >= 0 && j < int64_t(pos) - window) visible[j] = false;
           if (!visible[j]) continue;
           const double* k = &K[token_offset[j] + kv_head * head_stride];
           double dot = 0.0;

@@ -200,7 +200,8 @@ std::string bit_difference(const HostCase& c, const PrefillRun& clean, const Pre
 }
 
 std::string reference_failure(const HostCase& c, const References& refs, const PrefillRun& run) {
-  const CompareResult r = compare_prefill(c, refs, run.out.data(), run.lse.data());
+  if (const std::string lse_failure = run.lse_contract_failure(); !lse_failure.empty()) return lse_failure;
+  const CompareResult r = compare_prefill(c, refs, run.out.data(), run.lse_or_null());
   return r.pass ? "" : "against the reference: " + r.summary();
 }
 

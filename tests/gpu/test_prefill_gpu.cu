@@ -6,7 +6,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <future>
 #include <string>
 #include <vector>
@@ -24,29 +26,48 @@ constexpr int kRandomCases = 520;
 
 void pollute_smem_nan() { pollute_shared_memory(pattern::kQuietNaN); }
 
-// Runs `c` through every path it supports, compares each against the
-// references and the paths against each other (same bits: the masked K rows
-// differ between paths, nothing else may). Returns "" or a failure report.
-std::string check_case(const HostCase& c, const References& refs) {
-  DevicePrefillCase device(c);
+// Where two runs' bits first differ ("" when o and LSE are identical).
+std::string bit_difference(const PrefillRun& a, const PrefillRun& b) {
+  if (const int64_t at = first_bit_difference(a.out.data(), b.out.data(), int64_t(a.out.size())); at >= 0)
+    return "o differs first at element " + std::to_string(at);
+  if (a.lse.size() != b.lse.size()) return "one run returned LSE, the other did not";
+  if (const int64_t at = first_bit_difference(a.lse.data(), b.lse.data(), int64_t(a.lse.size())); at >= 0)
+    return "lse differs first at row " + std::to_string(at);
+  return "";
+}
+
+// Runs `device`'s case through every path it supports, compares each against
+// `refs` (the references of `expected`, a case with the same queries and the
+// same visible keys) and the paths against each other (same bits, o and LSE:
+// the masked K rows differ between paths, nothing else may). Returns "" or a
+// failure report; the runs are kept in *runs when asked for.
+std::string check_runs(DevicePrefillCase& device, const HostCase& expected, const References& refs,
+                       std::vector<PrefillRun>* runs = nullptr) {
   std::string failures;
-  std::vector<uint16_t> first_out;
-  for (KvLoadPath path : load_paths_for(c)) {
+  std::vector<PrefillRun> done;
+  for (KvLoadPath path : load_paths_for(device.host())) {
     PrefillRun run = device.run(path, pollute_smem_nan);
+    const std::string name = load_path_name(path);
     if (!run.status.ok()) {
-      failures += std::string(load_path_name(path)) + ": " + run.status.message + "\n";
+      failures += name + ": " + run.status.message + "\n";
       continue;
     }
-    const CompareResult r = compare_prefill(c, refs, run.out.data(), run.lse.data());
-    if (!r.pass) failures += std::string(load_path_name(path)) + ": " + r.summary() + "\n";
-    if (first_out.empty()) {
-      first_out = run.out;
-    } else if (const int64_t at = first_bit_difference(first_out.data(), run.out.data(), int64_t(run.out.size()));
-               at >= 0) {
-      failures += "gather and tma outputs differ first at element " + std::to_string(at) + "\n";
-    }
+    if (const std::string lse_failure = run.lse_contract_failure(); !lse_failure.empty())
+      failures += name + ": " + lse_failure + "\n";
+    const CompareResult r = compare_prefill(expected, refs, run.out.data(), run.lse_or_null());
+    if (!r.pass) failures += name + ": " + r.summary() + "\n";
+    if (!done.empty())
+      if (const std::string difference = bit_difference(done.front(), run); !difference.empty())
+        failures += "gather and tma runs differ: " + difference + "\n";
+    done.push_back(std::move(run));
   }
+  if (runs != nullptr) *runs = std::move(done);
   return failures;
+}
+
+std::string check_case(const HostCase& c, const References& refs) {
+  DevicePrefillCase device(c);
+  return check_runs(device, c, refs);
 }
 
 RandomLimits suite_limits(int index) {
@@ -74,7 +95,9 @@ TEST_CASE("prefill: random cases match the reference through both load paths", "
   int failed = 0, paths_run = 0;
   // The references of case i+1 are computed on the CPU while case i runs on the GPU.
   auto make = [](int i) {
-    HostCase c = make_case(random_spec(1000 + uint64_t(i), suite_limits(i)));
+    CaseSpec spec = random_spec(1000 + uint64_t(i), suite_limits(i));
+    spec.options.return_lse = i % 2 == 0;  // the kernel's branch without LSE runs on half of the cases
+    HostCase c = make_case(spec);
     References refs = compute_references(c);
     return std::make_pair(std::move(c), std::move(refs));
   };
@@ -121,11 +144,14 @@ TEST_CASE("prefill: NaN in the unused tail of the last page never reaches the ou
 }
 
 TEST_CASE("prefill: three runs give identical bits", "[gpu][prefill][determinism]") {
-  const HostCase c = make_case(w2_spec(5));
+  CaseSpec spec = w2_spec(5);
+  spec.options.return_lse = true;
+  const HostCase c = make_case(spec);
   DevicePrefillCase device(c);
   for (KvLoadPath path : load_paths_for(c)) {
     const PrefillRun first = device.run(path, pollute_smem_nan);
     REQUIRE(first.status.ok());
+    REQUIRE(!first.lse.empty());
     for (int repeat = 0; repeat < 2; ++repeat) {
       const PrefillRun again = device.run(path, pollute_smem_nan);
       REQUIRE(again.status.ok());
@@ -161,7 +187,7 @@ TEST_CASE("prefill: the seed scenario (RoPE cache build right before) changes no
       REQUIRE(s.ok());
     });
     REQUIRE(seeded.status.ok());
-    CHECK(compare_prefill(c, refs, seeded.out.data(), seeded.lse.data()).pass);
+    CHECK(compare_prefill(c, refs, seeded.out.data(), seeded.lse_or_null()).pass);
     CHECK(first_bit_difference(clean.out.data(), seeded.out.data(), int64_t(clean.out.size())) == -1);
   }
 }
@@ -199,6 +225,135 @@ TEST_CASE("prefill: a run captured in a CUDA graph replays correctly", "[gpu][pr
   PTXATTN_CUDA_CHECK(cudaGraphExecDestroy(exec));
   PTXATTN_CUDA_CHECK(cudaGraphDestroy(graph));
   PTXATTN_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
+TEST_CASE("prefill: any window_left is exact, also near INT32_MAX", "[gpu][prefill][window]") {
+  // Engines say "no window" with -1, INT32_MAX or max_seq_len; windows at and
+  // past the sequence end used to wrap inside the mask arithmetic.
+  constexpr int32_t kInt32Max = std::numeric_limits<int32_t>::max();
+  struct Shape {
+    std::vector<int32_t> qo, kv;
+    bool causal_allowed;  // causal needs qo_len <= kv_len
+  };
+  const std::vector<Shape> shapes = {
+      {{300}, {300}, true},
+      {{1000}, {1000}, true},
+      {{30}, {5}, false},
+      {{300, 17, 5, 0}, {300, 1000, 129, 40}, true},  // windows measured against the longest request
+  };
+  int checked = 0;
+  for (size_t shape = 0; shape < shapes.size(); ++shape) {
+    const int32_t kv_len = *std::max_element(shapes[shape].kv.begin(), shapes[shape].kv.end());
+    for (int32_t window : {kInt32Max, kInt32Max - 500, kv_len, kv_len - 1, 0}) {
+      for (bool causal : {false, true}) {
+        if (causal && !shapes[shape].causal_allowed) continue;
+        CaseSpec spec;
+        spec.seed = 900 + 10 * uint64_t(shape) + uint64_t(causal);
+        spec.head_dim = 128;
+        spec.num_qo_heads = 4;
+        spec.num_kv_heads = 2;
+        spec.page_size = shape % 2 == 0 ? 16 : 64;
+        spec.qo_lens = shapes[shape].qo;
+        spec.kv_lens = shapes[shape].kv;
+        spec.options.causal = causal;
+        spec.options.window_left = window;
+        spec.options.return_lse = true;
+        const HostCase c = make_case(spec);
+        const References refs = compute_references(c);
+        INFO(c.describe());
+        CHECK(check_case(c, refs) == "");
+        ++checked;
+      }
+    }
+  }
+  CHECK(checked == 35);
+}
+
+TEST_CASE("prefill: a request at the 2^30-token limit (one page repeated), and one past it", "[gpu][prefill][limits]") {
+  // A small request (kv 2048 in pages of 1024, queries near its end, a window
+  // that stays inside it) is moved to the end of a 2^30-token request by
+  // prefixing its page table with 2^20 - 2 repeats of its first page. The
+  // queries and every visible key keep their pages and slots, and the shift is
+  // a whole number of KV blocks, so the output must be the small case's, bit
+  // for bit, and match the small case's reference.
+  constexpr int32_t kPage = 1024;
+  constexpr int64_t kLimit = int64_t(1) << 30;
+  CaseSpec spec;
+  spec.seed = 1u << 30;
+  spec.head_dim = 128;
+  spec.num_qo_heads = 4;
+  spec.num_kv_heads = 2;
+  spec.page_size = kPage;
+  spec.qo_lens = {200};
+  spec.kv_lens = {2048};
+  spec.options.window_left = 500;  // the first query (position 1848) sees keys from 1348 on
+  spec.options.return_lse = true;
+  for (bool causal : {true, false}) {
+    spec.options.causal = causal;
+    const HostCase small = make_case(spec);
+    const References refs = compute_references(small);
+    HostCase large = small;
+    const int32_t prefix_pages = int32_t((kLimit - 2048) / kPage);
+    large.kv_indices.insert(large.kv_indices.begin(), size_t(prefix_pages), small.kv_indices[0]);
+    large.kv_indptr = {0, int32_t(large.kv_indices.size())};
+    REQUIRE(large.kv_len(0) == kLimit);
+    INFO(large.describe());
+
+    DevicePrefillCase small_device(small), large_device(large);
+    std::vector<PrefillRun> small_runs, large_runs;
+    CHECK(check_runs(small_device, small, refs, &small_runs) == "");
+    CHECK(check_runs(large_device, small, refs, &large_runs) == "");
+    REQUIRE(small_runs.size() == large_runs.size());
+    for (size_t i = 0; i < small_runs.size(); ++i) CHECK(bit_difference(small_runs[i], large_runs[i]) == "");
+
+    // One token more is refused with the rule's message.
+    HostCase past = large;
+    past.kv_indices.push_back(small.kv_indices[0]);
+    past.kv_indptr = {0, int32_t(past.kv_indices.size())};
+    past.kv_last_page_len = {1};
+    PrefillPlan plan;
+    const Status refused = plan_prefill(past.config, past.indices(), plan);
+    CHECK(refused.code == StatusCode::kInvalidArgument);
+    CHECK(refused.message ==
+          "request 0: kv_len = config.page_size * (pages - 1) + indices.kv_last_page_len[0] = 1024 * 1048576 + 1 = "
+          "1073741825 exceeds the limit of 2^30 = 1073741824 tokens per request");
+  }
+}
+
+TEST_CASE("prefill: shared prefix pages and a page repeated in one request", "[gpu][prefill][shared-pages]") {
+  // Prefix caching: requests 1 and 2 start with request 0's first full pages;
+  // request 2 also lists one of its own full pages twice. Only full pages are
+  // shared, so no request sees another's unused (poisoned) last-page tail.
+  int checked = 0;
+  for (int32_t page : {1, 16, 64, 128}) {
+    for (bool causal : {false, true}) {
+      CaseSpec spec;
+      spec.seed = 5000 + uint64_t(page) + uint64_t(causal);
+      spec.head_dim = 128;
+      spec.num_qo_heads = 8;
+      spec.num_kv_heads = 2;
+      spec.page_size = page;
+      spec.layout = causal ? KvLayout::kHND : KvLayout::kNHD;
+      spec.qo_lens = {40, 70, 33};
+      spec.kv_lens = {520, 700, 650};
+      spec.options.causal = causal;
+      spec.options.return_lse = true;
+      HostCase c = make_case(spec);
+      auto full_pages = [&](int32_t b) { return int32_t((c.kv_len(b) - 1) / page); };
+      auto entry = [&](int32_t b, int32_t j) -> int32_t& { return c.kv_indices[size_t(c.kv_indptr[b] + j)]; };
+      const int32_t shared = std::min({full_pages(0), full_pages(1), full_pages(2)}) / 2;
+      REQUIRE(shared >= 1);
+      for (int32_t b : {1, 2})
+        for (int32_t j = 0; j < shared; ++j) entry(b, j) = entry(0, j);
+      const int32_t repeated = full_pages(2) - 1;  // request 2's last full page, again in the slot before it
+      entry(2, repeated - 1) = entry(2, repeated);
+      const References refs = compute_references(c);
+      INFO(c.describe() << ", " << shared << " shared prefix pages");
+      CHECK(check_case(c, refs) == "");
+      ++checked;
+    }
+  }
+  CHECK(checked == 8);
 }
 
 }  // namespace ptxattn::testing
