@@ -13,11 +13,15 @@ namespace ptxattn::ptx {
 
 // cp.async.cg.shared.global [dst], [src], 16, src_size (9.7.9.25.3.1): copies
 // src_size bytes (0 or 16) and zero-fills the rest of the 16. Any thread.
-__device__ __forceinline__ void cp_async_cg_16_zfill(void* smem_dst, const void* gmem_src, bool valid) {
+// `smem_dst` is a shared-window address (smem_u32), so callers can add
+// constant offsets to it without a conversion per copy.
+__device__ __forceinline__ void cp_async_cg_16_zfill(uint32_t smem_dst, const void* gmem_src, bool valid) {
   const uint32_t src_size = valid ? 16u : 0u;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem_dst)), "l"(gmem_src),
-               "r"(src_size)
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_dst), "l"(gmem_src), "r"(src_size)
                : "memory");
+}
+__device__ __forceinline__ void cp_async_cg_16_zfill(void* smem_dst, const void* gmem_src, bool valid) {
+  cp_async_cg_16_zfill(smem_u32(smem_dst), gmem_src, valid);
 }
 
 // cp.async.commit_group (9.7.9.25.3.2): closes this thread's current group.

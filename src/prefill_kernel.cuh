@@ -142,41 +142,60 @@ __device__ void produce_tma(PrefillSharedStorage<T>& s, const PrefillParams& p, 
   }
 }
 
-// Gather path: element offset of row `row` of block n, -1 past the sequence end.
-template <class T>
-__device__ __forceinline__ int64_t kv_row_offset(const PrefillParams& p, const RequestInfo& req, int kv_head, int n,
-                                                 int row) {
-  const int token = n * T::kBlockKV + row;
-  if (token >= req.kv_len) return -1;
-  if (!p.paged) return int64_t(req.kv_start + token) * p.page_stride + kv_head * p.head_stride;
-  const int64_t page = p.kv_indices[req.kv_start + token / p.page_size];
-  return page * p.page_stride + int64_t(token % p.page_size) * p.slot_stride + kv_head * p.head_stride;
+// Gather path: the pool page holding `token` (paged only; 0 past the sequence
+// end, where nothing is read).
+__device__ __forceinline__ int32_t kv_page(const PrefillParams& p, const RequestInfo& req, int token) {
+  return p.paged && token < req.kv_len ? p.kv_indices[req.kv_start + token / p.page_size] : 0;
 }
 
-// Copies this warp's rows of one K or V block into the swizzled layout, 16
-// bytes per cp.async; consecutive lanes take consecutive chunks of a row
-// (coalesced). `my_offset` is the offset of row `lane` of the warp's rows;
-// each warp works alone, so the producer needs no barrier of its own.
+// Gather path: element offset of K/V token `token` in `page` (kv_page), 0 past
+// the sequence end (such rows are zero-filled; the address is never read).
+__device__ __forceinline__ int64_t kv_row_offset(const PrefillParams& p, const RequestInfo& req, int kv_head,
+                                                 int token, int32_t page) {
+  if (token >= req.kv_len) return 0;
+  if (!p.paged) return int64_t(req.kv_start + token) * p.page_stride + kv_head * p.head_stride;
+  return int64_t(page) * p.page_stride + int64_t(token % p.page_size) * p.slot_stride + kv_head * p.head_stride;
+}
+
+// Where one producer lane's 16-byte chunks go in a K/V tile: the lane group
+// (lane / 8) picks the row within a step, the lane its chunk. A warp's rows
+// start on a multiple of 8, so in step s the row's swizzle phase is
+// (4 * (s & 1) + group): two precomputed offsets serve every step.
+struct GatherLane {
+  uint32_t tile_offset[2];  // byte offset in the tile (slice 0) of this lane's chunk in steps of parity 0 / 1
+  int element_offset;       // element offset of the chunk within a row of the source
+};
+
 template <class T>
-__device__ __forceinline__ void gather_kv_rows(uint8_t* tile, const typename T::Element* base, int64_t my_offset,
-                                               int warp, int lane) {
-  constexpr int kRowsPerWarp = T::kBlockKV / 4;
-  constexpr int kRowsPerStep = 32 / T::kChunksPerRow;
-  const int chunk = lane % T::kChunksPerRow;
-  const int slice = chunk / 8;
-  const int chunk_in_row = chunk % 8;
-#pragma unroll 4
-  for (int step = 0; step < kRowsPerWarp / kRowsPerStep; ++step) {
-    const int local_row = step * kRowsPerStep + lane / T::kChunksPerRow;
+__device__ __forceinline__ GatherLane gather_lane(int warp, int lane) {
+  const int group = lane / T::kGatherLanesPerRow, chunk = lane % T::kGatherLanesPerRow;
+  const uint32_t row_offset = (warp * T::kGatherRowsPerWarp + group) * T::kRowBytes;
+  return {{row_offset + ((chunk ^ group) << 4), row_offset + ((chunk ^ (group + 4)) << 4)}, chunk * 8};
+}
+
+// Copies this warp's rows of one K or V block into the swizzled layout: per
+// step 4 rows, each by 8 lanes (one 128-byte line per slice, coalesced), one
+// cp.async per slice. `lane_base` is the tensor plus this lane's chunk;
+// `my_offset` the offset of row `lane` of the warp's rows, `valid_rows` how
+// many of the warp's rows hold keys. Each warp works alone, so the producer
+// needs no barrier of its own.
+template <class T>
+__device__ __forceinline__ void gather_kv_rows(uint8_t* tile, const typename T::Element* lane_base, int64_t my_offset,
+                                               const GatherLane& at, int valid_rows, int lane) {
+  const uint32_t tile_addr = ptx::smem_u32(tile);
+#pragma unroll
+  for (int step = 0; step < T::kGatherRowsPerWarp / T::kGatherRowsPerStep; ++step) {
+    const int local_row = step * T::kGatherRowsPerStep + lane / T::kGatherLanesPerRow;
     const int64_t offset = __shfl_sync(0xffffffffu, my_offset, local_row);
-    const int row = warp * kRowsPerWarp + local_row;
-    uint8_t* dst = tile + slice * T::kKvSliceBytes + row * T::kRowBytes + ((chunk_in_row ^ (row & 7)) << 4);
+    const bool valid = local_row < valid_rows;
 #ifdef PTXATTN_INJECT_BUG_SKIP_TAIL_ZERO
-    if (offset < 0) continue;  // the seed bug: rows past the end keep stale shared memory
+    if (!valid) continue;  // the seed bug: rows past the end keep stale shared memory
 #endif
+    const uint32_t dst = tile_addr + at.tile_offset[step & 1] + step * T::kGatherRowsPerStep * T::kRowBytes;
     // RULE: rows past the sequence end become exact zeros (src-size 0 zero-fill).
-    const bool valid = offset >= 0;
-    ptx::cp_async_cg_16_zfill(dst, valid ? base + offset + chunk * 8 : base, valid);
+#pragma unroll
+    for (int slice = 0; slice < T::kSlices; ++slice)
+      ptx::cp_async_cg_16_zfill(dst + slice * T::kKvSliceBytes, lane_base + offset + slice * T::kSliceCols, valid);
   }
 }
 
@@ -184,23 +203,31 @@ template <class T>
 __device__ void produce_gather(PrefillSharedStorage<T>& s, const PrefillParams& p, const RequestInfo& req,
                                KvBlockRange range, int kv_head, int tid) {
   using Element = typename T::Element;
-  constexpr int kRowsPerWarp = T::kBlockKV / 4;
-  const auto* k = static_cast<const Element*>(p.k);
-  const auto* v = static_cast<const Element*>(p.v);
   const int warp = tid / 32, lane = tid % 32;
+  const GatherLane at = gather_lane<T>(warp, lane);
+  const auto* k = static_cast<const Element*>(p.k) + at.element_offset;
+  const auto* v = static_cast<const Element*>(p.v) + at.element_offset;
+  // Lane l holds the offset of row l of the warp's share of each block (lanes
+  // past the share hold none), and reads the page of its next block's row
+  // one block ahead, so the page-table load is off the copy's critical path.
+  const bool holds_row = lane < T::kGatherRowsPerWarp;
+  const int first_row = warp * T::kGatherRowsPerWarp;
+  auto token_of = [&](int n) { return n * T::kBlockKV + first_row + lane; };
+  int32_t page = holds_row && range.count() > 0 ? kv_page(p, req, token_of(range.end - 1)) : 0;
   for (int i = 0; i < range.count(); ++i) {
     const int n = range.end - 1 - i;
     const auto st = pipeline_state<T::kStages>(i);
-    const int64_t my_offset =
-        lane < kRowsPerWarp ? kv_row_offset<T>(p, req, kv_head, n, warp * kRowsPerWarp + lane) : -1;
+    const int64_t my_offset = holds_row ? kv_row_offset(p, req, kv_head, token_of(n), page) : 0;
+    if (holds_row && i + 1 < range.count()) page = kv_page(p, req, token_of(n - 1));
+    const int valid_rows = req.kv_len - n * T::kBlockKV - first_row;
     // Each thread's arrival fires when its own copies have landed (noinc: the
     // 128 arrivals are the barrier's expected count), so the producer never
     // waits for data, only for free stages.
     ptx::mbarrier_wait_parity(&s.k_empty[st.stage], st.phase ^ 1);
-    gather_kv_rows<T>(s.k[st.stage], k, my_offset, warp, lane);
+    gather_kv_rows<T>(s.k[st.stage], k, my_offset, at, valid_rows, lane);
     ptx::cp_async_mbarrier_arrive_noinc(&s.k_full[st.stage]);
     ptx::mbarrier_wait_parity(&s.v_empty[st.stage], st.phase ^ 1);
-    gather_kv_rows<T>(s.v[st.stage], v, my_offset, warp, lane);
+    gather_kv_rows<T>(s.v[st.stage], v, my_offset, at, valid_rows, lane);
     ptx::cp_async_mbarrier_arrive_noinc(&s.v_full[st.stage]);
   }
 }

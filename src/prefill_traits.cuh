@@ -48,15 +48,19 @@ struct PrefillTraits {
   static constexpr uint32_t kProducerRegs = 40;
   static constexpr uint32_t kConsumerRegs = 232;
 
-  // Gather path: 16-byte chunks per K/V row; each producer warp copies a
-  // quarter of the block's rows, a row's offset held by one lane.
-  static constexpr int kChunksPerRow = kHeadDim / 8;
+  // Gather path: each producer warp copies a quarter of the block's rows, a
+  // row's offset held by one lane. A group of 8 lanes copies one row: lane j
+  // takes 16-byte chunk j of the row's 128 bytes in every 64-column slice, so
+  // its copies of one row differ only by constant offsets; 4 rows per step.
+  static constexpr int kGatherRowsPerWarp = kBlockKV / 4;
+  static constexpr int kGatherLanesPerRow = kRowBytes / 16;
+  static constexpr int kGatherRowsPerStep = 32 / kGatherLanesPerRow;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head_dim 64, 128 or 256");
   static_assert(ptx::kSupportedWgmmaN<kBlockKV> && ptx::kSupportedWgmmaN<kHeadDim>, "wgmma N not generated");
-  static_assert(kBlockKV / 4 <= 32, "one lane of a producer warp holds one row's offset");
-  static_assert(32 % kChunksPerRow == 0 && (kBlockKV / 4) % (32 / kChunksPerRow) == 0,
-                "a warp's copy steps must tile its rows");
+  static_assert(kGatherRowsPerWarp <= 32, "one lane of a producer warp holds one row's offset");
+  static_assert(kGatherRowsPerStep == 4 && kGatherRowsPerWarp % 8 == 0,
+                "a warp's rows start on a swizzle period, and steps alternate between its two halves");
   static_assert(kProducerRegs + 2 * kConsumerRegs == 3 * (65536 / kThreads / 8 * 8),
                 "setmaxnreg moves registers within the CTA's launch allocation");
 };
