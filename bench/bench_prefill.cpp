@@ -74,9 +74,11 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
       for (int32_t page_size : {0, 16, 64}) add("W1", shape, testing::w1_spec(seq_len, causal, page_size));
     }
   }
-  for (int32_t page_size : {0, 16}) {
+  // W2 in every storage engines use: ragged, the gather path's pages of 1 (SGLang), 7 and 16 (vLLM), TMA pages of 64.
+  for (int32_t page_size : {0, 1, 7, 16, 64}) {
     CaseSpec spec = testing::w2_spec();
     if (page_size == 0) spec.format = KvFormat::kRagged;
+    spec.page_size = page_size;
     add("W2", "causal", spec);
   }
   for (int32_t head_dim : {64, 256}) {
