@@ -1,4 +1,4 @@
-// Prefill benchmarks: W1 and W2 of /work/shared/anchors.md, plus head_dim 64
+// Prefill benchmarks: W1 and W2 of docs/benchmarks.md, plus head_dim 64
 // and 256, GQA 32/8 and the gather-path page sizes 1 and 7 on W1 shapes.
 //
 // Nothing is timed before it is checked, in this binary, in this run:
@@ -10,7 +10,7 @@
 //     generator poisons every slot no request owns with NaN/Inf), and must agree
 //     with the first storage of the same workload run earlier (ragged and every
 //     paged variant hold the same logical K/V, so they must give the same O).
-// Counters: TFLOP/s as anchors.md defines it (unmasked score entries only).
+// Counters: TFLOP/s as docs/benchmarks.md defines it (unmasked score entries only).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -46,8 +46,9 @@ constexpr double kCrossStorageTolerance = 1.0 / 64;
 
 struct PrefillBenchmark {
   std::string workload;  // what the output depends on: "W1/S:4096/causal"
-  std::string storage;   // "ragged", "paged16", ...
+  std::string storage;   // "ragged", "paged16", "paged64-gather" (a forced load path), ...
   CaseSpec spec;
+  KvLoadPath path = KvLoadPath::kAuto;
 };
 
 std::string storage_name(int32_t page_size) { return page_size > 0 ? "paged" + std::to_string(page_size) : "ragged"; }
@@ -99,10 +100,20 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
   for (int32_t page_size : {1, 7}) {
     for (bool causal : {false, true}) add("W1", "S:4096/" + mask_name(causal), testing::w1_spec(4096, causal, page_size));
   }
+  // The load-path threshold: pages both paths can serve, each path forced.
+  for (int32_t page_size : {32, 64, 128}) {
+    for (KvLoadPath path : {KvLoadPath::kGather, KvLoadPath::kTma}) {
+      const std::string suffix = std::string("-") + testing::load_path_name(path);
+      CaseSpec w2 = testing::w2_spec();
+      w2.page_size = page_size;
+      list.push_back({"W2/causal", storage_name(page_size) + suffix, w2, path});
+      list.push_back({"W1/S:4096/full", storage_name(page_size) + suffix, testing::w1_spec(4096, false, page_size), path});
+    }
+  }
   return list;
 }
 
-// anchors.md: 4 · H_qo · D · pairs per request; pairs = qo·kv (full) or
+// docs/benchmarks.md: 4 · H_qo · D · pairs per request; pairs = qo·kv (full) or
 // qo·(kv - qo) + qo(qo + 1)/2 (causal, bottom-right aligned).
 double attention_flops(const HostCase& c) {
   double flops = 0.0;
@@ -223,7 +234,7 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
   c.bytes = 2 * (c.host.q.size() * 2 + c.host.k.size() + c.host.v.size());
 
   PrefillConfig config = c.host.config;
-  config.load_path = KvLoadPath::kAuto;
+  config.load_path = bench.path;
   if (const Status status = plan_prefill(config, c.host.indices(), c.plan); !status.ok()) {
     c.error = std::string(status_code_name(status.code)) + ": " + status.message;
     return c;

@@ -8,9 +8,11 @@
 //   warpgroups 1-2 consumers (64 rows each): S = Q K^T (wgmma SS), online
 //                softmax in registers (exp2, scale folded into one FMA),
 //                O += P V (wgmma RS, P never leaves registers), then the epilogue
-//                normalises O and writes O and LSE (natural log).
+//                normalises O and writes O and LSE (natural log). Where the
+//                traits say so (kPingPong) the two take turns issuing wgmma.
 //
-// The state rules of hopper-notes section 1 are marked "RULE:" where they hold.
+// The state rules of docs/kernels.md ("State rules") are marked "RULE:" where
+// they hold.
 #pragma once
 
 #include <cuda.h>
@@ -32,7 +34,8 @@
 namespace ptxattn::detail {
 
 // Named barrier ids (0 is __syncthreads).
-enum class NamedBarrier : uint32_t { kConsumers = 1 };
+// kTurnOfConsumer0 + c: consumer warpgroup c may issue its wgmma (ping-pong).
+enum class NamedBarrier : uint32_t { kConsumers = 1, kTurnOfConsumer0 = 2, kTurnOfConsumer1 = 3 };
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -481,7 +484,26 @@ __device__ void consume(PrefillSharedStorage<T>& s, const PrefillParams& p, cons
   for (int i = 0; i < kO; ++i) out[i] = 0.f;
   RowState rows{{-INFINITY, -INFINITY}, {0.f, 0.f}};
 
+  // Ping-pong (T::kPingPong): the two consumer warpgroups take turns issuing
+  // wgmma, so one's softmax runs while the other's GEMMs hold the tensor
+  // cores. A warpgroup waits on its own turn barrier before issuing and
+  // arrives on the other's after. Both take range.count() + 1 turns;
+  // consumer 1 opens consumer 0's first turn and skips its own last arrival,
+  // so every barrier phase completes and none is left open at exit.
+  constexpr uint32_t kTurnThreads = 2 * 128;
+  const uint32_t my_turn = uint32_t(NamedBarrier::kTurnOfConsumer0) + consumer;
+  const uint32_t other_turn = uint32_t(NamedBarrier::kTurnOfConsumer0) + (consumer ^ 1);
+  auto begin_turn = [&] {
+    if constexpr (T::kPingPong) ptx::named_barrier_sync(my_turn, kTurnThreads);
+  };
+  auto end_turn = [&](bool last) {
+    if constexpr (T::kPingPong)
+      if (!last || consumer == 0) ptx::named_barrier_arrive(other_turn, kTurnThreads);
+  };
+
   if (range.count() > 0) {
+    if constexpr (T::kPingPong)
+      if (consumer == 1) ptx::named_barrier_arrive(other_turn, kTurnThreads);
     ptx::mbarrier_wait_parity(&s.q_full, 0);
     if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, req, range, consumer * 128 + tid);
     // Block 0: scores and softmax only; its P V is issued with the next scores.
@@ -489,8 +511,10 @@ __device__ void consume(PrefillSharedStorage<T>& s, const PrefillParams& p, cons
     Probs probs;
     float rescale[2];
     wait_full<T>(&s.k_full[0], 0);
+    begin_turn();
     ptx::wgmma_fence();
     issue_scores<T>(scores, q_rows, s.k[0]);
+    end_turn(false);
     ptx::wgmma_wait_group<0>();
     ptx::accumulator_fence(scores);
     release_stage(&s.k_empty[0], lane);
@@ -505,9 +529,11 @@ __device__ void consume(PrefillSharedStorage<T>& s, const PrefillParams& p, cons
       const auto prev = pipeline_state<T::kStages>(i - 1);
       wait_full<T>(&s.k_full[st.stage], st.phase);
       wait_full<T>(&s.v_full[prev.stage], prev.phase);
+      begin_turn();
       ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
       issue_scores<T>(scores, q_rows, s.k[st.stage]);
       issue_pv<T>(out, in_flight, s.v[prev.stage]);
+      end_turn(false);
       ptx::wgmma_wait_group<1>();  // S(i) retired; P(i-1) V(i-1) may still run
       ptx::accumulator_fence(scores);
       release_stage(&s.k_empty[st.stage], lane);
@@ -523,8 +549,10 @@ __device__ void consume(PrefillSharedStorage<T>& s, const PrefillParams& p, cons
     auto last_block = [&](const Probs& last_probs) {
       const auto last = pipeline_state<T::kStages>(range.count() - 1);
       wait_full<T>(&s.v_full[last.stage], last.phase);
+      begin_turn();
       ptx::wgmma_fence();
       issue_pv<T>(out, last_probs, s.v[last.stage]);
+      end_turn(true);
       ptx::wgmma_wait_group<0>();
       ptx::accumulator_fence(out);
       release_stage(&s.v_empty[last.stage], lane);
