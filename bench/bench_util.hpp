@@ -4,8 +4,8 @@
 // time_iterations(): CUDA events around exactly one launch per Google
 // Benchmark iteration, after warm-up, with the L2 flushed first when the
 // workload would not stay in L2 between real calls anyway. Counters are set
-// from the MEDIAN iteration (anchors.md measures medians); Google Benchmark's
-// own time column is the mean of the same samples.
+// from the MEDIAN iteration (every number docs/benchmarks.md reports is a
+// median); Google Benchmark's own time column is the mean of the same samples.
 #pragma once
 
 #include <benchmark/benchmark.h>

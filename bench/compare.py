@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ptxattn against its peers: one process, the same tensors, the same GPU, the same run.
 
-Workloads are W1 and W2 of anchors.md (bf16, head_dim 128). For each one the
+Workloads are W1 and W2 of docs/benchmarks.md (bf16, head_dim 128). For each one the
 script builds the tensors once with torch on the GPU (ragged/dense Q, K, V and
 paged pools of page sizes 16 and 64, pages randomly permuted in the pool) and
 runs every available system on them:
@@ -23,7 +23,7 @@ output (max |difference| is reported, and a peer over the tolerance is flagged).
 Timing: CUDA events around one call, median over repetitions after warm-up; the
 L2 is flushed before each call (every workload here is far larger than L2) and
 a GPU sleep is queued in front of the start event so the host's launch cost is
-not timed. TFLOP/s as anchors.md defines it (unmasked score entries only).
+not timed. TFLOP/s as docs/benchmarks.md defines it (unmasked score entries only).
 The same run measures the ceilings of the roofline note: a large bf16
 torch.matmul, the device-to-device copy bandwidth and the MUFU exp2 bound.
 
@@ -86,7 +86,7 @@ class Workload:
         return len(self.qo_lens)
 
     def flops(self):
-        """anchors.md: 4·H_qo·D·pairs per request, causal pairs bottom-right aligned."""
+        """docs/benchmarks.md: 4·H_qo·D·pairs per request, causal pairs bottom-right aligned."""
         total = 0
         for qo, kv in zip(self.qo_lens, self.kv_lens):
             pairs = qo * (kv - qo) + qo * (qo + 1) // 2 if self.causal else qo * kv
@@ -506,8 +506,9 @@ def write_markdown(path, env, ceilings, workloads, systems, results):
              f"(CUDA {env['cuda_torch']}, cuDNN {env['cudnn']}), ptxattn commit {env['ptxattn_commit']}.", ""]
     for name, why in env["missing_peers"].items():
         lines.append(f"**{name} missing**: {why}")
-    lines += ["", "TFLOP/s (anchors.md definition, median). ✗: output differs from ptxattn by more than "
-              f"{CROSS_CHECK_TOLERANCE}; —: not run (see compare.json for why).", ""]
+    lines += ["", "TFLOP/s (unmasked score entries only, as docs/benchmarks.md defines it; median). "
+              f"✗: output differs from ptxattn by more than {CROSS_CHECK_TOLERANCE}; "
+              "—: not run (see compare.json for why).", ""]
     header = ["workload"] + systems + [r[0] for r in RATIOS]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))

@@ -88,12 +88,12 @@ struct RandomLimits {
 // every spec has at least one query token.
 CaseSpec random_spec(uint64_t seed, const RandomLimits& limits = {});
 
-// W1 of /work/shared/anchors.md: 16384 query tokens, H_qo = H_kv = 16,
+// W1 of docs/benchmarks.md: 16384 query tokens, H_qo = H_kv = 16,
 // D = 128, bf16, B = 16384 / seq_len requests with qo_len = kv_len = seq_len.
 // page_size > 0: paged NHD with shuffled pages; page_size 0: ragged.
 CaseSpec w1_spec(int32_t seq_len, bool causal, int32_t page_size, uint64_t seed = 1);
 
-// W2 of anchors.md: 16 requests with cached prefixes, H_qo 32, H_kv 8,
+// W2 of docs/benchmarks.md: 16 requests with cached prefixes, H_qo 32, H_kv 8,
 // D 128, bf16, page 16, causal.
 CaseSpec w2_spec(uint64_t seed = 1);
 

@@ -663,7 +663,7 @@ Presets:
   --preset=seed      FlashInfer #1018: paged prefills with a partial last page,
                      each run plainly and right after build_rope_cos_sin_cache;
                      the two outputs must be bit-identical
-  --preset=w2        the W2 serving mix of anchors.md (16 requests, 32/8
+  --preset=w2        the W2 serving mix of docs/benchmarks.md (16 requests, 32/8
                      heads, D 128, bf16, pages of 16, causal) + RoPE on it
   --seed=N           base seed of a preset's cases (default 1)
 
