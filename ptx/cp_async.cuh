@@ -1,8 +1,8 @@
 // cp.async: asynchronous 16-byte global-to-shared copies (PTX ISA 9.7.9.25.3).
 //
 // NOTES: the zero-fill form is how rows past a sequence end become exact
-// zeros in shared memory (src-size 0 reads nothing and writes 16 zero bytes),
-// the rule of hopper-notes section 1 for the gather path.
+// zeros in shared memory (src-size 0 reads nothing and writes 16 zero bytes):
+// rule 1 of docs/kernels.md "State rules" on the gather path.
 #pragma once
 
 #include <cstdint>

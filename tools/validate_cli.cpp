@@ -385,7 +385,8 @@ std::vector<CaseSpec> edge_specs() {
   const KvFormat paged = KvFormat::kPaged, ragged = KvFormat::kRagged;
   const KvLayout nhd = KvLayout::kNHD, hnd = KvLayout::kHND;
   std::vector<CaseSpec> specs = {
-      // anchors.md: NaN in the tail of the last page of 128/256-token pages, causal (FA3's TMA-path failure).
+      // FA3's TMA-path failure (docs/kernels.md "State rules"): NaN in the tail of the last page of
+      // 128/256-token pages, causal.
       make_spec(bf16, 128, 2, 1, paged, nhd, 128, {1000, 37}, {1000, 501}, true),
       // FlashInfer #1018 shapes: partial last pages of 16 tokens, causal.
       make_spec(bf16, 128, 4, 4, paged, nhd, 16, {7, 300, 129}, {21, 333, 1000}, true),

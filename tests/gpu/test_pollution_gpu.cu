@@ -141,7 +141,7 @@ std::vector<CaseSpec> prefill_matrix_specs() {
       B(102, bf16, 128, 4, 1).paged(hnd, 7).lengths({1, 150}, {20, 1000}).causal(),
       B(103, bf16, 128, 2, 2).paged(nhd, 1).lengths({64}, {100}),
       B(104, bf16, 128, 2, 1).paged(hnd, 64).lengths({300, 5}, {1000, 70}).causal().window(100),
-      // The FA3 failure of anchors.md: page 128, causal, kv_len 1000.
+      // The FA3 failure of docs/kernels.md "State rules": page 128, causal, kv_len 1000.
       B(105, bf16, 128, 2, 1).paged(nhd, 128).lengths({1000, 37}, {1000, 501}).causal(),
       B(106, bf16, 128, 2, 2).paged(nhd, 256).lengths({129, 17}, {700, 17}).soft_cap(30.0f),
       B(107, bf16, 128, 8, 2).ragged().lengths({90, 0, 33}, {300, 0, 33}).causal(),

@@ -858,7 +858,7 @@ TEST_CASE("TMA 4-D box: the unused tail of a page INSIDE the pool is copied as i
   // The last page of a sequence holds 5 valid tokens; its other slots hold
   // NaN (what a previous request left there). A box over the whole page is
   // inside the pool, so TMA copies the NaN: this is why explicit zeroing of
-  // rows >= kv_len exists (hopper-notes section 1).
+  // rows >= kv_len exists (rule 1 of docs/kernels.md "State rules").
   constexpr int kPage = 3, kValidSlots = 5;
   constexpr uint16_t kStaleNaN = 0x7FA5;  // a bf16 NaN
   PagedPool pool = make_pool();
