@@ -1,6 +1,7 @@
 // Host side of TMA: tensor-map description, validation of every encoding rule
-// (hopper-notes section 3) as an error value, and encoding through the driver
-// entry point obtained from the runtime (no link against libcuda).
+// (listed in docs/ptx.md "Tensor-map encoding rules") as an error value, and
+// encoding through the driver entry point obtained from the runtime (no link
+// against libcuda).
 #pragma once
 
 #include <cuda.h>
