@@ -813,7 +813,7 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
     CaseSpec spec;
     KvLoadPath path;
   };
-  // 21 small prefills: page sizes 1..256 with partial last pages, both load
+  // 20 small prefills: page sizes 1..256 with partial last pages, both load
   // paths (also on the same case), ragged rows, NHD and HND, causal, window and
   // soft cap, every head dim, both dtypes, GQA, empty requests.
   const std::vector<PrefillLaunch> prefills = {
