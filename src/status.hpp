@@ -1,6 +1,7 @@
 // Internal helpers for building ptxattn::Status values: messages assembled
 // from pieces, one constructor per error code, and the early-return macros
-// every host function uses (CUDA calls are reported with the call and file:line).
+// every host function uses (a failed CUDA call is reported with the call and
+// file:line, a missing GPU in plain words).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -36,8 +37,9 @@ Status plan_mismatch(const Args&... args) {
 }
 
 // A failed CUDA runtime call: kNoDevice when the error means there is no
-// usable GPU (none, driver too old, no sm_90a image for it), else kCudaError.
-// The message names the call, file:line and the CUDA error.
+// usable GPU (none, no driver or one too old, a GPU that is not SM90), with a
+// message that says what is missing; else kCudaError, with a message naming
+// the call, file:line and the CUDA error.
 Status cuda_error(cudaError_t err, const char* call, const char* file, int line);
 
 }  // namespace ptxattn::detail

@@ -1,11 +1,15 @@
 // C API (include/ptxattn/ptxattn.h): NULL arguments and C-only checks give a
 // status code and a message, never a crash; messages are per thread. Runs
-// without a GPU: every case fails validation before any CUDA call.
+// without a GPU: every case but the last fails validation before any CUDA
+// call; the last checks what valid calls say when there is no GPU.
+#include <cuda_runtime_api.h>
+
 #include <catch2/catch.hpp>
 #include <string>
 #include <thread>
 
 #include "ptxattn/ptxattn.h"
+#include "ptxattn/ptxattn.hpp"
 
 namespace {
 
@@ -122,4 +126,91 @@ TEST_CASE("c api: the last error message belongs to the calling thread", "[c_api
   std::thread([&] { seen_by_other_thread = last_message(); }).join();
   CHECK(seen_by_other_thread.empty());
   CHECK_THAT(last_message(), Catch::Contains("out is null"));
+}
+
+namespace {
+
+// A valid batch for plan_prefill and plan_append_paged_kv: one request of 20
+// keys in pages 1 and 0 of 16 (4 tokens in the last), 3 queries, the last 2
+// tokens appended.
+constexpr int32_t kQoIndptr[] = {0, 3}, kKvIndptr[] = {0, 2}, kKvIndices[] = {1, 0}, kLastPageLen[] = {4};
+constexpr int32_t kAppendIndptr[] = {0, 2};
+
+// What a no_device message must say on this machine: an NVIDIA driver older
+// than the runtime is named as such, anything else is a missing GPU.
+std::string expected_no_device_words() {
+  int count = 0, driver = 0;
+  const bool old_driver =
+      cudaGetDeviceCount(&count) == cudaErrorInsufficientDriver && cudaDriverGetVersion(&driver) == cudaSuccess &&
+      driver > 0;
+  return old_driver ? "the NVIDIA driver is too old" : "no CUDA GPU is available";
+}
+
+// A no_device status a user can act on: what is missing, in plain words and
+// with the runtime's own wording, but no source location.
+void check_no_device(int status, const std::string& message) {
+  INFO("message: " << message);
+  CHECK(std::string(ptxattn_status_name(status)) == "no_device");
+  CHECK_THAT(message, Catch::StartsWith(expected_no_device_words()));
+  CHECK_THAT(message, Catch::Contains("(the CUDA runtime reports: "));
+  CHECK_THAT(message, !Catch::Contains(".cpp:") && !Catch::Contains(".cu:"));
+}
+
+void check_ok(int status, const std::string& message) {
+  INFO("message: " << message);
+  CHECK(std::string(ptxattn_status_name(status)) == "ok");
+}
+
+}  // namespace
+
+TEST_CASE("c api: without a GPU, plans and RoPE calls return no_device and say so plainly", "[c_api][no_device]") {
+  int count = 0;
+  const bool gpu = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  if (gpu) WARN("a CUDA GPU is present: the calls must succeed; the no_device messages are checked without one");
+  const auto check = gpu ? check_ok : check_no_device;
+
+  ptxattn_prefill_config config = default_config();
+  config.num_qo_heads = 2;
+  config.num_kv_heads = 1;
+  config.head_dim = 128;
+  config.page_size = 16;
+  config.num_pages = 2;
+  const ptxattn_batch_indices indices{1, kQoIndptr, kKvIndptr, kKvIndices, kLastPageLen};
+  ptxattn_prefill_plan* plan = nullptr;
+  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
+  const int planned = ptxattn_plan_prefill(plan, &config, &indices);
+  check(planned, planned == PTXATTN_STATUS_OK ? "" : last_message());
+  ptxattn_prefill_plan_destroy(plan);
+
+  ptxattn::AppendConfig append_config;
+  append_config.num_kv_heads = 1;
+  append_config.head_dim = 128;
+  append_config.page_size = 16;
+  append_config.num_pages = 2;
+  ptxattn::AppendIndices append_indices;
+  append_indices.num_requests = 1;
+  append_indices.append_indptr = kAppendIndptr;
+  append_indices.kv_indptr = kKvIndptr;
+  append_indices.kv_indices = kKvIndices;
+  append_indices.kv_last_page_len = kLastPageLen;
+  ptxattn::AppendPlan append_plan;
+  const ptxattn::Status appended = ptxattn::plan_append_paged_kv(append_config, append_indices, append_plan);
+  check(int(appended.code), appended.message);
+
+  // The cos/sin cache build launches a kernel straight away. Without a GPU
+  // the launch fails before anything could read the cache, so a host buffer
+  // stands in for it.
+  constexpr int32_t kPositions = 4, kRotaryDim = 64;
+  alignas(16) static float host_cache[kPositions * kRotaryDim];
+  void* device_cache = nullptr;
+  if (gpu) REQUIRE(cudaMalloc(&device_cache, sizeof(host_cache)) == cudaSuccess);
+  float* cache = gpu ? static_cast<float*>(device_cache) : host_cache;
+  ptxattn::RopeConfig rope;
+  rope.rotary_dim = kRotaryDim;
+  const ptxattn::Status built = ptxattn::build_rope_cos_sin_cache(cache, kPositions, kRotaryDim, rope, nullptr);
+  check(int(built.code), built.message);
+  if (gpu) {
+    CHECK(cudaDeviceSynchronize() == cudaSuccess);
+    CHECK(cudaFree(device_cache) == cudaSuccess);
+  }
 }
