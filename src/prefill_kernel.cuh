@@ -369,7 +369,7 @@ __device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], 
     }
   }
 
-  // A row with no visible key yet keeps max = -inf; it is shifted by 0
+  // RULE: a row with no visible key yet keeps max = -inf; it is shifted by 0
   // instead, so exp2 gives 0 rather than exp2(-inf + inf) = NaN.
   float shift[2];
 #pragma unroll

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "status.hpp"
+
 namespace ptxattn::ptx {
 namespace {
 
@@ -71,17 +73,25 @@ Status encode_tensor_map(const TensorMapSpec& spec, CUtensorMap* out) {
                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
   // Looked up once; CUDA 13 deprecates the unversioned entry-point query.
-  static EncodeFn encode = [] {
+  struct Lookup {
+    EncodeFn fn = nullptr;
+    cudaError_t err = cudaSuccess;
+  };
+  static const Lookup lookup = [] {
+    Lookup result;
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult query{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &query) !=
-            cudaSuccess ||
-        query != cudaDriverEntryPointSuccess)
-      fn = nullptr;
-    return reinterpret_cast<EncodeFn>(fn);
+    result.err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &query);
+    if (result.err == cudaSuccess && query == cudaDriverEntryPointSuccess) result.fn = reinterpret_cast<EncodeFn>(fn);
+    return result;
   }();
-  if (encode == nullptr)
+  // No driver (no GPU) is kNoDevice with the plain message every entry point gives.
+  if (lookup.err != cudaSuccess)
+    return detail::cuda_error(lookup.err, "cudaGetDriverEntryPointByVersion(cuTensorMapEncodeTiled)", __FILE__,
+                              __LINE__);
+  if (lookup.fn == nullptr)
     return {StatusCode::kCudaError, "tensor map: cuTensorMapEncodeTiled is not available from the CUDA driver"};
+  const EncodeFn encode = lookup.fn;
 
   cuuint64_t dims[kTensorMapMaxRank], strides[kTensorMapMaxRank];
   cuuint32_t box[kTensorMapMaxRank], element_strides[kTensorMapMaxRank];

@@ -121,9 +121,10 @@ TEST_CASE("prefill: random cases match the reference through both load paths", "
 }
 
 TEST_CASE("prefill: NaN in the unused tail of the last page never reaches the output", "[gpu][prefill][tail]") {
-  // The FA3 failure of anchors.md: paged, causal, kv_len 1000 (not a multiple
-  // of the page), NaN/Inf in the tail slots; TMA pages of 128 and 256, and the
-  // gather path, with K/V rows past the end landing in the last block.
+  // The FA3 failure described in docs/kernels.md "State rules": paged, causal,
+  // kv_len 1000 (not a multiple of the page), NaN/Inf in the tail slots; TMA
+  // pages of 128 and 256, and the gather path, with K/V rows past the end
+  // landing in the last block.
   for (int32_t page : {64, 128, 256}) {
     for (bool causal : {true, false}) {
       CaseSpec spec;
