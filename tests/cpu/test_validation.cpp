@@ -407,7 +407,7 @@ TEST_CASE("validation: kv_len is at most 2^30", "[validation]") {
                  {"request 0: kv_len = config.page_size * (pages - 1) + indices.kv_last_page_len[0] = 1024 * 1048576 "
                   "+ 1 = 1073741825 exceeds the limit of 2^30 = 1073741824 tokens per request"});
   // Close to INT32_MAX, where rounding up to whole KV blocks used to wrap.
-  const int32_t near_max_pages = (1 << 21);  // 1024 * (2^21 - 1) + 1024 = 2^31 > INT32_MAX: still rejected
+  const int32_t near_max_pages = 1 << 21;  // 1024 * (2^21 - 1) + 1000 = INT32_MAX - 23
   batch.kv_indptr = {0, near_max_pages};
   batch.kv_indices.assign(near_max_pages, 0);
   batch.kv_last_page_len = {1000};
