@@ -42,6 +42,13 @@ Status check_append_config(const AppendConfig& config) {
   if (config.page_size < 1 || config.page_size > kMaxPageSize)
     return invalid_argument("config.page_size = ", config.page_size, " is outside [1, ", kMaxPageSize, "]");
   if (config.num_pages < 0) return invalid_argument("config.num_pages = ", config.num_pages, " must be >= 0");
+  // The pool is the K/V cache prefill reads, held to prefill's limit; it also
+  // keeps the pool's element and byte counts (append_paged_kv_cache) in int64.
+  const int64_t pool_slots = int64_t(config.num_pages) * config.page_size;  // < 2^41
+  if (pool_slots > kMaxRows / config.num_kv_heads)
+    return invalid_argument("config.num_pages * page_size * num_kv_heads = ", config.num_pages, " * ",
+                            config.page_size, " * ", config.num_kv_heads,
+                            " K/V rows exceed INT32_MAX (rows are indexed with int32)");
   return Status::Ok();
 }
 

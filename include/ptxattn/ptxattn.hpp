@@ -277,10 +277,12 @@ class AppendPlan {
 };
 
 // Validates (config, indices: every rule below) and uploads the destinations.
-// Rules: indptrs start at 0 and never decrease; kv_indices in [0, num_pages);
-// kv_last_page_len[b] in [1, page_size] (0 when request b owns no page);
-// append_len_b <= kv_len_b; no two appended tokens land in the same slot of
-// the same page. Uses the current CUDA device; allocates and copies synchronously.
+// Rules: the pool, num_pages * page_size * num_kv_heads rows, fits INT32_MAX
+// (as for prefill); indptrs start at 0 and never decrease; kv_indices in
+// [0, num_pages); kv_last_page_len[b] in [1, page_size] (0 when request b owns
+// no page); append_len_b <= kv_len_b; no two appended tokens land in the same
+// slot of the same page. Uses the current CUDA device; allocates and copies
+// synchronously.
 Status plan_append_paged_kv(const AppendConfig& config, const AppendIndices& indices, AppendPlan& plan);
 
 struct AppendTensors {

@@ -466,6 +466,25 @@ TEST_CASE("append API: validate_append_indices", "[rope][validation]") {
   require_refused(validate_append_indices(c.config, c.indices()), "config.kv_layout");
 }
 
+// Found by ptxattn-fuzz under UBSan: append_paged_kv_cache multiplied
+// num_pages * page_size * num_kv_heads * head_dim in int64, which overflows for
+// the largest values of each (2^65), on a plan with nothing appended (made
+// without a GPU). The pool is now held to prefill's limit when planning.
+TEST_CASE("append API: the page pool must fit int32 rows, as for prefill", "[rope][validation]") {
+  AppendCase c;
+  c.config.num_kv_heads = 65536;
+  c.config.head_dim = 256;
+  c.config.page_size = 1024;
+  c.config.num_pages = 31;  // 31 * 2^10 * 2^16 rows: below 2^31
+  REQUIRE(validate_append_indices(c.config, c.indices()).ok());
+  c.config.num_pages = 32;  // 2^31 rows: one more than INT32_MAX
+  require_refused(validate_append_indices(c.config, c.indices()), "config.num_pages * page_size * num_kv_heads = 32");
+  c.config.num_pages = INT32_MAX;
+  c.append_indptr = {0, 0, 0, 0};  // nothing to upload: this plan needed no GPU
+  AppendPlan plan;
+  require_refused(plan_append_paged_kv(c.config, c.indices(), plan), "K/V rows exceed INT32_MAX");
+}
+
 TEST_CASE("append API: a plan that was never made is refused", "[rope][validation]") {
   AppendPlan plan;
   AppendTensors tensors;
