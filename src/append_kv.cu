@@ -68,10 +68,11 @@ Status resolve_targets(const AppendConfig& config, const AppendIndices& indices,
     return invalid_argument("indices.append_indptr[num_requests] * config.num_kv_heads = ", num_tokens, " * ",
                             config.num_kv_heads, " rows exceed INT32_MAX");
 
+  // No reserve(num_tokens): append_indptr is not trusted until the loop below
+  // has held every append_len against its kv_len, and a bad total (up to
+  // INT32_MAX tokens) must not cost gigabytes before it is refused.
   pages->clear();
   positions->clear();
-  pages->reserve(num_tokens);
-  positions->reserve(num_tokens);
   for (int32_t b = 0; b < n; ++b) {
     const int32_t num_pages = indices.kv_indptr[b + 1] - indices.kv_indptr[b];
     const int32_t last = indices.kv_last_page_len[b];

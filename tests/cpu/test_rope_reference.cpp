@@ -485,6 +485,16 @@ TEST_CASE("append API: the page pool must fit int32 rows, as for prefill", "[rop
   require_refused(plan_append_paged_kv(c.config, c.indices(), plan), "K/V rows exceed INT32_MAX");
 }
 
+// Found by ptxattn-fuzz: planning reserved append_indptr[num_requests] entries
+// (here INT32_MAX, 16 GB over two arrays) before comparing any append_len with
+// its kv_len. The refusal itself was right; it now comes without the memory.
+TEST_CASE("append API: a huge append_indptr is refused by the per-request check", "[rope][validation]") {
+  AppendCase c;
+  c.config.num_kv_heads = 1;
+  c.append_indptr = {0, 3, 3, INT32_MAX};  // request 2 holds 1 token
+  require_refused(validate_append_indices(c.config, c.indices()), "append_len = 2147483644");
+}
+
 TEST_CASE("append API: a plan that was never made is refused", "[rope][validation]") {
   AppendPlan plan;
   AppendTensors tensors;
