@@ -1,0 +1,803 @@
+// Prefill targets of ptxattn-fuzz: validate_prefill_config,
+// validate_batch_indices, tma_load_path_supported, plan_prefill, run_prefill,
+// validate_prefill_tensors, their C mirrors, and the plan's per-tile key range.
+//
+// The rules below restate README "Validation" in __int128 arithmetic. They are
+// order-free: every rule an input breaks is listed, and a refusal must match
+// one of them; the library may check in any order.
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fuzz.hpp"
+#include "prefill_params.hpp"  // kv_block_range, kPrefillBlockQ
+#include "ptxattn/ptxattn.h"
+#include "validate.hpp"        // validate_prefill_tensors
+
+namespace fuzz {
+namespace {
+
+using ptxattn::BatchIndices;
+using ptxattn::DType;
+using ptxattn::KvFormat;
+using ptxattn::KvLayout;
+using ptxattn::KvLoadPath;
+using ptxattn::PrefillConfig;
+using ptxattn::PrefillPlan;
+using ptxattn::PrefillTensors;
+
+// Longest page list the fuzzer lays out: enough for a kv_len of 2^30 at page
+// size 1024 and past it. Most batches list at most kUsualListedPages: long
+// lists cost the library and the rules alike, and would dominate the run.
+constexpr int64_t kMaxListedPages = int64_t(1) << 21;
+constexpr int64_t kUsualListedPages = int64_t(1) << 16;
+// Up to this many query tiles (128 rows each) plan_prefill is called on a
+// valid batch; beyond, only the validators are (the plan's tile loop would
+// dominate the run).
+constexpr int64_t kMaxPlannedTiles = int64_t(1) << 16;
+
+// What this build compiled (meson options head_dims, dtypes): the same
+// defines the library sees, not its helpers.
+bool head_dim_built(int64_t head_dim) {
+#ifdef PTXATTN_ENABLE_HD64
+  if (head_dim == 64) return true;
+#endif
+#ifdef PTXATTN_ENABLE_HD128
+  if (head_dim == 128) return true;
+#endif
+#ifdef PTXATTN_ENABLE_HD256
+  if (head_dim == 256) return true;
+#endif
+  return false;
+}
+
+bool dtype_built(int dtype) {
+#ifdef PTXATTN_ENABLE_BF16
+  if (dtype == int(DType::kBF16)) return true;
+#endif
+#ifdef PTXATTN_ENABLE_FP16
+  if (dtype == int(DType::kFP16)) return true;
+#endif
+  return false;
+}
+
+int32_t random_built_head_dim(Rng& rng) {
+  std::vector<int32_t> built;
+  for (int32_t head_dim : {64, 128, 256})
+    if (head_dim_built(head_dim)) built.push_back(head_dim);
+  return built[rng.below(built.size())];
+}
+
+DType random_built_dtype(Rng& rng) {
+  if (dtype_built(0) && dtype_built(1)) return DType(rng.below(2));
+  return dtype_built(0) ? DType::kBF16 : DType::kFP16;
+}
+
+bool in_enum(int value, int count) { return value >= 0 && value < count; }
+
+// ---------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------
+
+// A config that breaks no rule.
+PrefillConfig random_config(Rng& rng) {
+  PrefillConfig c;
+  c.dtype = random_built_dtype(rng);
+  c.num_kv_heads = rng.percent(90) ? rng.pick({1, 2, 4, 8, 16, 32}) : int32_t(rng.range(1, 128));
+  c.num_qo_heads = c.num_kv_heads * (rng.percent(90) ? rng.pick({1, 1, 2, 4, 8, 16}) : int32_t(rng.range(1, 64)));
+  c.head_dim = random_built_head_dim(rng);
+  c.kv_format = rng.percent(70) ? KvFormat::kPaged : KvFormat::kRagged;
+  c.kv_layout = c.kv_format == KvFormat::kPaged && rng.percent(40) ? KvLayout::kHND : KvLayout::kNHD;
+  c.page_size = rng.percent(80) ? rng.pick({1, 2, 7, 16, 32, 64, 128, 256, 1024}) : int32_t(rng.range(1, 1024));
+  const int64_t max_pages = kInt32Max / (int64_t(c.page_size) * c.num_kv_heads);
+  c.num_pages = int32_t(rng.percent(80)   ? rng.range(0, std::min<int64_t>(64, max_pages))
+                        : rng.percent(50) ? max_pages
+                                          : rng.range(0, max_pages));
+  if (c.kv_format == KvFormat::kRagged && rng.percent(30)) {  // paged-only fields: ignored
+    c.page_size = rng.edge_int32();
+    c.num_pages = rng.edge_int32();
+  }
+  c.options.causal = rng.percent(50);
+  c.options.window_left = rng.percent(50) ? -1
+                          : rng.percent(60)
+                              ? int32_t(rng.range(0, 5000))
+                              : rng.pick({0, 1, 127, 128, (1 << 30) - 1, 1 << 30, INT32_MAX - 1, INT32_MAX});
+  c.options.logits_soft_cap = rng.percent(70) ? 0.0f : rng.pick({30.0f, 50.0f, 1e-3f, 1e-45f, 3.4e38f});
+  c.options.sm_scale = rng.percent(70) ? 0.0f : rng.pick({0.125f, 1.0f, 1e-20f, 100.0f});
+  c.options.return_lse = rng.percent(50);
+  c.load_path = KvLoadPath(rng.below(3));
+  return c;
+}
+
+// One change, usually to a value that breaks a rule or sits next to a limit.
+void mutate_config(Rng& rng, PrefillConfig& c) {
+  switch (rng.below(14)) {
+    case 0: c.dtype = static_cast<DType>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
+    case 1: c.kv_format = static_cast<KvFormat>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
+    case 2: c.kv_layout = static_cast<KvLayout>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
+    case 3: c.load_path = static_cast<KvLoadPath>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 3))); break;
+    case 4: c.num_qo_heads = rng.edge_int32(); break;
+    case 5: c.num_kv_heads = rng.edge_int32(); break;
+    case 6: c.head_dim = rng.percent(50) ? rng.edge_int32() : rng.pick({32, 64, 96, 128, 192, 256, 512}); break;
+    case 7: c.page_size = rng.edge_int32(); break;
+    case 8: c.num_pages = rng.edge_int32(); break;
+    case 9: {  // the pool right at, or one page past, INT32_MAX rows
+      if (c.page_size >= 1 && c.num_kv_heads >= 1) {
+        const int64_t max_pages = kInt32Max / (int64_t(c.page_size) * c.num_kv_heads);
+        c.num_pages = int32_t(std::min<int64_t>(kInt32Max, max_pages + rng.range(0, 1)));
+      }
+      break;
+    }
+    case 10: c.options.window_left = rng.edge_int32(); break;
+    case 11: c.options.logits_soft_cap = rng.edge_float(); break;
+    case 12: c.options.sm_scale = rng.edge_float(); break;
+    default:  // ragged with HND, or a format switch that leaves the other fields as they are
+      c.kv_format = c.kv_format == KvFormat::kPaged ? KvFormat::kRagged : KvFormat::kPaged;
+      if (rng.percent(50)) c.kv_layout = KvLayout::kHND;
+      break;
+  }
+}
+
+void config_rules(const PrefillConfig& c, Rules& r) {
+  const int dtype = int(c.dtype), format = int(c.kv_format), layout = int(c.kv_layout);
+  r.invalid(in_enum(dtype, 2), "config.dtype is a DType", "config.dtype");
+  r.invalid(in_enum(format, 2), "config.kv_format is a KvFormat", "config.kv_format");
+  r.invalid(in_enum(layout, 2), "config.kv_layout is a KvLayout", "config.kv_layout");
+  r.invalid(in_enum(int(c.load_path), 3), "config.load_path is a KvLoadPath", "config.load_path");
+  r.invalid(c.num_qo_heads > 0, "config.num_qo_heads > 0", "num_qo_heads");
+  r.invalid(c.num_kv_heads > 0, "config.num_kv_heads > 0", "num_kv_heads");
+  if (c.num_qo_heads > 0 && c.num_kv_heads > 0)
+    r.invalid(c.num_qo_heads % c.num_kv_heads == 0, "num_qo_heads is a multiple of num_kv_heads", "num_qo_heads");
+  r.invalid(c.head_dim > 0, "config.head_dim > 0", "head_dim");
+  const bool known_head_dim = c.head_dim == 64 || c.head_dim == 128 || c.head_dim == 256;
+  if (c.head_dim > 0)
+    r.expect(known_head_dim, "config.head_dim is 64, 128 or 256", StatusCode::kUnsupported, "head_dim");
+  if (known_head_dim)
+    r.expect(head_dim_built(c.head_dim), "config.head_dim is built", StatusCode::kUnsupported, "head_dim");
+  if (in_enum(dtype, 2)) r.expect(dtype_built(dtype), "config.dtype is built", StatusCode::kUnsupported, "dtype");
+  if (c.kv_format == KvFormat::kPaged) {
+    const bool page_size_ok = c.page_size >= 1 && c.page_size <= 1024;
+    r.invalid(page_size_ok, "paged: config.page_size in [1, 1024]", "page_size");
+    r.invalid(c.num_pages >= 0, "paged: config.num_pages >= 0", "num_pages");
+    if (page_size_ok && c.num_pages >= 0 && c.num_kv_heads > 0)
+      r.invalid(i128(c.num_pages) * c.page_size * c.num_kv_heads <= kInt32Max,
+                "paged: num_pages * page_size * num_kv_heads <= INT32_MAX", "num_pages");
+  } else if (c.kv_format == KvFormat::kRagged) {
+    r.expect(c.kv_layout == KvLayout::kNHD, "ragged: config.kv_layout is NHD", StatusCode::kUnsupported, "kv_layout");
+  }
+  r.invalid(c.options.window_left >= -1, "config.options.window_left >= -1", "window_left");
+  r.invalid(std::isfinite(c.options.logits_soft_cap) && c.options.logits_soft_cap >= 0.0f,
+            "config.options.logits_soft_cap finite and >= 0", "logits_soft_cap");
+  r.invalid(std::isfinite(c.options.sm_scale) && c.options.sm_scale >= 0.0f, "config.options.sm_scale finite and >= 0",
+            "sm_scale");
+}
+
+// Which KV block size the kernel of a head dim uses (docs/kernels.md): 64 rows at head_dim 256, else 128.
+int64_t block_kv(int64_t head_dim) { return head_dim == 256 ? 64 : 128; }
+
+// tma_load_path_supported for a valid config, from its header comment:
+// ragged always; paged when a KV block is a whole number of pages or a page a whole number of blocks.
+bool tma_supported(const PrefillConfig& c) {
+  if (c.kv_format == KvFormat::kRagged) return true;
+  const int64_t block = block_kv(c.head_dim);
+  return c.page_size % block == 0 || block % c.page_size == 0;
+}
+
+std::string describe(const PrefillConfig& c) {
+  std::ostringstream out;
+  out << "config{dtype " << int(c.dtype) << ", heads " << c.num_qo_heads << "/" << c.num_kv_heads << ", head_dim "
+      << c.head_dim << ", kv_format " << int(c.kv_format) << ", kv_layout " << int(c.kv_layout) << ", page_size "
+      << c.page_size << ", num_pages " << c.num_pages << ", causal " << c.options.causal << ", window_left "
+      << c.options.window_left << ", soft_cap " << float_text(c.options.logits_soft_cap) << ", sm_scale "
+      << float_text(c.options.sm_scale) << ", return_lse " << c.options.return_lse << ", load_path "
+      << int(c.load_path) << "}";
+  return out.str();
+}
+
+// ---------------------------------------------------------------------------
+// Batch indices
+// ---------------------------------------------------------------------------
+
+// The index arrays of one batch. They always hold at least what they claim
+// (num_requests + 1 indptr entries, kv_indptr[num_requests] pages for a
+// well-formed paged kv_indptr), so that any read the contract allows is in
+// bounds: ASan then flags only the library's own out-of-bounds reads.
+struct Batch {
+  int32_t num_requests = 0;
+  std::vector<int32_t> qo_indptr, kv_indptr, kv_indices, last_page_len;
+  bool null_qo = false, null_kv = false, null_indices = false, null_last = false;
+
+  BatchIndices view() const {
+    return {num_requests, null_qo ? nullptr : qo_indptr.data(), null_kv ? nullptr : kv_indptr.data(),
+            null_indices ? nullptr : kv_indices.data(), null_last ? nullptr : last_page_len.data()};
+  }
+};
+
+// Lengths of one request.
+struct Lengths {
+  int64_t qo, kv;
+};
+
+Lengths random_lengths(Rng& rng, int mode, const PrefillConfig& c) {
+  const int64_t heads = std::max<int64_t>(1, c.num_qo_heads);
+  switch (mode) {
+    case 0: {  // short
+      const int64_t qo = rng.range(0, 300);
+      return {qo, rng.percent(60) ? qo + rng.range(0, 900) : rng.range(0, 1200)};
+    }
+    case 1: {  // long
+      const int64_t qo = rng.range(0, 20000);
+      return {qo, qo + rng.range(0, 2000000)};
+    }
+    default: {  // at the limits
+      const int64_t kv = rng.percent(20) ? rng.range(0, 5000)
+                                         : rng.pick<int64_t>({kMaxTokens - 1, kMaxTokens, kMaxTokens + 1,
+                                                              kMaxTokens - rng.range(0, 100000), kInt32Max});
+      const int64_t qo = rng.pick<int64_t>({0, 1, rng.range(0, 1000), kv, kMaxTokens, kMaxTokens + 1,
+                                            kInt32Max / heads - 1, kInt32Max / heads, kInt32Max / heads + 1});
+      return {qo, kv};
+    }
+  }
+}
+
+// A batch for config c, mostly valid for it.
+Batch random_batch(Rng& rng, const PrefillConfig& c) {
+  const bool ragged = c.kv_format == KvFormat::kRagged;
+  const int64_t page_size = c.page_size >= 1 && c.page_size <= 1024 ? c.page_size : 16;
+  Batch batch;
+  const uint64_t size_kind = rng.below(100);
+  const int32_t n = size_kind < 10 ? 0 : size_kind < 80 ? int32_t(rng.range(1, 8))
+                                   : size_kind < 97     ? int32_t(rng.range(9, 64))
+                                                        : int32_t(rng.range(65, 2048));
+  batch.num_requests = n;
+  // Short requests; long ones; or one request at the limits among short ones
+  // (so that a limit is often the only rule the batch breaks).
+  const int mode = rng.percent(60) ? 0 : rng.percent(50) ? 1 : 2;
+  const int32_t at_limits = mode == 2 && n > 0 ? int32_t(rng.below(uint64_t(n))) : -1;
+  int64_t qo_sum = 0, kv_sum = 0;
+  int64_t pages_left = mode == 2 && rng.percent(10) ? kMaxListedPages : kUsualListedPages;
+  batch.qo_indptr.push_back(0);
+  batch.kv_indptr.push_back(0);
+  for (int32_t b = 0; b < n; ++b) {
+    const Lengths len = random_lengths(rng, mode == 2 ? (b == at_limits ? 2 : 0) : rng.percent(80) ? mode : 0, c);
+    qo_sum += len.qo;
+    // Sums past INT32_MAX wrap (as a careless caller's would) and make the indptr decrease.
+    batch.qo_indptr.push_back(int32_t(uint32_t(uint64_t(qo_sum))));
+    if (ragged) {
+      kv_sum += len.kv;
+      batch.kv_indptr.push_back(int32_t(uint32_t(uint64_t(kv_sum))));
+      continue;
+    }
+    int64_t pages = (len.kv + page_size - 1) / page_size;
+    int64_t last = len.kv == 0 ? 0 : len.kv - page_size * (pages - 1);
+    if (pages > pages_left) pages = pages_left, last = pages == 0 ? 0 : page_size;
+    pages_left -= pages;
+    kv_sum += pages;
+    batch.kv_indptr.push_back(int32_t(kv_sum));
+    batch.last_page_len.push_back(int32_t(last));
+  }
+  if (ragged) {
+    // Paged-only arrays: the library must not read them.
+    batch.kv_indices.assign(1, rng.edge_int32());
+    batch.last_page_len.assign(1, rng.edge_int32());
+    batch.null_indices = rng.percent(50);
+    batch.null_last = rng.percent(50);
+    return batch;
+  }
+  const int64_t pool = std::max<int64_t>(1, c.num_pages);
+  batch.kv_indices.resize(size_t(kv_sum));
+  const uint64_t fill = rng.below(3);
+  const int32_t one_page = int32_t(rng.below(uint64_t(pool)));
+  for (int64_t i = 0; i < kv_sum; ++i)  // random pages, one page repeated, or consecutive ones
+    batch.kv_indices[size_t(i)] = kv_sum > 4096 || fill == 1 ? one_page
+                                  : fill == 0               ? int32_t(rng.below(uint64_t(pool)))
+                                                            : int32_t((one_page + i) % pool);
+  if (batch.last_page_len.empty()) batch.last_page_len.push_back(0);  // data() of an empty vector may be null
+  if (batch.kv_indices.empty()) batch.kv_indices.push_back(0);
+  return batch;
+}
+
+// One change, usually one that breaks a rule.
+void mutate_batch(Rng& rng, const PrefillConfig& c, Batch& batch) {
+  const int32_t n = batch.num_requests;
+  auto any_entry = [&](std::vector<int32_t>& v) -> int32_t& { return v[rng.below(v.size())]; };
+  switch (rng.below(12)) {
+    case 0: batch.num_requests = rng.percent(50) ? -1 : std::min(rng.edge_int32(), -1); break;
+    case 1: batch.num_requests = n > 0 ? int32_t(rng.range(0, n - 1)) : 0; break;  // arrays longer than needed
+    case 2: (rng.percent(50) ? batch.null_qo : batch.null_kv) = true; break;
+    case 3: (rng.percent(50) ? batch.null_indices : batch.null_last) = true; break;
+    case 4: any_entry(batch.qo_indptr) = rng.edge_int32(); break;
+    case 5: any_entry(batch.kv_indptr) = rng.edge_int32(); break;
+    case 6: {  // one entry one below its predecessor
+      std::vector<int32_t>& v = rng.percent(50) ? batch.qo_indptr : batch.kv_indptr;
+      if (v.size() >= 2) {
+        const size_t i = 1 + rng.below(v.size() - 1);
+        v[i] = v[i - 1] == INT32_MIN ? v[i - 1] : v[i - 1] - 1;
+      }
+      break;
+    }
+    case 7: (rng.percent(50) ? batch.qo_indptr : batch.kv_indptr)[0] = rng.pick({1, -1, rng.edge_int32()}); break;
+    case 8:
+      any_entry(batch.kv_indices) = rng.pick({-1, c.num_pages, wrap32(int64_t(c.num_pages) - 1), INT32_MAX, INT32_MIN,
+                                              rng.edge_int32()});
+      break;
+    case 9:
+      any_entry(batch.last_page_len) = rng.pick({0, -1, c.page_size, wrap32(int64_t(c.page_size) + 1), 1, rng.edge_int32()});
+      break;
+    case 10:  // a page shared by two places (allowed)
+      any_entry(batch.kv_indices) = batch.kv_indices[rng.below(batch.kv_indices.size())];
+      break;
+    default: {  // a total near a limit: the last request grows to it
+      std::vector<int32_t>& v = rng.percent(50) ? batch.qo_indptr : batch.kv_indptr;
+      const int64_t heads = std::max<int64_t>(1, rng.percent(50) ? c.num_qo_heads : c.num_kv_heads);
+      v.back() = int32_t(std::max<int64_t>(
+          v.back(), rng.pick<int64_t>({kMaxTokens, kMaxTokens + 1, kInt32Max / heads, kInt32Max / heads + 1})));
+      break;
+    }
+  }
+}
+
+// Keeps the promise of Batch: a well-formed paged kv_indptr never lists more
+// pages than kv_indices holds. Past kMaxListedPages, kv_indices becomes null
+// instead (which the library must refuse before reading it).
+void keep_claims(const PrefillConfig& c, Batch& batch) {
+  if (c.kv_format == KvFormat::kRagged || batch.null_kv || batch.num_requests < 0) return;
+  const std::vector<int32_t>& kv = batch.kv_indptr;
+  if (kv[0] != 0) return;
+  for (int32_t b = 0; b < batch.num_requests; ++b)
+    if (kv[b + 1] < kv[b]) return;
+  const int64_t claimed = kv[batch.num_requests];
+  if (claimed <= int64_t(batch.kv_indices.size())) return;
+  if (claimed <= kMaxListedPages)
+    batch.kv_indices.resize(size_t(claimed), batch.kv_indices[0]);
+  else
+    batch.null_indices = true;
+}
+
+// Checks one indptr array; returns whether it is well formed (then its entries can be used as offsets).
+bool indptr_rules(const int32_t* indptr, int32_t n, Rules& r, const char* null_rule, const char* start_rule,
+                  const char* order_rule, const char* needle) {
+  r.invalid(indptr != nullptr, null_rule, needle);
+  if (indptr == nullptr) return false;
+  r.invalid(indptr[0] == 0, start_rule, needle);
+  bool increasing = true;
+  for (int32_t b = 0; b < n; ++b) increasing = increasing && indptr[b + 1] >= indptr[b];
+  r.invalid(increasing, order_rule, needle);
+  return indptr[0] == 0 && increasing;
+}
+
+// The batch rules of README "Validation" (the config rules are separate).
+void batch_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
+  const int32_t n = idx.num_requests;
+  r.invalid(n >= 0, "indices.num_requests >= 0", "num_requests");
+  if (n < 0) return;
+  const bool qo_ok = indptr_rules(idx.qo_indptr, n, r, "indices.qo_indptr is not null", "indices.qo_indptr[0] == 0",
+                                  "indices.qo_indptr is non-decreasing", "qo_indptr");
+  const bool kv_ok = indptr_rules(idx.kv_indptr, n, r, "indices.kv_indptr is not null", "indices.kv_indptr[0] == 0",
+                                  "indices.kv_indptr is non-decreasing", "kv_indptr");
+  if (qo_ok) {
+    const int64_t q_tokens = idx.qo_indptr[n];
+    r.invalid(q_tokens <= kMaxTokens, "qo_indptr[num_requests] <= 2^30", "qo_indptr");
+    r.invalid(i128(q_tokens) * c.num_qo_heads <= kInt32Max, "qo_indptr[num_requests] * num_qo_heads <= INT32_MAX",
+              "qo_indptr");
+  }
+  if (!kv_ok) return;
+  std::vector<int64_t> kv_len(size_t(n), -1);  // -1: unknown (a rule about it is broken)
+  if (c.kv_format == KvFormat::kRagged) {
+    const int64_t rows = idx.kv_indptr[n];
+    r.invalid(rows <= kMaxTokens, "ragged: kv_indptr[num_requests] <= 2^30", "kv_indptr");
+    r.invalid(i128(rows) * c.num_kv_heads <= kInt32Max, "ragged: kv_indptr[num_requests] * num_kv_heads <= INT32_MAX",
+              "kv_indptr");
+    for (int32_t b = 0; b < n; ++b) kv_len[size_t(b)] = int64_t(idx.kv_indptr[b + 1]) - idx.kv_indptr[b];
+  } else if (c.kv_format == KvFormat::kPaged) {
+    const int64_t pages_listed = idx.kv_indptr[n];
+    r.invalid(pages_listed == 0 || idx.kv_indices != nullptr, "paged: kv_indices is not null when pages are listed",
+              "kv_indices");
+    if (idx.kv_indices != nullptr) {
+      bool in_pool = true;
+      for (int64_t i = 0; i < pages_listed; ++i)
+        in_pool = in_pool && idx.kv_indices[i] >= 0 && idx.kv_indices[i] < c.num_pages;
+      r.invalid(in_pool, "paged: every kv_indices entry in [0, num_pages)", "kv_indices");
+    }
+    r.invalid(n == 0 || idx.kv_last_page_len != nullptr, "paged: kv_last_page_len is not null", "kv_last_page_len");
+    if (idx.kv_last_page_len != nullptr) {
+      for (int32_t b = 0; b < n; ++b) {
+        const int64_t pages = int64_t(idx.kv_indptr[b + 1]) - idx.kv_indptr[b];
+        const int64_t last = idx.kv_last_page_len[b];
+        if (pages == 0) {
+          r.invalid(last == 0, "paged: kv_last_page_len is 0 for a request without pages", "kv_last_page_len");
+          if (last == 0) kv_len[size_t(b)] = 0;
+          continue;
+        }
+        const bool last_ok = last >= 1 && last <= c.page_size;
+        r.invalid(last_ok, "paged: kv_last_page_len in [1, page_size] for a request with pages", "kv_last_page_len");
+        if (!last_ok) continue;
+        const i128 len = i128(c.page_size) * (pages - 1) + last;
+        r.invalid(len <= kMaxTokens, "paged: kv_len <= 2^30", "kv_len");
+        if (len <= kMaxTokens) kv_len[size_t(b)] = int64_t(len);
+      }
+    }
+  }
+  if (c.options.causal && qo_ok) {
+    bool fits = true;
+    for (int32_t b = 0; b < n; ++b)
+      if (kv_len[size_t(b)] >= 0)
+        fits = fits && int64_t(idx.qo_indptr[b + 1]) - idx.qo_indptr[b] <= kv_len[size_t(b)];
+    r.invalid(fits, "causal: qo_len <= kv_len for every request", "causal");
+  }
+}
+
+// What plan_prefill adds to the validators: a forced TMA path must fit the pages.
+void plan_rules(const PrefillConfig& c, Rules& r) {
+  Rules config;
+  config_rules(c, config);
+  if (config.ok() && c.load_path == KvLoadPath::kTma)
+    r.expect(tma_supported(c), "load_path = kTma: page_size divides, or is a multiple of, the KV block",
+             StatusCode::kUnsupported, "load_path");
+}
+
+std::string describe(const BatchIndices& idx, const PrefillConfig& c) {
+  std::ostringstream out;
+  const int32_t n = idx.num_requests;
+  const int64_t entries = n >= 0 ? int64_t(n) + 1 : 0;
+  out << "indices{num_requests " << n << ", qo_indptr " << list(idx.qo_indptr, entries) << ", kv_indptr "
+      << list(idx.kv_indptr, entries);
+  if (c.kv_format != KvFormat::kRagged) {
+    bool listed = n >= 0 && idx.kv_indptr != nullptr && idx.kv_indptr[0] == 0;
+    for (int32_t b = 0; listed && b < n; ++b) listed = idx.kv_indptr[b + 1] >= idx.kv_indptr[b];
+    out << ", kv_indices " << (listed ? list(idx.kv_indices, idx.kv_indptr[n]) : idx.kv_indices ? "(unread)" : "null")
+        << ", kv_last_page_len " << list(idx.kv_last_page_len, std::max(0, n));
+  }
+  out << "}";
+  return out.str();
+}
+
+// Query tiles of a valid batch: 128 query rows each (kPrefillBlockQ).
+int64_t count_tiles(const BatchIndices& idx) {
+  int64_t tiles = 0;
+  for (int32_t b = 0; b < idx.num_requests; ++b)
+    tiles += (int64_t(idx.qo_indptr[b + 1]) - idx.qo_indptr[b] + 127) / 128;
+  return tiles;
+}
+
+// ---------------------------------------------------------------------------
+// Tensors
+// ---------------------------------------------------------------------------
+
+struct TensorBytes {
+  i128 q, kv, lse;
+};
+
+// Element counts from the shapes the tensors claim, as README's tensor conventions define them.
+TensorBytes tensor_bytes(const PrefillConfig& c, const PrefillTensors& t) {
+  const i128 rows = c.kv_format == KvFormat::kPaged ? i128(t.num_kv_rows) * c.page_size : i128(t.num_kv_rows);
+  return {i128(t.num_q_tokens) * c.num_qo_heads * c.head_dim * 2, rows * c.num_kv_heads * c.head_dim * 2,
+          c.options.return_lse ? i128(t.num_q_tokens) * c.num_qo_heads * 4 : 0};
+}
+
+// Tensors for a plan of config c with plan_q query tokens and plan_kv K/V rows (ragged) or pages used (paged).
+PrefillTensors random_tensors(Rng& rng, const PrefillConfig& c, int64_t plan_q, int64_t plan_kv) {
+  PrefillTensors t;
+  t.num_q_tokens = rng.percent(85) ? plan_q : rng.pick<int64_t>({plan_q + 1, plan_q - 1, 0, rng.edge_int64()});
+  if (c.kv_format == KvFormat::kPaged) {
+    t.num_kv_rows = rng.percent(85) ? c.num_pages
+                                    : rng.pick<int64_t>({int64_t(c.num_pages) + 1, int64_t(c.num_pages) - 1, 0,
+                                                         plan_kv, rng.edge_int64()});
+  } else {
+    const int64_t max_rows = kInt32Max / std::max<int64_t>(1, c.num_kv_heads);
+    t.num_kv_rows = rng.percent(85)
+                        ? plan_kv + rng.pick<int64_t>({0, 0, rng.range(0, 100), rng.range(0, max_rows - plan_kv)})
+                        : rng.pick<int64_t>({plan_kv - 1, max_rows, max_rows + 1, rng.edge_int64()});
+  }
+  const TensorBytes bytes = tensor_bytes(c, t);
+  const std::vector<uintptr_t> at = place_tensors(rng, {bytes.q, bytes.kv, bytes.kv, bytes.q, bytes.lse});
+  t.q = as_pointer(at[0]);
+  t.k = as_pointer(at[1]);
+  t.v = as_pointer(at[2]);
+  t.o = as_mutable_pointer(at[3]);
+  t.lse = static_cast<float*>(as_mutable_pointer(c.options.return_lse || rng.percent(50) ? at[4] : 0));
+  return t;
+}
+
+void tensor_rules(const PrefillConfig& c, int64_t plan_q, int64_t plan_kv, const PrefillTensors& t, Rules& r) {
+  r.expect(t.num_q_tokens == plan_q, "tensors.num_q_tokens == the plan's qo_indptr[num_requests]",
+           StatusCode::kPlanMismatch, "num_q_tokens");
+  if (c.kv_format == KvFormat::kPaged) {
+    r.expect(t.num_kv_rows == c.num_pages, "paged: tensors.num_kv_rows == config.num_pages", StatusCode::kPlanMismatch,
+             "num_kv_rows");
+  } else {
+    r.expect(t.num_kv_rows >= plan_kv, "ragged: tensors.num_kv_rows >= the plan's kv_indptr[num_requests]",
+             StatusCode::kPlanMismatch, "num_kv_rows");
+    r.invalid(i128(t.num_kv_rows) * c.num_kv_heads <= kInt32Max,
+              "ragged: tensors.num_kv_rows * num_kv_heads <= INT32_MAX", "num_kv_rows");
+  }
+  const TensorBytes bytes = tensor_bytes(c, t);
+  const Span q{uintptr_t(t.q), bytes.q}, k{uintptr_t(t.k), bytes.kv}, v{uintptr_t(t.v), bytes.kv},
+      o{uintptr_t(t.o), bytes.q}, lse{uintptr_t(t.lse), bytes.lse};
+  r.invalid(q.bytes == 0 || q.address != 0, "tensors.q is not null unless empty", "tensors.q");
+  r.invalid(k.bytes == 0 || k.address != 0, "tensors.k is not null unless empty", "tensors.k");
+  r.invalid(v.bytes == 0 || v.address != 0, "tensors.v is not null unless empty", "tensors.v");
+  r.invalid(o.bytes == 0 || o.address != 0, "tensors.o is not null unless empty", "tensors.o");
+  r.invalid(lse.bytes == 0 || lse.address != 0, "tensors.lse is not null with return_lse (unless empty)",
+            "tensors.lse");
+  r.invalid(q.address % 16 == 0, "tensors.q is 16-byte aligned", "tensors.q");
+  r.invalid(k.address % 16 == 0, "tensors.k is 16-byte aligned", "tensors.k");
+  r.invalid(v.address % 16 == 0, "tensors.v is 16-byte aligned", "tensors.v");
+  r.invalid(o.address % 16 == 0, "tensors.o is 16-byte aligned", "tensors.o");
+  r.invalid(lse.address % 16 == 0, "tensors.lse is 16-byte aligned", "tensors.lse");
+  r.invalid(!overlaps(o, q) && !overlaps(o, k) && !overlaps(o, v), "tensors.o overlaps no input", "tensors.o");
+  r.invalid(!overlaps(lse, q) && !overlaps(lse, k) && !overlaps(lse, v), "tensors.lse overlaps no input",
+            "tensors.lse");
+  r.invalid(!overlaps(o, lse), "tensors.o and tensors.lse do not overlap", "tensors.o|tensors.lse");
+}
+
+std::string describe(const PrefillTensors& t) {
+  std::ostringstream out;
+  out << "tensors{q " << hex(uintptr_t(t.q)) << ", k " << hex(uintptr_t(t.k)) << ", v " << hex(uintptr_t(t.v))
+      << ", o " << hex(uintptr_t(t.o)) << ", lse " << hex(uintptr_t(t.lse)) << ", num_q_tokens " << t.num_q_tokens
+      << ", num_kv_rows " << t.num_kv_rows << "}";
+  return out.str();
+}
+
+// A plan's reported shape against the batch it was made from (ok plans only).
+void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, const PrefillConfig& c,
+                const BatchIndices& idx, const std::function<std::string()>& input) {
+  const int32_t n = idx.num_requests;
+  fuzzer.require(plan.valid(), entry, "plan.valid() after a plan that succeeded", input);
+  fuzzer.require(plan.num_q_tokens() == idx.qo_indptr[n], entry, "plan.num_q_tokens() == qo_indptr[num_requests]",
+                 input);
+  fuzzer.require(plan.num_kv_rows() == idx.kv_indptr[n], entry, "plan.num_kv_rows() == kv_indptr[num_requests]",
+                 input);
+  fuzzer.require((plan.num_work_tiles() == 0) == (idx.qo_indptr[n] == 0), entry,
+                 "plan.num_work_tiles() is 0 exactly when there are no query rows", input);
+  const KvLoadPath path = plan.chosen_load_path();
+  fuzzer.require((path == KvLoadPath::kTma || path == KvLoadPath::kGather) &&
+                     (c.load_path == KvLoadPath::kAuto || path == c.load_path) &&
+                     (path == KvLoadPath::kGather || tma_supported(c)),
+                 entry, "plan.chosen_load_path() is the forced one, or one that serves the config", input);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Targets
+// ---------------------------------------------------------------------------
+
+void fuzz_prefill(Rng& rng, Fuzzer& fuzzer) {
+  PrefillConfig c = random_config(rng);
+  for (int m = rng.pick({0, 0, 0, 1, 1, 2, 3}); m > 0; --m) mutate_config(rng, c);
+  Batch batch = random_batch(rng, c);
+  for (int m = rng.pick({0, 0, 1, 1, 2, 3}); m > 0; --m) mutate_batch(rng, c, batch);
+  keep_claims(c, batch);
+  const BatchIndices idx = batch.view();
+  const auto input = [&] { return describe(c) + "\n    " + describe(idx, c); };
+  fuzzer.show(input);
+
+  Rules config;
+  config_rules(c, config);
+  fuzzer.check("validate_prefill_config", ptxattn::validate_prefill_config(c), config, WhenValid::kOk, input);
+  Rules batch_and_config = config;
+  batch_rules(c, idx, batch_and_config);
+  fuzzer.check("validate_batch_indices", ptxattn::validate_batch_indices(c, idx), batch_and_config, WhenValid::kOk,
+               input);
+
+  const bool tma = ptxattn::tma_load_path_supported(c);  // any config: must not crash
+  if (config.ok())
+    fuzzer.require(tma == tma_supported(c), "tma_load_path_supported",
+                   "ragged always; paged when page_size divides, or is a multiple of, the KV block", input);
+
+  Rules plan_ok = batch_and_config;
+  plan_rules(c, plan_ok);
+  if (plan_ok.ok() && count_tiles(idx) > kMaxPlannedTiles) return;
+  PrefillPlan plan;
+  const Status planned = ptxattn::plan_prefill(c, idx, plan);
+  fuzzer.check("plan_prefill", planned, plan_ok, WhenValid::kOkOrLaunch, input);
+  fuzzer.require(plan.valid() == planned.ok(), "plan_prefill", "plan.valid() exactly after a plan that succeeded",
+                 input);
+
+  // run_prefill: with the plan (ok only without a GPU when the batch is empty), or refused for lack of one.
+  Rules run;
+  PrefillTensors t;
+  bool launches = false;
+  if (planned.ok()) {
+    check_plan(fuzzer, "plan_prefill", plan, c, idx, input);
+    const int64_t plan_q = idx.qo_indptr[idx.num_requests], plan_kv = idx.kv_indptr[idx.num_requests];
+    t = random_tensors(rng, c, plan_q, plan_kv);
+    tensor_rules(c, plan_q, plan_kv, t, run);
+    launches = plan.num_work_tiles() > 0;
+  } else {
+    t = random_tensors(rng, random_config(rng), rng.range(0, 100), rng.range(0, 100));
+    run.invalid(false, "run_prefill needs a plan whose plan_prefill succeeded", "plan");
+  }
+  if (!fuzzer.may_call("run_prefill", run, launches)) return;
+  fuzzer.check("run_prefill", ptxattn::run_prefill(plan, t, nullptr), run,
+               launches ? WhenValid::kLaunch : WhenValid::kOk, [&] { return input() + "\n    " + describe(t); });
+}
+
+void fuzz_prefill_tensors(Rng& rng, Fuzzer& fuzzer) {
+  // validate_prefill_tensors is internal: its config and plan counts come
+  // from a successful plan, so they keep the plan's rules here.
+  const PrefillConfig c = random_config(rng);
+  const int64_t max_q = std::min(kMaxTokens, kInt32Max / c.num_qo_heads);
+  const int64_t plan_q = rng.percent(70) ? rng.range(0, 500) : rng.pick<int64_t>({max_q, max_q - 1, rng.range(0, max_q)});
+  int64_t plan_kv;
+  if (c.kv_format == KvFormat::kPaged) {
+    plan_kv = rng.range(0, rng.percent(70) ? 500 : kMaxListedPages);
+  } else {
+    const int64_t max_kv = std::min(kMaxTokens, kInt32Max / c.num_kv_heads);
+    plan_kv = rng.percent(70) ? rng.range(0, 500) : rng.pick<int64_t>({max_kv, max_kv - 1, rng.range(0, max_kv)});
+  }
+  const PrefillTensors t = random_tensors(rng, c, plan_q, plan_kv);
+  const auto input = [&] {
+    return describe(c) + "\n    plan{num_q_tokens " + std::to_string(plan_q) + ", num_kv_rows " +
+           std::to_string(plan_kv) + "}\n    " + describe(t);
+  };
+  fuzzer.show(input);
+  Rules rules;
+  tensor_rules(c, plan_q, plan_kv, t, rules);
+  fuzzer.check("validate_prefill_tensors", ptxattn::validate_prefill_tensors(c, plan_q, plan_kv, t), rules,
+               WhenValid::kOk, input);
+}
+
+namespace {
+
+// The C answer as a Status: the code, and this thread's message after a failure.
+Status c_status(Fuzzer& fuzzer, const char* entry, int code) {
+  fuzzer.require(code >= PTXATTN_STATUS_OK && code <= PTXATTN_STATUS_NO_DEVICE, entry,
+                 "the C status is a ptxattn::StatusCode (no exception reached the C boundary)",
+                 [&] { return std::to_string(code) + ": " + ptxattn_last_error_message(); });
+  if (code == PTXATTN_STATUS_OK) return Status::Ok();
+  const std::string message = ptxattn_last_error_message();
+  fuzzer.require(!message.empty(), entry, "a failed C call leaves a message", [&] { return std::to_string(code); });
+  return {StatusCode(code), message};
+}
+
+void bool_rule(Rules& r, int32_t value, const char* rule, const char* needle) {
+  r.invalid(value == 0 || value == 1, rule, needle);
+}
+
+int32_t c_bool(Rng& rng, bool value) {
+  return rng.percent(85) ? int32_t(value) : rng.pick({2, -1, INT32_MIN, INT32_MAX, rng.edge_int32()});
+}
+
+}  // namespace
+
+void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
+  PrefillConfig cpp = random_config(rng);
+  for (int m = rng.pick({0, 0, 1, 2}); m > 0; --m) mutate_config(rng, cpp);
+  Batch batch = random_batch(rng, cpp);
+  for (int m = rng.pick({0, 0, 1, 2}); m > 0; --m) mutate_batch(rng, cpp, batch);
+  keep_claims(cpp, batch);
+  const BatchIndices idx = batch.view();
+
+  ptxattn_prefill_config config;
+  config.dtype = int32_t(cpp.dtype);
+  config.num_qo_heads = cpp.num_qo_heads;
+  config.num_kv_heads = cpp.num_kv_heads;
+  config.head_dim = cpp.head_dim;
+  config.kv_format = int32_t(cpp.kv_format);
+  config.kv_layout = int32_t(cpp.kv_layout);
+  config.page_size = cpp.page_size;
+  config.num_pages = cpp.num_pages;
+  config.options.causal = c_bool(rng, cpp.options.causal);
+  config.options.window_left = cpp.options.window_left;
+  config.options.logits_soft_cap = cpp.options.logits_soft_cap;
+  config.options.sm_scale = cpp.options.sm_scale;
+  config.options.return_lse = c_bool(rng, cpp.options.return_lse);
+  config.load_path = int32_t(cpp.load_path);
+  const ptxattn_batch_indices indices{idx.num_requests, idx.qo_indptr, idx.kv_indptr, idx.kv_indices,
+                                      idx.kv_last_page_len};
+
+  ptxattn_prefill_plan* plan = nullptr;
+  fuzzer.require(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK && plan != nullptr,
+                 "ptxattn_prefill_plan_create", "creating a plan succeeds", [] { return std::string(); });
+  ptxattn_prefill_plan* plan_arg = rng.percent(5) ? nullptr : plan;
+  const ptxattn_prefill_config* config_arg = rng.percent(5) ? nullptr : &config;
+  const ptxattn_batch_indices* indices_arg = rng.percent(5) ? nullptr : &indices;
+  const auto input = [&] {
+    return std::string("plan ") + (plan_arg ? "made" : "NULL") + ", config " + (config_arg ? "" : "NULL, ") +
+           "c.causal " + std::to_string(config.options.causal) + ", c.return_lse " +
+           std::to_string(config.options.return_lse) + ", " + describe(cpp) + "\n    " +
+           (indices_arg ? describe(idx, cpp) : "indices NULL");
+  };
+  fuzzer.show(input);
+
+  Rules rules;
+  rules.invalid(plan_arg != nullptr, "C: plan is not NULL", "plan");
+  rules.invalid(config_arg != nullptr, "C: config is not NULL", "config");
+  rules.invalid(indices_arg != nullptr, "C: indices is not NULL", "indices");
+  bool_rule(rules, config.options.causal, "C: config.options.causal is 0 or 1", "causal");
+  bool_rule(rules, config.options.return_lse, "C: config.options.return_lse is 0 or 1", "return_lse");
+  const bool c_checks_pass = rules.ok();
+  cpp.options.causal = config.options.causal == 1;
+  cpp.options.return_lse = config.options.return_lse == 1;
+  if (config_arg != nullptr) config_rules(cpp, rules);
+  if (config_arg != nullptr && indices_arg != nullptr) {
+    batch_rules(cpp, idx, rules);
+    plan_rules(cpp, rules);
+  }
+  if (rules.ok() && count_tiles(idx) > kMaxPlannedTiles) {
+    ptxattn_prefill_plan_destroy(plan);
+    return;
+  }
+  const Status planned = c_status(fuzzer, "ptxattn_plan_prefill", ptxattn_plan_prefill(plan_arg, config_arg, indices_arg));
+  fuzzer.check("ptxattn_plan_prefill", planned, rules, WhenValid::kOkOrLaunch, input);
+  if (c_checks_pass) {  // the C++ call on the same input answers the same
+    PrefillPlan cpp_plan;
+    const Status expected = ptxattn::plan_prefill(cpp, idx, cpp_plan);
+    fuzzer.require(planned.code == expected.code && planned.message == expected.message, "ptxattn_plan_prefill",
+                   "the C API answers as the C++ API", [&] {
+                     return input() + "\n    C: " + code_name(planned.code) + " \"" + planned.message + "\"; C++: " +
+                            code_name(expected.code) + " \"" + expected.message + "\"";
+                   });
+  }
+
+  // ptxattn_run_prefill with this plan (or a NULL one) and random tensors.
+  const bool plan_made = planned.ok() && plan_arg != nullptr;
+  const int64_t plan_q = plan_made ? idx.qo_indptr[idx.num_requests] : 0;
+  const int64_t plan_kv = plan_made ? idx.kv_indptr[idx.num_requests] : 0;
+  const PrefillTensors t = random_tensors(rng, cpp, plan_q, plan_kv);
+  const ptxattn_prefill_tensors tensors{t.q, t.k, t.v, t.o, t.lse, t.num_q_tokens, t.num_kv_rows};
+  const ptxattn_prefill_plan* run_plan = rng.percent(5) ? nullptr : plan;
+  const ptxattn_prefill_tensors* tensors_arg = rng.percent(5) ? nullptr : &tensors;
+  Rules run;
+  run.invalid(run_plan != nullptr, "C: plan is not NULL", "plan");
+  run.invalid(tensors_arg != nullptr, "C: tensors is not NULL", "tensors");
+  if (run_plan != nullptr) {
+    run.invalid(plan_made, "run_prefill needs a plan whose plan_prefill succeeded", "plan");
+    if (plan_made && tensors_arg != nullptr) tensor_rules(cpp, plan_q, plan_kv, t, run);
+  }
+  const bool launches = plan_q > 0;
+  if (fuzzer.may_call("ptxattn_run_prefill", run, launches)) {
+    const Status ran = c_status(fuzzer, "ptxattn_run_prefill", ptxattn_run_prefill(run_plan, tensors_arg, nullptr));
+    fuzzer.check("ptxattn_run_prefill", ran, run, launches ? WhenValid::kLaunch : WhenValid::kOk,
+                 [&] { return input() + "\n    run plan " + (run_plan ? "made" : "NULL") + ", " +
+                              (tensors_arg ? describe(t) : "tensors NULL"); });
+  }
+  ptxattn_prefill_plan_destroy(plan);
+}
+
+void fuzz_kv_block_range(Rng& rng, Fuzzer& fuzzer) {
+  // A request and window as a valid plan hands them over: lengths <= 2^30,
+  // qo_len <= kv_len when causal, windows -1 or below the batch's longest kv_len.
+  ptxattn::detail::RequestInfo r{};
+  const bool causal = rng.percent(50);
+  auto length = [&] {
+    return int32_t(rng.percent(50) ? rng.range(0, 5000)
+                                   : rng.pick<int64_t>({kMaxTokens, kMaxTokens - 1, rng.range(0, kMaxTokens)}));
+  };
+  r.kv_len = length();
+  r.qo_len = std::max(1, causal ? int32_t(rng.range(0, r.kv_len)) : length());
+  if (causal && r.qo_len > r.kv_len) r.kv_len = r.qo_len;
+  const int32_t window = rng.percent(30) ? -1
+                         : rng.percent(50) ? int32_t(rng.range(0, 5000))
+                                           : int32_t(rng.pick<int64_t>({kMaxTokens - 1, rng.range(0, kMaxTokens - 1)}));
+  const int64_t q_blocks = (int64_t(r.qo_len) + 127) / 128;
+  const int32_t q_block = int32_t(rng.percent(50) ? rng.pick<int64_t>({0, q_blocks - 1}) : rng.range(0, q_blocks - 1));
+  const int32_t block_kv = rng.pick({64, 128});
+  const auto input = [&] {
+    return "request{qo_len " + std::to_string(r.qo_len) + ", kv_len " + std::to_string(r.kv_len) + "}, q_block " +
+           std::to_string(q_block) + ", block_kv " + std::to_string(block_kv) + ", causal " + std::to_string(causal) +
+           ", window_left " + std::to_string(window);
+  };
+  fuzzer.show(input);
+  const ptxattn::detail::KvBlockRange got =
+      ptxattn::detail::kv_block_range(r, q_block, ptxattn::detail::kPrefillBlockQ, block_kv, causal, window);
+
+  // The keys some query row of the tile sees (bottom-right aligned positions), as whole KV blocks.
+  const i128 q_first = i128(q_block) * 128, q_last = std::min<i128>(q_first + 128, r.qo_len) - 1;
+  const i128 pos_first = i128(r.kv_len) - r.qo_len + q_first, pos_last = i128(r.kv_len) - r.qo_len + q_last;
+  const i128 key_end = causal ? std::min<i128>(r.kv_len, pos_last + 1) : r.kv_len;
+  const i128 key_first = window >= 0 ? std::max<i128>(0, pos_first - window) : 0;
+  const i128 count = key_end > key_first ? (key_end + block_kv - 1) / block_kv - key_first / block_kv : 0;
+  fuzzer.require(got.count() == count && (count == 0 || got.first == key_first / block_kv), "detail::kv_block_range",
+                 "the tile's KV blocks are those holding a key one of its queries sees", [&] {
+                   return input() + "; got [" + std::to_string(got.first) + ", " + std::to_string(got.end) +
+                          "), expected " + std::to_string(int64_t(count)) + " blocks from " +
+                          std::to_string(int64_t(key_first / block_kv));
+                 });
+}
+
+}  // namespace fuzz
