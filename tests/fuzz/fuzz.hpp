@@ -138,8 +138,9 @@ class Fuzzer {
     uint64_t accepted = 0, refused = 0, skipped = 0, mismatches = 0;
   };
   struct RuleStats {
-    uint64_t broken = 0;  // inputs that broke it
-    uint64_t alone = 0;   // ... and no other rule: the library's check of it was tested by itself
+    uint64_t broken = 0;     // inputs that broke it
+    uint64_t alone = 0;      // ... and no other rule: the library's check of it was tested by itself
+    uint64_t disagreed = 0;  // disagreements in which it was broken
   };
   void report(const char* entry, const std::string& what, const std::string& details);
 

@@ -20,11 +20,11 @@
 // that would launch are skipped (the tensors are made-up addresses).
 //
 // Output: each disagreement (the first M in full: rule, library answer, input,
-// the command that replays it), then a table of entry points and of rules
-// (how often each was broken, and broken alone). Exit status 0 when there was
-// no disagreement, 1 otherwise, 2 for bad arguments. Under the sanitizers
-// (build-asan/, scripts/test.sh) a sanitizer report stops the run; the line
-// after it names the call to replay.
+// the command that replays it), then a table of entry points and one of rules
+// (how often each was broken, broken alone, and broken in a disagreement).
+// Exit status 0 when there was no disagreement, 1 otherwise, 2 for bad
+// arguments. Under the sanitizers (build-asan/, scripts/test.sh) a sanitizer
+// report stops the run; the line after it names the call to replay.
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
@@ -255,7 +255,9 @@ void Fuzzer::check(const char* entry, const Status& got, const Rules& rules, Whe
       case WhenValid::kOkOrLaunch: expected = passed_validation(got.code); break;
     }
     if (!expected) {
-      ++rules_[refused ? "(no rule: the library refused a valid input)" : "(no rule: unexpected status)"].broken;
+      RuleStats& none = rules_[refused ? "(no rule: the library refused a valid input)" : "(no rule: unexpected status)"];
+      ++none.broken;
+      ++none.disagreed;
       report(entry,
              "no rule of the fuzzer's is broken, but the library answered " + describe_status(got) +
                  (refused ? "\n  (a rule the fuzzer does not know, or a valid input refused)" : ""),
@@ -264,12 +266,14 @@ void Fuzzer::check(const char* entry, const Status& got, const Rules& rules, Whe
     return;
   }
   if (!refused) {
+    for (const Broken& b : broken) ++rules_[b.rule].disagreed;
     report(entry, "the library accepted (" + code_name(got.code) + ") an input that breaks" + describe_broken(broken),
            input());
     return;
   }
   for (const Broken& b : broken)
     if (b.code == got.code && names_any(got.message, b.needles)) return;
+  for (const Broken& b : broken) ++rules_[b.rule].disagreed;
   report(entry,
          "the library refused with " + describe_status(got) + "\n  which matches none of the broken rules" +
              describe_broken(broken),
@@ -279,7 +283,9 @@ void Fuzzer::check(const char* entry, const Status& got, const Rules& rules, Whe
 void Fuzzer::require(bool holds, const char* entry, const char* property,
                      const std::function<std::string()>& details) {
   if (holds) return;
-  ++rules_[std::string("(property) ") + property].broken;
+  RuleStats& rule = rules_[std::string("(property) ") + property];
+  ++rule.broken;
+  ++rule.disagreed;
   report(entry, std::string("property does not hold: ") + property, details());
 }
 
@@ -311,9 +317,9 @@ void Fuzzer::print_summary() const {
   for (const auto& [name, s] : std::map<std::string, EntryStats>(entries_.begin(), entries_.end()))
     std::printf("%-40s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %12" PRIu64 "\n", name.c_str(), s.accepted,
                 s.refused, s.skipped, s.mismatches);
-  std::printf("\n%-78s %9s %9s\n", "rule", "broken", "alone");
+  std::printf("\n%-78s %9s %9s %9s\n", "rule", "broken", "alone", "disagreed");
   for (const auto& [name, s] : std::map<std::string, RuleStats>(rules_.begin(), rules_.end()))
-    std::printf("%-78s %9" PRIu64 " %9" PRIu64 "\n", name.c_str(), s.broken, s.alone);
+    std::printf("%-78s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 "\n", name.c_str(), s.broken, s.alone, s.disagreed);
 }
 
 }  // namespace fuzz
