@@ -4,9 +4,15 @@
 #   2. ptxattn-tests-gpu                  (skipped, visibly, without an SM90 GPU)
 #   3. meson install --destdir + examples/ built against the installed
 #      ptxattn.pc, and run when there is a GPU (one test)
+#   4. host sanitizers: a second build (build-asan/: ASan + UBSan, only
+#      ptxattn-tests-cpu and ptxattn-fuzz, one head dim and dtype), the CPU
+#      tests again (one test per Catch test case) and ptxattn-fuzz (one test)
 # The last line of output is exactly "N passed, N failed, N skipped".
 # Exit status 0 when nothing failed. A build failure counts as one failure.
-# Environment: as scripts/build.sh, plus GPU_TEST_TIMEOUT (seconds, default 1800).
+# Environment: as scripts/build.sh, plus GPU_TEST_TIMEOUT (seconds, default
+# 1800), ASAN_BUILD_DIR (default <repo>/build-asan), FUZZ_CALLS (default
+# 800000, split over up to 8 parallel runs, about a minute on 2 cores),
+# FUZZ_SEED (default 1), SANITIZE=0 to leave step 4 out (2 skipped).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$repo/build-release}
@@ -86,6 +92,66 @@ if install_and_build_example; then
 else
   echo "install/example: FAILED"
   failed=$((failed + 1))
+fi
+
+# Host sanitizers. The kernels' objects are part of the library, so one head
+# dim and one dtype keep the build short; the CPU tests adapt to the head dims
+# built. debugoptimized keeps asserts on and the runs fast; bounded waits stay
+# off, as in the release build. Every sanitizer report ends the program
+# (meson.build adds -fno-sanitize-recover; halt_on_error covers the rest).
+# protect_shadow_gap=0: the CUDA driver maps memory where ASan would otherwise
+# keep an inaccessible gap; without it cudaMalloc fails ("out of memory") on a
+# GPU machine and the CPU test that plans on the GPU fails.
+asan_build=${ASAN_BUILD_DIR:-$repo/build-asan}
+asan_env=(env "ASAN_OPTIONS=detect_leaks=1:protect_shadow_gap=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+  "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}")
+
+run_fuzzer() {  # runs ptxattn-fuzz in parallel shards; returns non-zero when one fails
+  local seed=${FUZZ_SEED:-1} calls=${FUZZ_CALLS:-800000} shards pids=() shard status=0
+  shards=$(nproc)
+  [ "$shards" -gt 8 ] && shards=8
+  local per_shard=$(((calls + shards - 1) / shards))
+  for ((shard = 0; shard < shards; shard++)); do
+    "${asan_env[@]}" "$asan_build/ptxattn-fuzz" --seed "$seed" --start $((shard * per_shard)) \
+      --calls "$per_shard" >"$work/fuzz-$shard.log" 2>&1 &
+    pids+=($!)
+  done
+  for ((shard = 0; shard < shards; shard++)); do
+    if ! wait "${pids[$shard]}"; then
+      echo "ptxattn-fuzz shard $shard failed (replay commands below refer to $asan_build/ptxattn-fuzz):"
+      cat "$work/fuzz-$shard.log"
+      status=1
+    fi
+  done
+  for ((shard = 0; shard < shards; shard++)); do tail -n 1 "$work/fuzz-$shard.log"; done
+  return "$status"
+}
+
+echo "== sanitizers: build ($asan_build: ASan + UBSan, ptxattn-tests-cpu and ptxattn-fuzz, head_dims=128, dtypes=bf16)"
+if [ "${SANITIZE:-1}" = 0 ]; then
+  echo "left out (SANITIZE=0): 2 skipped"
+  skipped=$((skipped + 2))
+elif ! BUILD_DIR=$asan_build BUILDTYPE=debugoptimized \
+  MESON_OPTIONS="-Db_sanitize=address,undefined -Dhead_dims=128 -Ddtypes=bf16 -Dbounded_waits=disabled" \
+  "$repo/scripts/build.sh" ptxattn-tests-cpu ptxattn-fuzz >"$work/asan-build.log" 2>&1; then
+  cat "$work/asan-build.log"
+  echo "sanitizer build failed"
+  failed=$((failed + 1))
+else
+  echo "== sanitizers: CPU tests"
+  "${asan_env[@]}" "$asan_build/ptxattn-tests-cpu" -r xml -o "$work/cpu-asan.xml" 2>"$work/cpu-asan.err"
+  asan_rc=$?
+  [ "$asan_rc" -ne 0 ] && cat "$work/cpu-asan.err"
+  count_catch_report "ptxattn-tests-cpu (asan+ubsan)" "$work/cpu-asan.xml" "$asan_rc"
+
+  echo "== sanitizers: ptxattn-fuzz"
+  if run_fuzzer; then
+    echo "ptxattn-fuzz (asan+ubsan): 1 passed, 0 failed"
+    passed=$((passed + 1))
+  else
+    echo "ptxattn-fuzz (asan+ubsan): 0 passed, 1 failed"
+    failed=$((failed + 1))
+  fi
 fi
 
 finish
