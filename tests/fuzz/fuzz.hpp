@@ -99,6 +99,20 @@ class Rules {
   std::vector<Broken> broken_;
 };
 
+// Holds one indptr array to its three rules (not null, starts at 0, never
+// decreasing); returns whether it is well formed, so its entries can be used
+// as offsets. Shared by the prefill and append rule statements.
+inline bool indptr_rules(const int32_t* indptr, int32_t n, Rules& r, const char* null_rule, const char* start_rule,
+                         const char* order_rule, const char* needle) {
+  r.invalid(indptr != nullptr, null_rule, needle);
+  if (indptr == nullptr) return false;
+  r.invalid(indptr[0] == 0, start_rule, needle);
+  bool increasing = true;
+  for (int32_t b = 0; b < n; ++b) increasing = increasing && indptr[b + 1] >= indptr[b];
+  r.invalid(increasing, order_rule, needle);
+  return indptr[0] == 0 && increasing;
+}
+
 // What an entry point must return for an input that breaks no rule.
 enum class WhenValid {
   kOk,         // a check only, or a call with nothing to launch

@@ -356,18 +356,6 @@ void keep_claims(const PrefillConfig& c, Batch& batch) {
     batch.null_indices = true;
 }
 
-// Checks one indptr array; returns whether it is well formed (then its entries can be used as offsets).
-bool indptr_rules(const int32_t* indptr, int32_t n, Rules& r, const char* null_rule, const char* start_rule,
-                  const char* order_rule, const char* needle) {
-  r.invalid(indptr != nullptr, null_rule, needle);
-  if (indptr == nullptr) return false;
-  r.invalid(indptr[0] == 0, start_rule, needle);
-  bool increasing = true;
-  for (int32_t b = 0; b < n; ++b) increasing = increasing && indptr[b + 1] >= indptr[b];
-  r.invalid(increasing, order_rule, needle);
-  return indptr[0] == 0 && increasing;
-}
-
 // The batch rules of README "Validation" (the config rules are separate).
 void batch_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   const int32_t n = idx.num_requests;

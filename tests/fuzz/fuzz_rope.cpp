@@ -566,17 +566,6 @@ void append_config_rules(const AppendConfig& c, Rules& r) {
               "num_pages * page_size * num_kv_heads <= INT32_MAX", "num_pages");
 }
 
-bool well_formed_indptr(const int32_t* indptr, int32_t n, Rules& r, const char* null_rule, const char* start_rule,
-                        const char* order_rule, const char* needle) {
-  r.invalid(indptr != nullptr, null_rule, needle);
-  if (indptr == nullptr) return false;
-  r.invalid(indptr[0] == 0, start_rule, needle);
-  bool increasing = true;
-  for (int32_t b = 0; b < n; ++b) increasing = increasing && indptr[b + 1] >= indptr[b];
-  r.invalid(increasing, order_rule, needle);
-  return indptr[0] == 0 && increasing;
-}
-
 // The rules of plan_append_paged_kv (ptxattn.hpp): indptrs from 0, never
 // decreasing; pages in the pool; last-page lengths as in BatchIndices;
 // append_len <= kv_len; no two appended tokens in one slot of one page.
@@ -586,10 +575,10 @@ int64_t append_rules(const AppendConfig& c, const AppendIndices& idx, Rules& r) 
   const int32_t n = idx.num_requests;
   r.invalid(n >= 0, "indices.num_requests >= 0", "num_requests");
   if (n < 0) return -1;
-  const bool append_ok = well_formed_indptr(idx.append_indptr, n, r, "indices.append_indptr is not null",
+  const bool append_ok = indptr_rules(idx.append_indptr, n, r, "indices.append_indptr is not null",
                                             "indices.append_indptr[0] == 0", "indices.append_indptr is non-decreasing",
                                             "append_indptr");
-  const bool kv_ok = well_formed_indptr(idx.kv_indptr, n, r, "indices.kv_indptr is not null",
+  const bool kv_ok = indptr_rules(idx.kv_indptr, n, r, "indices.kv_indptr is not null",
                                         "indices.kv_indptr[0] == 0", "indices.kv_indptr is non-decreasing",
                                         "kv_indptr");
   if (append_ok)
