@@ -25,6 +25,7 @@ namespace fuzz {
 
 using ptxattn::Status;
 using ptxattn::StatusCode;
+using ptxattn::DType;
 
 using i128 = __int128;
 
@@ -98,6 +99,22 @@ class Rules {
  private:
   std::vector<Broken> broken_;
 };
+
+// Whether this build compiled a dtype (meson option dtypes): the defines the
+// library sees, not its helpers; and a random one of those.
+inline bool dtype_built(int dtype) {
+#ifdef PTXATTN_ENABLE_BF16
+  if (dtype == int(DType::kBF16)) return true;
+#endif
+#ifdef PTXATTN_ENABLE_FP16
+  if (dtype == int(DType::kFP16)) return true;
+#endif
+  return false;
+}
+inline DType random_built_dtype(Rng& rng) {
+  if (dtype_built(0) && dtype_built(1)) return DType(rng.below(2));
+  return dtype_built(0) ? DType::kBF16 : DType::kFP16;
+}
 
 // Holds one indptr array to its three rules (not null, starts at 0, never
 // decreasing); returns whether it is well formed, so its entries can be used

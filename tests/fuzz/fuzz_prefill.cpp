@@ -53,26 +53,11 @@ bool head_dim_built(int64_t head_dim) {
   return false;
 }
 
-bool dtype_built(int dtype) {
-#ifdef PTXATTN_ENABLE_BF16
-  if (dtype == int(DType::kBF16)) return true;
-#endif
-#ifdef PTXATTN_ENABLE_FP16
-  if (dtype == int(DType::kFP16)) return true;
-#endif
-  return false;
-}
-
 int32_t random_built_head_dim(Rng& rng) {
   std::vector<int32_t> built;
   for (int32_t head_dim : {64, 128, 256})
     if (head_dim_built(head_dim)) built.push_back(head_dim);
   return built[rng.below(built.size())];
-}
-
-DType random_built_dtype(Rng& rng) {
-  if (dtype_built(0) && dtype_built(1)) return DType(rng.below(2));
-  return dtype_built(0) ? DType::kBF16 : DType::kFP16;
 }
 
 bool in_enum(int value, int count) { return value >= 0 && value < count; }

@@ -28,21 +28,6 @@ using ptxattn::RopeTensors;
 
 constexpr int64_t kMaxHeads = 65536;  // per group of rows, ptxattn.hpp (RopeTensors)
 
-bool dtype_built(int dtype) {
-#ifdef PTXATTN_ENABLE_BF16
-  if (dtype == int(DType::kBF16)) return true;
-#endif
-#ifdef PTXATTN_ENABLE_FP16
-  if (dtype == int(DType::kFP16)) return true;
-#endif
-  return false;
-}
-
-DType random_built_dtype(Rng& rng) {
-  if (dtype_built(0) && dtype_built(1)) return DType(rng.below(2));
-  return dtype_built(0) ? DType::kBF16 : DType::kFP16;
-}
-
 bool known_head_dim(int64_t head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
 
 int32_t random_heads(Rng& rng) {
