@@ -3,8 +3,8 @@
 
 Workloads are W1 and W2 of docs/benchmarks.md (bf16, head_dim 128). For each one the
 script builds the tensors once with torch on the GPU (ragged/dense Q, K, V and
-paged pools of page sizes 16 and 64, pages randomly permuted in the pool) and
-runs every available system on them:
+paged pools, pages randomly permuted in the pool: page sizes 16 and 64 for W1,
+1, 7, 16 and 64 for W2) and runs every available system on them:
 
   ptxattn          ragged and paged, through libptxattn.so's C API (ctypes)
   FA3              flash_attn_func / flash_attn_varlen_func (dense) and
@@ -51,7 +51,12 @@ W1_HEADS = 16
 HEAD_DIM = 128
 W2_QO_LENS = [1857, 916, 1680, 1951, 989, 210, 658, 1175, 1123, 957, 2008, 1733, 1827, 749, 1104, 861]
 W2_KV_LENS = [3646, 2056, 3988, 3095, 1765, 2262, 1861, 3715, 1932, 1561, 4712, 5600, 2651, 3647, 4660, 3451]
-W2_QO_HEADS, W2_KV_HEADS, W2_PAGE_SIZE = 32, 8, 16
+W2_QO_HEADS, W2_KV_HEADS = 32, 8
+W1_PAGE_SIZES = (16, 64)
+# W2 also at page sizes 1 and 7 (no multiple of any tile size; 16 and 64 as in W1).
+# FA3 (hopper/, 2026-08 source) takes its TMA paged path only for page sizes that are a
+# multiple of its kBlockN (128 causal, 176 full at D=128), its cp.async path otherwise.
+W2_PAGE_SIZES = (1, 7, 16, 64)
 
 # Validation of ptxattn against the float32 reference (bf16 output rounding plus
 # P rounded to bf16 before P·V stay far below this), and the flag for peers.
@@ -101,10 +106,10 @@ def make_workloads(seq_lens, families):
             for causal in (False, True):
                 count = W1_TOKENS // seq_len
                 workloads.append(Workload(f"W1 S={seq_len} {'causal' if causal else 'full'}", "W1", seq_len, causal,
-                                          [seq_len] * count, [seq_len] * count, W1_HEADS, W1_HEADS, (16, 64)))
+                                          [seq_len] * count, [seq_len] * count, W1_HEADS, W1_HEADS, W1_PAGE_SIZES))
     if "w2" in families:
         workloads.append(Workload("W2 causal", "W2", None, True, W2_QO_LENS, W2_KV_LENS,
-                                  W2_QO_HEADS, W2_KV_HEADS, (W2_PAGE_SIZE,)))
+                                  W2_QO_HEADS, W2_KV_HEADS, W2_PAGE_SIZES))
     return workloads
 
 
@@ -492,7 +497,18 @@ def describe_environment(args, ptx, peers):
 # --------------------------------------------------------------------------
 RATIOS = [("ptxattn paged16 / FA3 paged16", "ptxattn paged16", "FA3 paged16"),
           ("ptxattn paged64 / FA3 paged64", "ptxattn paged64", "FA3 paged64"),
-          ("ptxattn paged16 / FA3 dense", "ptxattn paged16", "FA3 dense")]
+          ("ptxattn paged16 / FA3 dense", "ptxattn paged16", "FA3 dense"),
+          ("ptxattn paged1 / FA3 paged1", "ptxattn paged1", "FA3 paged1"),  # W2 only
+          ("ptxattn paged7 / FA3 paged7", "ptxattn paged7", "FA3 paged7")]  # W2 only
+
+
+def merge_systems(systems, names):
+    """Adds a workload's system names to the column list, each new one right after the
+    name before it in that workload's own order (W2's paged1/paged7 land before paged16)."""
+    for i, name in enumerate(names):
+        if name not in systems:
+            before = [n for n in names[:i] if n in systems]
+            systems.insert(systems.index(before[-1]) + 1 if before else 0, name)
 
 
 def tflops_of(results, workload, system):
@@ -671,7 +687,7 @@ def main():
     for w in workloads:
         print(f"{w.name}: {w.num_requests} requests, {w.flops() / 1e12:.2f} TFLOP", flush=True)
         results[w.name] = run_workload(w, args, ptx, peers, timer, workspace)
-        systems += [s for s in results[w.name] if s not in systems]
+        merge_systems(systems, list(results[w.name]))
         done.append(w)
         write_outputs(args.out_dir, env, ceilings, done, systems, results)  # a killed run keeps what it measured
         torch.cuda.empty_cache()
