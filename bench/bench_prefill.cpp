@@ -49,6 +49,7 @@ struct PrefillBenchmark {
   std::string storage;   // "ragged", "paged16", "paged64-gather" (a forced load path), ...
   CaseSpec spec;
   KvLoadPath path = KvLoadPath::kAuto;
+  WorkSchedule schedule = WorkSchedule::kAuto;
 };
 
 std::string storage_name(int32_t page_size) { return page_size > 0 ? "paged" + std::to_string(page_size) : "ragged"; }
@@ -100,6 +101,19 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
   for (int32_t page_size : {1, 7}) {
     for (bool causal : {false, true}) add("W1", "S:4096/" + mask_name(causal), testing::w1_spec(4096, causal, page_size));
   }
+  // The schedules, each forced, beside the default rows on shapes of every
+  // family ("-one-item-per-cta" and "-persistent" rows).
+  const std::vector<PrefillBenchmark> defaults = list;
+  for (const PrefillBenchmark& bench : defaults) {
+    const bool w1 = bench.workload.rfind("W1/", 0) == 0;
+    if (!(bench.storage == "paged16" || (w1 && bench.storage == "ragged") || bench.workload == "W2/causal")) continue;
+    for (WorkSchedule schedule : {WorkSchedule::kOneItemPerCta, WorkSchedule::kPersistent}) {
+      PrefillBenchmark forced = bench;
+      forced.storage += schedule == WorkSchedule::kPersistent ? "-persistent" : "-one-item-per-cta";
+      forced.schedule = schedule;
+      list.push_back(forced);
+    }
+  }
   // The load-path threshold: pages both paths can serve, each path forced.
   for (int32_t page_size : {32, 64, 128}) {
     for (KvLoadPath path : {KvLoadPath::kGather, KvLoadPath::kTma}) {
@@ -140,12 +154,14 @@ CaseSpec validation_spec(const CaseSpec& timed) {
   return spec;
 }
 
-// Runs the validation case of `timed` on `path` (once per distinct case and
-// path in this process) and returns "" on a pass, else what failed.
-std::string validate(const CaseSpec& timed, KvLoadPath path, std::string* summary) {
+// Runs the validation case of `timed` on `path` and `schedule` (once per
+// distinct case, path and schedule in this process) and returns "" on a
+// pass, else what failed.
+std::string validate(const CaseSpec& timed, KvLoadPath path, WorkSchedule schedule, std::string* summary) {
   static std::map<std::string, std::pair<std::string, std::string>> verdicts;  // key -> (error, summary)
   const HostCase host = testing::make_case(validation_spec(timed));
-  const std::string key = host.describe() + " path=" + testing::load_path_name(path);
+  const std::string key =
+      host.describe() + " path=" + testing::load_path_name(path) + " schedule=" + std::to_string(int(schedule));
   if (const auto it = verdicts.find(key); it != verdicts.end()) {
     *summary = it->second.second;
     return it->second.first;
@@ -153,7 +169,7 @@ std::string validate(const CaseSpec& timed, KvLoadPath path, std::string* summar
   std::string error;
   testing::DevicePrefillCase device(host);
   const testing::PrefillRun run =
-      device.run(path, [] { testing::pollute_shared_memory(testing::pattern::kQuietNaN); });
+      device.run(path, [] { testing::pollute_shared_memory(testing::pattern::kQuietNaN); }, {schedule, 0, ""});
   if (!run.status.ok()) {
     error = "validation run failed: " + run.status.message;
   } else if (run.path != path) {
@@ -235,15 +251,20 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
 
   PrefillConfig config = c.host.config;
   config.load_path = bench.path;
+  config.schedule = bench.schedule;
   if (const Status status = plan_prefill(config, c.host.indices(), c.plan); !status.ok()) {
     c.error = std::string(status_code_name(status.code)) + ": " + status.message;
     return c;
   }
   const KvLoadPath path = c.plan.chosen_load_path();
   std::string summary;
-  c.error = validate(bench.spec, path, &summary);
+  c.error = validate(bench.spec, path, bench.schedule, &summary);
   if (!c.error.empty()) return c;
-  c.label = std::string("path=") + testing::load_path_name(path) + "; validated: " + summary;
+  c.label = std::string("path=") + testing::load_path_name(path) +
+            (c.plan.chosen_schedule() == WorkSchedule::kPersistent
+                 ? "; persistent on " + std::to_string(c.plan.num_ctas()) + " CTAs"
+                 : std::string("; one item per CTA")) +
+            "; validated: " + summary;
 
   c.device = std::make_unique<testing::DevicePrefillCase>(c.host);
   c.error = check_full_size_output(bench, c);

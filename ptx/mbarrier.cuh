@@ -3,13 +3,13 @@
 //
 // NOTES: a fresh barrier is in phase 0; waiting for parity 1 returns at once,
 // so producers wait on "empty" barriers with phase ^ 1 first. With
-// PTXATTN_BOUNDED_WAITS (debug builds) every wait gives up after a cycle budget,
-// prints the barrier address and the parity it waited for, and traps, so a
-// wrong phase becomes an error instead of a hung GPU.
+// PTXATTN_BOUNDED_WAITS (build option bounded_waits) every wait gives up after
+// a cycle budget and calls its timeout handler, which traps (the library's
+// handler first records the wait: src/wait_timeout.cuh), so a wrong phase
+// becomes an error instead of a hung GPU.
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
 
 #include "ptx/smem.cuh"
 
@@ -19,8 +19,13 @@
 
 namespace ptxattn::ptx {
 
-// Cycle budget of a bounded wait (~2 s at 1.7 GHz): far above any legitimate wait.
+// Cycle budget of a bounded wait (~2 s at 1.98 GHz): far above any legitimate wait.
 constexpr long long kBoundedWaitCycles = 4'000'000'000LL;
+
+// Timeout handler of a bounded wait that records nothing.
+struct TrapOnTimeout {
+  __device__ __forceinline__ void operator()() const { __trap(); }
+};
 
 // mbarrier.init.shared::cta.b64 (9.7.13.15.9). One thread; follow with
 // fence_mbarrier_init() and a CTA barrier before any other thread uses it.
@@ -76,18 +81,32 @@ __device__ __forceinline__ bool mbarrier_try_wait_parity(uint64_t* bar, uint32_t
   return done != 0;
 }
 
-// Spins until the phase of `parity` completes; bounded in debug builds.
-__device__ __forceinline__ void mbarrier_wait_parity(uint64_t* bar, uint32_t parity) {
+// Loop over mbarrier_try_wait_parity until the phase of `parity` completes
+// (9.7.13.15.16). Any thread. With PTXATTN_BOUNDED_WAITS the first failed
+// try_wait starts a clock64 count, and after kBudgetCycles the loop gives up
+// and calls on_timeout(), which must not return (trap). The fast path (the
+// first try_wait succeeds) reads no clock; without the macro there is no
+// clock and no handler at all.
+// NOTES: the handler runs after the loop, not inside it: a trap inside the
+// loop made ptxas spill in the prefill consumers (TMA, head_dim 128: 28 bytes
+// with a bare trap, 148 with the record), a trap after it does not.
+template <long long kBudgetCycles = kBoundedWaitCycles, class OnTimeout = TrapOnTimeout>
+__device__ __forceinline__ void mbarrier_wait_parity(uint64_t* bar, uint32_t parity,
+                                                     const OnTimeout& on_timeout = OnTimeout{}) {
 #if PTXATTN_BOUNDED_WAITS
+  static_assert(kBudgetCycles > 0, "a bounded wait needs a positive cycle budget");
+  if (mbarrier_try_wait_parity(bar, parity)) return;
   const long long start = clock64();
+  bool timed_out = false;
   while (!mbarrier_try_wait_parity(bar, parity)) {
-    if (clock64() - start > kBoundedWaitCycles) {
-      printf("ptxattn: mbarrier wait timed out: block (%d,%d,%d) thread %d barrier smem 0x%x parity %u\n",
-             blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x, smem_u32(bar), parity);
-      __trap();
+    if (clock64() - start > kBudgetCycles) {
+      timed_out = true;
+      break;
     }
   }
+  if (timed_out) on_timeout();
 #else
+  (void)on_timeout;
   while (!mbarrier_try_wait_parity(bar, parity)) {
   }
 #endif

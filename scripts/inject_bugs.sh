@@ -4,7 +4,9 @@
 # or its plan) and runs the test that must expose it on each build: for the
 # state bugs "pollution matrix: prefill", whose summary names the rows (clean,
 # determinism, or a polluter) that exposed it; for window_overflow (integer
-# arithmetic, not state) the window test "[window]". Every injected bug must
+# arithmetic, not state) the window test "[window]"; for stale_accumulator
+# (state a persistent CTA carries from one work item to the next) the random
+# suite, whose cases also run on 2 persistent CTAs. Every injected bug must
 # make its test fail. A baseline build without a bug must pass both, or the
 # attribution means nothing.
 #
@@ -14,7 +16,7 @@
 #                 carried here: only <prefix><bug>/ptxattn-tests-gpu is needed)
 #   --out DIR     logs go to DIR (default build-bugs-logs)
 #   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,
-#                 window_overflow; "none" is the baseline)
+#                 window_overflow,stale_accumulator; "none" is the baseline)
 #   --prefix P    build dirs are P<bug> (default build-bug-)
 #   --random      also run the prefill random suite on each build
 #   --timeout S   per test run (default 600; a hang counts as caught, with a note)
@@ -31,7 +33,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
-bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator
 while [ $# -gt 0 ]; do
   case $1 in
     --no-build) build=0 ;;
@@ -111,6 +113,29 @@ for bug in ${bugs//,/ }; do
       summary+=("baseline (no bug): window test FAILED (status $window_rc)")
       all_ok=0
     fi
+  fi
+
+  # stale_accumulator: the matrix's cases give each CTA of a persistent grid
+  # about one item, so the random suite (2-CTA persistent runs) must fail.
+  if [ "$bug" = stale_accumulator ]; then
+    echo "== $bug: $random_test"
+    timeout "$run_timeout" "$binary" "$random_test" >"$out/$bug.random.log" 2>&1
+    random_rc=$?
+    random_line=$(grep -m1 '^prefill random suite: [0-9]* cases' "$out/$bug.random.log")
+    echo "random suite: ${random_line:-no summary line} (status $random_rc)"
+    if grep -q 'SKIPPED (no SM90 GPU' "$out/$bug.random.log"; then
+      summary+=("bug $bug: NOT RUN (no SM90 GPU)")
+      all_ok=0
+      continue
+    fi
+    ran_any=1
+    if [ "$random_rc" -ne 0 ] && grep -qE '[1-9][0-9]* failed$' <<<"$random_line"; then
+      summary+=("bug $bug: caught by the random suite ($random_line)")
+    else
+      summary+=("bug $bug: NOT CAUGHT (random suite status $random_rc)")
+      all_ok=0
+    fi
+    continue
   fi
 
   echo "== $bug: $matrix_test"

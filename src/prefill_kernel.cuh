@@ -1,15 +1,21 @@
 // Batch prefill attention over a paged (or ragged) KV cache for SM90.
 //
-// One CTA computes BLOCK_Q = 128 query rows of one request for one qo head:
-//   warpgroup 0  producer: loads Q once (TMA), then walks the tile's KV blocks
-//                from last to first into a K/V ring of kStages stages, by TMA
-//                (one box per page and 64-column slice) or by a cp.async gather
-//                with zero-fill (any page size);
+// A work item is BLOCK_Q = 128 query rows of one request for one qo head. A
+// CTA takes its items from the plan's list (Scheduler below; one item, or a
+// persistent list), and every role loops over them:
+//   warpgroup 0  producer: each item's KV blocks from last to first into a
+//                K/V ring of kStages stages, by TMA (one box per page and
+//                64-column slice) or by a cp.async gather with zero-fill (any
+//                page size);
 //   warpgroups 1-2 consumers (64 rows each): S = Q K^T (wgmma SS), online
 //                softmax in registers (exp2, scale folded into one FMA),
 //                O += P V (wgmma RS, P never leaves registers), then the epilogue
-//                normalises O and writes O and LSE (natural log). Where the
-//                traits say so (kPingPong) the two take turns issuing wgmma.
+//                normalises O and writes O and LSE (natural log). Consumer
+//                thread 0 loads each item's Q (TMA) once both are done with
+//                the last. Where the traits say so (kPingPong) the two take
+//                turns issuing wgmma.
+// The rings' phases carry across items (PipelineState); docs/kernels.md
+// draws the roles and barriers.
 //
 // The state rules of docs/kernels.md ("State rules") are marked "RULE:" where
 // they hold.
@@ -30,6 +36,7 @@
 #include "ptx/wgmma.cuh"
 #include "prefill_params.hpp"
 #include "prefill_traits.cuh"
+#include "wait_timeout.cuh"
 
 namespace ptxattn::detail {
 
@@ -40,42 +47,89 @@ enum class NamedBarrier : uint32_t { kConsumers = 1, kTurnOfConsumer0 = 2, kTurn
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// Stage and parity of the i-th block through a ring of kStages.
-struct PipelineState {
-  int stage;
-  uint32_t phase;
-};
+// Stage and parity of a ring of kStages. Each role keeps the state of its
+// next item's first block and moves it past the item's blocks, so a ring's
+// phases carry across work items and never restart inside a CTA. Within an
+// item, block i's state is derived from the item's first (plus(i)) rather
+// than carried: two live states cost the consumers registers they lack.
 template <int kStages>
-__device__ __forceinline__ PipelineState pipeline_state(int i) {
-  return {i % kStages, static_cast<uint32_t>((i / kStages) & 1)};
+struct PipelineState {
+  int stage = 0;
+  uint32_t phase = 0;
+  __device__ __forceinline__ PipelineState plus(int blocks) const {
+    const int position = stage + blocks;
+    return {position % kStages, phase ^ uint32_t((position / kStages) & 1)};
+  }
+};
+
+// ============================================================================
+// Barrier waits
+// ============================================================================
+
+// Timeout handler of the kernel's waits (PTXATTN_BOUNDED_WAITS): names the
+// barrier `bar` is and records the wait (src/wait_timeout.cuh), then traps.
+template <class T>
+__device__ __forceinline__ void record_prefill_wait_timeout(const PrefillSharedStorage<T>& s, const PrefillParams& p,
+                                                            const uint64_t* bar, uint32_t parity) {
+  WaitBarrier barrier = bar == &s.q_full ? WaitBarrier::kQFull : WaitBarrier::kUnknown;
+  uint32_t index = 0;
+  auto find_in_ring = [&](const uint64_t* ring, WaitBarrier name) {
+    if (bar >= ring && bar < ring + T::kStages) barrier = name, index = uint32_t(bar - ring);
+  };
+  find_in_ring(s.k_full, WaitBarrier::kKFull);
+  find_in_ring(s.v_full, WaitBarrier::kVFull);
+  find_in_ring(s.k_empty, WaitBarrier::kKEmpty);
+  find_in_ring(s.v_empty, WaitBarrier::kVEmpty);
+  constexpr uint32_t kVariant = uint32_t(T::kHeadDim) | (T::kPath == LoadPath::kGather ? kWaitVariantGather : 0u) |
+                                (T::kType == ptx::MmaType::kFP16 ? kWaitVariantFP16 : 0u);
+  record_wait_timeout(p.wait_timeout, WaitKernel::kPrefill, kVariant, barrier, index, bar, parity);
 }
 
-// This CTA's work tile: the head moves fastest so CTAs sharing a KV head run together.
-struct TileCoordinates {
-  WorkTile tile;
-  int head;
+// Every mbarrier wait of the kernel goes through here: with
+// PTXATTN_BOUNDED_WAITS a wait that runs out of cycles records which barrier
+// and parity hung and traps; without it this is the plain try_wait loop.
+template <class T>
+__device__ __forceinline__ void wait_barrier(const PrefillSharedStorage<T>& s, const PrefillParams& p, uint64_t* bar,
+                                             uint32_t parity) {
+  ptx::mbarrier_wait_parity(bar, parity, [&] { record_prefill_wait_timeout<T>(s, p, bar, parity); });
+}
+
+// ============================================================================
+// Scheduler
+// ============================================================================
+
+// The work items this CTA takes, in order: positions [begin, end) of its
+// list in the persistent schedule, or its own index (prefill_params.hpp).
+struct WorkRange {
+  int begin;
+  int end;
 };
-__device__ __forceinline__ TileCoordinates tile_coordinates(const PrefillParams& p) {
-  return {p.tiles[blockIdx.x / p.num_qo_heads], int(blockIdx.x % p.num_qo_heads)};
+__device__ __forceinline__ WorkRange cta_work(const PrefillParams& p) {
+  if (p.cta_work_indptr == nullptr) return {int(blockIdx.x), int(blockIdx.x) + 1};
+  return {p.cta_work_indptr[blockIdx.x], p.cta_work_indptr[blockIdx.x + 1]};
+}
+__device__ __forceinline__ int work_item(const PrefillParams& p, int position) {
+  return p.cta_work_items == nullptr ? position : p.cta_work_items[position];
+}
+
+// What a role needs of one work item: its request, tile, qo head and KV blocks.
+struct Work {
+  RequestInfo req;
+  int q_block;
+  int head;
+  KvBlockRange range;
+};
+template <class T>
+__device__ __forceinline__ Work work_at(const PrefillParams& p, int item) {
+  const WorkTile tile = p.tiles[item / p.num_qo_heads];
+  const RequestInfo req = p.requests[tile.request];
+  return {req, tile.q_block, item % p.num_qo_heads,
+          kv_block_range(req, tile.q_block, T::kBlockQ, T::kBlockKV, p.causal, p.window_left)};
 }
 
 // ============================================================================
 // Producer
 // ============================================================================
-
-template <class T>
-__device__ __forceinline__ void load_q(PrefillSharedStorage<T>& s, const CUtensorMap* q_map, const RequestInfo& req,
-                                       int q_block, int head) {
-  // Rows past the request belong to the next request (or are zero-filled past
-  // the tensor): their results are never stored, and rows of S and O are
-  // independent, so they cannot reach a stored row.
-  ptx::mbarrier_arrive_expect_tx(&s.q_full, T::kSlices * T::kQSliceBytes);
-#pragma unroll
-  for (int slice = 0; slice < T::kSlices; ++slice) {
-    const int32_t coord[3] = {slice * T::kSliceCols, head, req.qo_start + q_block * T::kBlockQ};
-    ptx::cp_async_bulk_tensor_load<3>(s.q + slice * T::kQSliceBytes, q_map, &s.q_full, coord);
-  }
-}
 
 // TMA path: one K or V block. Paged: one box per page (and 64-column
 // slice) of rows_per_box = min(page_size, BLOCK_KV) rows, only for pages the
@@ -130,19 +184,21 @@ __device__ __forceinline__ void zero_tile_rows(uint8_t* tile, int first_row, int
 
 template <class T>
 __device__ void produce_tma(PrefillSharedStorage<T>& s, const PrefillParams& p, const CUtensorMap* k_map,
-                            const CUtensorMap* v_map, const RequestInfo& req, KvBlockRange range, int kv_head) {
+                            const CUtensorMap* v_map, const RequestInfo& req, KvBlockRange range, int kv_head,
+                            PipelineState<T::kStages>& kv) {
   // K and V rows past kv_len land as whatever the pool (or the next ragged
   // request) holds there, NaN included: K is harmless because the mask
   // selects -inf for those scores; V is zeroed by the consumers before P V
   // (zero_v_tail), since TMA fills zeros only outside the pool.
   for (int i = 0; i < range.count(); ++i) {
     const int n = range.end - 1 - i;
-    const auto st = pipeline_state<T::kStages>(i);
-    ptx::mbarrier_wait_parity(&s.k_empty[st.stage], st.phase ^ 1);
+    const auto st = kv.plus(i);
+    wait_barrier<T>(s, p, &s.k_empty[st.stage], st.phase ^ 1);
     load_kv_block_tma<T>(p, k_map, s.k[st.stage], &s.k_full[st.stage], req, kv_head, n);
-    ptx::mbarrier_wait_parity(&s.v_empty[st.stage], st.phase ^ 1);
+    wait_barrier<T>(s, p, &s.v_empty[st.stage], st.phase ^ 1);
     load_kv_block_tma<T>(p, v_map, s.v[st.stage], &s.v_full[st.stage], req, kv_head, n);
   }
+  kv = kv.plus(range.count());
 }
 
 // Gather path: the pool page holding `token` (paged only; 0 past the sequence
@@ -204,7 +260,7 @@ __device__ __forceinline__ void gather_kv_rows(uint8_t* tile, const typename T::
 
 template <class T>
 __device__ void produce_gather(PrefillSharedStorage<T>& s, const PrefillParams& p, const RequestInfo& req,
-                               KvBlockRange range, int kv_head, int tid) {
+                               KvBlockRange range, int kv_head, int tid, PipelineState<T::kStages>& kv) {
   using Element = typename T::Element;
   const int warp = tid / 32, lane = tid % 32;
   const GatherLane at = gather_lane<T>(warp, lane);
@@ -219,20 +275,21 @@ __device__ void produce_gather(PrefillSharedStorage<T>& s, const PrefillParams& 
   int32_t page = holds_row && range.count() > 0 ? kv_page(p, req, token_of(range.end - 1)) : 0;
   for (int i = 0; i < range.count(); ++i) {
     const int n = range.end - 1 - i;
-    const auto st = pipeline_state<T::kStages>(i);
+    const auto st = kv.plus(i);
     const int64_t my_offset = holds_row ? kv_row_offset(p, req, kv_head, token_of(n), page) : 0;
     if (holds_row && i + 1 < range.count()) page = kv_page(p, req, token_of(n - 1));
     const int valid_rows = req.kv_len - n * T::kBlockKV - first_row;
     // Each thread's arrival fires when its own copies have landed (noinc: the
     // 128 arrivals are the barrier's expected count), so the producer never
     // waits for data, only for free stages.
-    ptx::mbarrier_wait_parity(&s.k_empty[st.stage], st.phase ^ 1);
+    wait_barrier<T>(s, p, &s.k_empty[st.stage], st.phase ^ 1);
     gather_kv_rows<T>(s.k[st.stage], k, my_offset, at, valid_rows, lane);
     ptx::cp_async_mbarrier_arrive_noinc(&s.k_full[st.stage]);
-    ptx::mbarrier_wait_parity(&s.v_empty[st.stage], st.phase ^ 1);
+    wait_barrier<T>(s, p, &s.v_empty[st.stage], st.phase ^ 1);
     gather_kv_rows<T>(s.v[st.stage], v, my_offset, at, valid_rows, lane);
     ptx::cp_async_mbarrier_arrive_noinc(&s.v_full[st.stage]);
   }
+  kv = kv.plus(range.count());
 }
 
 // Consumers of gathered tiles: cp.async writes are generic-proxy writes.
@@ -240,8 +297,9 @@ __device__ void produce_gather(PrefillSharedStorage<T>& s, const PrefillParams& 
 // sits after the acquire of the full barrier, in the causal chain between
 // the copies and the wgmma.
 template <class T>
-__device__ __forceinline__ void wait_full(uint64_t* full, uint32_t phase) {
-  ptx::mbarrier_wait_parity(full, phase);
+__device__ __forceinline__ void wait_full(const PrefillSharedStorage<T>& s, const PrefillParams& p, uint64_t* full,
+                                          uint32_t phase) {
+  wait_barrier<T>(s, p, full, phase);
 #ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
   if constexpr (T::kPath == LoadPath::kGather) ptx::fence_proxy_async_shared_cta();
 #endif
@@ -419,14 +477,15 @@ __device__ __forceinline__ void release_stage(uint64_t* empty, int lane) {
 // request does not own, so both consumer warpgroups overwrite those rows once
 // the block has landed, fence, and meet before either issues P V.
 template <class T>
-__device__ __forceinline__ void zero_v_tail(PrefillSharedStorage<T>& s, const RequestInfo& req, KvBlockRange range,
+__device__ __forceinline__ void zero_v_tail(PrefillSharedStorage<T>& s, const PrefillParams& p, const RequestInfo& req,
+                                            KvBlockRange range, const PipelineState<T::kStages>& first,
                                             int consumer_tid) {
   constexpr int kConsumerThreads = T::kConsumerWarpgroups * 128;
   const int tail_rows_from = req.kv_len - (range.end - 1) * T::kBlockKV;
   if (tail_rows_from >= T::kBlockKV) return;
-  wait_full<T>(&s.v_full[0], 0);
+  wait_full<T>(s, p, &s.v_full[first.stage], first.phase);
 #ifndef PTXATTN_INJECT_BUG_SKIP_TAIL_ZERO
-  zero_tile_rows<T, kConsumerThreads>(s.v[0], tail_rows_from, consumer_tid);
+  zero_tile_rows<T, kConsumerThreads>(s.v[first.stage], tail_rows_from, consumer_tid);
 #endif
 #ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
   // RULE: generic-proxy stores must be fenced before wgmma (async proxy) reads them.
@@ -435,14 +494,16 @@ __device__ __forceinline__ void zero_v_tail(PrefillSharedStorage<T>& s, const Re
   ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), kConsumerThreads);
 }
 
-// Epilogue: normalise and write O (and LSE) of this thread's two rows. The
-// request and head are loaded again here rather than kept live through the
-// KV loop, where every register is needed.
+// Epilogue: normalise and write O (and LSE) of this thread's two rows
+// (`row_in_tile` is the first). The item is loaded again here rather than
+// kept live through the KV loop, where every register is needed.
 template <class T>
 __device__ __forceinline__ void store_output(const PrefillParams& p, const float (&out)[T::kHeadDim / 2],
-                                             const RowState& rows, int first_q_row, int lane) {
-  const TileCoordinates at = tile_coordinates(p);
-  const RequestInfo req = p.requests[at.tile.request];
+                                             const RowState& rows, int item, int row_in_tile, int lane) {
+  const WorkTile tile = p.tiles[item / p.num_qo_heads];
+  const RequestInfo req = p.requests[tile.request];
+  const int head = item % p.num_qo_heads;
+  const int first_q_row = tile.q_block * T::kBlockQ + row_in_tile;
   auto* o = static_cast<typename T::Element*>(p.o);
   // RULE: a fully masked row has sum 0: output 0 and LSE -inf.
 #pragma unroll
@@ -451,7 +512,7 @@ __device__ __forceinline__ void store_output(const PrefillParams& p, const float
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
     const int q_row = first_q_row + 8 * h;
     if (q_row >= req.qo_len) continue;
-    const int64_t row = int64_t(req.qo_start + q_row) * p.num_qo_heads + at.head;
+    const int64_t row = int64_t(req.qo_start + q_row) * p.num_qo_heads + head;
     uint32_t* dst = reinterpret_cast<uint32_t*>(o + row * T::kHeadDim);
 #pragma unroll
     for (int j = 0; j < T::kHeadDim / 2; j += 2) {
@@ -464,32 +525,63 @@ __device__ __forceinline__ void store_output(const PrefillParams& p, const float
   }
 }
 
+// Q is loaded by consumer thread 0: the consumers know when they are done
+// with the last Q, and the producer then never waits on anything but its
+// rings. Loads the Q tile of one item.
 template <class T>
-__device__ void consume(PrefillSharedStorage<T>& s, const PrefillParams& p, const RequestInfo& req, int q_block,
-                        KvBlockRange range, int consumer, int tid) {
-  constexpr int kO = T::kHeadDim / 2;
-  using Probs = uint32_t[T::kBlockKV / 4];
-  const int warp = tid / 32, lane = tid % 32;
-  // Query row (within the request) of this thread's first accumulator row;
-  // its second row is 8 further.
-  const int first_q_row = q_block * T::kBlockQ + consumer * T::kRowsPerConsumer + 16 * warp + lane / 4;
-  const int shift_to_pos = req.kv_len - req.qo_len;
-  const RowPositions at{shift_to_pos + first_q_row, shift_to_pos + q_block * T::kBlockQ};
-  const uint8_t* q_rows = s.q + consumer * T::kRowsPerConsumer * T::kRowBytes;
-
-  // RULE: registers gained by setmaxnreg are undefined: the accumulator and
-  // the row state are written before anything reads them.
-  float out[kO];
+__device__ __forceinline__ void load_q(PrefillSharedStorage<T>& s, const CUtensorMap* q_map, const RequestInfo& req,
+                                       int q_block, int head) {
+  // Rows past the request belong to the next request (or are zero-filled past
+  // the tensor): their results are never stored, and rows of S and O are
+  // independent, so they cannot reach a stored row.
+  ptx::mbarrier_arrive_expect_tx(&s.q_full, T::kSlices * T::kQSliceBytes);
 #pragma unroll
-  for (int i = 0; i < kO; ++i) out[i] = 0.f;
-  RowState rows{{-INFINITY, -INFINITY}, {0.f, 0.f}};
+  for (int slice = 0; slice < T::kSlices; ++slice) {
+    const int32_t coord[3] = {slice * T::kSliceCols, head, req.qo_start + q_block * T::kBlockQ};
+    ptx::cp_async_bulk_tensor_load<3>(s.q + slice * T::kQSliceBytes, q_map, &s.q_full, coord);
+  }
+}
+
+// Loads Q of the first item with KV blocks among positions [position, end)
+// of this CTA's list (none if there is none).
+template <class T>
+__device__ __forceinline__ void load_next_q(PrefillSharedStorage<T>& s, const PrefillParams& p,
+                                            const CUtensorMap* q_map, int position, int end) {
+  for (; position < end; ++position) {
+    const Work w = work_at<T>(p, work_item(p, position));
+    if (w.range.count() > 0) {
+      load_q<T>(s, q_map, w.req, w.q_block, w.head);
+      return;
+    }
+  }
+}
+
+// One work item of one consumer warpgroup: O and the row state of its 64
+// rows over the item's KV blocks, walked from last to first. `kv` is the
+// ring state of the item's first block and leaves past its last;
+// q_phase is the item's parity of q_full. Once every score block has
+// retired, consumer thread 0 loads Q of the next item with KV blocks among
+// positions [next, end) of the CTA's list.
+template <class T>
+__device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const PrefillParams& p,
+                                             const CUtensorMap* q_map, const Work& w, int next, int end,
+                                             PipelineState<T::kStages>& kv, uint32_t q_phase,
+                                             float (&out)[T::kHeadDim / 2], RowState& rows, int row_in_tile,
+                                             int consumer, int tid) {
+  using Probs = uint32_t[T::kBlockKV / 4];
+  const int lane = tid % 32;
+  const RequestInfo& req = w.req;
+  const int shift_to_pos = req.kv_len - req.qo_len;
+  const RowPositions at{shift_to_pos + w.q_block * T::kBlockQ + row_in_tile, shift_to_pos + w.q_block * T::kBlockQ};
+  const uint8_t* q_rows = s.q + consumer * T::kRowsPerConsumer * T::kRowBytes;
+  const int count = w.range.count();
 
   // Ping-pong (T::kPingPong): the two consumer warpgroups take turns issuing
   // wgmma, so one's softmax runs while the other's GEMMs hold the tensor
   // cores. A warpgroup waits on its own turn barrier before issuing and
-  // arrives on the other's after. Both take range.count() + 1 turns;
+  // arrives on the other's after. Both take count + 1 turns per item;
   // consumer 1 opens consumer 0's first turn and skips its own last arrival,
-  // so every barrier phase completes and none is left open at exit.
+  // so every barrier phase completes and none is left open between items.
   constexpr uint32_t kTurnThreads = 2 * 128;
   const uint32_t my_turn = uint32_t(NamedBarrier::kTurnOfConsumer0) + consumer;
   const uint32_t other_turn = uint32_t(NamedBarrier::kTurnOfConsumer0) + (consumer ^ 1);
@@ -501,77 +593,140 @@ __device__ void consume(PrefillSharedStorage<T>& s, const PrefillParams& p, cons
       if (!last || consumer == 0) ptx::named_barrier_arrive(other_turn, kTurnThreads);
   };
 
-  if (range.count() > 0) {
-    if constexpr (T::kPingPong)
-      if (consumer == 1) ptx::named_barrier_arrive(other_turn, kTurnThreads);
-    ptx::mbarrier_wait_parity(&s.q_full, 0);
-    if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, req, range, consumer * 128 + tid);
-    // Block 0: scores and softmax only; its P V is issued with the next scores.
-    float scores[T::kBlockKV / 2];
-    Probs probs;
-    float rescale[2];
-    wait_full<T>(&s.k_full[0], 0);
+  if constexpr (T::kPingPong)
+    if (consumer == 1) ptx::named_barrier_arrive(other_turn, kTurnThreads);
+  wait_barrier<T>(s, p, &s.q_full, q_phase);
+  if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, p, req, w.range, kv, consumer * 128 + tid);
+  // Block 0: scores and softmax only; its P V is issued with the next scores.
+  float scores[T::kBlockKV / 2];
+  Probs probs;
+  float rescale[2];
+  wait_full<T>(s, p, &s.k_full[kv.stage], kv.phase);
+  begin_turn();
+  ptx::wgmma_fence();
+  issue_scores<T>(scores, q_rows, s.k[kv.stage]);
+  end_turn(false);
+  ptx::wgmma_wait_group<0>();
+  ptx::accumulator_fence(scores);
+  release_stage(&s.k_empty[kv.stage], lane);
+  softmax_block<T>(scores, probs, rescale, rows, p, req, at, w.range.end - 1, lane);
+
+  // Steady state: S(i) and O += P(i-1) V(i-1) are in flight together, and
+  // the softmax of S(i) runs while P V still occupies the tensor cores.
+  // P(i-1) and P(i) live in two buffers that swap roles every block (a copy
+  // between them would serialise the wgmma pipeline: ptxas C7513).
+  auto overlapped_block = [&](int i, Probs& in_flight, Probs& produced) {
+    const auto st = kv.plus(i), prev = kv.plus(i - 1);
+    wait_full<T>(s, p, &s.k_full[st.stage], st.phase);
+    wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
+    begin_turn();
+    ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
+    issue_scores<T>(scores, q_rows, s.k[st.stage]);
+    issue_pv<T>(out, in_flight, s.v[prev.stage]);
+    end_turn(false);
+    ptx::wgmma_wait_group<1>();  // S(i) retired; P(i-1) V(i-1) may still run
+    ptx::accumulator_fence(scores);
+    release_stage(&s.k_empty[st.stage], lane);
+    softmax_block<T>(scores, produced, rescale, rows, p, req, at, w.range.end - 1 - i, lane);
+    ptx::wgmma_wait_group<0>();
+    // Keeps P(i-1) alive (the MMA reads its registers until here) and orders
+    // the rescale after the accumulation.
+    ptx::accumulator_fence(in_flight);
+    ptx::accumulator_fence(out);
+    release_stage(&s.v_empty[prev.stage], lane);
+    scale_accumulator(out, rescale);
+  };
+  // Every score block of both warpgroups has retired: the next item's Q
+  // load overlaps the last P V and the epilogue.
+  auto last_block = [&](const Probs& last_probs) {
+    const auto prev = kv.plus(count - 1);
+    ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
+    if (consumer == 0 && tid == 0) load_next_q<T>(s, p, q_map, next, end);
+    wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
     begin_turn();
     ptx::wgmma_fence();
-    issue_scores<T>(scores, q_rows, s.k[0]);
-    end_turn(false);
+    issue_pv<T>(out, last_probs, s.v[prev.stage]);
+    end_turn(true);
     ptx::wgmma_wait_group<0>();
-    ptx::accumulator_fence(scores);
-    release_stage(&s.k_empty[0], lane);
-    softmax_block<T>(scores, probs, rescale, rows, p, req, at, range.end - 1, lane);
-
-    // Steady state: S(i) and O += P(i-1) V(i-1) are in flight together, and
-    // the softmax of S(i) runs while P V still occupies the tensor cores.
-    // P(i-1) and P(i) live in two buffers that swap roles every block (a copy
-    // between them would serialise the wgmma pipeline: ptxas C7513).
-    auto overlapped_block = [&](int i, Probs& in_flight, Probs& produced) {
-      const auto st = pipeline_state<T::kStages>(i);
-      const auto prev = pipeline_state<T::kStages>(i - 1);
-      wait_full<T>(&s.k_full[st.stage], st.phase);
-      wait_full<T>(&s.v_full[prev.stage], prev.phase);
-      begin_turn();
-      ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
-      issue_scores<T>(scores, q_rows, s.k[st.stage]);
-      issue_pv<T>(out, in_flight, s.v[prev.stage]);
-      end_turn(false);
-      ptx::wgmma_wait_group<1>();  // S(i) retired; P(i-1) V(i-1) may still run
-      ptx::accumulator_fence(scores);
-      release_stage(&s.k_empty[st.stage], lane);
-      softmax_block<T>(scores, produced, rescale, rows, p, req, at, range.end - 1 - i, lane);
-      ptx::wgmma_wait_group<0>();
-      // Keeps P(i-1) alive (the MMA reads its registers until here) and orders
-      // the rescale after the accumulation.
-      ptx::accumulator_fence(in_flight);
-      ptx::accumulator_fence(out);
-      release_stage(&s.v_empty[prev.stage], lane);
-      scale_accumulator(out, rescale);
-    };
-    auto last_block = [&](const Probs& last_probs) {
-      const auto last = pipeline_state<T::kStages>(range.count() - 1);
-      wait_full<T>(&s.v_full[last.stage], last.phase);
-      begin_turn();
-      ptx::wgmma_fence();
-      issue_pv<T>(out, last_probs, s.v[last.stage]);
-      end_turn(true);
-      ptx::wgmma_wait_group<0>();
-      ptx::accumulator_fence(out);
-      release_stage(&s.v_empty[last.stage], lane);
-    };
-    Probs other_probs;
-    int i = 1;
-    for (; i + 1 < range.count(); i += 2) {
-      overlapped_block(i, probs, other_probs);
-      overlapped_block(i + 1, other_probs, probs);
-    }
-    if (i < range.count()) {
-      overlapped_block(i, probs, other_probs);
-      last_block(other_probs);
-    } else {
-      last_block(probs);
-    }
+    ptx::accumulator_fence(out);
+    release_stage(&s.v_empty[prev.stage], lane);
+  };
+  Probs other_probs;
+  int i = 1;
+  for (; i + 1 < count; i += 2) {
+    overlapped_block(i, probs, other_probs);
+    overlapped_block(i + 1, other_probs, probs);
   }
+  if (i < count) {
+    overlapped_block(i, probs, other_probs);
+    last_block(other_probs);
+  } else {
+    last_block(probs);
+  }
+  kv = kv.plus(count);
+}
 
-  store_output<T>(p, out, rows, first_q_row, lane);
+// ============================================================================
+// Roles
+// ============================================================================
+
+// Producer warpgroup: the KV blocks of each item, from last to first. TMA:
+// one thread issues everything; gather: all 128 threads copy.
+template <class T>
+__device__ void producer(PrefillSharedStorage<T>& s, const PrefillParams& p, const CUtensorMap* k_map,
+                         const CUtensorMap* v_map, int tid) {
+  if (T::kPath == LoadPath::kTma && tid != 0) return;
+  const WorkRange work = cta_work(p);
+  PipelineState<T::kStages> kv;
+  for (int position = work.begin; position < work.end; ++position) {
+    const Work w = work_at<T>(p, work_item(p, position));
+    if (w.range.count() == 0) continue;
+    const int kv_head = w.head / p.group_size;
+    if constexpr (T::kPath == LoadPath::kTma)
+      produce_tma<T>(s, p, k_map, v_map, w.req, w.range, kv_head, kv);
+    else
+      produce_gather<T>(s, p, w.req, w.range, kv_head, tid, kv);
+  }
+}
+
+// Consumer warpgroup `consumer` (rows [64 * consumer, 64 * consumer + 64) of
+// every tile): each item's attention, then its epilogue. An item without
+// KV blocks (no visible key) stores O = 0 and LSE = -inf.
+template <class T>
+__device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, const CUtensorMap* q_map, int consumer,
+                         int tid) {
+  constexpr int kO = T::kHeadDim / 2;
+  // This thread's first accumulator row within the tile; its second is 8 further.
+  const int row_in_tile = consumer * T::kRowsPerConsumer + 16 * (tid / 32) + (tid % 32) / 4;
+  const WorkRange work = cta_work(p);
+  if (consumer == 0 && tid == 0) {
+    ptx::prefetch_tensormap(q_map);
+    load_next_q<T>(s, p, q_map, work.begin, work.end);
+  }
+  PipelineState<T::kStages> kv;
+  uint32_t q_phase = 0;
+  float out[kO];
+  RowState rows;
+  for (int position = work.begin; position < work.end; ++position) {
+    const int item = work_item(p, position);
+    const Work w = work_at<T>(p, item);
+    // RULE: registers gained by setmaxnreg are undefined, and the last item's
+    // values are stale: the accumulator and the row state are written before
+    // anything reads them, for every item.
+#ifdef PTXATTN_INJECT_BUG_STALE_ACCUMULATOR
+    if (position == work.begin)  // the bug: later items start from the last item's O and row state
+#endif
+    {
+#pragma unroll
+      for (int i = 0; i < kO; ++i) out[i] = 0.f;
+      rows = {{-INFINITY, -INFINITY}, {0.f, 0.f}};
+    }
+    if (w.range.count() > 0) {
+      consume_item<T>(s, p, q_map, w, position + 1, work.end, kv, q_phase, out, rows, row_in_tile, consumer, tid);
+      q_phase ^= 1;
+    }
+    store_output<T>(p, out, rows, item, row_in_tile, tid % 32);
+  }
 }
 
 // ============================================================================
@@ -586,13 +741,6 @@ __global__ void __launch_bounds__(T::kThreads, 1)
   extern __shared__ uint8_t smem_raw[];
   auto& s = *reinterpret_cast<PrefillSharedStorage<T>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
                                                         ~uintptr_t(1023));
-
-  const TileCoordinates coords = tile_coordinates(p);
-  const int kv_head = coords.head / p.group_size;
-  const RequestInfo req = p.requests[coords.tile.request];
-  const KvBlockRange range =
-      kv_block_range(req, coords.tile.q_block, T::kBlockQ, T::kBlockKV, p.causal, p.window_left);
-
   const int warpgroup = threadIdx.x / 128;
   const int tid = threadIdx.x % 128;
 
@@ -614,18 +762,10 @@ __global__ void __launch_bounds__(T::kThreads, 1)
 
   if (warpgroup == 0) {
     ptx::setmaxnreg_dec<T::kProducerRegs>();
-    if (tid == 0 && range.count() > 0) {
-      ptx::prefetch_tensormap(&q_map);
-      load_q<T>(s, &q_map, req, coords.tile.q_block, coords.head);
-    }
-    if constexpr (T::kPath == LoadPath::kTma) {
-      if (tid == 0) produce_tma<T>(s, p, &k_map, &v_map, req, range, kv_head);
-    } else {
-      produce_gather<T>(s, p, req, range, kv_head, tid);
-    }
+    producer<T>(s, p, &k_map, &v_map, tid);
   } else {
     ptx::setmaxnreg_inc<T::kConsumerRegs>();
-    consume<T>(s, p, req, coords.tile.q_block, range, warpgroup - 1, tid);
+    consumer<T>(s, p, &q_map, warpgroup - 1, tid);
   }
 }
 

@@ -1,10 +1,11 @@
 // Plain data shared by the prefill host code and kernels: the per-request
-// summary and work tiles the plan uploads, and the kernel's parameter block.
+// summary and work items the plan uploads, and the kernel's parameter block.
 #pragma once
 
 #include <cstdint>
 
 #include "ptx/swizzle.hpp"  // PTXATTN_HOST_DEVICE
+#include "wait_timeout.hpp"
 
 namespace ptxattn::detail {
 
@@ -20,8 +21,8 @@ struct RequestInfo {
   int32_t kv_len;
 };
 
-// One CTA's work: BLOCK_Q query rows of one request, for one qo head
-// (the head is the fastest-moving part of the grid index).
+// BLOCK_Q query rows of one request. A work item is a tile for one qo head,
+// numbered tile_index * num_qo_heads + head over the plan's tile list.
 struct WorkTile {
   int32_t request;
   int32_t q_block;
@@ -35,6 +36,11 @@ struct PrefillParams {
   float* lse;  // null: not written
   const RequestInfo* requests;
   const WorkTile* tiles;
+  // CTA c takes the items cta_work_items[cta_work_indptr[c] .. cta_work_indptr[c + 1])
+  // (persistent), or cta_work_items[c] when cta_work_indptr is null (one item
+  // per CTA), or item c when both are null (batches too large to list).
+  const int32_t* cta_work_indptr;
+  const int32_t* cta_work_items;
   const int32_t* kv_indices;  // paged only
   int32_t num_qo_heads;
   int32_t group_size;  // num_qo_heads / num_kv_heads
@@ -49,6 +55,9 @@ struct PrefillParams {
   bool soft_cap;            // s = cap * tanh(s_raw * sm_scale / cap)
   float score_prescale;     // soft cap: sm_scale / cap; otherwise 1
   float score_scale_log2;   // multiplies the (capped) score before exp2: sm_scale*log2e or cap*log2e
+  // Bounded waits (PTXATTN_BOUNDED_WAITS): where a timed-out wait records
+  // itself (host-mapped, src/wait_timeout.cpp); null when the option is off.
+  WaitTimeoutRecord* wait_timeout;
 };
 
 // The KV blocks a work tile must visit: [first, end). Host (plan ordering)

@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <limits>
-#include <numeric>
 #include <vector>
 
+#include "prefill_schedule.hpp"
 #include "status.hpp"
 #include "validate.hpp"
 
@@ -70,6 +70,30 @@ Status resolve_load_path(const PrefillConfig& c, KvLoadPath* path) {
   return detail::invalid_argument("load_path = ", int(c.load_path), " is not a KvLoadPath");
 }
 
+// NOTES: the persistent schedule measured faster than one CTA per item on
+// every shape where both ran, on both load paths (docs/benchmarks.md,
+// "2026-12-04, second session": +2% to +19%).
+Status resolve_schedule(const PrefillConfig& c, int64_t num_items, WorkSchedule* schedule) {
+  const bool listed = num_items <= detail::kMaxListedItems;
+  switch (c.schedule) {
+    case WorkSchedule::kPersistent:
+      if (!listed)
+        return detail::unsupported("schedule = kPersistent lists at most ", detail::kMaxListedItems,
+                                   " work items (128-row tiles x qo heads); the batch has ", num_items);
+      *schedule = WorkSchedule::kPersistent;
+      return Status::Ok();
+    case WorkSchedule::kOneItemPerCta: *schedule = WorkSchedule::kOneItemPerCta; return Status::Ok();
+    case WorkSchedule::kAuto:
+      if (c.max_ctas > 0 && !listed)
+        return detail::unsupported("config.max_ctas = ", c.max_ctas, " needs the persistent schedule, which lists at most ",
+                                   detail::kMaxListedItems, " work items (128-row tiles x qo heads); the batch has ",
+                                   num_items);
+      *schedule = listed ? WorkSchedule::kPersistent : WorkSchedule::kOneItemPerCta;
+      return Status::Ok();
+  }
+  return detail::invalid_argument("schedule = ", int(c.schedule), " is not a WorkSchedule");
+}
+
 }  // namespace
 
 Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, PrefillPlan& plan) {
@@ -108,31 +132,32 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   const int32_t window = config.options.window_left >= max_kv_len ? -1 : config.options.window_left;
 #endif
 
-  // Longest tiles first, so the last wave is made of short ones.
-  const int32_t block_kv = detail::prefill_block_kv(config.head_dim);
-  const bool causal = config.options.causal;
-  std::vector<WorkTile> tiles;
-  std::vector<int32_t> cost;
-  for (int32_t b = 0; b < n; ++b) {
-    const int32_t q_blocks = (requests[b].qo_len + detail::kPrefillBlockQ - 1) / detail::kPrefillBlockQ;
-    for (int32_t qb = 0; qb < q_blocks; ++qb) {
-      tiles.push_back({b, qb});
-      cost.push_back(detail::kv_block_range(requests[b], qb, detail::kPrefillBlockQ, block_kv, causal, window).count());
-    }
+  const detail::ScheduleInputs schedule_inputs{&requests,           config.num_qo_heads,
+                                               config.num_qo_heads / config.num_kv_heads,
+                                               config.head_dim,     config.options.causal,
+                                               window};
+  const std::vector<WorkTile> tiles = detail::tiles_longest_first(schedule_inputs);
+  const int64_t num_items = int64_t(tiles.size()) * config.num_qo_heads;
+  if (num_items > std::numeric_limits<int32_t>::max())
+    return detail::invalid_argument("the batch has ", num_items, " work items (", tiles.size(), " tiles x ",
+                                    config.num_qo_heads, " heads), more than one launch holds (2^31 - 1)");
+  WorkSchedule schedule{};
+  PTXATTN_RETURN_IF_ERROR(resolve_schedule(config, num_items, &schedule));
+  detail::PersistentLists lists;
+  if (schedule == WorkSchedule::kPersistent && num_items > 0) {
+    int device = 0, num_sms = 0;
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
+    lists = detail::persistent_work_lists(schedule_inputs, tiles, config.max_ctas > 0 ? config.max_ctas : num_sms);
+  } else if (num_items <= detail::kMaxListedItems) {
+    lists.items = detail::items_in_l2_order(schedule_inputs, tiles);
   }
-  std::vector<size_t> order(tiles.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
-  std::vector<WorkTile> sorted(tiles.size());
-  for (size_t i = 0; i < order.size(); ++i) sorted[i] = tiles[order[i]];
-
-  const int64_t num_ctas = int64_t(sorted.size()) * config.num_qo_heads;
-  if (num_ctas > std::numeric_limits<int32_t>::max())
-    return detail::invalid_argument("the batch needs ", num_ctas, " CTAs (", sorted.size(), " tiles x ",
-                                    config.num_qo_heads, " heads), more than one launch grid holds (2^31 - 1)");
 
   PTXATTN_RETURN_IF_ERROR(impl.requests.upload(requests.data(), requests.size() * sizeof(RequestInfo)));
-  PTXATTN_RETURN_IF_ERROR(impl.tiles.upload(sorted.data(), sorted.size() * sizeof(WorkTile)));
+  PTXATTN_RETURN_IF_ERROR(impl.tiles.upload(tiles.data(), tiles.size() * sizeof(WorkTile)));
+  PTXATTN_RETURN_IF_ERROR(
+      impl.cta_work_indptr.upload(lists.cta_indptr.data(), lists.cta_indptr.size() * sizeof(int32_t)));
+  PTXATTN_RETURN_IF_ERROR(impl.cta_work_items.upload(lists.items.data(), lists.items.size() * sizeof(int32_t)));
   const int64_t kv_units = indices.kv_indptr[n];
   if (paged)
     PTXATTN_RETURN_IF_ERROR(impl.kv_indices.upload(indices.kv_indices, size_t(kv_units) * sizeof(int32_t)));
@@ -142,7 +167,10 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   impl.load_path = path;
   impl.num_q_tokens = indices.qo_indptr[n];
   impl.num_kv_rows = kv_units;
-  impl.num_tiles = int64_t(sorted.size());
+  impl.schedule = schedule;
+  impl.num_tiles = int64_t(tiles.size());
+  impl.num_ctas = schedule == WorkSchedule::kPersistent && num_items > 0 ? lists.num_ctas() : num_items;
+  impl.items_listed = !lists.items.empty();
   impl.valid = true;
   return Status::Ok();
 }
@@ -158,5 +186,7 @@ KvLoadPath PrefillPlan::chosen_load_path() const { return impl_->load_path; }
 int64_t PrefillPlan::num_q_tokens() const { return impl_->num_q_tokens; }
 int64_t PrefillPlan::num_kv_rows() const { return impl_->num_kv_rows; }
 int64_t PrefillPlan::num_work_tiles() const { return impl_->num_tiles; }
+int64_t PrefillPlan::num_ctas() const { return impl_->num_ctas; }
+WorkSchedule PrefillPlan::chosen_schedule() const { return impl_->schedule; }
 
 }  // namespace ptxattn

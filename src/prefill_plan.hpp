@@ -1,5 +1,6 @@
 // The prefill plan's contents: device copies of the per-request summary, the
-// work tiles (longest first) and the page indices, plus what run() checks.
+// work tiles and per-CTA work lists, and the page indices, plus what run()
+// checks.
 #pragma once
 
 #include <cstddef>
@@ -34,9 +35,14 @@ class PrefillPlanImpl {
   int32_t window_left = -1;  // config.options.window_left, or -1 where it reaches past every key
   int64_t num_q_tokens = 0;
   int64_t num_kv_rows = 0;  // paged: pages referenced (kv_indptr[n]); ragged: K/V rows used
+  WorkSchedule schedule = WorkSchedule::kAuto;  // resolved: kOneItemPerCta or kPersistent
   int64_t num_tiles = 0;
-  DeviceArena requests;    // detail::RequestInfo[num_requests]
-  DeviceArena tiles;       // detail::WorkTile[num_tiles]
+  int64_t num_ctas = 0;
+  bool items_listed = false;  // cta_work_items holds the items' order
+  DeviceArena requests;         // detail::RequestInfo[num_requests]
+  DeviceArena tiles;            // detail::WorkTile[num_tiles], longest first
+  DeviceArena cta_work_indptr;  // persistent: int32[num_ctas + 1]
+  DeviceArena cta_work_items;   // int32[num_tiles * num_qo_heads], when listed
   DeviceArena kv_indices;  // int32[num_kv_rows], paged only
   bool valid = false;
 };

@@ -10,6 +10,7 @@
 #include "ptx/tma_host.hpp"
 #include "status.hpp"
 #include "validate.hpp"
+#include "wait_timeout.hpp"
 
 namespace ptxattn {
 namespace {
@@ -77,6 +78,9 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
   p.lse = o.return_lse ? t.lse : nullptr;
   p.requests = static_cast<const detail::RequestInfo*>(plan.requests.get());
   p.tiles = static_cast<const detail::WorkTile*>(plan.tiles.get());
+  if (plan.items_listed) p.cta_work_items = static_cast<const int32_t*>(plan.cta_work_items.get());
+  if (plan.schedule == WorkSchedule::kPersistent)
+    p.cta_work_indptr = static_cast<const int32_t*>(plan.cta_work_indptr.get());
   p.kv_indices = static_cast<const int32_t*>(plan.kv_indices.get());
   p.num_qo_heads = c.num_qo_heads;
   p.group_size = c.num_qo_heads / c.num_kv_heads;
@@ -128,9 +132,12 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
 
   PrefillLaunch l{};
   l.params = make_params(impl, tensors);
+#if PTXATTN_BOUNDED_WAITS
+  PTXATTN_CUDA_RETURN_IF_ERROR(detail::current_device_wait_timeout_record(&l.params.wait_timeout));
+#endif
   l.dtype = c.dtype;
   l.tma = impl.load_path == KvLoadPath::kTma;
-  l.num_ctas = uint32_t(impl.num_tiles * c.num_qo_heads);
+  l.num_ctas = uint32_t(impl.num_ctas);
   PTXATTN_RETURN_IF_ERROR(encode_q_map(c, tensors, &l.q_map));
   if (l.tma && tensors.num_kv_rows > 0) {  // no rows: no block is ever loaded
     PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, tensors, tensors.k, &l.k_map));

@@ -47,11 +47,13 @@ struct PrefillTraits {
   static constexpr int kKvTileBytes = kSlices * kKvSliceBytes;
 
   // Registers per thread after setmaxnreg. The launch gives every thread 168
-  // (64K / 384); the producer warpgroup hands 128 of them to the consumers:
-  // P + 2C = 3 * 168. 232 fit the consumers' S, two P buffers and O without
-  // spilling (ptxas -v, checked by the build), 40 the producer's addresses.
-  static constexpr uint32_t kProducerRegs = 40;
-  static constexpr uint32_t kConsumerRegs = 232;
+  // (64K / 384); the producer warpgroup hands the rest to the consumers:
+  // P + 2C = 3 * 168, all multiples of 8. A TMA producer is one thread
+  // issuing copies (24 suffice); the gather producer holds row addresses and
+  // its work loop (56), and the consumers' S, two P buffers and O fit in what
+  // is left without spilling (ptxas, checked by the build).
+  static constexpr uint32_t kProducerRegs = kPath == LoadPath::kTma ? 24 : 56;
+  static constexpr uint32_t kConsumerRegs = kPath == LoadPath::kTma ? 240 : 224;
 
   // Gather path: each producer warp copies a quarter of the block's rows, a
   // row's offset held by one lane. A group of 8 lanes copies one row: lane j

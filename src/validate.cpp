@@ -108,6 +108,14 @@ Status validate_prefill_config(const PrefillConfig& config) {
       config.load_path != KvLoadPath::kGather)
     return invalid_argument("config.load_path = ", int(config.load_path),
                             " is not a KvLoadPath (0 = auto, 1 = tma, 2 = gather)");
+  if (config.schedule != WorkSchedule::kAuto && config.schedule != WorkSchedule::kOneItemPerCta &&
+      config.schedule != WorkSchedule::kPersistent)
+    return invalid_argument("config.schedule = ", int(config.schedule),
+                            " is not a WorkSchedule (0 = auto, 1 = one item per CTA, 2 = persistent)");
+  if (config.max_ctas < 0) return invalid_argument("config.max_ctas = ", config.max_ctas, " is negative");
+  if (config.max_ctas > 0 && config.schedule == WorkSchedule::kOneItemPerCta)
+    return invalid_argument("config.max_ctas = ", config.max_ctas,
+                            " limits the persistent schedule, but config.schedule is kOneItemPerCta");
 
   PTXATTN_RETURN_IF_ERROR(check_positive("config.num_qo_heads", config.num_qo_heads));
   PTXATTN_RETURN_IF_ERROR(check_positive("config.num_kv_heads", config.num_kv_heads));

@@ -55,6 +55,15 @@ enum class KvFormat : int { kPaged = 0, kRagged = 1 };
 // (tests use this so the path the threshold does not pick stays tested).
 enum class KvLoadPath : int { kAuto = 0, kTma = 1, kGather = 2 };
 
+// How CTAs take the work items (a 128-row query tile of one request for one
+// qo head). Both schedules start items in one order: KV heads grouped into
+// sections whose K and V fit in the L2, longest items first, so CTAs reading
+// the same K/V run together. kPersistent: one CTA per SM (or max_ctas), each
+// walking a list the plan balances; kOneItemPerCta: one CTA per item. kAuto
+// picks by load path (docs/kernels.md, "Schedules"); the others force one,
+// as KvLoadPath does. Results are bit-identical under every schedule.
+enum class WorkSchedule : int { kAuto = 0, kOneItemPerCta = 1, kPersistent = 2 };
+
 struct PrefillOptions {
   bool causal = false;
   int32_t window_left = -1;      // keys >= pos - window_left are visible; -1: off
@@ -75,6 +84,11 @@ struct PrefillConfig {
   int32_t num_pages = 0;                // paged only: pool size (pages in k_cache and v_cache)
   PrefillOptions options;
   KvLoadPath load_path = KvLoadPath::kAuto;
+  WorkSchedule schedule = WorkSchedule::kAuto;
+  // Persistent schedule: at most this many CTAs (0: one per SM of the current
+  // device), e.g. to leave SMs to concurrent kernels. > 0 makes kAuto
+  // persistent; kOneItemPerCta refuses it.
+  int32_t max_ctas = 0;
 };
 
 // Host copies of the batch index arrays (read only during plan_prefill).
@@ -116,9 +130,11 @@ class PrefillPlan {
   bool valid() const;
   const PrefillConfig& config() const;
   KvLoadPath chosen_load_path() const;  // kTma or kGather after planning (paged and ragged)
+  WorkSchedule chosen_schedule() const;  // kOneItemPerCta or kPersistent after planning
   int64_t num_q_tokens() const;         // qo_indptr[num_requests]
   int64_t num_kv_rows() const;          // paged: kv_indptr[num_requests] pages used; ragged: kv rows
-  int64_t num_work_tiles() const;
+  int64_t num_work_tiles() const;       // 128-row query tiles (each runs once per qo head)
+  int64_t num_ctas() const;             // the launch grid (0 when there is no work)
 
   PrefillPlanImpl* impl() const { return impl_.get(); }
 
@@ -309,5 +325,36 @@ Status append_paged_kv_cache(const AppendPlan& plan, const AppendTensors& tensor
 // Validation only (no CUDA calls), as the entry points above run it.
 Status validate_rope_config(const RopeConfig& rope);
 Status validate_append_indices(const AppendConfig& config, const AppendIndices& indices);
+
+// ----------------------------------------------------------------------------
+// Bounded waits (build option bounded_waits; docs/kernels.md, "Bounded waits").
+// In a library built with them, every mbarrier wait of the prefill kernel
+// gives up after about 2 s, and the first thread whose wait ran out writes
+// what it waited for into host-mapped memory and traps. The trap leaves the
+// CUDA context unusable (every later CUDA call fails, until cudaDeviceReset);
+// last_wait_timeout still reads the record, as it reads host memory only.
+
+// True when this library was built with bounded waits.
+bool bounded_waits_built();
+
+// One timed-out wait, as the thread that timed out recorded it.
+struct WaitTimeout {
+  int device = -1;             // CUDA device ordinal the kernel ran on
+  std::string kernel;          // e.g. "prefill (head_dim 128, bf16, TMA)"
+  uint32_t block = 0;          // blockIdx.x (every ptxattn grid is one-dimensional)
+  uint32_t thread = 0;         // threadIdx.x
+  std::string barrier;         // "q_full", "k_full[s]", "v_full[s]", "k_empty[s]" or "v_empty[s]" (s: ring stage)
+  uint32_t parity = 0;         // the phase parity the thread waited for
+  uint32_t smem_address = 0;   // the barrier's shared-memory (shared::cta) address
+  std::string message;         // all of the above in one line
+};
+
+// Fills *out with the timed-out wait recorded in this process (only the first
+// timeout per device is recorded; with records on several devices, the lowest
+// ordinal's) and returns true; false when none was recorded, or the library
+// was built without bounded waits. Calls no CUDA function, so it works after
+// the trap. The record outlives cudaDeviceReset, but a later timeout on a
+// reset device ends in an illegal-address error instead of a new record.
+bool last_wait_timeout(WaitTimeout* out);
 
 }  // namespace ptxattn

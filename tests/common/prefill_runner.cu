@@ -33,14 +33,19 @@ PrefillTensors DevicePrefillCase::tensors() const {
   return t;
 }
 
-PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& before_run) {
+PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& before_run,
+                                  const ScheduleChoice& schedule) {
   PrefillRun result;
   PrefillConfig config = host_.config;
   config.load_path = path;
+  config.schedule = schedule.schedule;
+  config.max_ctas = schedule.max_ctas;
   PrefillPlan plan;
   result.status = plan_prefill(config, host_.indices(), plan);
   if (!result.status.ok()) return result;
   result.path = plan.chosen_load_path();
+  result.schedule = plan.chosen_schedule();
+  result.num_ctas = plan.num_ctas();
 
   out_.fill_u32(kNaNWord);
   lse_.fill_u32(kNaNWord);

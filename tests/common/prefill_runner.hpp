@@ -14,9 +14,25 @@
 
 namespace ptxattn::testing {
 
+// A schedule to force, and its name in reports.
+struct ScheduleChoice {
+  WorkSchedule schedule;
+  int32_t max_ctas;  // config.max_ctas
+  const char* name;
+};
+
+// Every case runs under each: one item per CTA; persistent, one CTA per SM
+// (small cases give most CTAs one item); persistent on 2 CTAs, so that CTAs
+// walk many items and the pipeline's phases carry across them.
+constexpr ScheduleChoice kScheduleChoices[] = {{WorkSchedule::kOneItemPerCta, 0, "one-item-per-cta"},
+                                               {WorkSchedule::kPersistent, 0, "persistent"},
+                                               {WorkSchedule::kPersistent, 2, "persistent-2-ctas"}};
+
 struct PrefillRun {
   Status status;                // plan or run failure (outputs empty then)
   KvLoadPath path = KvLoadPath::kAuto;  // the path the plan chose
+  WorkSchedule schedule = WorkSchedule::kAuto;  // the schedule the plan chose
+  int64_t num_ctas = 0;                         // the plan's grid
   std::vector<uint16_t> out;    // [num_q_tokens][H_qo][D] raw bits
   std::vector<float> lse;       // [num_q_tokens][H_qo]; empty when the case's return_lse is off
   int64_t lse_written_at = -1;  // return_lse off: the first LSE word the run changed (-1: none)
@@ -32,11 +48,13 @@ class DevicePrefillCase {
  public:
   explicit DevicePrefillCase(const HostCase& c);
 
-  // Plans for `path`, poisons o and lse with NaN, calls `before_run` (a
-  // polluter; it may launch kernels), runs on the default stream, synchronises
-  // and downloads. The case's options decide whether LSE is written; when they
-  // do not, the LSE buffer (as `before_run` left it) must come back unchanged.
-  PrefillRun run(KvLoadPath path, const std::function<void()>& before_run = {});
+  // Plans for `path` and `schedule`, poisons o and lse with NaN, calls
+  // `before_run` (a polluter; it may launch kernels), runs on the default
+  // stream, synchronises and downloads. The case's options decide whether LSE
+  // is written; when they do not, the LSE buffer (as `before_run` left it)
+  // must come back unchanged.
+  PrefillRun run(KvLoadPath path, const std::function<void()>& before_run = {},
+                 const ScheduleChoice& schedule = {WorkSchedule::kAuto, 0, "auto"});
 
   const HostCase& host() const { return host_; }
   DeviceBuffer& q() { return q_; }
@@ -56,5 +74,6 @@ const char* load_path_name(KvLoadPath path);
 
 // The load paths a case is run through: gather, then TMA wherever it can serve the case too.
 std::vector<KvLoadPath> load_paths_for(const HostCase& c);
+
 
 }  // namespace ptxattn::testing

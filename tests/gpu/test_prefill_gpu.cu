@@ -36,30 +36,36 @@ std::string bit_difference(const PrefillRun& a, const PrefillRun& b) {
   return "";
 }
 
-// Runs `device`'s case through every path it supports, compares each against
-// `refs` (the references of `expected`, a case with the same queries and the
-// same visible keys) and the paths against each other (same bits, o and LSE:
-// the masked K rows differ between paths, nothing else may). Returns "" or a
-// failure report; the runs are kept in *runs when asked for.
+// Runs `device`'s case through every path it supports, each under both
+// schedules, compares each run against `refs` (the references of `expected`,
+// a case with the same queries and the same visible keys) and the runs
+// against each other (same bits, o and LSE: the masked K rows differ between
+// paths and the order of work items between schedules, nothing else may).
+// Returns "" or a failure report; the runs are kept in *runs when asked for.
 std::string check_runs(DevicePrefillCase& device, const HostCase& expected, const References& refs,
                        std::vector<PrefillRun>* runs = nullptr) {
   std::string failures;
   std::vector<PrefillRun> done;
+  std::string first_name;
   for (KvLoadPath path : load_paths_for(device.host())) {
-    PrefillRun run = device.run(path, pollute_smem_nan);
-    const std::string name = load_path_name(path);
-    if (!run.status.ok()) {
-      failures += name + ": " + run.status.message + "\n";
-      continue;
+    for (const ScheduleChoice& schedule : kScheduleChoices) {
+      PrefillRun run = device.run(path, pollute_smem_nan, schedule);
+      const std::string name = std::string(load_path_name(path)) + "/" + schedule.name;
+      if (!run.status.ok()) {
+        failures += name + ": " + run.status.message + "\n";
+        continue;
+      }
+      if (const std::string lse_failure = run.lse_contract_failure(); !lse_failure.empty())
+        failures += name + ": " + lse_failure + "\n";
+      const CompareResult r = compare_prefill(expected, refs, run.out.data(), run.lse_or_null());
+      if (!r.pass) failures += name + ": " + r.summary() + "\n";
+      if (done.empty()) {
+        first_name = name;
+      } else if (const std::string difference = bit_difference(done.front(), run); !difference.empty()) {
+        failures += name + " and " + first_name + " differ: " + difference + "\n";
+      }
+      done.push_back(std::move(run));
     }
-    if (const std::string lse_failure = run.lse_contract_failure(); !lse_failure.empty())
-      failures += name + ": " + lse_failure + "\n";
-    const CompareResult r = compare_prefill(expected, refs, run.out.data(), run.lse_or_null());
-    if (!r.pass) failures += name + ": " + r.summary() + "\n";
-    if (!done.empty())
-      if (const std::string difference = bit_difference(done.front(), run); !difference.empty())
-        failures += "gather and tma runs differ: " + difference + "\n";
-    done.push_back(std::move(run));
   }
   if (runs != nullptr) *runs = std::move(done);
   return failures;
@@ -105,7 +111,7 @@ TEST_CASE("prefill: random cases match the reference through both load paths", "
   for (int i = 0; i < kRandomCases; ++i) {
     auto [c, refs] = next.get();
     if (i + 1 < kRandomCases) next = std::async(std::launch::async, make, i + 1);
-    paths_run += int(load_paths_for(c).size());
+    paths_run += int(load_paths_for(c).size() * std::size(kScheduleChoices));
     const std::string failure = check_case(c, refs);
     if (!failure.empty()) {
       ++failed;
@@ -115,7 +121,7 @@ TEST_CASE("prefill: random cases match the reference through both load paths", "
     if ((i + 1) % 100 == 0) std::printf("prefill random suite: %d of %d cases done, %d failed\n", i + 1, kRandomCases, failed);
     std::fflush(stdout);
   }
-  std::printf("prefill random suite: %d cases, %d runs (case x load path), %d failed\n", kRandomCases, paths_run,
+  std::printf("prefill random suite: %d cases, %d runs (case x load path x schedule), %d failed\n", kRandomCases, paths_run,
               failed);
   CHECK(failed == 0);
 }

@@ -1,0 +1,117 @@
+// See prefill_schedule.hpp.
+#include "prefill_schedule.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <queue>
+#include <utility>
+
+namespace ptxattn::detail {
+
+int64_t tile_cost(const ScheduleInputs& in, const WorkTile& tile) {
+  const RequestInfo& r = (*in.requests)[tile.request];
+  return 1 + kv_block_range(r, tile.q_block, kPrefillBlockQ, prefill_block_kv(in.head_dim), in.causal, in.window_left)
+                 .count();
+}
+
+std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in) {
+  std::vector<WorkTile> tiles;
+  std::vector<int64_t> cost;
+  for (int32_t b = 0; b < int32_t(in.requests->size()); ++b) {
+    const int32_t q_blocks = ((*in.requests)[b].qo_len + kPrefillBlockQ - 1) / kPrefillBlockQ;
+    for (int32_t qb = 0; qb < q_blocks; ++qb) {
+      tiles.push_back({b, qb});
+      cost.push_back(tile_cost(in, tiles.back()));
+    }
+  }
+  std::vector<size_t> order(tiles.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+  std::vector<WorkTile> sorted(tiles.size());
+  for (size_t i = 0; i < order.size(); ++i) sorted[i] = tiles[order[i]];
+  return sorted;
+}
+
+std::vector<int32_t> items_in_l2_order(const ScheduleInputs& in, const std::vector<WorkTile>& tiles) {
+  const int32_t num_kv_heads = in.num_qo_heads / in.group_size;
+  const int64_t kv_bytes_per_token = int64_t(in.head_dim) * 2 /* bytes */ * 2 /* K and V */;
+  const int32_t num_requests = int32_t(in.requests->size());
+
+  // Sections: the KV heads of requests with queries, in (request, KV head)
+  // order, cut where the next would overflow one. Unit u of request b is its
+  // KV head u - first_unit[b].
+  std::vector<int32_t> first_unit(size_t(num_requests), -1);
+  std::vector<int32_t> section_of_unit;
+  int32_t sections = 0;
+  int64_t section_bytes = 0;
+  for (int32_t b = 0; b < num_requests; ++b) {
+    if ((*in.requests)[b].qo_len == 0) continue;
+    first_unit[b] = int32_t(section_of_unit.size());
+    const int64_t unit_bytes = int64_t((*in.requests)[b].kv_len) * kv_bytes_per_token;
+    for (int32_t kv_head = 0; kv_head < num_kv_heads; ++kv_head) {
+      if (section_bytes > 0 && section_bytes + unit_bytes > kL2SectionBytes) {
+        ++sections;
+        section_bytes = 0;
+      }
+      section_bytes += unit_bytes;
+      section_of_unit.push_back(sections);
+    }
+  }
+
+  struct Ordered {
+    int64_t cost;
+    int32_t section, unit, item;
+  };
+  std::vector<Ordered> order;
+  order.reserve(tiles.size() * size_t(in.num_qo_heads));
+  std::vector<int64_t> section_max(size_t(sections) + 1, 0);
+  for (int32_t t = 0; t < int32_t(tiles.size()); ++t) {
+    const int64_t cost = tile_cost(in, tiles[t]);
+    for (int32_t head = 0; head < in.num_qo_heads; ++head) {
+      const int32_t unit = first_unit[tiles[t].request] + head / in.group_size;
+      const int32_t section = section_of_unit[unit];
+      order.push_back({cost, section, unit, t * in.num_qo_heads + head});
+      section_max[section] = std::max(section_max[section], cost);
+    }
+  }
+  std::sort(order.begin(), order.end(), [&](const Ordered& a, const Ordered& b) {
+    if (a.section != b.section)
+      return section_max[a.section] != section_max[b.section] ? section_max[a.section] > section_max[b.section]
+                                                              : a.section < b.section;
+    if (a.cost != b.cost) return a.cost > b.cost;
+    if (a.unit != b.unit) return a.unit < b.unit;
+    return a.item < b.item;
+  });
+  std::vector<int32_t> items(order.size());
+  for (size_t i = 0; i < order.size(); ++i) items[i] = order[i].item;
+  return items;
+}
+
+PersistentLists persistent_work_lists(const ScheduleInputs& in, const std::vector<WorkTile>& tiles,
+                                      int32_t max_ctas) {
+  const std::vector<int32_t> order = items_in_l2_order(in, tiles);
+  // Longest processing time first: each item to the CTA with the least work
+  // so far (ties: the lowest index, so the lists are deterministic).
+  const int32_t num_ctas = int32_t(std::min<int64_t>(max_ctas, int64_t(order.size())));
+  std::vector<std::vector<int32_t>> per_cta(static_cast<size_t>(num_ctas));
+  using Load = std::pair<int64_t, int32_t>;  // (work so far, CTA)
+  std::priority_queue<Load, std::vector<Load>, std::greater<Load>> least_loaded;
+  for (int32_t c = 0; c < num_ctas; ++c) least_loaded.push({0, c});
+  for (const int32_t item : order) {
+    const auto [load, cta] = least_loaded.top();
+    least_loaded.pop();
+    per_cta[size_t(cta)].push_back(item);
+    least_loaded.push({load + tile_cost(in, tiles[item / in.num_qo_heads]), cta});
+  }
+
+  PersistentLists lists;
+  lists.items.reserve(order.size());
+  lists.cta_indptr.push_back(0);
+  for (const std::vector<int32_t>& items : per_cta) {
+    lists.items.insert(lists.items.end(), items.begin(), items.end());
+    lists.cta_indptr.push_back(int32_t(lists.items.size()));
+  }
+  return lists;
+}
+
+}  // namespace ptxattn::detail

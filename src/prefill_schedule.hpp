@@ -1,0 +1,61 @@
+// The order in which CTAs take the prefill's work items, made on the host by
+// the plan (pure functions of the batch, tested on the CPU). A work item is
+// one tile of `tiles` for one qo head, numbered tile_index * num_qo_heads + head.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "prefill_params.hpp"
+
+namespace ptxattn::detail {
+
+// What scheduling needs to know of a batch.
+struct ScheduleInputs {
+  const std::vector<RequestInfo>* requests;
+  int32_t num_qo_heads;
+  int32_t group_size;  // qo heads per KV head
+  int32_t head_dim;
+  bool causal;
+  int32_t window_left;  // as the kernel sees it (-1: off)
+};
+
+// Estimated time of a tile (for any head), in KV blocks: its blocks plus one
+// for loading Q and storing O.
+int64_t tile_cost(const ScheduleInputs& in, const WorkTile& tile);
+
+// Every tile of the batch, longest first (stable): the numbering of items.
+std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in);
+
+// Every work item, in the order CTAs should start them. The KV heads of the
+// batch are grouped, in (request, KV head) order, into sections whose K and
+// V fit in kL2SectionBytes; a section's items are ordered longest first, the
+// items of one KV head next to each other, and sections holding longer items
+// go first. Items next to each other in the order run at about the same
+// time, on different SMs, reading the same K/V while it is in the L2. With
+// one CTA per item, CTA i takes item order[i].
+std::vector<int32_t> items_in_l2_order(const ScheduleInputs& in, const std::vector<WorkTile>& tiles);
+
+// Per-CTA lists of work items: CTA c takes items[cta_indptr[c] .. cta_indptr[c + 1]).
+struct PersistentLists {
+  std::vector<int32_t> cta_indptr;  // [num_ctas + 1]
+  std::vector<int32_t> items;
+  int32_t num_ctas() const { return int32_t(cta_indptr.size()) - 1; }
+};
+
+// Lists for at most max_ctas CTAs: the items of items_in_l2_order, dealt in
+// that order to the CTA with the least work so far (longest processing time
+// first), so a CTA's k-th item starts about when its neighbours in the order do.
+PersistentLists persistent_work_lists(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t max_ctas);
+
+// The K and V bytes of one section: half the H200's 50 MB L2, leaving room
+// for the sections before and after it and for Q and O traffic.
+constexpr int64_t kL2SectionBytes = 24ll << 20;
+
+// Above this many work items no order is listed (host memory grows with the
+// items; batches that large fill every SM many times over): one CTA per
+// item, CTA i taking item i (the longest tiles first, the qo head moving
+// fastest), and no persistent schedule.
+constexpr int64_t kMaxListedItems = int64_t(1) << 22;
+
+}  // namespace ptxattn::detail

@@ -1,0 +1,121 @@
+// CPU tests of the prefill work schedule (src/prefill_schedule.hpp): every
+// work item is taken exactly once, the per-CTA lists are balanced, and the
+// order keeps the CTAs of one section of KV heads together.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "prefill_schedule.hpp"
+
+namespace ptxattn::detail {
+namespace {
+
+std::vector<RequestInfo> make_requests(const std::vector<int32_t>& qo_lens, const std::vector<int32_t>& kv_lens) {
+  std::vector<RequestInfo> requests;
+  int32_t qo_start = 0, kv_start = 0;
+  for (size_t b = 0; b < qo_lens.size(); ++b) {
+    requests.push_back({qo_start, qo_lens[b], kv_start, kv_lens[b]});
+    qo_start += qo_lens[b];
+    kv_start += kv_lens[b];
+  }
+  return requests;
+}
+
+struct Checked {
+  int64_t max_load = 0, min_load = 0, max_cost = 0;
+};
+
+// Every item exactly once, no CTA without work, and the lists' loads.
+Checked check_lists(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, const PersistentLists& lists,
+                    int32_t max_ctas) {
+  const int64_t num_items = int64_t(tiles.size()) * in.num_qo_heads;
+  REQUIRE(lists.num_ctas() == std::min<int64_t>(max_ctas, num_items));
+  REQUIRE(lists.cta_indptr.front() == 0);
+  REQUIRE(lists.cta_indptr.back() == num_items);
+  std::vector<int> seen(size_t(num_items), 0);
+  Checked c;
+  c.min_load = INT64_MAX;
+  for (int32_t cta = 0; cta < lists.num_ctas(); ++cta) {
+    REQUIRE(lists.cta_indptr[cta + 1] > lists.cta_indptr[cta]);
+    int64_t load = 0;
+    for (int32_t i = lists.cta_indptr[cta]; i < lists.cta_indptr[cta + 1]; ++i) {
+      const int32_t item = lists.items[i];
+      REQUIRE(item >= 0);
+      REQUIRE(item < num_items);
+      ++seen[size_t(item)];
+      const int64_t cost = tile_cost(in, tiles[item / in.num_qo_heads]);
+      load += cost;
+      c.max_cost = std::max(c.max_cost, cost);
+    }
+    c.max_load = std::max(c.max_load, load);
+    c.min_load = std::min(c.min_load, load);
+  }
+  CHECK(std::count(seen.begin(), seen.end(), 1) == num_items);
+  return c;
+}
+
+TEST_CASE("schedule: random batches, every item once, lists balanced within one item", "[schedule]") {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    const int32_t num_requests = 1 + int32_t(rng() % 6);
+    std::vector<int32_t> qo_lens, kv_lens;
+    for (int32_t b = 0; b < num_requests; ++b) {
+      const int32_t kv = int32_t(rng() % 5000);
+      const int32_t qo = rng() % 4 == 0 ? 0 : int32_t(rng() % (kv + 1));
+      qo_lens.push_back(qo);
+      kv_lens.push_back(kv);
+    }
+    const std::vector<RequestInfo> requests = make_requests(qo_lens, kv_lens);
+    const int32_t group = 1 << (rng() % 3), kv_heads = 1 + int32_t(rng() % 4);
+    const int32_t head_dim = 64 << (rng() % 3);
+    const bool causal = rng() % 2 == 0;
+    const int32_t window = rng() % 3 == 0 ? int32_t(rng() % 600) : -1;
+    const ScheduleInputs in{&requests, group * kv_heads, group, head_dim, causal, window};
+    const std::vector<WorkTile> tiles = tiles_longest_first(in);
+    for (size_t t = 1; t < tiles.size(); ++t) CHECK(tile_cost(in, tiles[t - 1]) >= tile_cost(in, tiles[t]));
+    const int32_t max_ctas = 1 + int32_t(rng() % 140);
+    const PersistentLists lists = persistent_work_lists(in, tiles, max_ctas);
+    const Checked c = check_lists(in, tiles, lists, max_ctas);
+    // Longest processing time first: the least loaded CTA took the last item,
+    // so no list is longer than the shortest by more than one item's cost.
+    if (lists.num_ctas() > 0) CHECK(c.max_load - c.min_load <= c.max_cost);
+  }
+}
+
+TEST_CASE("schedule: no tiles, no CTAs", "[schedule]") {
+  const std::vector<RequestInfo> requests = make_requests({0, 0}, {10, 0});
+  const ScheduleInputs in{&requests, 4, 2, 128, true, -1};
+  const std::vector<WorkTile> tiles = tiles_longest_first(in);
+  CHECK(tiles.empty());
+  const PersistentLists lists = persistent_work_lists(in, tiles, 132);
+  CHECK(lists.num_ctas() == 0);
+  CHECK(lists.items.empty());
+}
+
+TEST_CASE("schedule: the first items of every CTA read the K/V of one section", "[schedule]") {
+  // One request of 16384 tokens, 16 heads, head_dim 128: K and V of one head
+  // are 8 MB, so a section of kL2SectionBytes holds three heads; its
+  // 3 x 128 tiles outnumber 132 CTAs, so every CTA starts inside it.
+  const std::vector<RequestInfo> requests = make_requests({16384}, {16384});
+  const int64_t head_bytes = int64_t(16384) * 128 * 2 * 2;
+  const int32_t heads_per_section = int32_t(kL2SectionBytes / head_bytes);
+  REQUIRE(heads_per_section >= 1);
+  for (bool causal : {false, true}) {
+    const ScheduleInputs in{&requests, 16, 1, 128, causal, -1};
+    const std::vector<WorkTile> tiles = tiles_longest_first(in);
+    const PersistentLists lists = persistent_work_lists(in, tiles, 132);
+    check_lists(in, tiles, lists, 132);
+    // The section reached first is the one with the longest item; causal and
+    // full alike, every head's longest tile is equally long, so it is the first.
+    for (int32_t cta = 0; cta < lists.num_ctas(); ++cta) {
+      const int32_t head = lists.items[lists.cta_indptr[cta]] % in.num_qo_heads;
+      CHECK(head < heads_per_section);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ptxattn::detail
