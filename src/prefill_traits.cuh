@@ -50,10 +50,10 @@ struct PrefillTraits {
   // (64K / 384); the producer warpgroup hands the rest to the consumers:
   // P + 2C = 3 * 168, all multiples of 8. A TMA producer is one thread
   // issuing copies (24 suffice); the gather producer holds row addresses and
-  // its work loop (56), and the consumers' S, two P buffers and O fit in what
-  // is left without spilling (ptxas, checked by the build).
-  static constexpr uint32_t kProducerRegs = kPath == LoadPath::kTma ? 24 : 56;
-  static constexpr uint32_t kConsumerRegs = kPath == LoadPath::kTma ? 240 : 224;
+  // its work loop in 40, and the consumers' S, two P buffers and O fit in
+  // what is left without spilling (ptxas, checked by the build).
+  static constexpr uint32_t kProducerRegs = kPath == LoadPath::kTma ? 24 : 40;
+  static constexpr uint32_t kConsumerRegs = kPath == LoadPath::kTma ? 240 : 232;
 
   // Gather path: each producer warp copies a quarter of the block's rows, a
   // row's offset held by one lane. A group of 8 lanes copies one row: lane j
