@@ -35,6 +35,9 @@ static_assert(PTXATTN_KV_FORMAT_PAGED == int(ptxattn::KvFormat::kPaged) &&
 static_assert(PTXATTN_KV_LOAD_PATH_AUTO == int(ptxattn::KvLoadPath::kAuto) &&
               PTXATTN_KV_LOAD_PATH_TMA == int(ptxattn::KvLoadPath::kTma) &&
               PTXATTN_KV_LOAD_PATH_GATHER == int(ptxattn::KvLoadPath::kGather));
+static_assert(PTXATTN_WORK_SCHEDULE_AUTO == int(ptxattn::WorkSchedule::kAuto) &&
+              PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA == int(ptxattn::WorkSchedule::kOneItemPerCta) &&
+              PTXATTN_WORK_SCHEDULE_PERSISTENT == int(ptxattn::WorkSchedule::kPersistent));
 
 thread_local std::string last_error_message;
 
@@ -85,6 +88,8 @@ Status to_cpp(const ptxattn_prefill_config& c, ptxattn::PrefillConfig* out) {
   out->options.logits_soft_cap = c.options.logits_soft_cap;
   out->options.sm_scale = c.options.sm_scale;
   out->load_path = static_cast<ptxattn::KvLoadPath>(c.load_path);
+  out->schedule = static_cast<ptxattn::WorkSchedule>(c.schedule);
+  out->max_ctas = c.max_ctas;
   PTXATTN_RETURN_IF_ERROR(to_bool(c.options.causal, "config.options.causal", &out->options.causal));
   return to_bool(c.options.return_lse, "config.options.return_lse", &out->options.return_lse);
 }
@@ -105,6 +110,8 @@ ptxattn_prefill_config to_c(const ptxattn::PrefillConfig& config) {
   c.options.sm_scale = config.options.sm_scale;
   c.options.return_lse = config.options.return_lse;
   c.load_path = int32_t(config.load_path);
+  c.schedule = int32_t(config.schedule);
+  c.max_ctas = config.max_ctas;
   return c;
 }
 

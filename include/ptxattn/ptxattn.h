@@ -37,6 +37,11 @@ enum { PTXATTN_DTYPE_BF16 = 0, PTXATTN_DTYPE_FP16 = 1 };
 enum { PTXATTN_KV_LAYOUT_NHD = 0, PTXATTN_KV_LAYOUT_HND = 1 };
 enum { PTXATTN_KV_FORMAT_PAGED = 0, PTXATTN_KV_FORMAT_RAGGED = 1 };
 enum { PTXATTN_KV_LOAD_PATH_AUTO = 0, PTXATTN_KV_LOAD_PATH_TMA = 1, PTXATTN_KV_LOAD_PATH_GATHER = 2 };
+enum {
+  PTXATTN_WORK_SCHEDULE_AUTO = 0,
+  PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA = 1,
+  PTXATTN_WORK_SCHEDULE_PERSISTENT = 2
+};
 
 typedef struct ptxattn_prefill_options {
   int32_t causal;        /* 0 or 1 */
@@ -57,6 +62,8 @@ typedef struct ptxattn_prefill_config {
   int32_t num_pages; /* paged only: pages in the k and v pools */
   ptxattn_prefill_options options;
   int32_t load_path; /* PTXATTN_KV_LOAD_PATH_* */
+  int32_t schedule;  /* PTXATTN_WORK_SCHEDULE_* */
+  int32_t max_ctas;  /* persistent schedule: at most this many CTAs; 0: one per SM */
 } ptxattn_prefill_config;
 
 /* Host arrays, read only during ptxattn_plan_prefill. */
@@ -112,8 +119,9 @@ typedef struct ptxattn_rope_positions {
 
 typedef struct ptxattn_prefill_plan ptxattn_prefill_plan;
 
-/* Fill with the C++ defaults (bf16, paged NHD, everything off); heads, head_dim,
- * page_size and num_pages are left 0 and must be set. */
+/* Fill with the C++ defaults (bf16, paged NHD, everything off, load path and
+ * schedule auto, max_ctas 0); heads, head_dim, page_size and num_pages are
+ * left 0 and must be set. */
 void ptxattn_prefill_config_init(ptxattn_prefill_config* config);
 void ptxattn_rope_config_init(ptxattn_rope_config* rope);
 

@@ -60,8 +60,9 @@ enum class KvLoadPath : int { kAuto = 0, kTma = 1, kGather = 2 };
 // sections whose K and V fit in the L2, longest items first, so CTAs reading
 // the same K/V run together. kPersistent: one CTA per SM (or max_ctas), each
 // walking a list the plan balances; kOneItemPerCta: one CTA per item. kAuto
-// picks by load path (docs/kernels.md, "Schedules"); the others force one,
-// as KvLoadPath does. Results are bit-identical under every schedule.
+// is persistent wherever the plan lists the items (up to 2^22 of them;
+// docs/kernels.md, "Schedules"); the others force one, as KvLoadPath does.
+// Results are bit-identical under every schedule.
 enum class WorkSchedule : int { kAuto = 0, kOneItemPerCta = 1, kPersistent = 2 };
 
 struct PrefillOptions {

@@ -47,6 +47,8 @@ TEST_CASE("c api: config_init gives the C++ defaults", "[c_api]") {
   CHECK(config.kv_format == PTXATTN_KV_FORMAT_PAGED);
   CHECK(config.kv_layout == PTXATTN_KV_LAYOUT_NHD);
   CHECK(config.load_path == PTXATTN_KV_LOAD_PATH_AUTO);
+  CHECK(config.schedule == PTXATTN_WORK_SCHEDULE_AUTO);
+  CHECK(config.max_ctas == 0);
   CHECK(config.options.causal == 0);
   CHECK(config.options.window_left == -1);
   CHECK(config.options.logits_soft_cap == 0.0f);
@@ -117,6 +119,67 @@ TEST_CASE("c api: the C++ validator's message comes through", "[c_api]") {
   const ptxattn_prefill_config config = default_config();  // num_qo_heads = 0
   const ptxattn_batch_indices indices{};
   require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.num_qo_heads = 0");
+  ptxattn_prefill_plan_destroy(plan);
+}
+
+TEST_CASE("c api: enum constants are the C++ values", "[c_api]") {
+  CHECK(PTXATTN_KV_LOAD_PATH_AUTO == int(ptxattn::KvLoadPath::kAuto));
+  CHECK(PTXATTN_KV_LOAD_PATH_TMA == int(ptxattn::KvLoadPath::kTma));
+  CHECK(PTXATTN_KV_LOAD_PATH_GATHER == int(ptxattn::KvLoadPath::kGather));
+  CHECK(PTXATTN_WORK_SCHEDULE_AUTO == int(ptxattn::WorkSchedule::kAuto));
+  CHECK(PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA == int(ptxattn::WorkSchedule::kOneItemPerCta));
+  CHECK(PTXATTN_WORK_SCHEDULE_PERSISTENT == int(ptxattn::WorkSchedule::kPersistent));
+}
+
+TEST_CASE("c api: schedule and max_ctas reach the C++ validator", "[c_api]") {
+  ptxattn_prefill_plan* plan = nullptr;
+  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
+  // An empty batch and a config that are valid apart from what each section breaks.
+  static const int32_t kZero[] = {0};
+  const ptxattn_batch_indices indices{0, kZero, kZero, nullptr, nullptr};
+  ptxattn_prefill_config config = default_config();
+  config.num_qo_heads = 2;
+  config.num_kv_heads = 1;
+  config.head_dim = 128;
+  config.page_size = 16;
+  config.num_pages = 2;
+  SECTION("schedule outside the enum") {
+    config.schedule = 3;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.schedule = 3 is not a WorkSchedule");
+    config.schedule = -1;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.schedule = -1 is not a WorkSchedule");
+  }
+  SECTION("negative max_ctas") {
+    config.schedule = PTXATTN_WORK_SCHEDULE_PERSISTENT;
+    config.max_ctas = -5;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.max_ctas = -5 is negative");
+  }
+  SECTION("max_ctas with one item per CTA") {
+    config.schedule = PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA;
+    config.max_ctas = 7;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices),
+                    "config.max_ctas = 7 limits the persistent schedule, but config.schedule is kOneItemPerCta");
+  }
+  SECTION("a valid persistent config with max_ctas answers as the C++ call") {
+    config.schedule = PTXATTN_WORK_SCHEDULE_PERSISTENT;
+    config.max_ctas = 3;
+    ptxattn::PrefillConfig cpp;
+    cpp.num_qo_heads = 2;
+    cpp.num_kv_heads = 1;
+    cpp.head_dim = 128;
+    cpp.page_size = 16;
+    cpp.num_pages = 2;
+    cpp.schedule = ptxattn::WorkSchedule::kPersistent;
+    cpp.max_ctas = 3;
+    // The same status and message as the C++ call (ok or no_device, whatever this machine has).
+    const int status = ptxattn_plan_prefill(plan, &config, &indices);
+    const std::string message = status == PTXATTN_STATUS_OK ? "" : last_message();
+    ptxattn::PrefillPlan cpp_plan;
+    const ptxattn::Status expected = ptxattn::plan_prefill(cpp, {0, kZero, kZero, nullptr, nullptr}, cpp_plan);
+    CHECK(status == int(expected.code));
+    CHECK(message == expected.message);
+    if (expected.ok()) CHECK(cpp_plan.chosen_schedule() == ptxattn::WorkSchedule::kPersistent);
+  }
   ptxattn_prefill_plan_destroy(plan);
 }
 

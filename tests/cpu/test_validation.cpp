@@ -114,6 +114,47 @@ TEST_CASE("validation: enum values outside their enum", "[validation]") {
     batch.config.load_path = static_cast<KvLoadPath>(3);
     require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.load_path = 3"});
   }
+  SECTION("schedule") {
+    batch.config.schedule = static_cast<WorkSchedule>(3);
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"config.schedule = 3 is not a WorkSchedule (0 = auto, 1 = one item per CTA, 2 = persistent)"});
+    batch.config.schedule = static_cast<WorkSchedule>(-1);
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.schedule = -1 is not a WorkSchedule"});
+  }
+}
+
+TEST_CASE("validation: max_ctas must be >= 0 and only limits the persistent schedule", "[validation]") {
+  PagedBatch batch;
+  SECTION("negative") {
+    batch.config.max_ctas = -1;
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.max_ctas = -1 is negative"});
+    batch.config.max_ctas = std::numeric_limits<int32_t>::min();
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.max_ctas = -2147483648 is negative"});
+  }
+  SECTION("with one item per CTA") {
+    batch.config.schedule = WorkSchedule::kOneItemPerCta;
+    batch.config.max_ctas = 4;
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"config.max_ctas = 4 limits the persistent schedule, but config.schedule is kOneItemPerCta"});
+  }
+  SECTION("every schedule passes with max_ctas 0; auto and persistent with any max_ctas > 0") {
+    for (WorkSchedule schedule : {WorkSchedule::kAuto, WorkSchedule::kOneItemPerCta, WorkSchedule::kPersistent}) {
+      batch.config.schedule = schedule;
+      batch.config.max_ctas = 0;
+      require_ok(batch.validate());
+    }
+    for (WorkSchedule schedule : {WorkSchedule::kAuto, WorkSchedule::kPersistent}) {
+      batch.config.schedule = schedule;
+      for (int32_t max_ctas : {1, 2, 132, std::numeric_limits<int32_t>::max()}) {
+        batch.config.max_ctas = max_ctas;
+        require_ok(batch.validate());
+      }
+    }
+  }
+  SECTION("validate_prefill_config alone") {
+    batch.config.max_ctas = -3;
+    require_status(validate_prefill_config(batch.config), StatusCode::kInvalidArgument, {"config.max_ctas = -3"});
+  }
 }
 
 TEST_CASE("validation: head counts must be positive", "[validation]") {
