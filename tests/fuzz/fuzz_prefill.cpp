@@ -27,6 +27,7 @@ using ptxattn::KvLoadPath;
 using ptxattn::PrefillConfig;
 using ptxattn::PrefillPlan;
 using ptxattn::PrefillTensors;
+using ptxattn::WorkSchedule;
 
 // Longest page list the fuzzer lays out: enough for a kv_len of 2^30 at page
 // size 1024 and past it. Most batches list at most kUsualListedPages: long
@@ -37,6 +38,15 @@ constexpr int64_t kUsualListedPages = int64_t(1) << 16;
 // valid batch; beyond, only the validators are (the plan's tile loop would
 // dominate the run).
 constexpr int64_t kMaxPlannedTiles = int64_t(1) << 16;
+// The most work items (tiles x qo heads) the persistent schedule lists
+// (docs/kernels.md, "Schedules"): beyond, only one item per CTA is available.
+constexpr int64_t kMaxListedItems = int64_t(1) << 22;
+// Valid plans that would list more items than this (one item per CTA, or any
+// schedule with a GPU) are not made either: listing them would dominate the
+// run (at 2^20, a forced one item per CTA made the prefill targets 4 times
+// slower). Persistent plans without a GPU stop before listing, so they are
+// made up to kMaxListedItems and past it.
+constexpr int64_t kMaxCheaplyListedItems = int64_t(1) << 16;
 
 // What this build compiled (meson options head_dims, dtypes): the same
 // defines the library sees, not its helpers.
@@ -72,6 +82,10 @@ PrefillConfig random_config(Rng& rng) {
   c.dtype = random_built_dtype(rng);
   c.num_kv_heads = rng.percent(90) ? rng.pick({1, 2, 4, 8, 16, 32}) : int32_t(rng.range(1, 128));
   c.num_qo_heads = c.num_kv_heads * (rng.percent(90) ? rng.pick({1, 1, 2, 4, 8, 16}) : int32_t(rng.range(1, 64)));
+  if (rng.percent(2)) {  // so many heads that a few dozen tiles reach the schedule's item limit
+    c.num_kv_heads = rng.pick({1, 8, 64});
+    c.num_qo_heads = rng.pick({4096, 8192, 16384, 32768, 65536});
+  }
   c.head_dim = random_built_head_dim(rng);
   c.kv_format = rng.percent(70) ? KvFormat::kPaged : KvFormat::kRagged;
   c.kv_layout = c.kv_format == KvFormat::kPaged && rng.percent(40) ? KvLayout::kHND : KvLayout::kNHD;
@@ -93,12 +107,15 @@ PrefillConfig random_config(Rng& rng) {
   c.options.sm_scale = rng.percent(70) ? 0.0f : rng.pick({0.125f, 1.0f, 1e-20f, 100.0f});
   c.options.return_lse = rng.percent(50);
   c.load_path = KvLoadPath(rng.below(3));
+  c.schedule = WorkSchedule(rng.below(3));
+  if (c.schedule != WorkSchedule::kOneItemPerCta && rng.percent(30))
+    c.max_ctas = rng.percent(70) ? rng.pick({1, 2, 3, 16, 132, 264}) : int32_t(rng.range(1, INT32_MAX));
   return c;
 }
 
 // One change, usually to a value that breaks a rule or sits next to a limit.
 void mutate_config(Rng& rng, PrefillConfig& c) {
-  switch (rng.below(14)) {
+  switch (rng.below(16)) {
     case 0: c.dtype = static_cast<DType>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 1: c.kv_format = static_cast<KvFormat>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 2: c.kv_layout = static_cast<KvLayout>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
@@ -118,6 +135,15 @@ void mutate_config(Rng& rng, PrefillConfig& c) {
     case 10: c.options.window_left = rng.edge_int32(); break;
     case 11: c.options.logits_soft_cap = rng.edge_float(); break;
     case 12: c.options.sm_scale = rng.edge_float(); break;
+    case 13: c.schedule = static_cast<WorkSchedule>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 3))); break;
+    case 14:  // negative, an edge value, or a limit on the schedule that has none
+      if (rng.percent(40)) {
+        c.schedule = WorkSchedule::kOneItemPerCta;
+        c.max_ctas = rng.pick({1, 2, 132, INT32_MAX, rng.edge_int32()});
+      } else {
+        c.max_ctas = rng.percent(50) ? rng.edge_int32() : rng.pick({-1, 0, 1, INT32_MIN, INT32_MAX});
+      }
+      break;
     default:  // ragged with HND, or a format switch that leaves the other fields as they are
       c.kv_format = c.kv_format == KvFormat::kPaged ? KvFormat::kRagged : KvFormat::kPaged;
       if (rng.percent(50)) c.kv_layout = KvLayout::kHND;
@@ -131,6 +157,10 @@ void config_rules(const PrefillConfig& c, Rules& r) {
   r.invalid(in_enum(format, 2), "config.kv_format is a KvFormat", "config.kv_format");
   r.invalid(in_enum(layout, 2), "config.kv_layout is a KvLayout", "config.kv_layout");
   r.invalid(in_enum(int(c.load_path), 3), "config.load_path is a KvLoadPath", "config.load_path");
+  r.invalid(in_enum(int(c.schedule), 3), "config.schedule is a WorkSchedule", "config.schedule");
+  r.invalid(c.max_ctas >= 0, "config.max_ctas >= 0", "config.max_ctas");
+  r.invalid(c.max_ctas <= 0 || c.schedule != WorkSchedule::kOneItemPerCta,
+            "config.max_ctas > 0 only without schedule = kOneItemPerCta", "config.max_ctas");
   r.invalid(c.num_qo_heads > 0, "config.num_qo_heads > 0", "num_qo_heads");
   r.invalid(c.num_kv_heads > 0, "config.num_kv_heads > 0", "num_kv_heads");
   if (c.num_qo_heads > 0 && c.num_kv_heads > 0)
@@ -177,7 +207,7 @@ std::string describe(const PrefillConfig& c) {
       << c.page_size << ", num_pages " << c.num_pages << ", causal " << c.options.causal << ", window_left "
       << c.options.window_left << ", soft_cap " << float_text(c.options.logits_soft_cap) << ", sm_scale "
       << float_text(c.options.sm_scale) << ", return_lse " << c.options.return_lse << ", load_path "
-      << int(c.load_path) << "}";
+      << int(c.load_path) << ", schedule " << int(c.schedule) << ", max_ctas " << c.max_ctas << "}";
   return out.str();
 }
 
@@ -411,6 +441,52 @@ void plan_rules(const PrefillConfig& c, Rules& r) {
              StatusCode::kUnsupported, "load_path");
 }
 
+// Query tiles of a valid batch: 128 query rows each (kPrefillBlockQ).
+int64_t count_tiles(const BatchIndices& idx) {
+  int64_t tiles = 0;
+  for (int32_t b = 0; b < idx.num_requests; ++b)
+    tiles += (int64_t(idx.qo_indptr[b + 1]) - idx.qo_indptr[b] + 127) / 128;
+  return tiles;
+}
+
+// The schedule a plan of `items` work items (tiles x qo heads) must run
+// under, from WorkSchedule's and max_ctas's comments and docs/kernels.md
+// "Schedules": a forced one is kept; kAuto is persistent with max_ctas > 0
+// and one item per CTA past kMaxListedItems (the only schedule there), and
+// either otherwise (kAuto is returned for "either").
+WorkSchedule required_schedule(const PrefillConfig& c, int64_t items) {
+  if (c.schedule != WorkSchedule::kAuto) return c.schedule;
+  if (c.max_ctas > 0) return WorkSchedule::kPersistent;
+  return items > kMaxListedItems ? WorkSchedule::kOneItemPerCta : WorkSchedule::kAuto;
+}
+
+// What plan_prefill adds for the schedule, once the config is valid and the
+// query tiles can be counted: the persistent schedule lists at most
+// kMaxListedItems work items, so forcing it, or asking kAuto for it with
+// max_ctas > 0, is unsupported past them.
+void schedule_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
+  Rules config;
+  config_rules(c, config);
+  if (!config.ok() || idx.num_requests < 0) return;
+  Rules qo;
+  if (!indptr_rules(idx.qo_indptr, idx.num_requests, qo, "", "", "", "")) return;
+  const i128 items = i128(count_tiles(idx)) * c.num_qo_heads;
+  if (c.schedule == WorkSchedule::kPersistent)
+    r.expect(items <= kMaxListedItems, "schedule = kPersistent: at most 2^22 work items (tiles x qo heads)",
+             StatusCode::kUnsupported, "schedule");
+  if (c.schedule == WorkSchedule::kAuto && c.max_ctas > 0)
+    r.expect(items <= kMaxListedItems, "max_ctas > 0 (persistent): at most 2^22 work items (tiles x qo heads)",
+             StatusCode::kUnsupported, "max_ctas");
+}
+
+// Whether a plan the rules accept would list so many items that making it
+// would dominate the run (kMaxCheaplyListedItems).
+bool lists_too_many(const Fuzzer& fuzzer, const PrefillConfig& c, const BatchIndices& idx) {
+  const int64_t items = count_tiles(idx) * c.num_qo_heads;
+  if (items <= kMaxCheaplyListedItems || items > kMaxListedItems) return false;
+  return fuzzer.have_gpu() || required_schedule(c, items) == WorkSchedule::kOneItemPerCta;
+}
+
 std::string describe(const BatchIndices& idx, const PrefillConfig& c) {
   std::ostringstream out;
   const int32_t n = idx.num_requests;
@@ -425,14 +501,6 @@ std::string describe(const BatchIndices& idx, const PrefillConfig& c) {
   }
   out << "}";
   return out.str();
-}
-
-// Query tiles of a valid batch: 128 query rows each (kPrefillBlockQ).
-int64_t count_tiles(const BatchIndices& idx) {
-  int64_t tiles = 0;
-  for (int32_t b = 0; b < idx.num_requests; ++b)
-    tiles += (int64_t(idx.qo_indptr[b + 1]) - idx.qo_indptr[b] + 127) / 128;
-  return tiles;
 }
 
 // ---------------------------------------------------------------------------
@@ -530,6 +598,23 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                      (c.load_path == KvLoadPath::kAuto || path == c.load_path) &&
                      (path == KvLoadPath::kGather || tma_supported(c)),
                  entry, "plan.chosen_load_path() is the forced one, or one that serves the config", input);
+  const WorkSchedule schedule = plan.chosen_schedule();
+  const WorkSchedule required = required_schedule(c, count_tiles(idx) * c.num_qo_heads);
+  fuzzer.require((schedule == WorkSchedule::kOneItemPerCta || schedule == WorkSchedule::kPersistent) &&
+                     (required == WorkSchedule::kAuto || schedule == required),
+                 entry,
+                 "plan.chosen_schedule() is the forced one; kAuto: persistent with max_ctas > 0, one item per CTA "
+                 "past 2^22 items, one of the two otherwise",
+                 input);
+  const int64_t items = plan.num_work_tiles() * c.num_qo_heads, ctas = plan.num_ctas();
+  fuzzer.require((ctas == 0) == (items == 0), entry, "plan.num_ctas() is 0 exactly when there is no work item",
+                 input);
+  if (schedule == WorkSchedule::kOneItemPerCta)
+    fuzzer.require(ctas == items, entry, "one item per CTA: plan.num_ctas() == num_work_tiles() * num_qo_heads",
+                   input);
+  if (schedule == WorkSchedule::kPersistent && items > 0)
+    fuzzer.require(ctas >= 1 && ctas <= items && (c.max_ctas == 0 || ctas <= c.max_ctas), entry,
+                   "persistent: plan.num_ctas() in [1, work items], and at most max_ctas when > 0", input);
 }
 
 }  // namespace
@@ -564,6 +649,8 @@ void fuzz_prefill(Rng& rng, Fuzzer& fuzzer) {
   Rules plan_ok = batch_and_config;
   plan_rules(c, plan_ok);
   if (plan_ok.ok() && count_tiles(idx) > kMaxPlannedTiles) return;
+  schedule_rules(c, idx, plan_ok);
+  if (plan_ok.ok() && lists_too_many(fuzzer, c, idx)) return;
   PrefillPlan plan;
   const Status planned = ptxattn::plan_prefill(c, idx, plan);
   fuzzer.check("plan_prefill", planned, plan_ok, WhenValid::kOkOrLaunch, input);
@@ -660,6 +747,8 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   config.options.sm_scale = cpp.options.sm_scale;
   config.options.return_lse = c_bool(rng, cpp.options.return_lse);
   config.load_path = int32_t(cpp.load_path);
+  config.schedule = int32_t(cpp.schedule);
+  config.max_ctas = cpp.max_ctas;
   const ptxattn_batch_indices indices{idx.num_requests, idx.qo_indptr, idx.kv_indptr, idx.kv_indices,
                                       idx.kv_last_page_len};
 
@@ -692,6 +781,11 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
     plan_rules(cpp, rules);
   }
   if (rules.ok() && count_tiles(idx) > kMaxPlannedTiles) {
+    ptxattn_prefill_plan_destroy(plan);
+    return;
+  }
+  if (config_arg != nullptr && indices_arg != nullptr) schedule_rules(cpp, idx, rules);
+  if (rules.ok() && lists_too_many(fuzzer, cpp, idx)) {
     ptxattn_prefill_plan_destroy(plan);
     return;
   }
