@@ -1,14 +1,15 @@
 // ptxattn-validate: runs the GPU kernels against the Eigen CPU reference and
-// prints one row per (case, kernel, load path, polluter). `--help` lists the
-// options; docs/validator.md explains the output and has examples.
+// prints one row per (case, kernel, load path, schedule, polluter). `--help`
+// lists the options; docs/validator.md explains the output and has examples.
 //
 // Exit status: 0 all passed, 1 a failure, 2 bad usage, 3 no usable SM90 GPU.
 //
 // Per case: the CPU references (computed in a background thread while the
-// GPU runs the previous case), then for each load path a clean run and one
-// run per polluter, each repeated --repeat times. The clean run is compared
-// with the reference; every other run must reproduce its bits (a run with
-// other bits is compared with the reference too, and fails either way).
+// GPU runs the previous case), then for each load path and schedule a clean
+// run and one run per polluter, each repeated --repeat times. The clean run is
+// compared with the reference; every other run must reproduce its bits (a run
+// with other bits is compared with the reference too, and fails either way),
+// and the clean runs of every path and schedule those of the first.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -126,6 +127,33 @@ std::vector<KvLoadPath> load_paths(PathChoice choice, const PrefillConfig& confi
              : std::vector<KvLoadPath>{KvLoadPath::kGather};
 }
 
+static_assert(testing::kScheduleChoices[0].schedule == WorkSchedule::kOneItemPerCta &&
+                  testing::kScheduleChoices[0].max_ctas == 0 &&
+                  testing::kScheduleChoices[1].schedule == WorkSchedule::kPersistent &&
+                  testing::kScheduleChoices[1].max_ctas == 0,
+              "schedule_choices() takes one item per CTA and persistent from the start of kScheduleChoices");
+
+// The schedules each case runs under (--schedule); --max-ctas applies to the
+// persistent and auto runs.
+std::vector<testing::ScheduleChoice> schedule_choices(const Options& options) {
+  const testing::ScheduleChoice one_item_per_cta = testing::kScheduleChoices[0];
+  testing::ScheduleChoice persistent = testing::kScheduleChoices[1];
+  persistent.max_ctas = options.max_ctas;
+  switch (options.schedule) {
+    case ScheduleSelection::kAuto: return {{WorkSchedule::kAuto, options.max_ctas, "auto"}};
+    case ScheduleSelection::kOneItemPerCta: return {one_item_per_cta};
+    case ScheduleSelection::kPersistent: return {persistent};
+    case ScheduleSelection::kBoth: break;
+  }
+  return {one_item_per_cta, persistent};
+}
+
+// The --path and --schedule values that re-run a row ("" for none: RoPE).
+struct RunFlags {
+  std::string path;
+  std::string schedule;
+};
+
 // The worst of two measurements of the same case.
 void merge_worst(Metrics* into, const Metrics& other) {
   into->max_abs_err = std::max(into->max_abs_err, other.max_abs_err);
@@ -158,6 +186,7 @@ Row run_row(Kernel& kernel, const Polluter* polluter, uint64_t seed, int repeat,
             Checked* first) {
   Row row;
   row.path = "-";
+  row.schedule = "-";
   row.polluter = polluter != nullptr ? testing::polluter_variant_name(*polluter, seed) : "none";
   row.repeats = repeat;
   std::vector<float> times;
@@ -182,6 +211,7 @@ Row run_row(Kernel& kernel, const Polluter* polluter, uint64_t seed, int repeat,
     }
     if (r == 0) {
       row.path = output.path;
+      row.schedule = output.schedule;
       row.metrics = baseline != nullptr && difference.empty() ? clean->metrics : kernel.check(output);
       first->output = std::move(output);
       first->metrics = row.metrics;
@@ -212,64 +242,80 @@ class CaseRunner {
     testing::DevicePrefillCase device(prepared.host);
     const std::string shape = case_shape(c.spec);
     const std::vector<KvLoadPath> paths = load_paths(options_.path, prepared.host.config);
+    const std::vector<testing::ScheduleChoice> schedules = schedule_choices(options_);
     if (paths.empty()) {
       Row row;
       row.kernel = "prefill";
       row.path = "tma";
+      row.schedule = "-";
       row.polluter = "-";
       row.shape = shape;
       row.verdict = Verdict::kSkip;
       row.notes.push_back("the TMA load path cannot serve page size " + std::to_string(c.spec.page_size));
       report(std::move(row), "");
     }
-    std::optional<Checked> first_path_clean;
+    // Every path under every schedule; the first clean run is the one the
+    // others' clean runs must reproduce bit for bit.
+    std::optional<Checked> first_clean;
     for (size_t i = 0; i < paths.size(); ++i) {
-      const std::unique_ptr<Kernel> kernel = make_prefill_kernel(device, prepared.refs, paths[i]);
-      std::optional<Checked> clean = run_rows(*kernel, "prefill", shape, testing::load_path_name(paths[i]),
-                                              first_path_clean ? &*first_path_clean : nullptr);
-      if (i == 0) first_path_clean = std::move(clean);
+      for (size_t j = 0; j < schedules.size(); ++j) {
+        const std::unique_ptr<Kernel> kernel = make_prefill_kernel(device, prepared.refs, paths[i], schedules[j]);
+        const RunFlags own{testing::load_path_name(paths[i]), schedule_name(schedules[j].schedule)};
+        // Re-running this run and the first takes both paths or both schedules where they differ.
+        const RunFlags with_first{i == 0 ? own.path : "each", j == 0 ? own.schedule : "both"};
+        const bool first = i == 0 && j == 0;
+        std::optional<Checked> clean =
+            run_rows(*kernel, "prefill", shape, own, first_clean ? &*first_clean : nullptr, with_first);
+        if (first) first_clean = std::move(clean);
+      }
     }
     if (prepared.rope) {
       const std::unique_ptr<Kernel> kernel = make_rope_kernel(*prepared.rope);
-      run_rows(*kernel, "rope", rope_shape(c.rope, *prepared.rope), "", nullptr);
+      run_rows(*kernel, "rope", rope_shape(c.rope, *prepared.rope), RunFlags{}, nullptr, RunFlags{});
     }
   }
 
  private:
   // The clean row, then one row per polluter the kernel accepts. The clean
-  // row must also match `other_path` (the first load path's clean output)
-  // bit for bit. Returns the clean run if it passed.
-  std::optional<Checked> run_rows(Kernel& kernel, const char* name, const std::string& shape,
-                                  const std::string& path, const Checked* other_path) {
+  // row must also match `first` (the clean output of the case's first path
+  // and schedule) bit for bit; `with_first` re-runs both. Returns the clean
+  // run if it passed.
+  std::optional<Checked> run_rows(Kernel& kernel, const char* name, const std::string& shape, const RunFlags& own,
+                                  const Checked* first, const RunFlags& with_first) {
     Checked clean;
     Row row = run_row(kernel, nullptr, seed_, options_.repeat, nullptr, &clean);
-    if (other_path != nullptr && row.verdict == Verdict::kPass) {
+    if (first != nullptr && row.verdict == Verdict::kPass) {
       ++row.bit_comparisons;
-      if (const std::string d = first_difference(kernel, other_path->output, clean.output); !d.empty()) {
+      if (const std::string d = first_difference(kernel, first->output, clean.output); !d.empty()) {
         ++row.bit_differences;
         row.verdict = Verdict::kFail;
-        row.notes.push_back("bits differ from the " + other_path->output.path + " path, " + d);
+        row.notes.push_back("bits differ from the " + first->output.path + " path with the " +
+                            first->output.schedule + " schedule, " + d);
       }
     }
     const bool clean_passed = row.verdict == Verdict::kPass;
-    finish_row(std::move(row), name, shape, other_path != nullptr ? "each" : path, nullptr);
+    finish_row(std::move(row), name, shape, first != nullptr ? with_first : own, nullptr);
     if (!clean_passed) return std::nullopt;  // polluted runs need a good clean run to compare with
     for (const Polluter& p : polluters_) {
       if (!kernel.accepts(p)) continue;
       Checked polluted;
-      finish_row(run_row(kernel, &p, seed_, options_.repeat, &clean, &polluted), name, shape, path, &p);
+      finish_row(run_row(kernel, &p, seed_, options_.repeat, &clean, &polluted), name, shape, own, &p);
     }
     return clean;
   }
 
-  void finish_row(Row row, const char* name, const std::string& shape, const std::string& path,
+  void finish_row(Row row, const char* name, const std::string& shape, const RunFlags& flags,
                   const Polluter* polluter) {
     row.kernel = name;
     row.shape = shape;
     std::string rerun;
     if (row.verdict == Verdict::kFail) {
       rerun = std::string(program_) + " " + case_flags(*case_);
-      if (!path.empty()) rerun += " --path=" + path;
+      if (!flags.path.empty()) rerun += " --path=" + flags.path;
+      if (!flags.schedule.empty()) rerun += " --schedule=" + flags.schedule;
+      if (!flags.schedule.empty() && flags.schedule != schedule_name(WorkSchedule::kOneItemPerCta) &&
+          options_.max_ctas > 0)
+        rerun += " --max-ctas=" + std::to_string(options_.max_ctas);
       if (polluter != nullptr)
         rerun += std::string(" --pollute=") + testing::polluter_name(*polluter) + " --pollute-seed=" +
                  std::to_string(seed_);
@@ -321,6 +367,7 @@ int run_cases(const Options& options, const std::vector<ValidateCase>& cases, co
       row.case_index = i;
       row.kernel = "-";
       row.path = "-";
+      row.schedule = "-";
       row.polluter = "-";
       row.shape = case_shape(cases[i].spec);
       row.verdict = Verdict::kFail;
@@ -420,7 +467,10 @@ int validate_main(int argc, char** argv) {
   std::ostringstream heading;
   heading << "ptxattn-validate on " << device << ": "
           << (options.preset.empty() ? "single case" : "preset " + options.preset) << ", " << cases.size()
-          << " cases, path " << path_choice_name(options.path) << ", polluters";
+          << " cases, path " << path_choice_name(options.path) << ", schedule "
+          << schedule_selection_name(options.schedule);
+  if (options.max_ctas > 0) heading << ", max_ctas " << options.max_ctas;
+  heading << ", polluters";
   if (options.polluters.empty()) heading << " none";
   for (Polluter p : options.polluters) heading << " " << testing::polluter_name(p);
   heading << ", repeat " << options.repeat;

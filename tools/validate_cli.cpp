@@ -184,6 +184,15 @@ const std::vector<Flag>& flags() {
          s.options->path = PathChoice(i);
          return error;
        }},
+      {"--schedule", true, FlagKind::kRun,
+       [](Str f, Str v, S& s) {
+         size_t i = 0;
+         std::string error = parse_choice(f, v, {"both", "auto", "one-item-per-cta", "persistent"}, &i);
+         s.options->schedule = ScheduleSelection(i);
+         return error;
+       }},
+      {"--max-ctas", true, FlagKind::kRun,
+       [](Str f, Str v, S& s) { return parse_int32(f, v, 0, INT32_MAX, &s.options->max_ctas); }},
       {"--pollute", true, FlagKind::kRun,
        [](Str f, Str v, S& s) {
          std::string error;
@@ -290,6 +299,9 @@ std::string check_combination(ParseState& s) {
            " cannot be combined (a preset brings its own cases; the single-case flags define one)";
   if (!s.first_rope_flag.empty() && o.single.rope.mode == RopeMode::kNone)
     return s.first_rope_flag + " needs --rope=neox or --rope=interleave";
+  if (o.max_ctas > 0 && o.schedule == ScheduleSelection::kOneItemPerCta)
+    return "--max-ctas=" + std::to_string(o.max_ctas) +
+           " limits the persistent schedule, but --schedule=one-item-per-cta has none (use persistent, auto or both)";
   if (o.preset.empty() && s.first_case_flag.empty()) {
     o.preset = "quick";  // no case selected: the quick preset
     return "";
@@ -565,6 +577,16 @@ const char* path_choice_name(PathChoice path) {
   return "each";
 }
 
+const char* schedule_selection_name(ScheduleSelection schedule) {
+  switch (schedule) {
+    case ScheduleSelection::kAuto: return "auto";
+    case ScheduleSelection::kOneItemPerCta: return "one-item-per-cta";
+    case ScheduleSelection::kPersistent: return "persistent";
+    case ScheduleSelection::kBoth: break;
+  }
+  return "both";
+}
+
 std::string parse_options(int argc, char** argv, Options* options) {
   *options = Options{};
   ParseState state(options);
@@ -651,12 +673,12 @@ std::string usage_text(const char* program) {
 
 Runs the ptxattn GPU kernels (batch prefill attention over a paged or ragged
 KV cache, RoPE) against the Eigen CPU reference and prints one table row per
-(case, kernel, load path, polluter). Needs an SM90 (Hopper) GPU.
+(case, kernel, load path, schedule, polluter). Needs an SM90 (Hopper) GPU.
 Without a preset or single-case flags it runs --preset=quick.
 
 Presets:
-  --preset=quick     6 edge cases + 24 small random cases, both load paths,
-                     6 of them with a RoPE check (seconds)
+  --preset=quick     6 edge cases + 24 small random cases, both load paths
+                     and both schedules, 6 of them with a RoPE check (seconds)
   --preset=full      6 edge cases + 300 random cases: every head dim, dtype,
                      layout (NHD, HND, ragged), page sizes 1..256, GQA,
                      causal, sliding window, soft cap, empty requests, a few
@@ -698,6 +720,11 @@ Single case (one case from flags; every failure prints these flags):
 Run options:
   --path=P           each (default): the gather path, and TMA where the case
                      allows it; auto: the library's choice; tma; gather
+  --schedule=S       both (default): one item per CTA, then persistent;
+                     auto: the library's choice; one-item-per-cta; persistent
+  --max-ctas=N       at most N persistent CTAs (config.max_ctas) in the
+                     persistent and auto runs (default 0: one per SM; N > 0
+                     makes auto persistent); not with --schedule=one-item-per-cta
   --pollute=LIST     polluters run right before every kernel, besides a clean
                      run: all, or a comma list of
                        smem         every SM's shared memory filled (NaN, Inf, ...)
@@ -710,8 +737,8 @@ Run options:
                      every polluted output must be bit-identical to the clean one
   --pollute-seed=N   pattern of the first polluted run (default 0); preset case
                      k uses N + k, repeat r adds r
-  --repeat=N         run every (case, path, polluter) N times; all N outputs
-                     must be bit-identical (default 1)
+  --repeat=N         run every (case, path, schedule, polluter) N times; all
+                     N outputs must be bit-identical (default 1)
   --json=FILE        write every row and a summary as JSON
   --threads=N        CPU reference threads (default 0: all)
   --only-failures    print failing rows only (the summary always)
@@ -721,7 +748,8 @@ Run options:
 
 Checks: every output element and LSE value within its own tolerance of the
 exact (fp64) reference (docs/validation.md "Tolerances"; RoPE: docs/validator.md),
-no NaN/Inf, and bit identity across repeats, polluters and load paths.
+no NaN/Inf, and bit identity across repeats, polluters, load paths and
+schedules.
 
 Exit status: 0 all passed; 1 a mismatch, a bit difference or a failed kernel
 call; 2 bad usage; 3 no usable SM90 GPU.
@@ -730,6 +758,7 @@ Examples:
   PROGRAM --preset=full --pollute=all --json=validate.json
   PROGRAM --qo-lens=128,7,0 --kv-lens=300,7,0 --heads=8/2 --causal --page-size=16
   PROGRAM --qo-lens=1000 --layout=hnd --page-size=128 --causal --path=tma --pollute=smem,cache-slots --repeat=3
+  PROGRAM --preset=quick --schedule=persistent --max-ctas=2
 Details and more examples: docs/validator.md.
 )";
   const std::string placeholder = "PROGRAM";

@@ -43,12 +43,17 @@ struct ValidateCase {
 // Which load paths each case runs through.
 enum class PathChoice { kEach, kAuto, kTma, kGather };
 
+// Which work schedules each case runs under (WorkSchedule).
+enum class ScheduleSelection { kBoth, kAuto, kOneItemPerCta, kPersistent };
+
 struct Options {
   bool help = false;
   bool list = false;           // print the cases as flags, run nothing
   std::string preset;          // "" with a single case from flags
   ValidateCase single;         // the single case (when preset is empty)
   PathChoice path = PathChoice::kEach;
+  ScheduleSelection schedule = ScheduleSelection::kBoth;
+  int32_t max_ctas = 0;        // config.max_ctas of the persistent and auto runs (0: one CTA per SM)
   std::vector<testing::Polluter> polluters;
   uint64_t pollute_seed = 0;   // pattern choice of the first run; presets add the case index
   int32_t repeat = 1;
@@ -72,10 +77,12 @@ const std::vector<std::string>& preset_names();
 std::vector<ValidateCase> make_cases(const Options& options, std::string* notes);
 
 // Flags that make `ptxattn-validate` build exactly this case alone
-// (without --path/--pollute/--repeat, which the caller adds).
+// (without --path/--schedule/--max-ctas/--pollute/--repeat, which the caller adds).
 std::string case_flags(const ValidateCase& c);
 
 const char* rope_mode_name(RopeMode mode);
 const char* path_choice_name(PathChoice path);
+// The --schedule value: "both", "auto", "one-item-per-cta" or "persistent".
+const char* schedule_selection_name(ScheduleSelection schedule);
 
 }  // namespace ptxattn::validator

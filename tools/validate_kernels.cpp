@@ -43,17 +43,19 @@ std::string hex_bits(uint32_t bits, int digits) {
 
 class PrefillKernel final : public Kernel {
  public:
-  PrefillKernel(testing::DevicePrefillCase& device, const testing::References& refs, KvLoadPath path)
-      : device_(device), refs_(refs), path_(path) {}
+  PrefillKernel(testing::DevicePrefillCase& device, const testing::References& refs, KvLoadPath path,
+                const testing::ScheduleChoice& schedule)
+      : device_(device), refs_(refs), path_(path), schedule_(schedule) {}
 
   KernelOutput run(const Polluter* polluter, uint64_t seed) override {
     std::function<void()> before;
     if (polluter != nullptr) before = [&] { testing::run_polluter(*polluter, device_, seed); };
-    testing::PrefillRun run = device_.run(path_, before);
+    testing::PrefillRun run = device_.run(path_, before, schedule_);
     if (polluter != nullptr && *polluter == Polluter::kCacheSlots) testing::restore_case_kv(device_);
     KernelOutput output;
     output.status = run.status;
     output.path = testing::load_path_name(run.path);
+    output.schedule = schedule_name(run.schedule);
     output.gpu_ms = run.gpu_ms;
     output.values16 = std::move(run.out);
     output.values32 = std::move(run.lse);
@@ -101,6 +103,7 @@ class PrefillKernel final : public Kernel {
   testing::DevicePrefillCase& device_;
   const testing::References& refs_;
   KvLoadPath path_;
+  testing::ScheduleChoice schedule_;
 };
 
 // ---------------------------------------------------------------------------
@@ -267,6 +270,7 @@ class RopeKernel final : public Kernel {
 
     KernelOutput output;
     output.path = "-";
+    output.schedule = "-";
     const testing::CudaEvent start, stop;
     PTXATTN_CUDA_CHECK(cudaEventRecord(start.get(), nullptr));
     output.status = launch();
@@ -345,8 +349,17 @@ std::string first_difference(const Kernel& kernel, const KernelOutput& a, const 
 }
 
 std::unique_ptr<Kernel> make_prefill_kernel(testing::DevicePrefillCase& device, const testing::References& refs,
-                                            KvLoadPath path) {
-  return std::make_unique<PrefillKernel>(device, refs, path);
+                                            KvLoadPath path, const testing::ScheduleChoice& schedule) {
+  return std::make_unique<PrefillKernel>(device, refs, path, schedule);
+}
+
+const char* schedule_name(WorkSchedule schedule) {
+  switch (schedule) {
+    case WorkSchedule::kOneItemPerCta: return "one-item-per-cta";
+    case WorkSchedule::kPersistent: return "persistent";
+    case WorkSchedule::kAuto: break;
+  }
+  return "auto";
 }
 
 RopeConfig rope_config(const RopeSpec& spec, int32_t head_dim) {

@@ -1,7 +1,7 @@
 // ptxattn-validate: the kernels it checks, behind one interface, so that
 // repeats, polluters and bit-identity checks are written once (validate.cpp).
-//   prefill  run_prefill through one load path, against the attention
-//            references (reference/compare.hpp)
+//   prefill  run_prefill through one load path and schedule, against the
+//            attention references (reference/compare.hpp)
 //   rope     apply_rope, or build_rope_cos_sin_cache +
 //            apply_rope_with_cos_sin_cache, against reference/rope.hpp
 #pragma once
@@ -35,10 +35,12 @@ struct Metrics {
 };
 
 // The raw bits one run produced: 16-bit outputs, then float outputs (LSE,
-// the cos/sin cache). Compared bit for bit across repeats, polluters, paths.
+// the cos/sin cache). Compared bit for bit across repeats, polluters, paths
+// and schedules.
 struct KernelOutput {
   Status status;
-  std::string path;  // the load path the plan chose ("-" for RoPE)
+  std::string path;      // the load path the plan chose ("-" for RoPE)
+  std::string schedule;  // the work schedule the plan chose ("-" for RoPE)
   float gpu_ms = 0.0f;
   std::vector<uint16_t> values16;
   std::vector<float> values32;
@@ -60,9 +62,13 @@ class Kernel {
 // "" when a and b have the same bits, else where they first differ.
 std::string first_difference(const Kernel& kernel, const KernelOutput& a, const KernelOutput& b);
 
-// run_prefill through `path`; `device` and `refs` must outlive the kernel.
+// run_prefill through `path` under `schedule`; `device` and `refs` must
+// outlive the kernel.
 std::unique_ptr<Kernel> make_prefill_kernel(testing::DevicePrefillCase& device, const testing::References& refs,
-                                            KvLoadPath path);
+                                            KvLoadPath path, const testing::ScheduleChoice& schedule);
+
+// "auto", "one-item-per-cta" or "persistent" (the --schedule values).
+const char* schedule_name(WorkSchedule schedule);
 
 // The host side of a RoPE check (inputs, positions, exact outputs): CPU only,
 // so it can be prepared while the GPU runs something else.

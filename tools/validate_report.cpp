@@ -21,15 +21,15 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 void print_header() {
-  std::printf("%4s %-7s %-6s %-22s %9s %9s %8s %5s %-4s %-6s %9s  %s\n", "case", "kernel", "path", "polluter",
-              "max_abs", "max_rel", "err/tol", "nan", "bits", "result", "gpu_ms", "shape");
+  std::printf("%4s %-7s %-6s %-16s %-22s %9s %9s %8s %5s %-4s %-6s %9s  %s\n", "case", "kernel", "path", "schedule",
+              "polluter", "max_abs", "max_rel", "err/tol", "nan", "bits", "result", "gpu_ms", "shape");
 }
 
 void print_row(const Row& r) {
-  std::printf("%4d %-7s %-6s %-22s %9.2e %9.2e %8.3f %5lld %-4s %-6s %9.3f  %s\n", r.case_index, r.kernel.c_str(),
-              r.path.c_str(), r.polluter.c_str(), r.metrics.max_abs_err, r.metrics.max_rel_err,
-              r.metrics.max_err_over_tol, static_cast<long long>(r.metrics.nonfinite), r.bits(),
-              verdict_name(r.verdict), double(r.gpu_ms), r.shape.c_str());
+  std::printf("%4d %-7s %-6s %-16s %-22s %9.2e %9.2e %8.3f %5lld %-4s %-6s %9.3f  %s\n", r.case_index,
+              r.kernel.c_str(), r.path.c_str(), r.schedule.c_str(), r.polluter.c_str(), r.metrics.max_abs_err,
+              r.metrics.max_rel_err, r.metrics.max_err_over_tol, static_cast<long long>(r.metrics.nonfinite),
+              r.bits(), verdict_name(r.verdict), double(r.gpu_ms), r.shape.c_str());
   for (const std::string& note : r.notes) std::printf("       %s\n", note.c_str());
   if (!r.rerun.empty()) std::printf("       re-run: %s\n", r.rerun.c_str());
 }
@@ -65,7 +65,8 @@ std::string json_number(double value, int digits = 9) {
 std::string json_row(const Row& r) {
   std::ostringstream o;
   o << "{\"case\": " << r.case_index << ", \"kernel\": " << json_string(r.kernel)
-    << ", \"path\": " << json_string(r.path) << ", \"polluter\": " << json_string(r.polluter)
+    << ", \"path\": " << json_string(r.path) << ", \"schedule\": " << json_string(r.schedule)
+    << ", \"polluter\": " << json_string(r.polluter)
     << ", \"shape\": " << json_string(r.shape) << ", \"repeats\": " << r.repeats
     << ", \"elements\": " << r.metrics.elements << ", \"max_abs_err\": " << json_number(r.metrics.max_abs_err)
     << ", \"max_rel_err\": " << json_number(r.metrics.max_rel_err)
@@ -179,16 +180,17 @@ int Reporter::finish(bool aborted) {
               static_cast<long long>(t.bit_comparisons), static_cast<long long>(t.bit_differences),
               seconds_since(start_));
   for (const auto& [kernel, worst] : t.worst) {
-    std::printf("worst err/tol of %s: %.3f (case %d, path %s, polluter %s)\n", kernel.c_str(),
-                worst->metrics.max_err_over_tol, worst->case_index, worst->path.c_str(), worst->polluter.c_str());
+    std::printf("worst err/tol of %s: %.3f (case %d, path %s, schedule %s, polluter %s)\n", kernel.c_str(),
+                worst->metrics.max_err_over_tol, worst->case_index, worst->path.c_str(), worst->schedule.c_str(),
+                worst->polluter.c_str());
   }
   if (aborted) std::printf("stopped early: the CUDA context is unusable after an error (see above)\n");
   if (t.failed > 0) {
     std::printf("failed rows:\n");
     for (const Row& r : rows_)
       if (r.verdict == Verdict::kFail)
-        std::printf("  case %d %s %s %s: %s\n", r.case_index, r.kernel.c_str(), r.path.c_str(), r.polluter.c_str(),
-                    r.rerun.c_str());
+        std::printf("  case %d %s %s %s %s: %s\n", r.case_index, r.kernel.c_str(), r.path.c_str(),
+                    r.schedule.c_str(), r.polluter.c_str(), r.rerun.c_str());
   }
   if (!options_.json_path.empty() && !write_json(aborted, exit_status)) {
     std::fprintf(stderr, "ptxattn-validate: cannot write %s\n", options_.json_path.c_str());
@@ -206,7 +208,9 @@ bool Reporter::write_json(bool aborted, int exit_status) const {
   out << "{\n  \"tool\": \"ptxattn-validate\",\n  \"command\": " << json_string(command_)
       << ",\n  \"device\": " << json_string(device_)
       << ",\n  \"preset\": " << (options_.preset.empty() ? "null" : json_string(options_.preset))
-      << ",\n  \"options\": {\"path\": " << json_string(path_choice_name(options_.path)) << ", \"pollute\": [";
+      << ",\n  \"options\": {\"path\": " << json_string(path_choice_name(options_.path))
+      << ", \"schedule\": " << json_string(schedule_selection_name(options_.schedule))
+      << ", \"max_ctas\": " << options_.max_ctas << ", \"pollute\": [";
   for (size_t i = 0; i < options_.polluters.size(); ++i)
     out << (i ? ", " : "") << json_string(testing::polluter_name(options_.polluters[i]));
   out << "], \"pollute_seed\": " << options_.pollute_seed << ", \"repeat\": " << options_.repeat

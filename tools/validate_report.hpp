@@ -14,11 +14,12 @@ namespace ptxattn::validator {
 
 enum class Verdict { kPass, kFail, kSkip };
 
-// One (case, kernel, load path, polluter), over all its repeats.
+// One (case, kernel, load path, schedule, polluter), over all its repeats.
 struct Row {
   int case_index = 0;
   std::string kernel;    // "prefill" or "rope"
   std::string path;      // the load path the plan chose; "-" for RoPE
+  std::string schedule;  // the work schedule the plan chose; "-" for RoPE
   std::string polluter;  // "none" or the polluter and its pattern ("smem/qNaN")
   std::string shape;
   int repeats = 0;
