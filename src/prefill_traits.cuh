@@ -32,7 +32,7 @@ struct PrefillTraits {
   static constexpr int kBlockKV = prefill_block_kv(kHeadDim);
   static constexpr int kStages = kHeadDim == 64 ? 4 : kHeadDim == 128 ? 3 : 2;
   // NOTES: the consumer warpgroups take turns issuing wgmma (ping-pong,
-  // prefill_kernel.cuh consume) where that measured faster than overlap within
+  // prefill_mainloop.cuh consume_item) where that measured faster than overlap within
   // each warpgroup alone: +3% at head_dim 256, +1% at 64, no gain at 128
   // (docs/benchmarks.md, 2026-12-04).
   static constexpr bool kPingPong = kHeadDim != 128;

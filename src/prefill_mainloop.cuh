@@ -1,0 +1,324 @@
+// The prefill kernel's mainloop: S = Q K^T, mask and online softmax, and
+// O += P V over one work item's KV blocks, for one consumer warpgroup.
+#pragma once
+
+#include <cuda.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdint>
+
+#include "ptx/barrier.cuh"
+#include "ptx/cvt.cuh"
+#include "ptx/wgmma.cuh"
+#include "prefill_load.cuh"
+#include "prefill_pipeline.cuh"
+#include "prefill_scheduler.cuh"
+#include "prefill_traits.cuh"
+
+namespace ptxattn::detail {
+
+// sits after the acquire of the full barrier, in the causal chain between
+// the copies and the wgmma.
+template <class T>
+__device__ __forceinline__ void wait_full(const PrefillSharedStorage<T>& s, const PrefillParams& p, uint64_t* full,
+                                          uint32_t phase) {
+  wait_barrier<T>(s, p, full, phase);
+#ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
+  if constexpr (T::kPath == LoadPath::kGather) ptx::fence_proxy_async_shared_cta();
+#endif
+}
+
+// ============================================================================
+// Consumer
+// ============================================================================
+
+// Hides a value from the optimiser so that descriptors derived from it are
+// computed next to their wgmma instead of being hoisted out of the KV loop,
+// where 2 x (HEAD_DIM/16 + BLOCK_KV/16) live 64-bit descriptors would crowd
+// out the accumulators.
+__device__ __forceinline__ uint64_t opaque(uint64_t x) {
+  asm volatile("" : "+l"(x));
+  return x;
+}
+
+// Issues S (64 x BLOCK_KV) = Q (64 x D) K^T for this warpgroup's 64 rows
+// (one commit group; the caller waits).
+template <class T>
+__device__ __forceinline__ void issue_scores(float (&scores)[T::kBlockKV / 2], const uint8_t* q_rows,
+                                             const uint8_t* k_tile) {
+  constexpr int kStepsPerSlice = T::kSliceCols / 16;
+  // K-major 128B swizzle: 8-row groups 1024 B apart, LBO unused.
+  const uint64_t q_desc = opaque(ptx::make_smem_descriptor(ptx::smem_u32(q_rows), 16, 1024, ptx::Swizzle::k128B));
+  const uint64_t k_desc = opaque(ptx::make_smem_descriptor(ptx::smem_u32(k_tile), 16, 1024, ptx::Swizzle::k128B));
+#pragma unroll
+  for (int step = 0; step < T::kHeadDim / 16; ++step) {
+    const int slice = step / kStepsPerSlice;
+    const uint32_t k_offset = (step % kStepsPerSlice) * 32;  // 16 elements along K = 32 bytes in a swizzled row
+#ifdef PTXATTN_INJECT_BUG_SKIP_FIRST_SCALE_D0
+    const bool accumulate = true;  // the first step adds onto stale registers
+#else
+    const bool accumulate = step > 0;  // RULE: the first wgmma of an accumulation uses scale-d = 0
+#endif
+    ptx::wgmma_ss<T::kBlockKV, T::kType, 0, 0>(
+        scores, ptx::descriptor_advance(q_desc, slice * T::kQSliceBytes + k_offset),
+        ptx::descriptor_advance(k_desc, slice * T::kKvSliceBytes + k_offset), accumulate);
+  }
+  ptx::wgmma_commit_group();
+}
+
+// Issues O (64 x D) += P (64 x BLOCK_KV, registers) V (BLOCK_KV x D, MN-major)
+// (one commit group; the caller waits).
+template <class T>
+__device__ __forceinline__ void issue_pv(float (&out)[T::kHeadDim / 2], const uint32_t (&probs)[T::kBlockKV / 4],
+                                         const uint8_t* v_tile) {
+  // MN-major 128B swizzle: LBO = distance between 64-column slices, SBO = 8 rows.
+  const uint64_t v_desc =
+      opaque(ptx::make_smem_descriptor(ptx::smem_u32(v_tile), T::kKvSliceBytes, 1024, ptx::Swizzle::k128B));
+#pragma unroll
+  for (int step = 0; step < T::kBlockKV / 16; ++step) {
+    const uint32_t a[4] = {probs[4 * step], probs[4 * step + 1], probs[4 * step + 2], probs[4 * step + 3]};
+    ptx::wgmma_rs<T::kHeadDim, T::kType, 1>(out, a, ptx::descriptor_advance(v_desc, step * 16 * T::kRowBytes), true);
+  }
+  ptx::wgmma_commit_group();
+}
+
+// Per-thread view of the two rows it owns in the m64 accumulator layout.
+struct RowState {
+  float max[2];          // running max of the (capped) raw scores; -inf until a visible key was seen
+  float partial_sum[2];  // this thread's share of the row sum; reduced over the quad at the end
+};
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// What the mask needs about this thread's rows: the absolute position of its
+// first row (the second is 8 rows further) and of the tile's first row.
+struct RowPositions {
+  int first_row_pos;
+  int tile_first_pos;
+};
+
+// Soft cap, mask and online softmax of one score block; leaves P (packed as
+// wgmma A-fragments: register m = S registers 2m, 2m+1) in `probs` and the factors
+// the accumulator must be rescaled by in `rescale`.
+template <class T>
+__device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], uint32_t (&probs)[T::kBlockKV / 4],
+                                              float (&rescale)[2], RowState& rows, const PrefillParams& p,
+                                              const RequestInfo& req, const RowPositions& at, int n, int lane) {
+  constexpr int kS = T::kBlockKV / 2;
+  if (p.soft_cap) {
+#pragma unroll
+    for (int j = 0; j < kS; ++j) scores[j] = tanhf(scores[j] * p.score_prescale);
+  }
+  // Only blocks that cross the sequence end, the causal diagonal or the
+  // window's left edge need per-element masks.
+  const int key0 = n * T::kBlockKV;
+  const bool crosses_end = key0 + T::kBlockKV > req.kv_len;
+  const bool crosses_diagonal = p.causal && key0 + T::kBlockKV - 1 > at.tile_first_pos;
+  const bool crosses_window = p.window_left >= 0 && key0 < at.tile_first_pos + T::kBlockQ - 1 - p.window_left;
+  if (crosses_end || crosses_diagonal || crosses_window) {
+    // Key of register j = key_base + 8*(j/4) + (j&1). The visible keys of each
+    // row form [first, end) relative to key_base, so the per-register test
+    // compares against immediates (no per-register key stays live).
+    // Positions, keys and the window (below every kv_len: the plan turns a
+    // longer one off) are all under 2^30, and the window's left edge is
+    // clamped at key 0 before key_base is subtracted, so nothing here wraps.
+    const int key_base = key0 + 2 * (lane % 4);
+    int first[2], end[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int pos = at.first_row_pos + 8 * h;
+      end[h] = (p.causal ? min(req.kv_len, pos + 1) : req.kv_len) - key_base;
+#ifdef PTXATTN_INJECT_BUG_WINDOW_OVERFLOW
+      first[h] = p.window_left >= 0 ? pos - p.window_left - key_base : INT_MIN;  // the bug: wraps
+#else
+      first[h] = p.window_left >= 0 ? max(pos - p.window_left, 0) - key_base : INT_MIN;
+#endif
+    }
+#pragma unroll
+    for (int j = 0; j < kS; ++j) {
+      const int key = 8 * (j / 4) + (j & 1);
+      const int h = (j / 2) & 1;
+      // RULE: mask by selection, never by arithmetic.
+      scores[j] = key >= first[h] && key < end[h] ? scores[j] : -INFINITY;
+    }
+  }
+
+  // RULE: a row with no visible key yet keeps max = -inf; it is shifted by 0
+  // instead, so exp2 gives 0 rather than exp2(-inf + inf) = NaN.
+  float shift[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < kS; ++j)
+      if (((j / 2) & 1) == h) block_max = fmaxf(block_max, scores[j]);
+    const float new_max = fmaxf(rows.max[h], quad_max(block_max));
+    const float safe_max = new_max == -INFINITY ? 0.f : new_max;
+    shift[h] = safe_max * p.score_scale_log2;
+    rescale[h] = ptx::ex2_approx(rows.max[h] * p.score_scale_log2 - shift[h]);  // 0 while max was -inf
+    rows.max[h] = new_max;
+  }
+  float block_sum[2] = {0.f, 0.f};
+#pragma unroll
+  for (int j = 0; j < kS; ++j) {
+    const int h = (j / 2) & 1;
+    scores[j] = ptx::ex2_approx(fmaf(scores[j], p.score_scale_log2, -shift[h]));
+    block_sum[h] += scores[j];
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) rows.partial_sum[h] = rows.partial_sum[h] * rescale[h] + block_sum[h];
+  // S registers 2m, 2m+1 are two neighbouring columns of one row: packed, they
+  // are A-fragment register m, and k16 slice j is registers 4j..4j+3 (ptx/wgmma.cuh).
+#pragma unroll
+  for (int m = 0; m < T::kBlockKV / 4; ++m) probs[m] = ptx::cvt_pack_f32x2<T::kType>(scores[2 * m], scores[2 * m + 1]);
+}
+
+template <int kCount>
+__device__ __forceinline__ void scale_accumulator(float (&out)[kCount], const float (&rescale)[2]) {
+#pragma unroll
+  for (int j = 0; j < kCount; ++j) out[j] *= rescale[(j / 2) & 1];
+}
+
+// TMA path, first block walked (the only one that can end inside the block).
+// RULE: V rows past the sequence end must be zero before P V reads them
+// (P = 0 there, but 0 * NaN = NaN). TMA fills zeros only outside the pool,
+// never in the unused tail of a page inside it, nor in rows of pages the
+// request does not own, so both consumer warpgroups overwrite those rows once
+// the block has landed, fence, and meet before either issues P V.
+template <class T>
+__device__ __forceinline__ void zero_v_tail(PrefillSharedStorage<T>& s, const PrefillParams& p, const RequestInfo& req,
+                                            KvBlockRange range, const PipelineState<T::kStages>& first,
+                                            int consumer_tid) {
+  constexpr int kConsumerThreads = T::kConsumerWarpgroups * 128;
+  const int tail_rows_from = req.kv_len - (range.end - 1) * T::kBlockKV;
+  if (tail_rows_from >= T::kBlockKV) return;
+  wait_full<T>(s, p, &s.v_full[first.stage], first.phase);
+#ifndef PTXATTN_INJECT_BUG_SKIP_TAIL_ZERO
+  zero_tile_rows<T, kConsumerThreads>(s.v[first.stage], tail_rows_from, consumer_tid);
+#endif
+#ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
+  // RULE: generic-proxy stores must be fenced before wgmma (async proxy) reads them.
+  ptx::fence_proxy_async_shared_cta();
+#endif
+  ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), kConsumerThreads);
+}
+
+// One work item of one consumer warpgroup: O and the row state of its 64
+// rows over the item's KV blocks, walked from last to first. `kv` is the
+// ring state of the item's first block and leaves past its last;
+// q_phase is the item's parity of q_full. Once every score block has
+// retired, consumer thread 0 loads Q of the next item with KV blocks among
+// positions [next, end) of the CTA's list.
+template <class T>
+__device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const PrefillParams& p,
+                                             const CUtensorMap* q_map, const Work& w, int next, int end,
+                                             PipelineState<T::kStages>& kv, uint32_t q_phase,
+                                             float (&out)[T::kHeadDim / 2], RowState& rows, int row_in_tile,
+                                             int consumer, int tid) {
+  using Probs = uint32_t[T::kBlockKV / 4];
+  const int lane = tid % 32;
+  const RequestInfo& req = w.req;
+  const int shift_to_pos = req.kv_len - req.qo_len;
+  const RowPositions at{shift_to_pos + w.q_block * T::kBlockQ + row_in_tile, shift_to_pos + w.q_block * T::kBlockQ};
+  const uint8_t* q_rows = s.q + consumer * T::kRowsPerConsumer * T::kRowBytes;
+  const int count = w.range.count();
+
+  // Ping-pong (T::kPingPong): the two consumer warpgroups take turns issuing
+  // wgmma, so one's softmax runs while the other's GEMMs hold the tensor
+  // cores. A warpgroup waits on its own turn barrier before issuing and
+  // arrives on the other's after. Both take count + 1 turns per item;
+  // consumer 1 opens consumer 0's first turn and skips its own last arrival,
+  // so every barrier phase completes and none is left open between items.
+  constexpr uint32_t kTurnThreads = 2 * 128;
+  const uint32_t my_turn = uint32_t(NamedBarrier::kTurnOfConsumer0) + consumer;
+  const uint32_t other_turn = uint32_t(NamedBarrier::kTurnOfConsumer0) + (consumer ^ 1);
+  auto begin_turn = [&] {
+    if constexpr (T::kPingPong) ptx::named_barrier_sync(my_turn, kTurnThreads);
+  };
+  auto end_turn = [&](bool last) {
+    if constexpr (T::kPingPong)
+      if (!last || consumer == 0) ptx::named_barrier_arrive(other_turn, kTurnThreads);
+  };
+
+  if constexpr (T::kPingPong)
+    if (consumer == 1) ptx::named_barrier_arrive(other_turn, kTurnThreads);
+  wait_barrier<T>(s, p, &s.q_full, q_phase);
+  if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, p, req, w.range, kv, consumer * 128 + tid);
+  // Block 0: scores and softmax only; its P V is issued with the next scores.
+  float scores[T::kBlockKV / 2];
+  Probs probs;
+  float rescale[2];
+  wait_full<T>(s, p, &s.k_full[kv.stage], kv.phase);
+  begin_turn();
+  ptx::wgmma_fence();
+  issue_scores<T>(scores, q_rows, s.k[kv.stage]);
+  end_turn(false);
+  ptx::wgmma_wait_group<0>();
+  ptx::accumulator_fence(scores);
+  release_stage(&s.k_empty[kv.stage], lane);
+  softmax_block<T>(scores, probs, rescale, rows, p, req, at, w.range.end - 1, lane);
+
+  // Steady state: S(i) and O += P(i-1) V(i-1) are in flight together, and
+  // the softmax of S(i) runs while P V still occupies the tensor cores.
+  // P(i-1) and P(i) live in two buffers that swap roles every block (a copy
+  // between them would serialise the wgmma pipeline: ptxas C7513).
+  auto overlapped_block = [&](int i, Probs& in_flight, Probs& produced) {
+    const auto st = kv.plus(i), prev = kv.plus(i - 1);
+    wait_full<T>(s, p, &s.k_full[st.stage], st.phase);
+    wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
+    begin_turn();
+    ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
+    issue_scores<T>(scores, q_rows, s.k[st.stage]);
+    issue_pv<T>(out, in_flight, s.v[prev.stage]);
+    end_turn(false);
+    ptx::wgmma_wait_group<1>();  // S(i) retired; P(i-1) V(i-1) may still run
+    ptx::accumulator_fence(scores);
+    release_stage(&s.k_empty[st.stage], lane);
+    softmax_block<T>(scores, produced, rescale, rows, p, req, at, w.range.end - 1 - i, lane);
+    ptx::wgmma_wait_group<0>();
+    // Keeps P(i-1) alive (the MMA reads its registers until here) and orders
+    // the rescale after the accumulation.
+    ptx::accumulator_fence(in_flight);
+    ptx::accumulator_fence(out);
+    release_stage(&s.v_empty[prev.stage], lane);
+    scale_accumulator(out, rescale);
+  };
+  // Every score block of both warpgroups has retired: the next item's Q
+  // load overlaps the last P V and the epilogue.
+  auto last_block = [&](const Probs& last_probs) {
+    const auto prev = kv.plus(count - 1);
+    ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
+    if (consumer == 0 && tid == 0) load_next_q<T>(s, p, q_map, next, end);
+    wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
+    begin_turn();
+    ptx::wgmma_fence();
+    issue_pv<T>(out, last_probs, s.v[prev.stage]);
+    end_turn(true);
+    ptx::wgmma_wait_group<0>();
+    ptx::accumulator_fence(out);
+    release_stage(&s.v_empty[prev.stage], lane);
+  };
+  Probs other_probs;
+  int i = 1;
+  for (; i + 1 < count; i += 2) {
+    overlapped_block(i, probs, other_probs);
+    overlapped_block(i + 1, other_probs, probs);
+  }
+  if (i < count) {
+    overlapped_block(i, probs, other_probs);
+    last_block(other_probs);
+  } else {
+    last_block(probs);
+  }
+  kv = kv.plus(count);
+}
+
+}  // namespace ptxattn::detail

@@ -1,0 +1,74 @@
+// The prefill kernel's synchronisation: named barrier ids, the ring state
+// carried across work items, the mbarrier waits (bounded with
+// PTXATTN_BOUNDED_WAITS: src/wait_timeout.cuh), the acquire of a full stage
+// (with the proxy fence the gather path needs) and the release of a stage.
+// docs/kernels.md draws who arrives on which barrier.
+#pragma once
+
+#include <cstdint>
+
+#include "ptx/barrier.cuh"
+#include "ptx/mbarrier.cuh"
+#include "prefill_params.hpp"
+#include "prefill_traits.cuh"
+#include "wait_timeout.cuh"
+
+namespace ptxattn::detail {
+
+// Named barrier ids (0 is __syncthreads).
+// kTurnOfConsumer0 + c: consumer warpgroup c may issue its wgmma (ping-pong).
+enum class NamedBarrier : uint32_t { kConsumers = 1, kTurnOfConsumer0 = 2, kTurnOfConsumer1 = 3 };
+
+// Stage and parity of a ring of kStages. Each role keeps the state of its
+// next item's first block and moves it past the item's blocks, so a ring's
+// phases carry across work items and never restart inside a CTA. Within an
+// item, block i's state is derived from the item's first (plus(i)) rather
+// than carried: two live states cost the consumers registers they lack.
+template <int kStages>
+struct PipelineState {
+  int stage = 0;
+  uint32_t phase = 0;
+  __device__ __forceinline__ PipelineState plus(int blocks) const {
+    const int position = stage + blocks;
+    return {position % kStages, phase ^ uint32_t((position / kStages) & 1)};
+  }
+};
+
+// Timeout handler of the kernel's waits (PTXATTN_BOUNDED_WAITS): names the
+// barrier `bar` is and records the wait (src/wait_timeout.cuh), then traps.
+template <class T>
+__device__ __forceinline__ void record_prefill_wait_timeout(const PrefillSharedStorage<T>& s, const PrefillParams& p,
+                                                            const uint64_t* bar, uint32_t parity) {
+  WaitBarrier barrier = bar == &s.q_full ? WaitBarrier::kQFull : WaitBarrier::kUnknown;
+  uint32_t index = 0;
+  auto find_in_ring = [&](const uint64_t* ring, WaitBarrier name) {
+    if (bar >= ring && bar < ring + T::kStages) barrier = name, index = uint32_t(bar - ring);
+  };
+  find_in_ring(s.k_full, WaitBarrier::kKFull);
+  find_in_ring(s.v_full, WaitBarrier::kVFull);
+  find_in_ring(s.k_empty, WaitBarrier::kKEmpty);
+  find_in_ring(s.v_empty, WaitBarrier::kVEmpty);
+  constexpr uint32_t kVariant = uint32_t(T::kHeadDim) | (T::kPath == LoadPath::kGather ? kWaitVariantGather : 0u) |
+                                (T::kType == ptx::MmaType::kFP16 ? kWaitVariantFP16 : 0u);
+  record_wait_timeout(p.wait_timeout, WaitKernel::kPrefill, kVariant, barrier, index, bar, parity);
+}
+
+// Every mbarrier wait of the kernel goes through here: with
+// PTXATTN_BOUNDED_WAITS a wait that runs out of cycles records which barrier
+// and parity hung and traps; without it this is the plain try_wait loop.
+template <class T>
+__device__ __forceinline__ void wait_barrier(const PrefillSharedStorage<T>& s, const PrefillParams& p, uint64_t* bar,
+                                             uint32_t parity) {
+  ptx::mbarrier_wait_parity(bar, parity, [&] { record_prefill_wait_timeout<T>(s, p, bar, parity); });
+}
+
+
+
+// One warp's share of releasing a stage: all its wgmma reading the stage have
+// retired (the caller waited), so one lane arrives for the warp.
+__device__ __forceinline__ void release_stage(uint64_t* empty, int lane) {
+  __syncwarp();
+  if (lane == 0) ptx::mbarrier_arrive(empty);
+}
+
+}  // namespace ptxattn::detail
