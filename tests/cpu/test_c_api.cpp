@@ -28,6 +28,17 @@ ptxattn_prefill_config default_config() {
   return config;
 }
 
+// A valid paged config: 2 qo heads over 1 KV head, head_dim 128, a pool of two pages of 16.
+ptxattn_prefill_config small_paged_config() {
+  ptxattn_prefill_config config = default_config();
+  config.num_qo_heads = 2;
+  config.num_kv_heads = 1;
+  config.head_dim = 128;
+  config.page_size = 16;
+  config.num_pages = 2;
+  return config;
+}
+
 }  // namespace
 
 TEST_CASE("c api: status names", "[c_api]") {
@@ -137,12 +148,7 @@ TEST_CASE("c api: schedule and max_ctas reach the C++ validator", "[c_api]") {
   // An empty batch and a config that are valid apart from what each section breaks.
   static const int32_t kZero[] = {0};
   const ptxattn_batch_indices indices{0, kZero, kZero, nullptr, nullptr};
-  ptxattn_prefill_config config = default_config();
-  config.num_qo_heads = 2;
-  config.num_kv_heads = 1;
-  config.head_dim = 128;
-  config.page_size = 16;
-  config.num_pages = 2;
+  ptxattn_prefill_config config = small_paged_config();
   SECTION("schedule outside the enum") {
     config.schedule = 3;
     require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.schedule = 3 is not a WorkSchedule");
@@ -232,12 +238,7 @@ TEST_CASE("c api: without a GPU, plans and RoPE calls return no_device and say s
   if (gpu) WARN("a CUDA GPU is present: the calls must succeed; the no_device messages are checked without one");
   const auto check = gpu ? check_ok : check_no_device;
 
-  ptxattn_prefill_config config = default_config();
-  config.num_qo_heads = 2;
-  config.num_kv_heads = 1;
-  config.head_dim = 128;
-  config.page_size = 16;
-  config.num_pages = 2;
+  ptxattn_prefill_config config = small_paged_config();
   const ptxattn_batch_indices indices{1, kQoIndptr, kKvIndptr, kKvIndices, kLastPageLen};
   ptxattn_prefill_plan* plan = nullptr;
   REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
