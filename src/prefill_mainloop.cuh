@@ -18,17 +18,6 @@
 
 namespace ptxattn::detail {
 
-// sits after the acquire of the full barrier, in the causal chain between
-// the copies and the wgmma.
-template <class T>
-__device__ __forceinline__ void wait_full(const PrefillSharedStorage<T>& s, const PrefillParams& p, uint64_t* full,
-                                          uint32_t phase) {
-  wait_barrier<T>(s, p, full, phase);
-#ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
-  if constexpr (T::kPath == LoadPath::kGather) ptx::fence_proxy_async_shared_cta();
-#endif
-}
-
 // ============================================================================
 // Consumer
 // ============================================================================

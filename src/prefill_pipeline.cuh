@@ -62,7 +62,18 @@ __device__ __forceinline__ void wait_barrier(const PrefillSharedStorage<T>& s, c
   ptx::mbarrier_wait_parity(bar, parity, [&] { record_prefill_wait_timeout<T>(s, p, bar, parity); });
 }
 
-
+// Consumers of gathered tiles: cp.async writes are generic-proxy writes.
+// RULE: fence them into the async proxy before wgmma reads them. The fence
+// sits after the acquire of the full barrier, in the causal chain between
+// the copies and the wgmma.
+template <class T>
+__device__ __forceinline__ void wait_full(const PrefillSharedStorage<T>& s, const PrefillParams& p, uint64_t* full,
+                                          uint32_t phase) {
+  wait_barrier<T>(s, p, full, phase);
+#ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
+  if constexpr (T::kPath == LoadPath::kGather) ptx::fence_proxy_async_shared_cta();
+#endif
+}
 
 // One warp's share of releasing a stage: all its wgmma reading the stage have
 // retired (the caller waited), so one lane arrives for the warp.
