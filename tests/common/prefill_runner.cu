@@ -46,6 +46,7 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   result.path = plan.chosen_load_path();
   result.schedule = plan.chosen_schedule();
   result.num_ctas = plan.num_ctas();
+  result.num_work_items = plan.num_work_tiles() * config.num_qo_heads;
 
   out_.fill_u32(kNaNWord);
   lse_.fill_u32(kNaNWord);

@@ -33,6 +33,7 @@ struct PrefillRun {
   KvLoadPath path = KvLoadPath::kAuto;  // the path the plan chose
   WorkSchedule schedule = WorkSchedule::kAuto;  // the schedule the plan chose
   int64_t num_ctas = 0;                         // the plan's grid
+  int64_t num_work_items = 0;                   // 128-row tiles x qo heads
   std::vector<uint16_t> out;    // [num_q_tokens][H_qo][D] raw bits
   std::vector<float> lse;       // [num_q_tokens][H_qo]; empty when the case's return_lse is off
   int64_t lse_written_at = -1;  // return_lse off: the first LSE word the run changed (-1: none)

@@ -26,6 +26,14 @@ constexpr int kRandomCases = 520;
 
 void pollute_smem_nan() { pollute_shared_memory(pattern::kQuietNaN); }
 
+// SMs of the current device: the persistent schedule's default grid.
+int64_t sm_count() {
+  int device = 0, count = 0;
+  PTXATTN_CUDA_CHECK(cudaGetDevice(&device));
+  PTXATTN_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
 // Where two runs' bits first differ ("" when o and LSE are identical).
 std::string bit_difference(const PrefillRun& a, const PrefillRun& b) {
   if (const int64_t at = first_bit_difference(a.out.data(), b.out.data(), int64_t(a.out.size())); at >= 0)
@@ -36,8 +44,9 @@ std::string bit_difference(const PrefillRun& a, const PrefillRun& b) {
   return "";
 }
 
-// Runs `device`'s case through every path it supports, each under both
-// schedules, compares each run against `refs` (the references of `expected`,
+// Runs `device`'s case through every path it supports, each under every
+// schedule choice (kScheduleChoices), checks the plan took that schedule and
+// grid, compares each run against `refs` (the references of `expected`,
 // a case with the same queries and the same visible keys) and the runs
 // against each other (same bits, o and LSE: the masked K rows differ between
 // paths and the order of work items between schedules, nothing else may).
@@ -55,6 +64,13 @@ std::string check_runs(DevicePrefillCase& device, const HostCase& expected, cons
         failures += name + ": " + run.status.message + "\n";
         continue;
       }
+      if (run.schedule != schedule.schedule) failures += name + ": the plan chose another schedule\n";
+      const int64_t expected_ctas =
+          schedule.schedule == WorkSchedule::kOneItemPerCta
+              ? run.num_work_items
+              : std::min<int64_t>(schedule.max_ctas > 0 ? schedule.max_ctas : sm_count(), run.num_work_items);
+      if (run.num_ctas != expected_ctas)
+        failures += name + ": " + std::to_string(run.num_ctas) + " CTAs, expected " + std::to_string(expected_ctas) + "\n";
       if (const std::string lse_failure = run.lse_contract_failure(); !lse_failure.empty())
         failures += name + ": " + lse_failure + "\n";
       const CompareResult r = compare_prefill(expected, refs, run.out.data(), run.lse_or_null());
