@@ -90,27 +90,28 @@ std::vector<int32_t> items_in_l2_order(const ScheduleInputs& in, const std::vect
 PersistentLists persistent_work_lists(const ScheduleInputs& in, const std::vector<WorkTile>& tiles,
                                       int32_t max_ctas) {
   const std::vector<int32_t> order = items_in_l2_order(in, tiles);
-  // Longest processing time first: each item to the CTA with the least work
-  // so far (ties: the lowest index, so the lists are deterministic).
+  // Greedy list scheduling: each item, in order, to the CTA with the least
+  // work so far (ties: the lowest index, so the lists are deterministic).
   const int32_t num_ctas = int32_t(std::min<int64_t>(max_ctas, int64_t(order.size())));
-  std::vector<std::vector<int32_t>> per_cta(static_cast<size_t>(num_ctas));
+  std::vector<int32_t> cta_of(order.size());
   using Load = std::pair<int64_t, int32_t>;  // (work so far, CTA)
   std::priority_queue<Load, std::vector<Load>, std::greater<Load>> least_loaded;
   for (int32_t c = 0; c < num_ctas; ++c) least_loaded.push({0, c});
-  for (const int32_t item : order) {
+  for (size_t i = 0; i < order.size(); ++i) {
     const auto [load, cta] = least_loaded.top();
     least_loaded.pop();
-    per_cta[size_t(cta)].push_back(item);
-    least_loaded.push({load + tile_cost(in, tiles[item / in.num_qo_heads]), cta});
+    cta_of[i] = cta;
+    least_loaded.push({load + tile_cost(in, tiles[order[i] / in.num_qo_heads]), cta});
   }
 
+  // The lists, CTA by CTA, each in dealing order (a counting sort by CTA).
   PersistentLists lists;
-  lists.items.reserve(order.size());
-  lists.cta_indptr.push_back(0);
-  for (const std::vector<int32_t>& items : per_cta) {
-    lists.items.insert(lists.items.end(), items.begin(), items.end());
-    lists.cta_indptr.push_back(int32_t(lists.items.size()));
-  }
+  lists.cta_indptr.assign(size_t(num_ctas) + 1, 0);
+  for (const int32_t cta : cta_of) ++lists.cta_indptr[size_t(cta) + 1];
+  for (int32_t c = 0; c < num_ctas; ++c) lists.cta_indptr[c + 1] += lists.cta_indptr[c];
+  lists.items.resize(order.size());
+  std::vector<int32_t> next(lists.cta_indptr.begin(), lists.cta_indptr.end() - 1);
+  for (size_t i = 0; i < order.size(); ++i) lists.items[size_t(next[cta_of[i]]++)] = order[i];
   return lists;
 }
 

@@ -44,8 +44,9 @@ struct PersistentLists {
 };
 
 // Lists for at most max_ctas CTAs: the items of items_in_l2_order, dealt in
-// that order to the CTA with the least work so far (longest processing time
-// first), so a CTA's k-th item starts about when its neighbours in the order do.
+// that order, each to the CTA with the least work so far (greedy list
+// scheduling), so a CTA's k-th item starts about when its neighbours in the
+// order do, and no list exceeds the shortest by more than one item's cost.
 PersistentLists persistent_work_lists(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t max_ctas);
 
 // The K and V bytes of one section: half the H200's 50 MB L2, leaving room

@@ -79,8 +79,8 @@ TEST_CASE("schedule: random batches, every item once, lists balanced within one 
     const int32_t max_ctas = 1 + int32_t(rng() % 140);
     const PersistentLists lists = persistent_work_lists(in, tiles, max_ctas);
     const Checked c = check_lists(in, tiles, lists, max_ctas);
-    // Longest processing time first: the least loaded CTA took the last item,
-    // so no list is longer than the shortest by more than one item's cost.
+    // Greedy list scheduling: the least loaded CTA took the last item, so no
+    // list is longer than the shortest by more than one item's cost.
     if (lists.num_ctas() > 0) CHECK(c.max_load - c.min_load <= c.max_cost);
   }
 }
