@@ -54,8 +54,6 @@ W2_KV_LENS = [3646, 2056, 3988, 3095, 1765, 2262, 1861, 3715, 1932, 1561, 4712, 
 W2_QO_HEADS, W2_KV_HEADS = 32, 8
 W1_PAGE_SIZES = (16, 64)
 # W2 also at page sizes 1 and 7 (no multiple of any tile size; 16 and 64 as in W1).
-# FA3 (hopper/, 2026-08 source) takes its TMA paged path only for page sizes that are a
-# multiple of its kBlockN (128 causal, 176 full at D=128), its cp.async path otherwise.
 W2_PAGE_SIZES = (1, 7, 16, 64)
 
 # Validation of ptxattn against the float32 reference (bf16 output rounding plus
