@@ -94,13 +94,12 @@ struct RowPositions {
   int tile_first_pos;
 };
 
-// Soft cap, mask and online softmax of one score block; leaves P (packed as
-// wgmma A-fragments: register m = S registers 2m, 2m+1) in `probs` and the factors
-// the accumulator must be rescaled by in `rescale`.
+// Soft cap, mask and online softmax of one score block; leaves P (fp32) in
+// `scores` and the factors the accumulator must be rescaled by in `rescale`.
 template <class T>
-__device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], uint32_t (&probs)[T::kBlockKV / 4],
-                                              float (&rescale)[2], RowState& rows, const PrefillParams& p,
-                                              const RequestInfo& req, const RowPositions& at, int n, int lane) {
+__device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], float (&rescale)[2], RowState& rows,
+                                              const PrefillParams& p, const RequestInfo& req, const RowPositions& at,
+                                              int n, int lane) {
   constexpr int kS = T::kBlockKV / 2;
   if (p.soft_cap) {
 #pragma unroll
@@ -164,8 +163,14 @@ __device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], 
   }
 #pragma unroll
   for (int h = 0; h < 2; ++h) rows.partial_sum[h] = rows.partial_sum[h] * rescale[h] + block_sum[h];
-  // S registers 2m, 2m+1 are two neighbouring columns of one row: packed, they
-  // are A-fragment register m, and k16 slice j is registers 4j..4j+3 (ptx/wgmma.cuh).
+}
+
+// P as wgmma A-fragments: S registers 2m, 2m+1 are two neighbouring columns
+// of one row: packed, they are A-fragment register m, and k16 slice j is
+// registers 4j..4j+3 (ptx/wgmma.cuh).
+template <class T>
+__device__ __forceinline__ void pack_probs(const float (&scores)[T::kBlockKV / 2],
+                                           uint32_t (&probs)[T::kBlockKV / 4]) {
 #pragma unroll
   for (int m = 0; m < T::kBlockKV / 4; ++m) probs[m] = ptx::cvt_pack_f32x2<T::kType>(scores[2 * m], scores[2 * m + 1]);
 }
@@ -253,59 +258,49 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
   ptx::wgmma_wait_group<0>();
   ptx::accumulator_fence(scores);
   release_stage(&s.k_empty[kv.stage], lane);
-  softmax_block<T>(scores, probs, rescale, rows, p, req, at, w.range.end - 1, lane);
+  softmax_block<T>(scores, rescale, rows, p, req, at, w.range.end - 1, lane);
+  pack_probs<T>(scores, probs);
 
   // Steady state: S(i) and O += P(i-1) V(i-1) are in flight together, and
-  // the softmax of S(i) runs while P V still occupies the tensor cores.
-  // P(i-1) and P(i) live in two buffers that swap roles every block (a copy
-  // between them would serialise the wgmma pipeline: ptxas C7513).
-  auto overlapped_block = [&](int i, Probs& in_flight, Probs& produced) {
+  // the softmax of S(i) runs while P V still occupies the tensor cores; P(i)
+  // replaces P(i-1) once that P V has retired.
+#pragma unroll 1
+  for (int i = 1; i < count; ++i) {
     const auto st = kv.plus(i), prev = kv.plus(i - 1);
     wait_full<T>(s, p, &s.k_full[st.stage], st.phase);
     wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
     begin_turn();
     ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
     issue_scores<T>(scores, q_rows, s.k[st.stage]);
-    issue_pv<T>(out, in_flight, s.v[prev.stage]);
+    issue_pv<T>(out, probs, s.v[prev.stage]);
     end_turn(false);
     ptx::wgmma_wait_group<1>();  // S(i) retired; P(i-1) V(i-1) may still run
     ptx::accumulator_fence(scores);
     release_stage(&s.k_empty[st.stage], lane);
-    softmax_block<T>(scores, produced, rescale, rows, p, req, at, w.range.end - 1 - i, lane);
+    softmax_block<T>(scores, rescale, rows, p, req, at, w.range.end - 1 - i, lane);
     ptx::wgmma_wait_group<0>();
     // Keeps P(i-1) alive (the MMA reads its registers until here) and orders
     // the rescale after the accumulation.
-    ptx::accumulator_fence(in_flight);
+    ptx::accumulator_fence(probs);
     ptx::accumulator_fence(out);
     release_stage(&s.v_empty[prev.stage], lane);
+    pack_probs<T>(scores, probs);
     scale_accumulator(out, rescale);
-  };
+  }
   // Every score block of both warpgroups has retired: the next item's Q
   // load overlaps the last P V and the epilogue.
-  auto last_block = [&](const Probs& last_probs) {
+  {
     const auto prev = kv.plus(count - 1);
     ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
     if (consumer == 0 && tid == 0) load_next_q<T>(s, p, q_map, next, end);
     wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
     begin_turn();
     ptx::wgmma_fence();
-    issue_pv<T>(out, last_probs, s.v[prev.stage]);
+    issue_pv<T>(out, probs, s.v[prev.stage]);
     end_turn(true);
     ptx::wgmma_wait_group<0>();
     ptx::accumulator_fence(out);
     release_stage(&s.v_empty[prev.stage], lane);
-  };
-  Probs other_probs;
-  int i = 1;
-  for (; i + 1 < count; i += 2) {
-    overlapped_block(i, probs, other_probs);
-    overlapped_block(i + 1, other_probs, probs);
-  }
-  if (i < count) {
-    overlapped_block(i, probs, other_probs);
-    last_block(other_probs);
-  } else {
-    last_block(probs);
   }
   kv = kv.plus(count);
 }

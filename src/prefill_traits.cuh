@@ -39,7 +39,7 @@ struct PrefillTraits {
 
   // 128B swizzle holds 64 16-bit elements per row: wider heads are stored as
   // column slices [slice][rows][64], each slice a K-major swizzled tile.
-  static constexpr int kSliceCols = 64;
+  static constexpr int kSliceCols = kTmaBoxCols;  // a TMA box fills one slice's rows
   static constexpr int kSlices = kHeadDim / kSliceCols;
   static constexpr int kRowBytes = kSliceCols * 2;
   static constexpr int kQSliceBytes = kBlockQ * kRowBytes;
@@ -50,7 +50,7 @@ struct PrefillTraits {
   // (64K / 384); the producer warpgroup hands the rest to the consumers:
   // P + 2C = 3 * 168, all multiples of 8. A TMA producer is one thread
   // issuing copies (24 suffice); the gather producer holds row addresses and
-  // its work loop in 40, and the consumers' S, two P buffers and O fit in
+  // its work loop in 40, and the consumers' S, P and O fit in
   // what is left without spilling (ptxas, checked by the build).
   static constexpr uint32_t kProducerRegs = kPath == LoadPath::kTma ? 24 : 40;
   static constexpr uint32_t kConsumerRegs = kPath == LoadPath::kTma ? 240 : 232;
