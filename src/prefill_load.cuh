@@ -16,16 +16,17 @@
 
 namespace ptxattn::detail {
 
-// TMA path: one K or V block. Paged: one box per page (and 64-column
-// slice) of rows_per_box = min(page_size, BLOCK_KV) rows, only for pages the
-// request owns; a page larger than the block holds it at slot offset
-// (n % blocks_per_page) * BLOCK_KV. Ragged: one BLOCK_KV-row box per slice.
+// TMA path: one K or V block, in the boxes prefill_params.hpp describes.
+// Paged: one box per page (and 64-column slice) of kv_box_rows = min(page_size,
+// BLOCK_KV) rows, only for pages the request owns; a page larger than the
+// block holds it at slot offset (n % blocks_per_page) * BLOCK_KV. Ragged: one
+// BLOCK_KV-row box per slice.
 template <class T>
 __device__ __forceinline__ void load_kv_block_tma(const PrefillParams& p, const CUtensorMap* map, uint8_t* tile,
                                                   uint64_t* bar, const RequestInfo& req, int kv_head, int n) {
   const int first = n * T::kBlockKV;
   if (!p.paged) {
-    ptx::mbarrier_arrive_expect_tx(bar, T::kKvTileBytes);
+    ptx::mbarrier_arrive_expect_tx(bar, T::kSlices * tma_box_bytes(kv_box_rows(T::kHeadDim, false, 0)));
 #pragma unroll
     for (int slice = 0; slice < T::kSlices; ++slice) {
       const int32_t coord[3] = {slice * T::kSliceCols, kv_head, req.kv_start + first};
@@ -33,11 +34,11 @@ __device__ __forceinline__ void load_kv_block_tma(const PrefillParams& p, const 
     }
     return;
   }
-  const int rows_per_box = min(p.page_size, T::kBlockKV);
+  const int rows_per_box = kv_box_rows(T::kHeadDim, true, p.page_size);
   const int boxes = (min(T::kBlockKV, req.kv_len - first) + rows_per_box - 1) / rows_per_box;
   const int first_entry = req.kv_start + first / p.page_size;
   const int32_t slot = first % p.page_size;
-  ptx::mbarrier_arrive_expect_tx(bar, boxes * rows_per_box * T::kRowBytes * T::kSlices);
+  ptx::mbarrier_arrive_expect_tx(bar, boxes * T::kSlices * tma_box_bytes(rows_per_box));
   for (int box = 0; box < boxes; ++box) {
     const int32_t page = p.kv_indices[first_entry + box];
 #pragma unroll
@@ -186,7 +187,7 @@ __device__ __forceinline__ void load_q(PrefillSharedStorage<T>& s, const CUtenso
   // Rows past the request belong to the next request (or are zero-filled past
   // the tensor): their results are never stored, and rows of S and O are
   // independent, so they cannot reach a stored row.
-  ptx::mbarrier_arrive_expect_tx(&s.q_full, T::kSlices * T::kQSliceBytes);
+  ptx::mbarrier_arrive_expect_tx(&s.q_full, T::kSlices * tma_box_bytes(q_box_rows()));
 #pragma unroll
   for (int slice = 0; slice < T::kSlices; ++slice) {
     const int32_t coord[3] = {slice * T::kSliceCols, head, req.qo_start + q_block * T::kBlockQ};

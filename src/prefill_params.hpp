@@ -13,6 +13,20 @@ namespace ptxattn::detail {
 constexpr int32_t kPrefillBlockQ = 128;
 PTXATTN_HOST_DEVICE constexpr int32_t prefill_block_kv(int32_t head_dim) { return head_dim == 256 ? 64 : 128; }
 
+// The kernel's TMA boxes, one description for the host's tensor-map encoding
+// (prefill_run.cpp) and the device's expected transaction bytes
+// (prefill_load.cuh): a box is kTmaBoxCols columns of one head (a 128-byte
+// swizzled row of 16-bit elements) by some rows. A Q box holds a tile's
+// rows; a K/V box holds a block's rows (ragged), or the rows of one page
+// within a block (paged: the block's pages are boxes of their own).
+constexpr int32_t kTmaBoxCols = 64;
+constexpr int32_t kTmaBoxRowBytes = kTmaBoxCols * 2;
+PTXATTN_HOST_DEVICE constexpr int32_t q_box_rows() { return kPrefillBlockQ; }
+PTXATTN_HOST_DEVICE constexpr int32_t kv_box_rows(int32_t head_dim, bool paged, int32_t page_size) {
+  return paged && page_size < prefill_block_kv(head_dim) ? page_size : prefill_block_kv(head_dim);
+}
+PTXATTN_HOST_DEVICE constexpr int32_t tma_box_bytes(int32_t rows) { return rows * kTmaBoxRowBytes; }
+
 // One request as the kernel sees it (made by the plan from the index arrays).
 struct RequestInfo {
   int32_t qo_start;  // first query row in q / o / lse

@@ -23,7 +23,8 @@ CUtensorMapDataType tensor_map_type(DType dtype) {
   return dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
 }
 
-// q: dims (d, head, token), one box = 64 columns x 128 query rows of one head.
+// q: dims (d, head, token), one box = a tile's query rows of one head
+// (prefill_params.hpp describes the boxes).
 Status encode_q_map(const PrefillConfig& c, const PrefillTensors& t, CUtensorMap* map) {
   const uint64_t elem = 2, d = uint64_t(c.head_dim), heads = uint64_t(c.num_qo_heads);
   ptx::TensorMapSpec spec;
@@ -32,7 +33,7 @@ Status encode_q_map(const PrefillConfig& c, const PrefillTensors& t, CUtensorMap
   spec.global_address = t.q;
   spec.dims[0] = d, spec.dims[1] = heads, spec.dims[2] = uint64_t(t.num_q_tokens);
   spec.byte_strides[1] = d * elem, spec.byte_strides[2] = heads * d * elem;
-  spec.box[0] = 64, spec.box[1] = 1, spec.box[2] = detail::kPrefillBlockQ;
+  spec.box[0] = detail::kTmaBoxCols, spec.box[1] = 1, spec.box[2] = uint32_t(detail::q_box_rows());
   return ptx::encode_tensor_map(spec, map);
 }
 
@@ -40,20 +41,20 @@ Status encode_q_map(const PrefillConfig& c, const PrefillTensors& t, CUtensorMap
 // box per page (or per block of a large page); ragged (d, head, row).
 Status encode_kv_map(const PrefillConfig& c, const PrefillTensors& t, const void* base, CUtensorMap* map) {
   const uint64_t elem = 2, d = uint64_t(c.head_dim), heads = uint64_t(c.num_kv_heads);
-  const uint32_t block_kv = uint32_t(detail::prefill_block_kv(c.head_dim));
+  const bool paged = c.kv_format != KvFormat::kRagged;
+  const uint32_t rows_per_box = uint32_t(detail::kv_box_rows(c.head_dim, paged, c.page_size));
   ptx::TensorMapSpec spec;
   spec.data_type = tensor_map_type(c.dtype);
   spec.global_address = base;
-  spec.dims[0] = d, spec.box[0] = 64;
-  if (c.kv_format == KvFormat::kRagged) {
+  spec.dims[0] = d, spec.box[0] = detail::kTmaBoxCols;
+  if (!paged) {
     spec.rank = 3;
     spec.dims[1] = heads, spec.dims[2] = uint64_t(t.num_kv_rows);
     spec.byte_strides[1] = d * elem, spec.byte_strides[2] = heads * d * elem;
-    spec.box[1] = 1, spec.box[2] = block_kv;
+    spec.box[1] = 1, spec.box[2] = rows_per_box;
     return ptx::encode_tensor_map(spec, map);
   }
   const uint64_t page = uint64_t(c.page_size);
-  const uint32_t rows_per_box = std::min<uint32_t>(uint32_t(c.page_size), block_kv);
   spec.rank = 4;
   spec.dims[3] = uint64_t(t.num_kv_rows);
   spec.byte_strides[3] = page * heads * d * elem;
