@@ -9,6 +9,9 @@
 // library's ~2 s), and prints the record; the parent checks the child failed
 // its synchronisation and checks every field of the printed record. Each
 // checker is first shown to reject a record with any one field wrong.
+// The "prefill-*" scenarios check the prefill kernel's handler
+// (record_prefill_wait_timeout): given one of the kernel's barriers in its
+// shared storage, it must record that barrier's name, stage and address.
 // In builds without bounded waits gpu_main.cpp skips these tests visibly.
 #include <cuda_runtime_api.h>
 #include <poll.h>
@@ -19,6 +22,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +33,7 @@
 #include "ptx/mbarrier.cuh"
 #include "ptx/smem.cuh"
 #include "ptxattn/ptxattn.hpp"
+#include "src/prefill_pipeline.cuh"
 #include "src/wait_timeout.cuh"
 #include "tests/gpu/bounded_wait_child.hpp"
 
@@ -74,6 +79,46 @@ __global__ void hang_kernel(WaitTimeoutRecord* record, volatile uint32_t* smem_b
   ptx::mbarrier_wait_parity<kTestBudgetCycles>(&bars[b], parity, [&] {
     detail::record_wait_timeout(record, WaitKernel::kTest, 0, WaitBarrier::kTest, uint32_t(b), &bars[b], parity);
   });
+}
+
+// Scenarios "prefill-*": the prefill kernel's shared storage (head_dim 64,
+// gather: 4 stages per ring) and its timeout handler, called on one barrier.
+using NamingTraits = detail::PrefillTraits<64, ptx::MmaType::kBF16, detail::LoadPath::kGather>;
+using NamingStorage = detail::PrefillSharedStorage<NamingTraits>;
+
+struct PrefillBarrierCase {
+  const char* mode;
+  WaitBarrier barrier;  // kUnknown: an address in the storage that is no barrier (Q's tile)
+  uint32_t stage;
+  const char* printed;  // the name ptxattn::last_wait_timeout gives it
+  size_t offset;        // the barrier's offset in the storage
+};
+const PrefillBarrierCase kPrefillBarrierCases[] = {
+    {"prefill-q_full", WaitBarrier::kQFull, 0, "q_full", offsetof(NamingStorage, q_full)},
+    {"prefill-k_full-0", WaitBarrier::kKFull, 0, "k_full[0]", offsetof(NamingStorage, k_full)},
+    {"prefill-v_full-3", WaitBarrier::kVFull, 3, "v_full[3]", offsetof(NamingStorage, v_full) + 3 * 8},
+    {"prefill-k_empty-2", WaitBarrier::kKEmpty, 2, "k_empty[2]", offsetof(NamingStorage, k_empty) + 2 * 8},
+    {"prefill-v_empty-1", WaitBarrier::kVEmpty, 1, "v_empty[1]", offsetof(NamingStorage, v_empty) + 1 * 8},
+    {"prefill-unknown", WaitBarrier::kUnknown, 0, "unknown", offsetof(NamingStorage, q)},
+};
+static_assert(NamingTraits::kStages == 4, "the cases name stages 0..3");
+
+// One thread hands one barrier of the storage (or Q's tile, for kUnknown)
+// to the prefill kernel's timeout handler, which records and traps; first
+// it writes the storage's shared address to storage_base (host-mapped).
+__global__ void name_prefill_barrier_kernel(detail::PrefillParams p, WaitBarrier barrier, uint32_t stage,
+                                            volatile uint32_t* storage_base) {
+  extern __shared__ uint8_t smem_raw[];
+  auto& s = *reinterpret_cast<NamingStorage*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const uint64_t* bar = barrier == WaitBarrier::kQFull    ? &s.q_full
+                        : barrier == WaitBarrier::kKFull  ? &s.k_full[stage]
+                        : barrier == WaitBarrier::kVFull  ? &s.v_full[stage]
+                        : barrier == WaitBarrier::kKEmpty ? &s.k_empty[stage]
+                        : barrier == WaitBarrier::kVEmpty ? &s.v_empty[stage]
+                                                          : reinterpret_cast<const uint64_t*>(s.q);
+  *storage_base = ptx::smem_u32(&s);
+  __threadfence_system();
+  detail::record_prefill_wait_timeout<NamingTraits>(s, p, bar, 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -241,6 +286,20 @@ TEST_CASE("bounded wait: 2048 waits timing out together leave one consistent rec
   CHECK(bad.empty());
 }
 
+TEST_CASE("bounded wait: the prefill kernel's handler names each of its barriers (child processes)",
+          "[gpu][bounded-wait]") {
+  for (const PrefillBarrierCase& c : kPrefillBarrierCases) {
+    const PrintedRecord r = record_of_child(c.mode);
+    INFO("scenario " << c.mode);
+    CHECK(r.kernel == "prefill(head_dim_64,bf16,gather)");
+    CHECK(r.block == 0);
+    CHECK(r.thread == 0);
+    CHECK(r.barrier == c.printed);
+    CHECK(r.parity == 1);
+    CHECK(r.smem == r.smem_base + c.offset);
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -250,8 +309,11 @@ TEST_CASE("bounded wait: 2048 waits timing out together leave one consistent rec
 int bounded_wait_child_main(const char* mode) {
   enum ExitCode { kRecorded = 0, kUsage = 2, kNotBuilt = 3, kSetupFailed = 4, kNoTimeout = 5, kNoRecord = 6 };
   const bool one = std::strcmp(mode, "one") == 0;
-  if (!one && std::strcmp(mode, "race") != 0) {
-    std::printf("child: unknown scenario '%s' (one, race)\n", mode);
+  const PrefillBarrierCase* prefill = nullptr;
+  for (const PrefillBarrierCase& c : kPrefillBarrierCases)
+    if (std::strcmp(mode, c.mode) == 0) prefill = &c;
+  if (!one && prefill == nullptr && std::strcmp(mode, "race") != 0) {
+    std::printf("child: unknown scenario '%s' (one, race, prefill-*)\n", mode);
     return kUsage;
   }
   if (!bounded_waits_built()) {
@@ -273,7 +335,17 @@ int bounded_wait_child_main(const char* mode) {
     return kSetupFailed;
   }
   auto* base = static_cast<volatile uint32_t*>(smem_base_device);
-  if (one)
+  if (prefill != nullptr) {
+    constexpr size_t kSmem = detail::prefill_smem_bytes<NamingTraits>();
+    if ((err = cudaFuncSetAttribute(name_prefill_barrier_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(kSmem))) != cudaSuccess) {
+      std::printf("child: setup failed: %s\n", cudaGetErrorName(err));
+      return kSetupFailed;
+    }
+    detail::PrefillParams p{};
+    p.wait_timeout = record;
+    name_prefill_barrier_kernel<<<1, 1, kSmem>>>(p, prefill->barrier, prefill->stage, base);
+  } else if (one)
     hang_kernel<<<kOneBlocks, kOneThreads>>>(record, base, kOneBlock, kOneThread, kOneBarrier);
   else
     hang_kernel<<<kRaceBlocks, kRaceThreads>>>(record, base, -1, 0, 0);
@@ -286,7 +358,14 @@ int bounded_wait_child_main(const char* mode) {
     return sync == cudaSuccess ? kNoTimeout : kNoRecord;
   }
   std::printf("message: %s\n", w.message.c_str());
-  std::printf(kRecordFormat, w.kernel.c_str(), w.block, w.thread, w.barrier.c_str(), w.parity, w.smem_address,
+  // One word for the parser: "prefill (head_dim 64, bf16, gather)" -> "prefill(head_dim_64,bf16,gather)".
+  std::string kernel = w.kernel;
+  std::string::size_type at;
+  while ((at = kernel.find(", ")) != std::string::npos) kernel.erase(at + 1, 1);
+  while ((at = kernel.find(" (")) != std::string::npos) kernel.erase(at, 1);
+  for (char& ch : kernel)
+    if (ch == ' ') ch = '_';
+  std::printf(kRecordFormat, kernel.c_str(), w.block, w.thread, w.barrier.c_str(), w.parity, w.smem_address,
               *static_cast<volatile uint32_t*>(smem_base));
   return sync == cudaSuccess ? kNoTimeout : kRecorded;
 }
