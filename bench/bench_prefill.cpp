@@ -261,6 +261,7 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
   c.error = validate(bench.spec, path, bench.schedule, &summary);
   if (!c.error.empty()) return c;
   c.label = std::string("path=") + testing::load_path_name(path) +
+            "; KV block " + std::to_string(c.plan.chosen_block_kv()) +
             (c.plan.chosen_schedule() == WorkSchedule::kPersistent
                  ? "; persistent on " + std::to_string(c.plan.num_ctas()) + " CTAs"
                  : std::string("; one item per CTA")) +

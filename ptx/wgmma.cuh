@@ -96,7 +96,7 @@ __device__ __forceinline__ void accumulator_fence(uint32_t (&r)[kCount]) {
 enum class MmaType { kBF16, kFP16 };
 
 template <int N>
-constexpr bool kSupportedWgmmaN = N == 64 || N == 96 || N == 128 || N == 192 || N == 256;
+constexpr bool kSupportedWgmmaN = N == 64 || N == 96 || N == 128 || N == 176 || N == 192 || N == 256;
 
 // D(64xN, f32) (+)= A(64x16) * B(16xN), A and B from shared memory.
 // kTransA/kTransB: 0 = K-major, 1 = MN-major.
@@ -111,7 +111,7 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uin
       detail::wgmma_m64n##n##k16_ss_f16<kTransA, kTransB>(d, desc_a, desc_b, scale_d);            \
   }
   PTXATTN_WGMMA_SS_CASE(64) PTXATTN_WGMMA_SS_CASE(96) PTXATTN_WGMMA_SS_CASE(128)
-  PTXATTN_WGMMA_SS_CASE(192) PTXATTN_WGMMA_SS_CASE(256)
+  PTXATTN_WGMMA_SS_CASE(176) PTXATTN_WGMMA_SS_CASE(192) PTXATTN_WGMMA_SS_CASE(256)
 #undef PTXATTN_WGMMA_SS_CASE
 }
 
@@ -127,7 +127,7 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
       detail::wgmma_m64n##n##k16_rs_f16<kTransB>(d, a, desc_b, scale_d);         \
   }
   PTXATTN_WGMMA_RS_CASE(64) PTXATTN_WGMMA_RS_CASE(96) PTXATTN_WGMMA_RS_CASE(128)
-  PTXATTN_WGMMA_RS_CASE(192) PTXATTN_WGMMA_RS_CASE(256)
+  PTXATTN_WGMMA_RS_CASE(176) PTXATTN_WGMMA_RS_CASE(192) PTXATTN_WGMMA_RS_CASE(256)
 #undef PTXATTN_WGMMA_RS_CASE
 }
 

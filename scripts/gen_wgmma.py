@@ -6,7 +6,7 @@ One function per (N, input type, A source). PTX ISA 9.7.15.5.2
 """
 import pathlib
 
-SHAPES_N = [64, 96, 128, 192, 256]
+SHAPES_N = [64, 96, 128, 176, 192, 256]
 TYPES = {"bf16": "bf16", "f16": "f16"}
 
 HEADER = """\

@@ -11,6 +11,8 @@ template <class T>
 cudaError_t launch_prefill_kernel(const PrefillLaunch& l, cudaStream_t stream) {
   constexpr size_t kSmemBytes = prefill_smem_bytes<T>();
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block is 227 KB on SM90");
+  // The plan's KV ranges are in blocks of l.block_kv; the kernel walks T::kBlockKV.
+  if (l.block_kv != T::kBlockKV) return cudaErrorInvalidValue;
   const auto kernel = prefill_kernel<T>;
   if (cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
       err != cudaSuccess)
@@ -21,8 +23,11 @@ cudaError_t launch_prefill_kernel(const PrefillLaunch& l, cudaStream_t stream) {
 
 template <int kHeadDim, ptx::MmaType kType>
 cudaError_t launch_prefill_for_type(const PrefillLaunch& l, cudaStream_t stream) {
-  return l.tma ? launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kTma>>(l, stream)
-               : launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kGather>>(l, stream);
+  if (!l.tma) return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kGather>>(l, stream);
+  if constexpr (kHeadDim == 128)
+    if (l.block_kv == kWideBlockKV)
+      return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kTma, kWideBlockKV>>(l, stream);
+  return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kTma>>(l, stream);
 }
 
 template <int kHeadDim>

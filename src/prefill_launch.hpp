@@ -20,6 +20,7 @@ struct PrefillLaunch {
   CUtensorMap v_map;  // TMA path only
   DType dtype;
   bool tma;
+  int32_t block_kv;  // the plan's KV block; selects the traits (prefill_launch.cuh)
   uint32_t num_ctas;
 };
 

@@ -26,7 +26,7 @@ __device__ __forceinline__ void load_kv_block_tma(const PrefillParams& p, const 
                                                   uint64_t* bar, const RequestInfo& req, int kv_head, int n) {
   const int first = n * T::kBlockKV;
   if (!p.paged) {
-    ptx::mbarrier_arrive_expect_tx(bar, T::kSlices * tma_box_bytes(kv_box_rows(T::kHeadDim, false, 0)));
+    ptx::mbarrier_arrive_expect_tx(bar, T::kSlices * tma_box_bytes(kv_box_rows(T::kBlockKV, false, 0)));
 #pragma unroll
     for (int slice = 0; slice < T::kSlices; ++slice) {
       const int32_t coord[3] = {slice * T::kSliceCols, kv_head, req.kv_start + first};
@@ -34,7 +34,7 @@ __device__ __forceinline__ void load_kv_block_tma(const PrefillParams& p, const 
     }
     return;
   }
-  const int rows_per_box = kv_box_rows(T::kHeadDim, true, p.page_size);
+  const int rows_per_box = kv_box_rows(T::kBlockKV, true, p.page_size);
   const int boxes = (min(T::kBlockKV, req.kv_len - first) + rows_per_box - 1) / rows_per_box;
   const int first_entry = req.kv_start + first / p.page_size;
   const int32_t slot = first % p.page_size;

@@ -11,7 +11,14 @@ namespace ptxattn::detail {
 
 // Tile shape, shared by the plan (scheduling, TMA eligibility) and the kernel traits.
 constexpr int32_t kPrefillBlockQ = 128;
-PTXATTN_HOST_DEVICE constexpr int32_t prefill_block_kv(int32_t head_dim) { return head_dim == 256 ? 64 : 128; }
+// KV block rows: 128, 64 at head_dim 256. The wide block (head_dim 128 only)
+// spreads each block's softmax bookkeeping, O rescale and barrier traffic
+// over 176 keys; the plan takes it where no block is cut short by a mask
+// and the loads are whole boxes (prefill_plan.cpp, wide_kv_block).
+constexpr int32_t kWideBlockKV = 176;
+PTXATTN_HOST_DEVICE constexpr int32_t prefill_block_kv(int32_t head_dim, bool wide) {
+  return head_dim == 256 ? 64 : head_dim == 128 && wide ? kWideBlockKV : 128;
+}
 
 // The kernel's TMA boxes, one description for the host's tensor-map encoding
 // (prefill_run.cpp) and the device's expected transaction bytes
@@ -22,8 +29,8 @@ PTXATTN_HOST_DEVICE constexpr int32_t prefill_block_kv(int32_t head_dim) { retur
 constexpr int32_t kTmaBoxCols = 64;
 constexpr int32_t kTmaBoxRowBytes = kTmaBoxCols * 2;
 PTXATTN_HOST_DEVICE constexpr int32_t q_box_rows() { return kPrefillBlockQ; }
-PTXATTN_HOST_DEVICE constexpr int32_t kv_box_rows(int32_t head_dim, bool paged, int32_t page_size) {
-  return paged && page_size < prefill_block_kv(head_dim) ? page_size : prefill_block_kv(head_dim);
+PTXATTN_HOST_DEVICE constexpr int32_t kv_box_rows(int32_t block_kv, bool paged, int32_t page_size) {
+  return paged && page_size < block_kv ? page_size : block_kv;
 }
 PTXATTN_HOST_DEVICE constexpr int32_t tma_box_bytes(int32_t rows) { return rows * kTmaBoxRowBytes; }
 

@@ -38,9 +38,18 @@ Status DeviceArena::upload(const void* host, size_t bytes) {
   return Status::Ok();
 }
 
+namespace detail {
+
+bool wide_kv_block(const PrefillConfig& c, KvLoadPath path, int32_t window_left) {
+  return c.head_dim == 128 && c.kv_format == KvFormat::kRagged && path == KvLoadPath::kTma && !c.options.causal &&
+         window_left < 0;
+}
+
+}  // namespace detail
+
 bool tma_load_path_supported(const PrefillConfig& c) {
   if (c.kv_format == KvFormat::kRagged) return true;
-  const int32_t block_kv = detail::prefill_block_kv(c.head_dim);
+  const int32_t block_kv = detail::prefill_block_kv(c.head_dim, false);  // paged K/V never take the wide block
   if (c.page_size <= 0 || block_kv <= 0) return false;
   return c.page_size >= block_kv ? c.page_size % block_kv == 0 : block_kv % c.page_size == 0;
 }
@@ -58,7 +67,7 @@ Status resolve_load_path(const PrefillConfig& c, KvLoadPath* path) {
     case KvLoadPath::kTma:
       if (!tma_ok)
         return detail::unsupported("load_path = kTma needs page_size to divide or be a multiple of the KV block (",
-                                   detail::prefill_block_kv(c.head_dim), " rows at head_dim ", c.head_dim,
+                                   detail::prefill_block_kv(c.head_dim, false), " rows at head_dim ", c.head_dim,
                                    "); page_size = ", c.page_size);
       *path = KvLoadPath::kTma;
       return Status::Ok();
@@ -132,9 +141,13 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   const int32_t window = config.options.window_left >= max_kv_len ? -1 : config.options.window_left;
 #endif
 
-  const detail::ScheduleInputs schedule_inputs{&requests,           config.num_qo_heads,
+  const int32_t block_kv = detail::prefill_block_kv(config.head_dim, detail::wide_kv_block(config, path, window));
+  const detail::ScheduleInputs schedule_inputs{&requests,
+                                               config.num_qo_heads,
                                                config.num_qo_heads / config.num_kv_heads,
-                                               config.head_dim,     config.options.causal,
+                                               config.head_dim,
+                                               block_kv,
+                                               config.options.causal,
                                                window};
   const std::vector<WorkTile> tiles = detail::tiles_longest_first(schedule_inputs);
   const int64_t num_items = int64_t(tiles.size()) * config.num_qo_heads;
@@ -165,6 +178,7 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   impl.config = config;
   impl.window_left = window;
   impl.load_path = path;
+  impl.block_kv = block_kv;
   impl.num_q_tokens = indices.qo_indptr[n];
   impl.num_kv_rows = kv_units;
   impl.schedule = schedule;
@@ -183,6 +197,7 @@ PrefillPlan& PrefillPlan::operator=(PrefillPlan&&) noexcept = default;
 bool PrefillPlan::valid() const { return impl_ && impl_->valid; }
 const PrefillConfig& PrefillPlan::config() const { return impl_->config; }
 KvLoadPath PrefillPlan::chosen_load_path() const { return impl_->load_path; }
+int32_t PrefillPlan::chosen_block_kv() const { return impl_->block_kv; }
 int64_t PrefillPlan::num_q_tokens() const { return impl_->num_q_tokens; }
 int64_t PrefillPlan::num_kv_rows() const { return impl_->num_kv_rows; }
 int64_t PrefillPlan::num_work_tiles() const { return impl_->num_tiles; }

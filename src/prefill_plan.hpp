@@ -32,6 +32,7 @@ class PrefillPlanImpl {
  public:
   PrefillConfig config;
   KvLoadPath load_path = KvLoadPath::kAuto;  // resolved: kTma or kGather
+  int32_t block_kv = 0;  // KV block rows the kernel walks (prefill_params.hpp)
   int32_t window_left = -1;  // config.options.window_left, or -1 where it reaches past every key
   int64_t num_q_tokens = 0;
   int64_t num_kv_rows = 0;  // paged: pages referenced (kv_indptr[n]); ragged: K/V rows used
@@ -47,4 +48,15 @@ class PrefillPlanImpl {
   bool valid = false;
 };
 
+namespace detail {
+
+// Whether the plan takes the wide KV block (prefill_params.hpp): head_dim
+// 128, ragged K/V on the TMA path (one box per block; a paged block is made
+// of page-sized boxes, and 176 is no multiple of a page size the TMA path
+// takes), no causal mask and no window (window_left as the kernel sees it):
+// every block but the request's last is then whole, where a diagonal or a
+// window edge would mask more of 176 keys than of 128.
+bool wide_kv_block(const PrefillConfig& config, KvLoadPath path, int32_t window_left);
+
+}  // namespace detail
 }  // namespace ptxattn

@@ -39,10 +39,11 @@ Status encode_q_map(const PrefillConfig& c, const PrefillTensors& t, CUtensorMap
 
 // K or V: paged NHD dims (d, head, slot, page), HND (d, slot, head, page), one
 // box per page (or per block of a large page); ragged (d, head, row).
-Status encode_kv_map(const PrefillConfig& c, const PrefillTensors& t, const void* base, CUtensorMap* map) {
+Status encode_kv_map(const PrefillConfig& c, int32_t block_kv, const PrefillTensors& t, const void* base,
+                     CUtensorMap* map) {
   const uint64_t elem = 2, d = uint64_t(c.head_dim), heads = uint64_t(c.num_kv_heads);
   const bool paged = c.kv_format != KvFormat::kRagged;
-  const uint32_t rows_per_box = uint32_t(detail::kv_box_rows(c.head_dim, paged, c.page_size));
+  const uint32_t rows_per_box = uint32_t(detail::kv_box_rows(block_kv, paged, c.page_size));
   ptx::TensorMapSpec spec;
   spec.data_type = tensor_map_type(c.dtype);
   spec.global_address = base;
@@ -138,11 +139,12 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
 #endif
   l.dtype = c.dtype;
   l.tma = impl.load_path == KvLoadPath::kTma;
+  l.block_kv = impl.block_kv;
   l.num_ctas = uint32_t(impl.num_ctas);
   PTXATTN_RETURN_IF_ERROR(encode_q_map(c, tensors, &l.q_map));
   if (l.tma && tensors.num_kv_rows > 0) {  // no rows: no block is ever loaded
-    PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, tensors, tensors.k, &l.k_map));
-    PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, tensors, tensors.v, &l.v_map));
+    PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, impl.block_kv, tensors, tensors.k, &l.k_map));
+    PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, impl.block_kv, tensors, tensors.v, &l.v_map));
   }
   PTXATTN_CUDA_RETURN_IF_ERROR(launch_for_head_dim(c.head_dim, l, stream));
   return Status::Ok();

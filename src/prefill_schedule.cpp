@@ -10,7 +10,7 @@ namespace ptxattn::detail {
 
 int64_t tile_cost(const ScheduleInputs& in, const WorkTile& tile) {
   const RequestInfo& r = (*in.requests)[tile.request];
-  return 1 + kv_block_range(r, tile.q_block, kPrefillBlockQ, prefill_block_kv(in.head_dim), in.causal, in.window_left)
+  return 1 + kv_block_range(r, tile.q_block, kPrefillBlockQ, in.block_kv, in.causal, in.window_left)
                  .count();
 }
 

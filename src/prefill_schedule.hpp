@@ -16,6 +16,7 @@ struct ScheduleInputs {
   int32_t num_qo_heads;
   int32_t group_size;  // qo heads per KV head
   int32_t head_dim;
+  int32_t block_kv;  // KV block rows (prefill_params.hpp)
   bool causal;
   int32_t window_left;  // as the kernel sees it (-1: off)
 };

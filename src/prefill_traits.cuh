@@ -14,7 +14,7 @@ namespace ptxattn::detail {
 
 enum class LoadPath { kTma, kGather };
 
-template <int kHeadDim_, ptx::MmaType kType_, LoadPath kPath_>
+template <int kHeadDim_, ptx::MmaType kType_, LoadPath kPath_, int kBlockKV_ = prefill_block_kv(kHeadDim_, false)>
 struct PrefillTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr ptx::MmaType kType = kType_;
@@ -29,8 +29,8 @@ struct PrefillTraits {
   static constexpr int kThreads = (kConsumerWarpgroups + 1) * 128;
   // NOTES: head_dim 256 halves the KV block so S (32 regs), O (128 regs) and P
   // (16 regs) fit a consumer's 232 registers, and the smem ring fits 227 KB.
-  static constexpr int kBlockKV = prefill_block_kv(kHeadDim);
-  static constexpr int kStages = kHeadDim == 64 ? 4 : kHeadDim == 128 ? 3 : 2;
+  // The wide block (176 at head_dim 128) holds S in 88 registers, P in 44.
+  static constexpr int kBlockKV = kBlockKV_;
   // NOTES: the consumer warpgroups take turns issuing wgmma (ping-pong,
   // prefill_mainloop.cuh consume_item) where that measured faster than overlap within
   // each warpgroup alone: +3% at head_dim 256, +1% at 64, no gain at 128
@@ -45,6 +45,11 @@ struct PrefillTraits {
   static constexpr int kQSliceBytes = kBlockQ * kRowBytes;
   static constexpr int kKvSliceBytes = kBlockKV * kRowBytes;
   static constexpr int kKvTileBytes = kSlices * kKvSliceBytes;
+  // As many K/V stages as fit beside Q in 227 KB (the barriers and the
+  // alignment slack take 2 KB), at most 4: 4 at head_dim 64, 3 at 128, 2 at
+  // 128 with the wide block and at 256.
+  static constexpr int kStagesThatFit = (227 * 1024 - kSlices * kQSliceBytes - 2048) / (2 * kKvTileBytes);
+  static constexpr int kStages = kStagesThatFit < 4 ? kStagesThatFit : 4;
 
   // Registers per thread after setmaxnreg. The launch gives every thread 168
   // (64K / 384); the producer warpgroup hands the rest to the consumers:
@@ -65,9 +70,12 @@ struct PrefillTraits {
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head_dim 64, 128 or 256");
   static_assert(ptx::kSupportedWgmmaN<kBlockKV> && ptx::kSupportedWgmmaN<kHeadDim>, "wgmma N not generated");
-  static_assert(kGatherRowsPerWarp <= 32, "one lane of a producer warp holds one row's offset");
-  static_assert(kGatherRowsPerStep == 4 && kGatherRowsPerWarp % 8 == 0,
+  static_assert(kPath != LoadPath::kGather || kGatherRowsPerWarp <= 32,
+                "one lane of a producer warp holds one row's offset");
+  static_assert(kPath != LoadPath::kGather || (kGatherRowsPerStep == 4 && kGatherRowsPerWarp % 8 == 0),
                 "a warp's rows start on a swizzle period, and steps alternate between its two halves");
+  static_assert(kStages >= 2, "the ring needs two stages to overlap loads with math");
+  static_assert(kBlockKV % 16 == 0, "P V steps through the block 16 keys at a time");
   static_assert(kProducerRegs + 2 * kConsumerRegs == 3 * (65536 / kThreads / 8 * 8),
                 "setmaxnreg moves registers within the CTA's launch allocation");
 };

@@ -132,6 +132,7 @@ class PrefillPlan {
   const PrefillConfig& config() const;
   KvLoadPath chosen_load_path() const;  // kTma or kGather after planning (paged and ragged)
   WorkSchedule chosen_schedule() const;  // kOneItemPerCta or kPersistent after planning
+  int32_t chosen_block_kv() const;      // keys per KV block the kernel walks: 176, 128 or 64 (docs/kernels.md)
   int64_t num_q_tokens() const;         // qo_indptr[num_requests]
   int64_t num_kv_rows() const;          // paged: kv_indptr[num_requests] pages used; ragged: kv rows
   int64_t num_work_tiles() const;       // 128-row query tiles (each runs once per qo head)

@@ -1,6 +1,7 @@
 // CPU tests of the prefill work schedule (src/prefill_schedule.hpp): every
 // work item is taken exactly once, the per-CTA lists are balanced, and the
-// order keeps the CTAs of one section of KV heads together.
+// order keeps the CTAs of one section of KV heads together; and of the
+// plan's choice of KV block (src/prefill_plan.hpp).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "prefill_plan.hpp"
 #include "prefill_schedule.hpp"
 
 namespace ptxattn::detail {
@@ -73,7 +75,7 @@ TEST_CASE("schedule: random batches, every item once, lists balanced within one 
     const int32_t head_dim = 64 << (rng() % 3);
     const bool causal = rng() % 2 == 0;
     const int32_t window = rng() % 3 == 0 ? int32_t(rng() % 600) : -1;
-    const ScheduleInputs in{&requests, group * kv_heads, group, head_dim, causal, window};
+    const ScheduleInputs in{&requests, group * kv_heads, group, head_dim, prefill_block_kv(head_dim, false), causal, window};
     const std::vector<WorkTile> tiles = tiles_longest_first(in);
     for (size_t t = 1; t < tiles.size(); ++t) CHECK(tile_cost(in, tiles[t - 1]) >= tile_cost(in, tiles[t]));
     const int32_t max_ctas = 1 + int32_t(rng() % 140);
@@ -87,7 +89,7 @@ TEST_CASE("schedule: random batches, every item once, lists balanced within one 
 
 TEST_CASE("schedule: no tiles, no CTAs", "[schedule]") {
   const std::vector<RequestInfo> requests = make_requests({0, 0}, {10, 0});
-  const ScheduleInputs in{&requests, 4, 2, 128, true, -1};
+  const ScheduleInputs in{&requests, 4, 2, 128, 128, true, -1};
   const std::vector<WorkTile> tiles = tiles_longest_first(in);
   CHECK(tiles.empty());
   const PersistentLists lists = persistent_work_lists(in, tiles, 132);
@@ -104,7 +106,7 @@ TEST_CASE("schedule: the first items of every CTA read the K/V of one section", 
   const int32_t heads_per_section = int32_t(kL2SectionBytes / head_bytes);
   REQUIRE(heads_per_section >= 1);
   for (bool causal : {false, true}) {
-    const ScheduleInputs in{&requests, 16, 1, 128, causal, -1};
+    const ScheduleInputs in{&requests, 16, 1, 128, 128, causal, -1};
     const std::vector<WorkTile> tiles = tiles_longest_first(in);
     const PersistentLists lists = persistent_work_lists(in, tiles, 132);
     check_lists(in, tiles, lists, 132);
@@ -114,6 +116,36 @@ TEST_CASE("schedule: the first items of every CTA read the K/V of one section", 
       const int32_t head = lists.items[lists.cta_indptr[cta]] % in.num_qo_heads;
       CHECK(head < heads_per_section);
     }
+  }
+}
+
+}  // namespace
+}  // namespace ptxattn::detail
+
+// The plan's choice of the wide KV block (prefill_plan.hpp, wide_kv_block).
+namespace ptxattn::detail {
+namespace {
+
+TEST_CASE("plan: the wide KV block only for ragged head_dim 128 on the TMA path without mask edges", "[schedule]") {
+  PrefillConfig c;
+  c.head_dim = 128;
+  c.kv_format = KvFormat::kRagged;
+  c.options.causal = false;
+  CHECK(wide_kv_block(c, KvLoadPath::kTma, -1));
+  CHECK(prefill_block_kv(128, true) == 176);
+  CHECK_FALSE(wide_kv_block(c, KvLoadPath::kGather, -1));
+  CHECK_FALSE(wide_kv_block(c, KvLoadPath::kTma, 0));  // a window (as the kernel sees it)
+  c.options.causal = true;
+  CHECK_FALSE(wide_kv_block(c, KvLoadPath::kTma, -1));
+  c.options.causal = false;
+  c.kv_format = KvFormat::kPaged;
+  c.page_size = 64;
+  CHECK_FALSE(wide_kv_block(c, KvLoadPath::kTma, -1));
+  c.kv_format = KvFormat::kRagged;
+  for (int32_t head_dim : {64, 256}) {
+    c.head_dim = head_dim;
+    CHECK_FALSE(wide_kv_block(c, KvLoadPath::kTma, -1));
+    CHECK(prefill_block_kv(head_dim, true) == prefill_block_kv(head_dim, false));
   }
 }
 

@@ -192,6 +192,20 @@ void config_rules(const PrefillConfig& c, Rules& r) {
 // Which KV block size the kernel of a head dim uses (docs/kernels.md): 64 rows at head_dim 256, else 128.
 int64_t block_kv(int64_t head_dim) { return head_dim == 256 ? 64 : 128; }
 
+// The KV block a plan walks, from chosen_block_kv's documentation
+// (docs/kernels.md): 176 at head_dim 128 for ragged K/V on the TMA path
+// without a causal mask or a window that hides a key (one shorter than the
+// longest kv_len), else block_kv(head_dim).
+int64_t expected_block_kv(const PrefillConfig& c, const BatchIndices& idx, KvLoadPath path) {
+  int64_t max_kv_len = 0;
+  for (int32_t b = 0; b < idx.num_requests; ++b)
+    max_kv_len = std::max<int64_t>(max_kv_len, int64_t(idx.kv_indptr[b + 1]) - idx.kv_indptr[b]);
+  const bool window = c.options.window_left >= 0 && c.options.window_left < max_kv_len;
+  const bool wide = c.head_dim == 128 && c.kv_format == KvFormat::kRagged && path == KvLoadPath::kTma &&
+                    !c.options.causal && !window;
+  return wide ? 176 : block_kv(c.head_dim);
+}
+
 // tma_load_path_supported for a valid config, from its header comment:
 // ragged always; paged when a KV block is a whole number of pages or a page a whole number of blocks.
 bool tma_supported(const PrefillConfig& c) {
@@ -598,6 +612,10 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                      (c.load_path == KvLoadPath::kAuto || path == c.load_path) &&
                      (path == KvLoadPath::kGather || tma_supported(c)),
                  entry, "plan.chosen_load_path() is the forced one, or one that serves the config", input);
+  fuzzer.require(plan.chosen_block_kv() == expected_block_kv(c, idx, path), entry,
+                 "plan.chosen_block_kv() is 176 exactly for ragged head_dim 128 on the TMA path with no mask cutting "
+                 "blocks short",
+                 input);
   const WorkSchedule schedule = plan.chosen_schedule();
   const WorkSchedule required = required_schedule(c, count_tiles(idx) * c.num_qo_heads);
   fuzzer.require((schedule == WorkSchedule::kOneItemPerCta || schedule == WorkSchedule::kPersistent) &&

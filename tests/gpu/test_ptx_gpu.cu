@@ -382,10 +382,12 @@ void check_ss_each_n() {
   };
   check(64, run_wgmma_ss<64, k, kType, kB>(lbo, sbo));
   check(128, run_wgmma_ss<128, k, kType, kB>(lbo, sbo));
+  // N = 176: the prefill kernel's wide KV block (S = Q K^T, K-major K only).
+  if constexpr (kB == BMajor::kK) check(176, run_wgmma_ss<176, k, kType, kB>(lbo, sbo));
   check(256, run_wgmma_ss<256, k, kType, kB>(lbo, sbo));
 }
 
-TEST_CASE("wgmma SS 64xNxK, TMA 128B-swizzled operands, B K-major: exact vs CPU (N 64/128/256, bf16+fp16)",
+TEST_CASE("wgmma SS 64xNxK, TMA 128B-swizzled operands, B K-major: exact vs CPU (N 64/128/176/256, bf16+fp16)",
           "[gpu][ptx][wgmma]") {
   check_ss_each_n<64, MmaType::kBF16, BMajor::kK>();
   check_ss_each_n<128, MmaType::kBF16, BMajor::kK>();
