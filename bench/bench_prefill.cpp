@@ -86,15 +86,17 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
   for (int32_t head_dim : {64, 256}) {
     for (int32_t seq_len : {1024, 8192}) {
       for (bool causal : {false, true}) {
-        add("D" + std::to_string(head_dim), "S:" + std::to_string(seq_len) + "/" + mask_name(causal),
-            w1_like_spec(seq_len, causal, 16, 16, 16, head_dim));
+        for (int32_t page_size : {0, 16})
+          add("D" + std::to_string(head_dim), "S:" + std::to_string(seq_len) + "/" + mask_name(causal),
+              w1_like_spec(seq_len, causal, page_size, 16, 16, head_dim));
       }
     }
   }
   for (int32_t seq_len : {1024, 8192}) {
     for (bool causal : {false, true}) {
-      add("GQA32-8", "S:" + std::to_string(seq_len) + "/" + mask_name(causal),
-          w1_like_spec(seq_len, causal, 16, 32, 8, 128));
+      for (int32_t page_size : {0, 16})
+        add("GQA32-8", "S:" + std::to_string(seq_len) + "/" + mask_name(causal),
+            w1_like_spec(seq_len, causal, page_size, 32, 8, 128));
     }
   }
   // Page sizes the TMA path cannot serve (gather path), on a W1 shape.
