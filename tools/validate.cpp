@@ -9,7 +9,8 @@
 // run and one run per polluter, each repeated --repeat times. The clean run is
 // compared with the reference; every other run must reproduce its bits (a run
 // with other bits is compared with the reference too, and fails either way),
-// and the clean runs of every path and schedule those of the first.
+// and the clean runs of every path and schedule those of the first that walks
+// the same KV block (a wide block splits the online softmax at other keys).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -254,36 +255,48 @@ class CaseRunner {
       row.notes.push_back("the TMA load path cannot serve page size " + std::to_string(c.spec.page_size));
       report(std::move(row), "");
     }
-    // Every path under every schedule; the first clean run is the one the
-    // others' clean runs must reproduce bit for bit.
-    std::optional<Checked> first_clean;
+    // Every path under every schedule; the first clean run of each KV block
+    // is the one the later clean runs walking that block must reproduce bit
+    // for bit.
+    std::vector<FirstClean> firsts;
     for (size_t i = 0; i < paths.size(); ++i) {
       for (size_t j = 0; j < schedules.size(); ++j) {
         const std::unique_ptr<Kernel> kernel = make_prefill_kernel(device, prepared.refs, paths[i], schedules[j]);
         const RunFlags own{testing::load_path_name(paths[i]), schedule_name(schedules[j].schedule)};
-        // Re-running this run and the first takes both paths or both schedules where they differ.
-        const RunFlags with_first{i == 0 ? own.path : "each", j == 0 ? own.schedule : "both"};
-        const bool first = i == 0 && j == 0;
-        std::optional<Checked> clean =
-            run_rows(*kernel, "prefill", shape, own, first_clean ? &*first_clean : nullptr, with_first);
-        if (first) first_clean = std::move(clean);
+        run_rows(*kernel, "prefill", shape, own, &firsts, i, j);
       }
     }
     if (prepared.rope) {
       const std::unique_ptr<Kernel> kernel = make_rope_kernel(*prepared.rope);
-      run_rows(*kernel, "rope", rope_shape(c.rope, *prepared.rope), RunFlags{}, nullptr, RunFlags{});
+      run_rows(*kernel, "rope", rope_shape(c.rope, *prepared.rope), RunFlags{}, nullptr, 0, 0);
     }
   }
 
  private:
-  // The clean row, then one row per polluter the kernel accepts. The clean
-  // row must also match `first` (the clean output of the case's first path
-  // and schedule) bit for bit; `with_first` re-runs both. Returns the clean
+  // The first passing clean run of a case's prefill rows that walks a KV
+  // block, and the indices of its path and schedule.
+  struct FirstClean {
+    Checked clean;
+    size_t path, schedule;
+  };
+
+  // The clean row, then one row per polluter the kernel accepts. A prefill
+  // clean row (firsts given; this is path `path` under schedule `schedule`)
+  // must also match, bit for bit, the first passing clean run in *firsts
+  // that walks its KV block, or becomes that first itself. Returns the clean
   // run if it passed.
   std::optional<Checked> run_rows(Kernel& kernel, const char* name, const std::string& shape, const RunFlags& own,
-                                  const Checked* first, const RunFlags& with_first) {
+                                  std::vector<FirstClean>* firsts, size_t path, size_t schedule) {
     Checked clean;
     Row row = run_row(kernel, nullptr, seed_, options_.repeat, nullptr, &clean);
+    const FirstClean* first_clean = nullptr;
+    if (firsts != nullptr)
+      for (const FirstClean& f : *firsts)
+        if (f.clean.output.block_kv == clean.output.block_kv) first_clean = &f;
+    const Checked* first = first_clean != nullptr ? &first_clean->clean : nullptr;
+    // Re-running this run and the first takes both paths or both schedules where they differ.
+    const RunFlags with_first{first_clean == nullptr || first_clean->path == path ? own.path : "each",
+                              first_clean == nullptr || first_clean->schedule == schedule ? own.schedule : "both"};
     if (first != nullptr && row.verdict == Verdict::kPass) {
       ++row.bit_comparisons;
       if (const std::string d = first_difference(kernel, first->output, clean.output); !d.empty()) {
@@ -296,6 +309,7 @@ class CaseRunner {
     const bool clean_passed = row.verdict == Verdict::kPass;
     finish_row(std::move(row), name, shape, first != nullptr ? with_first : own, nullptr);
     if (!clean_passed) return std::nullopt;  // polluted runs need a good clean run to compare with
+    if (firsts != nullptr && first_clean == nullptr) firsts->push_back({clean, path, schedule});
     for (const Polluter& p : polluters_) {
       if (!kernel.accepts(p)) continue;
       Checked polluted;

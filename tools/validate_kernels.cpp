@@ -56,6 +56,7 @@ class PrefillKernel final : public Kernel {
     output.status = run.status;
     output.path = testing::load_path_name(run.path);
     output.schedule = schedule_name(run.schedule);
+    output.block_kv = run.block_kv;
     output.gpu_ms = run.gpu_ms;
     output.values16 = std::move(run.out);
     output.values32 = std::move(run.lse);

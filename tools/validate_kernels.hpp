@@ -41,6 +41,7 @@ struct KernelOutput {
   Status status;
   std::string path;      // the load path the plan chose ("-" for RoPE)
   std::string schedule;  // the work schedule the plan chose ("-" for RoPE)
+  int32_t block_kv = 0;  // the KV block the plan chose (0 for RoPE)
   float gpu_ms = 0.0f;
   std::vector<uint16_t> values16;
   std::vector<float> values32;

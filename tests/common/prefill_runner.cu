@@ -45,6 +45,7 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   if (!result.status.ok()) return result;
   result.path = plan.chosen_load_path();
   result.schedule = plan.chosen_schedule();
+  result.block_kv = plan.chosen_block_kv();
   result.num_ctas = plan.num_ctas();
   result.num_work_items = plan.num_work_tiles() * config.num_qo_heads;
 

@@ -32,6 +32,7 @@ struct PrefillRun {
   Status status;                // plan or run failure (outputs empty then)
   KvLoadPath path = KvLoadPath::kAuto;  // the path the plan chose
   WorkSchedule schedule = WorkSchedule::kAuto;  // the schedule the plan chose
+  int32_t block_kv = 0;                         // the KV block the plan chose (PrefillPlan::chosen_block_kv)
   int64_t num_ctas = 0;                         // the plan's grid
   int64_t num_work_items = 0;                   // 128-row tiles x qo heads
   std::vector<uint16_t> out;    // [num_q_tokens][H_qo][D] raw bits
