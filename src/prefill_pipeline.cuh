@@ -48,8 +48,10 @@ __device__ __forceinline__ void record_prefill_wait_timeout(const PrefillSharedS
   find_in_ring(s.v_full, WaitBarrier::kVFull);
   find_in_ring(s.k_empty, WaitBarrier::kKEmpty);
   find_in_ring(s.v_empty, WaitBarrier::kVEmpty);
+  static_assert(T::kBlockKV <= int(kWaitVariantBlockMask), "the record holds the KV block in 8 bits");
   constexpr uint32_t kVariant = uint32_t(T::kHeadDim) | (T::kPath == LoadPath::kGather ? kWaitVariantGather : 0u) |
-                                (T::kType == ptx::MmaType::kFP16 ? kWaitVariantFP16 : 0u);
+                                (T::kType == ptx::MmaType::kFP16 ? kWaitVariantFP16 : 0u) |
+                                (uint32_t(T::kBlockKV) << kWaitVariantBlockShift);
   record_wait_timeout(p.wait_timeout, WaitKernel::kPrefill, kVariant, barrier, index, bar, parity);
 }
 

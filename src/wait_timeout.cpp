@@ -73,7 +73,8 @@ std::string kernel_name(uint32_t kernel, uint32_t variant) {
     case WaitKernel::kPrefill:
       out << "prefill (head_dim " << (variant & kWaitVariantHeadDimMask) << ", "
           << ((variant & kWaitVariantFP16) ? "fp16" : "bf16") << ", "
-          << ((variant & kWaitVariantGather) ? "gather" : "TMA") << ")";
+          << ((variant & kWaitVariantGather) ? "gather" : "TMA") << ", KV block "
+          << ((variant >> kWaitVariantBlockShift) & kWaitVariantBlockMask) << ")";
       break;
     case WaitKernel::kTest: out << "test"; break;
     default: out << "unknown kernel " << kernel;

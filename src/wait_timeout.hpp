@@ -36,6 +36,9 @@ enum class WaitBarrier : uint32_t {
 constexpr uint32_t kWaitVariantGather = 1u << 16;
 constexpr uint32_t kWaitVariantFP16 = 1u << 17;
 constexpr uint32_t kWaitVariantHeadDimMask = 0xFFFFu;
+// ... and the KV block's rows in bits 20-27 (kernels of one head dim differ in it).
+constexpr uint32_t kWaitVariantBlockShift = 20;
+constexpr uint32_t kWaitVariantBlockMask = 0xFFu;
 
 // WaitTimeoutRecord::valid: 0 while empty; kWaitRecordClaimed once a timed-out
 // thread won the record (atomicCAS) and is writing it; kWaitRecordComplete

@@ -75,7 +75,8 @@ TEST_CASE("schedule: random batches, every item once, lists balanced within one 
     const int32_t head_dim = 64 << (rng() % 3);
     const bool causal = rng() % 2 == 0;
     const int32_t window = rng() % 3 == 0 ? int32_t(rng() % 600) : -1;
-    const ScheduleInputs in{&requests, group * kv_heads, group, head_dim, prefill_block_kv(head_dim, false), causal, window};
+    const ScheduleInputs in{&requests, group * kv_heads, group, head_dim,
+                            prefill_block_kv(head_dim, rng() % 2 == 0), causal, window};
     const std::vector<WorkTile> tiles = tiles_longest_first(in);
     for (size_t t = 1; t < tiles.size(); ++t) CHECK(tile_cost(in, tiles[t - 1]) >= tile_cost(in, tiles[t]));
     const int32_t max_ctas = 1 + int32_t(rng() % 140);

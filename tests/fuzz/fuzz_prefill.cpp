@@ -861,7 +861,7 @@ void fuzz_kv_block_range(Rng& rng, Fuzzer& fuzzer) {
                                            : int32_t(rng.pick<int64_t>({kMaxTokens - 1, rng.range(0, kMaxTokens - 1)}));
   const int64_t q_blocks = (int64_t(r.qo_len) + 127) / 128;
   const int32_t q_block = int32_t(rng.percent(50) ? rng.pick<int64_t>({0, q_blocks - 1}) : rng.range(0, q_blocks - 1));
-  const int32_t block_kv = rng.pick({64, 128});
+  const int32_t block_kv = rng.pick({64, 128, 176});  // every block a kernel walks
   const auto input = [&] {
     return "request{qo_len " + std::to_string(r.qo_len) + ", kv_len " + std::to_string(r.kv_len) + "}, q_block " +
            std::to_string(q_block) + ", block_kv " + std::to_string(block_kv) + ", causal " + std::to_string(causal) +

@@ -291,7 +291,7 @@ TEST_CASE("bounded wait: the prefill kernel's handler names each of its barriers
   for (const PrefillBarrierCase& c : kPrefillBarrierCases) {
     const PrintedRecord r = record_of_child(c.mode);
     INFO("scenario " << c.mode);
-    CHECK(r.kernel == "prefill(head_dim_64,bf16,gather)");
+    CHECK(r.kernel == "prefill(head_dim_64,bf16,gather,KV_block_128)");
     CHECK(r.block == 0);
     CHECK(r.thread == 0);
     CHECK(r.barrier == c.printed);
@@ -358,7 +358,8 @@ int bounded_wait_child_main(const char* mode) {
     return sync == cudaSuccess ? kNoTimeout : kNoRecord;
   }
   std::printf("message: %s\n", w.message.c_str());
-  // One word for the parser: "prefill (head_dim 64, bf16, gather)" -> "prefill(head_dim_64,bf16,gather)".
+  // One word for the parser: "prefill (head_dim 64, bf16, gather, KV block 128)" ->
+  // "prefill(head_dim_64,bf16,gather,KV_block_128)".
   std::string kernel = w.kernel;
   std::string::size_type at;
   while ((at = kernel.find(", ")) != std::string::npos) kernel.erase(at + 1, 1);
