@@ -286,17 +286,30 @@ TEST_CASE("bounded wait: 2048 waits timing out together leave one consistent rec
   CHECK(bad.empty());
 }
 
+// What is wrong with a record of scenario `c` (empty: nothing).
+std::vector<std::string> prefill_mismatches(const PrefillBarrierCase& c, const PrintedRecord& r) {
+  std::vector<std::string> bad;
+  const std::string kernel = "prefill(head_dim_64,bf16,gather,KV_block_128)";
+  if (r.kernel != kernel) bad.push_back("kernel " + r.kernel + ", want " + kernel);
+  if (r.block != 0) bad.push_back("block " + std::to_string(r.block) + ", want 0");
+  if (r.thread != 0) bad.push_back("thread " + std::to_string(r.thread) + ", want 0");
+  if (r.barrier != c.printed) bad.push_back("barrier " + r.barrier + ", want " + c.printed);
+  if (r.parity != 1) bad.push_back("parity " + std::to_string(r.parity) + ", want 1");
+  if (r.smem != r.smem_base + c.offset) bad.push_back("smem address not that of " + std::string(c.printed));
+  return bad;
+}
+
 TEST_CASE("bounded wait: the prefill kernel's handler names each of its barriers (child processes)",
           "[gpu][bounded-wait]") {
   for (const PrefillBarrierCase& c : kPrefillBarrierCases) {
-    const PrintedRecord r = record_of_child(c.mode);
     INFO("scenario " << c.mode);
-    CHECK(r.kernel == "prefill(head_dim_64,bf16,gather,KV_block_128)");
-    CHECK(r.block == 0);
-    CHECK(r.thread == 0);
-    CHECK(r.barrier == c.printed);
-    CHECK(r.parity == 1);
-    CHECK(r.smem == r.smem_base + c.offset);
+    const auto check = [&](const PrintedRecord& r) { return prefill_mismatches(c, r); };
+    const PrintedRecord good{"prefill(head_dim_64,bf16,gather,KV_block_128)", 0, 0, c.printed, 1,
+                             0x400 + unsigned(c.offset), 0x400};
+    require_checker_rejects_each_wrong_field(check, good);
+    const std::vector<std::string> bad = check(record_of_child(c.mode));
+    for (const std::string& b : bad) UNSCOPED_INFO(b);
+    CHECK(bad.empty());
   }
 }
 
