@@ -10,8 +10,9 @@ the second wait in the SASS; ptxas is free to move the wait up, and did
 this prints the exponentials between the S wait and the next P V wait
 (overlapped; the soft-cap path's tanh adds its own) and those after it
 before the next wgmma (not overlapped), and exits 1 if any kernel has an
-exponential after the wait or no such pair of waits. On the kernels before the fix: 64 before (the
-soft cap's), 66 after (the softmax's) at head_dim 128.
+exponential after the wait or no such pair of waits. On the kernels before
+the fix: 64 before (the soft cap's), 66 after (the softmax's) at head_dim
+128.
 
     scripts/sass_softmax_overlap.py build-release/libptxattn.so   (needs cuobjdump)
 """
