@@ -4,7 +4,10 @@
 #   2. ptxattn-tests-gpu                  (skipped, visibly, without an SM90 GPU)
 #   3. meson install --destdir + examples/ built against the installed
 #      ptxattn.pc, and run when there is a GPU (one test)
-#   4. host sanitizers: a second build (build-asan/: ASan + UBSan, only
+#   4. the kernels' SASS: every prefill kernel runs its softmax ahead of the
+#      wait for the previous P V (scripts/sass_softmax_overlap.py; one test,
+#      skipped, visibly, without cuobjdump)
+#   5. host sanitizers: a second build (build-asan/: ASan + UBSan, only
 #      ptxattn-tests-cpu and ptxattn-fuzz, one head dim and dtype), the CPU
 #      tests again (one test per Catch test case) and ptxattn-fuzz (one test)
 # The last line of output is exactly "N passed, N failed, N skipped".
@@ -12,7 +15,7 @@
 # Environment: as scripts/build.sh, plus GPU_TEST_TIMEOUT (seconds, default
 # 1800), ASAN_BUILD_DIR (default <repo>/build-asan), FUZZ_CALLS (default
 # 800000, split over up to 8 parallel runs, about a minute on 2 cores),
-# FUZZ_SEED (default 1), SANITIZE=0 to leave step 4 out (2 skipped).
+# FUZZ_SEED (default 1), SANITIZE=0 to leave step 5 out (2 skipped).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$repo/build-release}
@@ -96,6 +99,19 @@ if install_and_build_example; then
 else
   echo "install/example: FAILED"
   failed=$((failed + 1))
+fi
+
+echo "== SASS: the softmax runs ahead of the P V wait"
+if command -v cuobjdump >/dev/null; then
+  if python3 "$repo/scripts/sass_softmax_overlap.py" "$build/libptxattn.a"; then
+    passed=$((passed + 1))
+  else
+    echo "sass_softmax_overlap: FAILED"
+    failed=$((failed + 1))
+  fi
+else
+  echo "cuobjdump not found: 1 skipped"
+  skipped=$((skipped + 1))
 fi
 
 # Host sanitizers. The kernels' objects are part of the library, so one head
