@@ -256,9 +256,11 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
   softmax_block<T>(scores, probs, rescale, rows, p, req, at, w.range.end - 1, lane);
 
   // Steady state: S(i) and O += P(i-1) V(i-1) are in flight together, and
-  // the softmax of S(i) runs while P V still occupies the tensor cores.
-  // P(i-1) and P(i) live in two buffers that swap roles every block (a copy
-  // between them would serialise the wgmma pipeline: ptxas C7513).
+  // the source waits for the P V after the softmax of S(i) so that the two
+  // could overlap; ptxas issues that wait before the softmax instead
+  // (docs/kernels.md, "Consumer pipeline"). P(i-1) and P(i) live in two
+  // buffers that swap roles every block (a copy between them would
+  // serialise the wgmma pipeline: ptxas C7513).
   auto overlapped_block = [&](int i, Probs& in_flight, Probs& produced) {
     const auto st = kv.plus(i), prev = kv.plus(i - 1);
     wait_full<T>(s, p, &s.k_full[st.stage], st.phase);
