@@ -16,7 +16,18 @@
 #ifndef PTXATTN_PTXATTN_H_
 #define PTXATTN_PTXATTN_H_
 
+#include <stddef.h>
 #include <stdint.h>
+
+/* The version of this header; ptxattn_version() gives the library's. meson.build
+ * refuses to configure when PTXATTN_VERSION_STRING differs from the project's
+ * version. */
+#define PTXATTN_VERSION_MAJOR 0
+#define PTXATTN_VERSION_MINOR 1
+#define PTXATTN_VERSION_PATCH 0
+#define PTXATTN_VERSION_STRING "0.1.0"
+/* major * 10000 + minor * 100 + patch, as ptxattn_version() returns it. */
+#define PTXATTN_VERSION (PTXATTN_VERSION_MAJOR * 10000 + PTXATTN_VERSION_MINOR * 100 + PTXATTN_VERSION_PATCH)
 
 #ifdef __cplusplus
 extern "C" {
