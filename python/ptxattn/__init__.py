@@ -19,6 +19,11 @@ failure raises RuntimeError. The log-sum-exp (lse) is the natural log.
 
 from . import _ptxattn
 
+try:
+    from . import _torch_ops  # torch custom ops, for torch tensors
+except ImportError:  # no torch
+    _torch_ops = None
+
 __version__ = _ptxattn.__version__
 
 __all__ = [
@@ -37,6 +42,14 @@ __all__ = [
 # ---------------------------------------------------------------------------
 def _framework(tensor):
     return type(tensor).__module__.split(".")[0]
+
+
+def _torch_op(tensor, stream):
+    """torch.ops.ptxattn when `tensor` is a torch tensor (and its `stream` argument: -1 for torch's current
+    stream), else None."""
+    if _torch_ops is None or not isinstance(tensor, _torch_ops.torch.Tensor):
+        return None
+    return _torch_ops.torch.ops.ptxattn, (-1 if stream is None else int(stream))
 
 
 def _stream(tensor, stream):
@@ -122,6 +135,7 @@ class _Attention:
         self._load_path, self._schedule, self._max_ctas = load_path, schedule, max_ctas
         self._plan = _ptxattn.Prefill()
         self._planned = False
+        self._plan_id = _torch_ops.register_wrapper(self) if _torch_ops else 0
 
     def _options(self, causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse):
         dtype = _dtype_name(q_data_type)
@@ -144,7 +158,13 @@ class _Attention:
             out = _empty(q, tuple(q.shape))
         if return_lse and lse is None:
             lse = _empty(q, (q.shape[0], q.shape[1]), _float32(q))
-        self._plan.run(q, k, v, out, lse if return_lse else None, _stream(q, stream))
+        lse = lse if return_lse else None
+        torch_op = _torch_op(q, stream)
+        if torch_op:
+            ops, op_stream = torch_op
+            ops.attention(q, k, v, out, lse, self._plan_id, op_stream)
+        else:
+            self._plan.run(q, k, v, out, lse, _stream(q, stream))
         return (out, lse) if return_lse else out
 
     @property
@@ -234,20 +254,27 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
 # RoPE and appending to the paged cache
 # ---------------------------------------------------------------------------
 def _rope(rotary_dim, head_dim, interleave, rope_scale, rope_theta, llama31=None):
-    """llama31: None, or a dict with low_freq_factor, high_freq_factor, old_context_len (rope_scale is the factor)."""
+    """RopeConfig's fields in order. llama31: None, or a dict with low_freq_factor, high_freq_factor,
+    old_context_len (rope_scale is then Llama's factor)."""
     llama = llama31 or {}
-    return _ptxattn.RopeConfig(rotary_dim=int(rotary_dim if rotary_dim is not None else head_dim),
-                               interleave=bool(interleave), theta=float(rope_theta), rope_scale=float(rope_scale),
-                               llama31=llama31 is not None,
-                               low_freq_factor=float(llama.get("low_freq_factor", 1.0)),
-                               high_freq_factor=float(llama.get("high_freq_factor", 4.0)),
-                               old_context_len=int(llama.get("old_context_len", 8192)))
+    return (int(rotary_dim if rotary_dim is not None else head_dim), bool(interleave), float(rope_theta),
+            float(rope_scale), llama31 is not None, float(llama.get("low_freq_factor", 1.0)),
+            float(llama.get("high_freq_factor", 4.0)), int(llama.get("old_context_len", 8192)))
 
 
-def _rope_outputs(q, k, inplace):
-    if inplace:
-        return q, k
-    return _empty(q, tuple(q.shape)), _empty(k, tuple(k.shape))
+def _apply_rope(q, k, pos_ids, indptr, offsets, rope, inplace, stream):
+    torch_op = _torch_op(q, stream)
+    if torch_op:
+        ops, op_stream = torch_op
+        if inplace:
+            ops.apply_rope_inplace(q, k, pos_ids, indptr, offsets, *rope, op_stream)
+            return q, k
+        q_out, k_out = _empty(q, tuple(q.shape)), _empty(k, tuple(k.shape))
+        ops.apply_rope(q, k, q_out, k_out, pos_ids, indptr, offsets, *rope, op_stream)
+        return q_out, k_out
+    q_out, k_out = (q, k) if inplace else (_empty(q, tuple(q.shape)), _empty(k, tuple(k.shape)))
+    _ptxattn.apply_rope(q, k, q_out, k_out, pos_ids, indptr, offsets, _ptxattn.RopeConfig(*rope), _stream(q, stream))
+    return q_out, k_out
 
 
 def apply_rope(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=1.0, rope_theta=1e4,
@@ -255,19 +282,17 @@ def apply_rope(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_sc
     """Rotates q [num_tokens, num_qo_heads, head_dim] and k [num_tokens, num_kv_heads, head_dim]; token t of
     request b (indptr[b] <= t < indptr[b+1], int32 on the device) sits at position offsets[b] + t - indptr[b].
     Returns (q_rope, k_rope): new tensors, or q and k themselves with inplace=True."""
-    q_out, k_out = _rope_outputs(q, k, inplace)
-    _ptxattn.apply_rope(q, k, q_out, k_out, None, indptr, offsets,
-                        _rope(rotary_dim, q.shape[-1], interleave, rope_scale, rope_theta, llama31), _stream(q, stream))
-    return q_out, k_out
+    _device(q, "q")
+    return _apply_rope(q, k, None, indptr, offsets, _rope(rotary_dim, q.shape[-1], interleave, rope_scale,
+                                                           rope_theta, llama31), inplace, stream)
 
 
 def apply_rope_pos_ids(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=1.0, rope_theta=1e4,
                        llama31=None, inplace=False, stream=None):
     """As apply_rope, with one int32 position per token (pos_ids, on the device)."""
-    q_out, k_out = _rope_outputs(q, k, inplace)
-    _ptxattn.apply_rope(q, k, q_out, k_out, pos_ids, None, None,
-                        _rope(rotary_dim, q.shape[-1], interleave, rope_scale, rope_theta, llama31), _stream(q, stream))
-    return q_out, k_out
+    _device(q, "q")
+    return _apply_rope(q, k, pos_ids, None, None, _rope(rotary_dim, q.shape[-1], interleave, rope_scale,
+                                                         rope_theta, llama31), inplace, stream)
 
 
 def build_rope_cos_sin_cache(max_position, rotary_dim, rope_scale=1.0, rope_theta=1e4, llama31=None, out=None,
@@ -279,17 +304,33 @@ def build_rope_cos_sin_cache(max_position, rotary_dim, rope_scale=1.0, rope_thet
             raise ValueError("pass out= (a float32 [max_position, rotary_dim] CUDA tensor) or like= (a tensor "
                              "whose framework and device the cache should have)")
         out = _empty(like, (int(max_position), int(rotary_dim)), _float32(like))
-    _ptxattn.build_rope_cos_sin_cache(out, int(max_position),
-                                      _rope(rotary_dim, rotary_dim, False, rope_scale, rope_theta, llama31),
-                                      _stream(out, stream))
+    _device(out, "out")
+    rope = _rope(rotary_dim, rotary_dim, False, rope_scale, rope_theta, llama31)
+    torch_op = _torch_op(out, stream)
+    if torch_op:
+        ops, op_stream = torch_op
+        ops.build_rope_cos_sin_cache(out, int(max_position), rope[0], *rope[2:], op_stream)
+    else:
+        _ptxattn.build_rope_cos_sin_cache(out, int(max_position), _ptxattn.RopeConfig(*rope), _stream(out, stream))
     return out
 
 
 def apply_rope_with_cos_sin_cache(positions, query, key, cos_sin_cache, is_neox=True, inplace=False, stream=None):
     """Rotates query [num_tokens, num_qo_heads, head_dim] and key [num_tokens, num_kv_heads, head_dim] at
     positions (int32, on the device) with a cache from build_rope_cos_sin_cache. A position outside the
-    cache makes that token's rotary dims NaN. Returns (query_rope, key_rope)."""
-    q_out, k_out = _rope_outputs(query, key, inplace)
+    cache makes that token's rotary dims NaN. Returns (query_rope, key_rope): new tensors, or query and key
+    themselves with inplace=True."""
+    _device(query, "query")
+    torch_op = _torch_op(query, stream)
+    if torch_op:
+        ops, op_stream = torch_op
+        if inplace:
+            ops.apply_rope_with_cos_sin_cache_inplace(query, key, positions, cos_sin_cache, not is_neox, op_stream)
+            return query, key
+        q_out, k_out = _empty(query, tuple(query.shape)), _empty(key, tuple(key.shape))
+        ops.apply_rope_with_cos_sin_cache(query, key, q_out, k_out, positions, cos_sin_cache, not is_neox, op_stream)
+        return q_out, k_out
+    q_out, k_out = (query, key) if inplace else (_empty(query, tuple(query.shape)), _empty(key, tuple(key.shape)))
     _ptxattn.apply_rope_with_cos_sin_cache(query, key, q_out, k_out, positions, cos_sin_cache, not is_neox,
                                            _stream(query, stream))
     return q_out, k_out
@@ -319,7 +360,7 @@ def append_paged_kv_cache(append_key, append_value, append_indptr, paged_kv_cach
     plan.plan(_dtype_name(append_key.dtype), int(num_kv_heads), head_dim, kv_layout, int(page_size), num_pages,
               _int32(append_indptr), _int32(kv_indptr), _int32(kv_indices), _int32(kv_last_page_len),
               _plan_device(k_cache, None))
-    rope_config = None if rope is None else _rope(rope.get("rotary_dim"), head_dim, rope.get("interleave", False),
-                                                  rope.get("rope_scale", 1.0), rope.get("rope_theta", 1e4),
-                                                  rope.get("llama31"))
+    rope_config = None if rope is None else _ptxattn.RopeConfig(*_rope(
+        rope.get("rotary_dim"), head_dim, rope.get("interleave", False), rope.get("rope_scale", 1.0),
+        rope.get("rope_theta", 1e4), rope.get("llama31")))
     plan.run(append_key, append_value, k_cache, v_cache, q, q_out, rope_config, _stream(append_key, stream))

@@ -149,6 +149,37 @@ def test_a_valid_plan_without_a_gpu_says_so():
 
 
 # ---------------------------------------------------------------------------
+# torch custom ops (torch installed; no GPU needed: fake tensors)
+# ---------------------------------------------------------------------------
+def test_torch_ops_trace_with_fake_tensors():
+    torch = pytest.importorskip("torch")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    with FakeTensorMode():
+        q = torch.empty(4, 2, 64, device="cuda", dtype=torch.bfloat16)
+        k = torch.empty(4, 1, 64, device="cuda", dtype=torch.bfloat16)
+        pos = torch.empty(4, device="cuda", dtype=torch.int32)
+        q_rope, k_rope = ptxattn.apply_rope_pos_ids(q, k, pos)
+        assert q_rope.shape == q.shape and k_rope.dtype == k.dtype and q_rope is not q
+        assert ptxattn.apply_rope_pos_ids(q, k, pos, inplace=True)[0] is q
+        cache = ptxattn.build_rope_cos_sin_cache(16, 64, like=q)
+        assert cache.shape == (16, 64) and cache.dtype == torch.float32
+        assert ptxattn.apply_rope_with_cos_sin_cache(pos, q, k, cache)[1].shape == k.shape
+        out = torch.empty_like(q)
+        torch.ops.ptxattn.attention(q, k, k, out, None, 0, -1)  # the fake runs no kernel and needs no plan
+    graph = make_fx(lambda q, k, pos: ptxattn.apply_rope_pos_ids(q, k, pos), tracing_mode="fake")(q, k, pos)
+    assert "torch.ops.ptxattn.apply_rope.default" in graph.code
+
+
+def test_torch_cpu_tensors_are_refused():
+    torch = pytest.importorskip("torch")
+    q = torch.zeros(4, 2, 64, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="q must be a CUDA tensor"):
+        ptxattn.apply_rope_pos_ids(q, q[:, :1], torch.zeros(4, dtype=torch.int32))
+
+
+# ---------------------------------------------------------------------------
 # On an SM90 GPU (torch): against a float32 reference, under pollution
 # ---------------------------------------------------------------------------
 def reference_attention(q, k, v, causal, sm_scale):
@@ -286,3 +317,49 @@ def test_append_writes_the_slots_the_page_table_names():
     assert torch.equal(k_cache[1, :4], new_k[1:])
     assert torch.equal(v_cache[1, :4], new_v[1:])
     assert torch.isnan(k_cache[1, 4:].float()).all(), "slots after the appended tokens stay as they were"
+
+
+@needs_gpu
+def test_compiled_and_graph_captured_runs_equal_the_eager_one():
+    import torch
+    heads, kv_heads, head_dim, page_size = 8, 2, 128, 16
+    b = paged_batch(torch, [3, 40], [50, 40], page_size, heads, kv_heads, head_dim, torch.bfloat16)
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    wrapper.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size,
+                 num_pages=b["num_pages"], causal=True)
+    caches = (b["k_cache"], b["v_cache"])
+    eager = wrapper.run(b["q"], caches)
+
+    compiled = torch.compile(lambda q: wrapper.run(q, caches))
+    assert torch.equal(compiled(b["q"]), eager)
+
+    out = torch.full_like(b["q"], float("nan"))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture, as torch asks
+        wrapper.run(b["q"], caches, out=out)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        wrapper.run(b["q"], caches, out=out)
+    out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, eager)
+
+
+@needs_gpu
+def test_cupy_arrays_work_too():
+    cupy = pytest.importorskip("cupy")
+    import torch
+    heads, kv_heads, head_dim, page_size = 4, 4, 128, 16
+    b = paged_batch(torch, [7], [30], page_size, heads, kv_heads, head_dim, torch.float16)
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    wrapper.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size,
+                 q_data_type="float16")
+    from_torch = wrapper.run(b["q"], (b["k_cache"], b["v_cache"]))
+    as_cupy = [cupy.from_dlpack(t) for t in (b["q"], b["k_cache"], b["v_cache"])]
+    from_cupy = wrapper.run(as_cupy[0], (as_cupy[1], as_cupy[2]))
+    cupy.cuda.get_current_stream().synchronize()
+    torch.cuda.synchronize()
+    assert torch.equal(torch.from_dlpack(from_cupy), from_torch)
