@@ -4,7 +4,10 @@
 #   2. ptxattn-tests-gpu                  (skipped, visibly, without an SM90 GPU)
 #   3. meson install --destdir + examples/ built against the installed
 #      ptxattn.pc, and run when there is a GPU (one test)
-#   4. host sanitizers: a second build (build-asan/: ASan + UBSan, only
+#   4. bench/check_c_bindings.py: the ctypes bindings against the library (one test)
+#   5. the Python package: pip install . into a fresh virtual environment and
+#      pytest (one test per pytest test; GPU tests skipped without a GPU)
+#   6. host sanitizers: a second build (build-asan/: ASan + UBSan, only
 #      ptxattn-tests-cpu and ptxattn-fuzz, one head dim and dtype), the CPU
 #      tests again (one test per Catch test case) and ptxattn-fuzz (one test)
 # The last line of output is exactly "N passed, N failed, N skipped".
@@ -12,7 +15,7 @@
 # Environment: as scripts/build.sh, plus GPU_TEST_TIMEOUT (seconds, default
 # 1800), ASAN_BUILD_DIR (default <repo>/build-asan), FUZZ_CALLS (default
 # 800000, split over up to 8 parallel runs, about a minute on 2 cores),
-# FUZZ_SEED (default 1), SANITIZE=0 to leave step 4 out (2 skipped).
+# FUZZ_SEED (default 1), SANITIZE=0 to leave step 6 out (2 skipped).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$repo/build-release}
@@ -97,6 +100,37 @@ else
   echo "install/example: FAILED"
   failed=$((failed + 1))
 fi
+
+echo "== bench/ptxattn_c.py (compare.py's ctypes bindings) against libptxattn.so"
+if python3 "$repo/bench/check_c_bindings.py" "$build/libptxattn.so"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
+
+# The Python package as a user installs it: `pip install .` into a fresh
+# virtual environment (build dependencies from PyPI; one head dim, both
+# dtypes, which the CPU tests use), then pytest from outside the source tree.
+# Each pytest test counts; GPU tests are skipped (with their reason) without
+# an SM90 GPU and torch.
+echo "== Python package: pip install . into a fresh virtual environment, then pytest"
+python_package_tests() {
+  python3 -m venv "$work/venv" || return 1
+  "$work/venv/bin/pip" install --quiet "$repo" pytest -Csetup-args=-Dhead_dims=128 \
+    -Csetup-args=-Ddtypes=bf16,fp16 >"$work/pip.log" 2>&1 || {
+    tail -n 60 "$work/pip.log"
+    echo "pip install . failed"
+    return 1
+  }
+  (cd "$work" && "$work/venv/bin/python" -m pytest -q -rs -p no:cacheprovider --junitxml="$work/pytest.xml" \
+    "$repo/python/tests")
+}
+python_package_tests
+read -r py_passed py_failed py_skipped <<<"$(python3 "$repo/scripts/count_junit_results.py" "$work/pytest.xml")"
+echo "python: $py_passed passed, $py_failed failed, $py_skipped skipped"
+passed=$((passed + py_passed))
+failed=$((failed + py_failed))
+skipped=$((skipped + py_skipped))
 
 # Host sanitizers. The kernels' objects are part of the library, so one head
 # dim and one dtype keep the build short; the CPU tests adapt to the head dims
