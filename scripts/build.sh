@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Configures ptxattn (or reconfigures, so that newly added source files are
-# picked up) and builds it with ninja.
+# Configures ptxattn (or reconfigures an existing build dir, so that
+# MESON_OPTIONS and BUILDTYPE always apply) and builds it with ninja.
 #   scripts/build.sh [ninja targets...]
 # Environment: BUILD_DIR (default <repo>/build-release), BUILDTYPE (release),
 # JOBS (parallel compiles, default nproc), MESON_OPTIONS (extra -D... options).
