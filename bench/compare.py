@@ -46,6 +46,8 @@ import traceback
 import torch
 import torch.nn.functional as F
 
+import ptxattn_c  # bench/ptxattn_c.py: ctypes bindings of the C API
+
 W1_TOKENS = 16384
 W1_HEADS = 16
 HEAD_DIM = 128
@@ -214,94 +216,48 @@ def validate_against_reference(w, d, out):
 # --------------------------------------------------------------------------
 # ptxattn through its C API (include/ptxattn/ptxattn.h)
 # --------------------------------------------------------------------------
-PTXATTN_DTYPE_BF16 = 0
-PTXATTN_KV_LAYOUT_NHD = 0
-PTXATTN_KV_FORMAT_PAGED, PTXATTN_KV_FORMAT_RAGGED = 0, 1
-I32P = ctypes.POINTER(ctypes.c_int32)
-
-
-class PrefillOptions(ctypes.Structure):
-    _fields_ = [("causal", ctypes.c_int32), ("window_left", ctypes.c_int32), ("logits_soft_cap", ctypes.c_float),
-                ("sm_scale", ctypes.c_float), ("return_lse", ctypes.c_int32)]
-
-
-class PrefillConfig(ctypes.Structure):
-    _fields_ = [("dtype", ctypes.c_int32), ("num_qo_heads", ctypes.c_int32), ("num_kv_heads", ctypes.c_int32),
-                ("head_dim", ctypes.c_int32), ("kv_format", ctypes.c_int32), ("kv_layout", ctypes.c_int32),
-                ("page_size", ctypes.c_int32), ("num_pages", ctypes.c_int32), ("options", PrefillOptions),
-                ("load_path", ctypes.c_int32), ("schedule", ctypes.c_int32), ("max_ctas", ctypes.c_int32)]
-
-
-class BatchIndices(ctypes.Structure):
-    _fields_ = [("num_requests", ctypes.c_int32), ("qo_indptr", I32P), ("kv_indptr", I32P),
-                ("kv_indices", I32P), ("kv_last_page_len", I32P)]
-
-
-class PrefillTensors(ctypes.Structure):
-    _fields_ = [("q", ctypes.c_void_p), ("k", ctypes.c_void_p), ("v", ctypes.c_void_p), ("o", ctypes.c_void_p),
-                ("lse", ctypes.c_void_p), ("num_q_tokens", ctypes.c_int64), ("num_kv_rows", ctypes.c_int64)]
-
-
-def int32_array(values):
-    return (ctypes.c_int32 * max(1, len(values)))(*values)
-
-
 class Ptxattn:
     def __init__(self, path):
-        lib = ctypes.CDLL(path)
-        lib.ptxattn_prefill_config_init.argtypes = [ctypes.POINTER(PrefillConfig)]
-        lib.ptxattn_prefill_config_init.restype = None
-        lib.ptxattn_prefill_plan_create.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-        lib.ptxattn_prefill_plan_destroy.argtypes = [ctypes.c_void_p]
-        lib.ptxattn_prefill_plan_destroy.restype = None
-        lib.ptxattn_plan_prefill.argtypes = [ctypes.c_void_p, ctypes.POINTER(PrefillConfig),
-                                             ctypes.POINTER(BatchIndices)]
-        lib.ptxattn_run_prefill.argtypes = [ctypes.c_void_p, ctypes.POINTER(PrefillTensors), ctypes.c_void_p]
-        lib.ptxattn_last_error_message.restype = ctypes.c_char_p
-        lib.ptxattn_status_name.argtypes = [ctypes.c_int]
-        lib.ptxattn_status_name.restype = ctypes.c_char_p
-        self.lib, self.path = lib, path
-
-    def error(self, status, what):
-        return (f"{what}: {self.lib.ptxattn_status_name(status).decode()}: "
-                f"{self.lib.ptxattn_last_error_message().decode()}")
+        self.c = ptxattn_c.Library(path)
+        self.path = path
 
     def prepare(self, w, d, page_size):
         """A callable running one ptxattn prefill into its own output, on torch's current stream."""
-        config = PrefillConfig()
-        self.lib.ptxattn_prefill_config_init(ctypes.byref(config))
-        config.dtype = PTXATTN_DTYPE_BF16
+        c, lib = self.c, self.c.lib
+        config = c.new(ptxattn_c.PrefillConfig)
+        config.dtype = ptxattn_c.PTXATTN_DTYPE_BF16
         config.num_qo_heads, config.num_kv_heads, config.head_dim = w.qo_heads, w.kv_heads, w.head_dim
         config.options.causal = int(w.causal)
-        indptr_q = int32_array(d.qo_starts)
+        indptr_q = ptxattn_c.int32_array(d.qo_starts)
         if page_size:
             pool = d.pools[page_size]
-            config.kv_format, config.kv_layout = PTXATTN_KV_FORMAT_PAGED, PTXATTN_KV_LAYOUT_NHD
+            config.kv_format, config.kv_layout = ptxattn_c.PTXATTN_KV_FORMAT_PAGED, ptxattn_c.PTXATTN_KV_LAYOUT_NHD
             config.page_size, config.num_pages = page_size, pool.num_pages
-            arrays = (int32_array(pool.indptr), int32_array(pool.indices), int32_array(pool.last_page_len))
+            arrays = tuple(ptxattn_c.int32_array(a) for a in (pool.indptr, pool.indices, pool.last_page_len))
             k, v, kv_rows = pool.k, pool.v, pool.num_pages
         else:
-            config.kv_format = PTXATTN_KV_FORMAT_RAGGED
-            arrays = (int32_array(d.kv_starts), None, None)
+            config.kv_format = ptxattn_c.PTXATTN_KV_FORMAT_RAGGED
+            arrays = (ptxattn_c.int32_array(d.kv_starts),)
             k, v, kv_rows = d.k, d.v, d.k.shape[0]
-        indices = BatchIndices(w.num_requests, indptr_q, *arrays)
+        indices = c.batch_indices(w.num_requests, indptr_q, *arrays)
         plan = ctypes.c_void_p()
-        status = self.lib.ptxattn_prefill_plan_create(ctypes.byref(plan))
-        if status:
-            raise Unavailable(self.error(status, "plan_create"))
-        status = self.lib.ptxattn_plan_prefill(plan, ctypes.byref(config), ctypes.byref(indices))
-        if status:
-            self.lib.ptxattn_prefill_plan_destroy(plan)
-            raise Unavailable(self.error(status, "plan_prefill"))
+        try:
+            c.check(lib.ptxattn_prefill_plan_create(ctypes.byref(plan)), "plan_create")
+        except ptxattn_c.PtxattnError as e:
+            raise Unavailable(str(e))
+        try:
+            c.check(lib.ptxattn_plan_prefill(plan, ctypes.byref(config), ctypes.byref(indices)), "plan_prefill")
+        except ptxattn_c.PtxattnError as e:
+            lib.ptxattn_prefill_plan_destroy(plan)
+            raise Unavailable(str(e))
         out = torch.empty_like(d.q)
-        tensors = PrefillTensors(d.q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), None,
-                                 d.q.shape[0], kv_rows)
-        lib, keep = self.lib, (k, v, out, plan)
+        tensors = c.prefill_tensors(d.q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), None,
+                                    d.q.shape[0], kv_rows)
+        keep = (k, v, out, plan)
 
         def run():
-            status = lib.ptxattn_run_prefill(keep[3], ctypes.byref(tensors), torch.cuda.current_stream().cuda_stream)
-            if status:
-                raise RuntimeError(self.error(status, "run_prefill"))
+            c.check(lib.ptxattn_run_prefill(keep[3], ctypes.byref(tensors), torch.cuda.current_stream().cuda_stream),
+                    "run_prefill")
             return out
 
         run.release = lambda: lib.ptxattn_prefill_plan_destroy(plan)

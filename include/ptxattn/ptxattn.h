@@ -1,10 +1,20 @@
 /* ptxattn C API: plain C, for C programs and FFIs (ctypes, cffi, ...).
  *
- * A thin mirror of the C++ API in ptxattn.hpp: same semantics, same
- * validation, same tensor conventions (read that header's comments).
+ * A mirror of the C++ API in ptxattn.hpp: same semantics, same validation,
+ * same tensor conventions (read that header's comments), every entry point.
  * - Structs are the C++ structs with a ptxattn_ prefix and snake_case names;
  *   enums are int32_t fields holding the PTXATTN_* constants below; booleans
- *   are int32_t fields that must be 0 or 1.
+ *   are int32_t fields that must be 0 or 1; strings are NUL-terminated char
+ *   arrays (truncated when longer).
+ * - Every struct begins with struct_size, which must hold the sizeof of that
+ *   struct as the caller compiled it. Fill each struct with its _init
+ *   function, which sets struct_size and the C++ defaults (nothing else is
+ *   set by hand, so a field added later gets its default). Every function
+ *   refuses a struct whose struct_size differs from its own layout's
+ *   (PTXATTN_STATUS_INVALID_ARGUMENT) before reading anything else of it, so
+ *   a caller compiled against another ptxattn.h gets an error, never garbage.
+ *   _init refuses a struct_size argument other than its layout's and then
+ *   writes nothing.
  * - Every function returning int returns a status code (PTXATTN_STATUS_*,
  *   0 = ok). After a failure, ptxattn_last_error_message() gives the message
  *   of that call; it belongs to the calling thread and stays until the next
@@ -16,7 +26,18 @@
 #ifndef PTXATTN_PTXATTN_H_
 #define PTXATTN_PTXATTN_H_
 
+#include <stddef.h>
 #include <stdint.h>
+
+/* The version of this header; ptxattn_version() gives the library's. meson.build
+ * refuses to configure when PTXATTN_VERSION_STRING differs from the project's
+ * version. */
+#define PTXATTN_VERSION_MAJOR 0
+#define PTXATTN_VERSION_MINOR 1
+#define PTXATTN_VERSION_PATCH 0
+#define PTXATTN_VERSION_STRING "0.1.0"
+/* major * 10000 + minor * 100 + patch, as ptxattn_version() returns it. */
+#define PTXATTN_VERSION (PTXATTN_VERSION_MAJOR * 10000 + PTXATTN_VERSION_MINOR * 100 + PTXATTN_VERSION_PATCH)
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,6 +64,7 @@ enum {
   PTXATTN_WORK_SCHEDULE_PERSISTENT = 2
 };
 
+/* Part of ptxattn_prefill_config (its struct_size covers this). */
 typedef struct ptxattn_prefill_options {
   int32_t causal;        /* 0 or 1 */
   int32_t window_left;   /* -1: off */
@@ -52,6 +74,7 @@ typedef struct ptxattn_prefill_options {
 } ptxattn_prefill_options;
 
 typedef struct ptxattn_prefill_config {
+  uint32_t struct_size;
   int32_t dtype; /* PTXATTN_DTYPE_* */
   int32_t num_qo_heads;
   int32_t num_kv_heads;
@@ -68,6 +91,7 @@ typedef struct ptxattn_prefill_config {
 
 /* Host arrays, read only during ptxattn_plan_prefill. */
 typedef struct ptxattn_batch_indices {
+  uint32_t struct_size;
   int32_t num_requests;
   const int32_t* qo_indptr;        /* [num_requests + 1] */
   const int32_t* kv_indptr;        /* [num_requests + 1] */
@@ -77,6 +101,7 @@ typedef struct ptxattn_batch_indices {
 
 /* Device tensors for one run. */
 typedef struct ptxattn_prefill_tensors {
+  uint32_t struct_size;
   const void* q;
   const void* k;
   const void* v;
@@ -86,7 +111,22 @@ typedef struct ptxattn_prefill_tensors {
   int64_t num_kv_rows; /* paged: num_pages; ragged: total K/V rows */
 } ptxattn_prefill_tensors;
 
+/* What a plan holds (ptxattn_prefill_plan_get_info). */
+typedef struct ptxattn_prefill_plan_info {
+  uint32_t struct_size;
+  int32_t valid;                 /* 1 after a successful ptxattn_plan_prefill */
+  ptxattn_prefill_config config; /* what it was made for */
+  int32_t chosen_load_path;      /* PTXATTN_KV_LOAD_PATH_TMA or _GATHER */
+  int32_t chosen_schedule;       /* PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA or _PERSISTENT */
+  int32_t chosen_block_kv;       /* keys per KV block the kernel walks */
+  int64_t num_q_tokens;
+  int64_t num_kv_rows;
+  int64_t num_work_tiles;
+  int64_t num_ctas;
+} ptxattn_prefill_plan_info;
+
 typedef struct ptxattn_rope_config {
+  uint32_t struct_size;
   int32_t rotary_dim;
   int32_t interleave; /* 0: NeoX, 1: GPT-J */
   float theta;
@@ -98,6 +138,7 @@ typedef struct ptxattn_rope_config {
 } ptxattn_rope_config;
 
 typedef struct ptxattn_rope_tensors {
+  uint32_t struct_size;
   int32_t dtype; /* PTXATTN_DTYPE_* */
   int32_t head_dim;
   int32_t num_qo_heads;
@@ -111,20 +152,95 @@ typedef struct ptxattn_rope_tensors {
 
 /* Device arrays. */
 typedef struct ptxattn_rope_positions {
+  uint32_t struct_size;
   const int32_t* pos_ids; /* [num_tokens], or NULL to use indptr + offsets */
   int32_t num_requests;
   const int32_t* indptr;  /* [num_requests + 1] */
   const int32_t* offsets; /* [num_requests] */
 } ptxattn_rope_positions;
 
+typedef struct ptxattn_append_config {
+  uint32_t struct_size;
+  int32_t dtype; /* PTXATTN_DTYPE_* */
+  int32_t num_kv_heads;
+  int32_t head_dim;  /* 64, 128 or 256 */
+  int32_t kv_layout; /* PTXATTN_KV_LAYOUT_* */
+  int32_t page_size; /* [1, 1024] */
+  int32_t num_pages; /* pages in the k and v pools */
+} ptxattn_append_config;
+
+/* Host arrays, read only during ptxattn_plan_append_paged_kv. */
+typedef struct ptxattn_append_indices {
+  uint32_t struct_size;
+  int32_t num_requests;
+  const int32_t* append_indptr;    /* [num_requests + 1] */
+  const int32_t* kv_indptr;        /* [num_requests + 1] */
+  const int32_t* kv_indices;       /* [kv_indptr[num_requests]] */
+  const int32_t* kv_last_page_len; /* [num_requests] */
+} ptxattn_append_indices;
+
+/* Device tensors for one append. */
+typedef struct ptxattn_append_tensors {
+  uint32_t struct_size;
+  const void* k_new;
+  const void* v_new;
+  void* k_cache;
+  void* v_cache;
+  int64_t num_append_tokens;
+  int32_t num_pages;
+  const void* q_in; /* fused RoPE only; NULL: Q is left alone */
+  void* q_out;
+  int32_t num_qo_heads;
+} ptxattn_append_tensors;
+
+/* What an append plan holds (ptxattn_append_plan_get_info). */
+typedef struct ptxattn_append_plan_info {
+  uint32_t struct_size;
+  int32_t valid; /* 1 after a successful ptxattn_plan_append_paged_kv */
+  ptxattn_append_config config;
+  int64_t num_append_tokens;
+} ptxattn_append_plan_info;
+
+/* One timed-out wait (ptxattn_last_wait_timeout); the fields of ptxattn::WaitTimeout. */
+typedef struct ptxattn_wait_timeout {
+  uint32_t struct_size;
+  int32_t device;
+  uint32_t block;
+  uint32_t thread;
+  uint32_t parity;
+  uint32_t smem_address;
+  char kernel[96];
+  char barrier[32];
+  char message[320];
+} ptxattn_wait_timeout;
+
 typedef struct ptxattn_prefill_plan ptxattn_prefill_plan;
+typedef struct ptxattn_append_plan ptxattn_append_plan;
 
-/* Fill with the C++ defaults (bf16, paged NHD, everything off, load path and
- * schedule auto, max_ctas 0); heads, head_dim, page_size and num_pages are
- * left 0 and must be set. */
-void ptxattn_prefill_config_init(ptxattn_prefill_config* config);
-void ptxattn_rope_config_init(ptxattn_rope_config* rope);
+/* The library's version: PTXATTN_VERSION and PTXATTN_VERSION_STRING as it was built. */
+int ptxattn_version(void);
+const char* ptxattn_version_string(void);
 
+/* Fill *out with its C++ defaults and struct_size = sizeof(*out); pass
+ * sizeof(*out) as struct_size. prefill_config: bf16, paged NHD, options off,
+ * load path and schedule auto, max_ctas 0 (heads, head_dim, page_size and
+ * num_pages are 0 and must be set); rope_config: theta 1e4, rope_scale 1,
+ * NeoX, Llama-3.1 factors 1 / 4 / 8192 (rotary_dim 0, must be set);
+ * append_config: bf16, NHD; every other field 0 or NULL. */
+int ptxattn_prefill_config_init(ptxattn_prefill_config* out, size_t struct_size);
+int ptxattn_batch_indices_init(ptxattn_batch_indices* out, size_t struct_size);
+int ptxattn_prefill_tensors_init(ptxattn_prefill_tensors* out, size_t struct_size);
+int ptxattn_prefill_plan_info_init(ptxattn_prefill_plan_info* out, size_t struct_size);
+int ptxattn_rope_config_init(ptxattn_rope_config* out, size_t struct_size);
+int ptxattn_rope_tensors_init(ptxattn_rope_tensors* out, size_t struct_size);
+int ptxattn_rope_positions_init(ptxattn_rope_positions* out, size_t struct_size);
+int ptxattn_append_config_init(ptxattn_append_config* out, size_t struct_size);
+int ptxattn_append_indices_init(ptxattn_append_indices* out, size_t struct_size);
+int ptxattn_append_tensors_init(ptxattn_append_tensors* out, size_t struct_size);
+int ptxattn_append_plan_info_init(ptxattn_append_plan_info* out, size_t struct_size);
+int ptxattn_wait_timeout_init(ptxattn_wait_timeout* out, size_t struct_size);
+
+/* ---- Prefill ---- */
 int ptxattn_prefill_plan_create(ptxattn_prefill_plan** out);
 void ptxattn_prefill_plan_destroy(ptxattn_prefill_plan* plan); /* NULL is a no-op */
 
@@ -132,7 +248,18 @@ void ptxattn_prefill_plan_destroy(ptxattn_prefill_plan* plan); /* NULL is a no-o
 int ptxattn_plan_prefill(ptxattn_prefill_plan* plan, const ptxattn_prefill_config* config,
                          const ptxattn_batch_indices* indices);
 int ptxattn_run_prefill(const ptxattn_prefill_plan* plan, const ptxattn_prefill_tensors* tensors, void* cuda_stream);
+/* info->struct_size must be set (ptxattn_prefill_plan_info_init). */
+int ptxattn_prefill_plan_get_info(const ptxattn_prefill_plan* plan, ptxattn_prefill_plan_info* info);
+/* *supported = 1 when the TMA load path can serve config (ptxattn::tma_load_path_supported). */
+int ptxattn_tma_load_path_supported(const ptxattn_prefill_config* config, int32_t* supported);
 
+/* Validation only, on the host, no CUDA call (as the entry points run it). */
+int ptxattn_validate_prefill_config(const ptxattn_prefill_config* config);
+int ptxattn_validate_batch_indices(const ptxattn_prefill_config* config, const ptxattn_batch_indices* indices);
+int ptxattn_validate_rope_config(const ptxattn_rope_config* rope);
+int ptxattn_validate_append_indices(const ptxattn_append_config* config, const ptxattn_append_indices* indices);
+
+/* ---- RoPE ---- */
 int ptxattn_build_rope_cos_sin_cache(float* cos_sin_cache, int32_t max_position, int32_t rotary_dim,
                                      const ptxattn_rope_config* rope, void* cuda_stream);
 int ptxattn_apply_rope(const ptxattn_rope_tensors* tensors, const ptxattn_rope_positions* positions,
@@ -141,6 +268,24 @@ int ptxattn_apply_rope_with_cos_sin_cache(const ptxattn_rope_tensors* tensors, c
                                           const float* cos_sin_cache, int32_t max_position, int32_t rotary_dim,
                                           int32_t interleave, void* cuda_stream);
 
+/* ---- Appending K/V to the paged cache ---- */
+int ptxattn_append_plan_create(ptxattn_append_plan** out);
+void ptxattn_append_plan_destroy(ptxattn_append_plan* plan); /* NULL is a no-op */
+/* Validates and uploads the destinations on the current CUDA device (synchronous). */
+int ptxattn_plan_append_paged_kv(ptxattn_append_plan* plan, const ptxattn_append_config* config,
+                                 const ptxattn_append_indices* indices);
+/* rope NULL: K and V copied bit-exactly; otherwise K (and Q when tensors->q_in) rotated on the way in. */
+int ptxattn_append_paged_kv_cache(const ptxattn_append_plan* plan, const ptxattn_append_tensors* tensors,
+                                  const ptxattn_rope_config* rope, void* cuda_stream);
+int ptxattn_append_plan_get_info(const ptxattn_append_plan* plan, ptxattn_append_plan_info* info);
+
+/* ---- Bounded waits (ptxattn::bounded_waits_built, ptxattn::last_wait_timeout) ---- */
+int32_t ptxattn_bounded_waits_built(void); /* 1 or 0 */
+/* *found = 1 and *out filled when a timed-out wait was recorded, else *found = 0
+ * (out->struct_size must be set: ptxattn_wait_timeout_init). Calls no CUDA function. */
+int ptxattn_last_wait_timeout(ptxattn_wait_timeout* out, int32_t* found);
+
+/* ---- Errors ---- */
 /* Message of the last failing call on this thread ("" if none); valid until the next failing call. */
 const char* ptxattn_last_error_message(void);
 /* "ok", "invalid_argument", ... ; "unknown_status" for other values. Never NULL. */

@@ -25,6 +25,8 @@
 #include <memory>
 #include <string>
 
+#include "ptxattn.h"  // the C mirror of this API; PTXATTN_VERSION* and ptxattn_version() come from it
+
 namespace ptxattn {
 
 enum class StatusCode : int {

@@ -1,12 +1,16 @@
-// C API (include/ptxattn/ptxattn.h): NULL arguments and C-only checks give a
-// status code and a message, never a crash; messages are per thread. Runs
-// without a GPU: every case but the last fails validation before any CUDA
-// call; the last checks what valid calls say when there is no GPU.
+// C API (include/ptxattn/ptxattn.h): NULL arguments, structs of another
+// layout and C-only checks give a status code and a message, never a crash;
+// messages are per thread; every C++ entry point has its C twin that answers
+// the same. Runs without a GPU: every case but the last fails validation
+// before any CUDA call or needs none; the last checks what valid calls say
+// when there is no GPU.
 #include <cuda_runtime_api.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ptxattn/ptxattn.h"
 #include "ptxattn/ptxattn.hpp"
@@ -21,12 +25,16 @@ void require_invalid(int status, const char* fragment) {
   CHECK_THAT(last_message(), Catch::Contains(fragment));
 }
 
-// A config that passes the C checks but not the C++ validator (no heads).
-ptxattn_prefill_config default_config() {
-  ptxattn_prefill_config config;
-  ptxattn_prefill_config_init(&config);
-  return config;
+// A struct filled by its _init function (which must succeed).
+template <typename T>
+T initialised(int (*init)(T*, size_t)) {
+  T value;
+  REQUIRE(init(&value, sizeof value) == PTXATTN_STATUS_OK);
+  return value;
 }
+
+// A config that passes the C checks but not the C++ validator (no heads).
+ptxattn_prefill_config default_config() { return initialised(ptxattn_prefill_config_init); }
 
 // A valid paged config: 2 qo heads over 1 KV head, head_dim 128, a pool of two pages of 16.
 ptxattn_prefill_config small_paged_config() {
@@ -37,6 +45,44 @@ ptxattn_prefill_config small_paged_config() {
   config.page_size = 16;
   config.num_pages = 2;
   return config;
+}
+
+ptxattn_batch_indices batch_indices(int32_t num_requests, const int32_t* qo_indptr, const int32_t* kv_indptr,
+                                    const int32_t* kv_indices, const int32_t* kv_last_page_len) {
+  ptxattn_batch_indices indices = initialised(ptxattn_batch_indices_init);
+  indices.num_requests = num_requests;
+  indices.qo_indptr = qo_indptr;
+  indices.kv_indptr = kv_indptr;
+  indices.kv_indices = kv_indices;
+  indices.kv_last_page_len = kv_last_page_len;
+  return indices;
+}
+
+// A valid batch for plan_prefill and plan_append_paged_kv: one request of 20
+// keys in pages 1 and 0 of 16 (4 tokens in the last), 3 queries, the last 2
+// tokens appended.
+constexpr int32_t kQoIndptr[] = {0, 3}, kKvIndptr[] = {0, 2}, kKvIndices[] = {1, 0}, kLastPageLen[] = {4};
+constexpr int32_t kAppendIndptr[] = {0, 2};
+constexpr int32_t kBadAppendIndptr[] = {0, 21};  // 21 tokens appended to a request of 20
+
+// The append twin of small_paged_config and the batch above.
+ptxattn_append_config small_append_config() {
+  ptxattn_append_config config = initialised(ptxattn_append_config_init);
+  config.num_kv_heads = 1;
+  config.head_dim = 128;
+  config.page_size = 16;
+  config.num_pages = 2;
+  return config;
+}
+
+ptxattn_append_indices small_append_indices() {
+  ptxattn_append_indices indices = initialised(ptxattn_append_indices_init);
+  indices.num_requests = 1;
+  indices.append_indptr = kAppendIndptr;
+  indices.kv_indptr = kKvIndptr;
+  indices.kv_indices = kKvIndices;
+  indices.kv_last_page_len = kLastPageLen;
+  return indices;
 }
 
 }  // namespace
@@ -52,8 +98,18 @@ TEST_CASE("c api: status names", "[c_api]") {
   CHECK(std::string(ptxattn_status_name(42)) == "unknown_status");
 }
 
+TEST_CASE("c api: the version of the library is the version of its header", "[c_api]") {
+  CHECK(ptxattn_version() == PTXATTN_VERSION);
+  CHECK(PTXATTN_VERSION == PTXATTN_VERSION_MAJOR * 10000 + PTXATTN_VERSION_MINOR * 100 + PTXATTN_VERSION_PATCH);
+  CHECK(std::string(ptxattn_version_string()) == PTXATTN_VERSION_STRING);
+  CHECK(std::string(PTXATTN_VERSION_STRING) == std::to_string(PTXATTN_VERSION_MAJOR) + "." +
+                                                   std::to_string(PTXATTN_VERSION_MINOR) + "." +
+                                                   std::to_string(PTXATTN_VERSION_PATCH));
+}
+
 TEST_CASE("c api: config_init gives the C++ defaults", "[c_api]") {
   const ptxattn_prefill_config config = default_config();
+  CHECK(config.struct_size == sizeof(ptxattn_prefill_config));
   CHECK(config.dtype == PTXATTN_DTYPE_BF16);
   CHECK(config.kv_format == PTXATTN_KV_FORMAT_PAGED);
   CHECK(config.kv_layout == PTXATTN_KV_LAYOUT_NHD);
@@ -66,24 +122,135 @@ TEST_CASE("c api: config_init gives the C++ defaults", "[c_api]") {
   CHECK(config.options.sm_scale == 0.0f);
   CHECK(config.options.return_lse == 0);
 
-  ptxattn_rope_config rope;
-  ptxattn_rope_config_init(&rope);
+  const ptxattn_rope_config rope = initialised(ptxattn_rope_config_init);
+  CHECK(rope.struct_size == sizeof(ptxattn_rope_config));
   CHECK(rope.theta == 1e4f);
   CHECK(rope.rope_scale == 1.0f);
   CHECK(rope.interleave == 0);
   CHECK(rope.old_context_len == 8192);
+
+  const ptxattn_append_config append = initialised(ptxattn_append_config_init);
+  CHECK(append.struct_size == sizeof(ptxattn_append_config));
+  CHECK(append.dtype == PTXATTN_DTYPE_BF16);
+  CHECK(append.kv_layout == PTXATTN_KV_LAYOUT_NHD);
+  CHECK(append.num_kv_heads == 0);
+}
+
+namespace {
+
+// One _init function: another struct_size is refused and nothing written;
+// its own sets struct_size and zeroes what has no C++ default.
+template <typename T>
+void check_init(int (*init)(T*, size_t), const char* type_name) {
+  INFO(type_name);
+  T value;
+  std::memset(&value, 0xAB, sizeof value);
+  const T untouched = value;
+  for (const size_t wrong : {size_t(0), sizeof(T) - 4, sizeof(T) + 8}) {
+    const std::string expected = "struct_size = " + std::to_string(wrong) + ", but this library's " + type_name +
+                                 " has " + std::to_string(sizeof(T)) + " bytes";
+    require_invalid(init(&value, wrong), expected.c_str());
+    CHECK(std::memcmp(&value, &untouched, sizeof value) == 0);
+  }
+  require_invalid(init(nullptr, sizeof(T)), "out is null");
+  REQUIRE(init(&value, sizeof value) == PTXATTN_STATUS_OK);
+  CHECK(value.struct_size == sizeof(T));
+}
+
+}  // namespace
+
+TEST_CASE("c api: every _init refuses another layout and writes nothing then", "[c_api]") {
+  check_init(ptxattn_prefill_config_init, "ptxattn_prefill_config");
+  check_init(ptxattn_batch_indices_init, "ptxattn_batch_indices");
+  check_init(ptxattn_prefill_tensors_init, "ptxattn_prefill_tensors");
+  check_init(ptxattn_prefill_plan_info_init, "ptxattn_prefill_plan_info");
+  check_init(ptxattn_rope_config_init, "ptxattn_rope_config");
+  check_init(ptxattn_rope_tensors_init, "ptxattn_rope_tensors");
+  check_init(ptxattn_rope_positions_init, "ptxattn_rope_positions");
+  check_init(ptxattn_append_config_init, "ptxattn_append_config");
+  check_init(ptxattn_append_indices_init, "ptxattn_append_indices");
+  check_init(ptxattn_append_tensors_init, "ptxattn_append_tensors");
+  check_init(ptxattn_append_plan_info_init, "ptxattn_append_plan_info");
+  check_init(ptxattn_wait_timeout_init, "ptxattn_wait_timeout");
+}
+
+TEST_CASE("c api: every entry point refuses a struct of another layout", "[c_api]") {
+  ptxattn_prefill_config config = small_paged_config();
+  ptxattn_batch_indices indices = batch_indices(1, kQoIndptr, kKvIndptr, kKvIndices, kLastPageLen);
+  ptxattn_prefill_tensors tensors = initialised(ptxattn_prefill_tensors_init);
+  ptxattn_prefill_plan_info info = initialised(ptxattn_prefill_plan_info_init);
+  ptxattn_rope_config rope = initialised(ptxattn_rope_config_init);
+  ptxattn_rope_tensors rope_tensors = initialised(ptxattn_rope_tensors_init);
+  ptxattn_rope_positions positions = initialised(ptxattn_rope_positions_init);
+  ptxattn_append_config append_config = small_append_config();
+  ptxattn_append_indices append_indices = small_append_indices();
+  ptxattn_append_tensors append_tensors = initialised(ptxattn_append_tensors_init);
+  ptxattn_append_plan_info append_info = initialised(ptxattn_append_plan_info_init);
+  ptxattn_wait_timeout timeout = initialised(ptxattn_wait_timeout_init);
+  ptxattn_prefill_plan* plan = nullptr;
+  ptxattn_append_plan* append_plan = nullptr;
+  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
+  REQUIRE(ptxattn_append_plan_create(&append_plan) == PTXATTN_STATUS_OK);
+  int32_t flag = 0;
+
+  // Each call with one struct argument made 4 bytes larger than this library's.
+  const auto refused = [](uint32_t& struct_size, const char* name, auto call) {
+    const uint32_t own = struct_size;
+    struct_size = own + 4;
+    const std::string expected = std::string(name) + ".struct_size = " + std::to_string(own + 4) +
+                                 ", but this library's ";
+    require_invalid(call(), expected.c_str());
+    struct_size = own;
+  };
+  refused(config.struct_size, "config", [&] { return ptxattn_plan_prefill(plan, &config, &indices); });
+  refused(indices.struct_size, "indices", [&] { return ptxattn_plan_prefill(plan, &config, &indices); });
+  refused(tensors.struct_size, "tensors", [&] { return ptxattn_run_prefill(plan, &tensors, nullptr); });
+  refused(info.struct_size, "info", [&] { return ptxattn_prefill_plan_get_info(plan, &info); });
+  refused(config.struct_size, "config", [&] { return ptxattn_tma_load_path_supported(&config, &flag); });
+  refused(config.struct_size, "config", [&] { return ptxattn_validate_prefill_config(&config); });
+  refused(config.struct_size, "config", [&] { return ptxattn_validate_batch_indices(&config, &indices); });
+  refused(indices.struct_size, "indices", [&] { return ptxattn_validate_batch_indices(&config, &indices); });
+  refused(rope.struct_size, "rope", [&] { return ptxattn_validate_rope_config(&rope); });
+  refused(rope.struct_size, "rope", [&] { return ptxattn_build_rope_cos_sin_cache(nullptr, 16, 64, &rope, nullptr); });
+  refused(rope_tensors.struct_size, "tensors", [&] { return ptxattn_apply_rope(&rope_tensors, &positions, &rope, nullptr); });
+  refused(positions.struct_size, "positions", [&] { return ptxattn_apply_rope(&rope_tensors, &positions, &rope, nullptr); });
+  refused(rope.struct_size, "rope", [&] { return ptxattn_apply_rope(&rope_tensors, &positions, &rope, nullptr); });
+  refused(rope_tensors.struct_size, "tensors", [&] {
+    return ptxattn_apply_rope_with_cos_sin_cache(&rope_tensors, nullptr, nullptr, 16, 64, 0, nullptr);
+  });
+  refused(append_config.struct_size, "config",
+          [&] { return ptxattn_plan_append_paged_kv(append_plan, &append_config, &append_indices); });
+  refused(append_indices.struct_size, "indices",
+          [&] { return ptxattn_plan_append_paged_kv(append_plan, &append_config, &append_indices); });
+  refused(append_tensors.struct_size, "tensors",
+          [&] { return ptxattn_append_paged_kv_cache(append_plan, &append_tensors, nullptr, nullptr); });
+  refused(rope.struct_size, "rope",
+          [&] { return ptxattn_append_paged_kv_cache(append_plan, &append_tensors, &rope, nullptr); });
+  refused(append_info.struct_size, "info", [&] { return ptxattn_append_plan_get_info(append_plan, &append_info); });
+  refused(append_config.struct_size, "config",
+          [&] { return ptxattn_validate_append_indices(&append_config, &append_indices); });
+  refused(append_indices.struct_size, "indices",
+          [&] { return ptxattn_validate_append_indices(&append_config, &append_indices); });
+  refused(timeout.struct_size, "out", [&] { return ptxattn_last_wait_timeout(&timeout, &flag); });
+  ptxattn_prefill_plan_destroy(plan);
+  ptxattn_append_plan_destroy(append_plan);
 }
 
 TEST_CASE("c api: null pointers give invalid_argument and a message", "[c_api]") {
   const ptxattn_prefill_config config = default_config();
-  const ptxattn_batch_indices indices{};
-  const ptxattn_prefill_tensors tensors{};
-  const ptxattn_rope_tensors rope_tensors{};
-  const ptxattn_rope_positions positions{};
-  ptxattn_rope_config rope;
-  ptxattn_rope_config_init(&rope);
+  const ptxattn_batch_indices indices = initialised(ptxattn_batch_indices_init);
+  const ptxattn_prefill_tensors tensors = initialised(ptxattn_prefill_tensors_init);
+  const ptxattn_rope_tensors rope_tensors = initialised(ptxattn_rope_tensors_init);
+  const ptxattn_rope_positions positions = initialised(ptxattn_rope_positions_init);
+  const ptxattn_rope_config rope = initialised(ptxattn_rope_config_init);
+  const ptxattn_append_config append_config = small_append_config();
+  const ptxattn_append_indices append_indices = small_append_indices();
+  const ptxattn_append_tensors append_tensors = initialised(ptxattn_append_tensors_init);
+  ptxattn_wait_timeout timeout = initialised(ptxattn_wait_timeout_init);
+  int32_t flag = 0;
 
   require_invalid(ptxattn_prefill_plan_create(nullptr), "out is null");
+  require_invalid(ptxattn_append_plan_create(nullptr), "out is null");
 
   ptxattn_prefill_plan* plan = nullptr;
   REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
@@ -93,6 +260,14 @@ TEST_CASE("c api: null pointers give invalid_argument and a message", "[c_api]")
   require_invalid(ptxattn_plan_prefill(plan, &config, nullptr), "indices is null");
   require_invalid(ptxattn_run_prefill(nullptr, &tensors, nullptr), "plan is null");
   require_invalid(ptxattn_run_prefill(plan, nullptr, nullptr), "tensors is null");
+  require_invalid(ptxattn_prefill_plan_get_info(nullptr, nullptr), "plan is null");
+  require_invalid(ptxattn_prefill_plan_get_info(plan, nullptr), "info is null");
+  require_invalid(ptxattn_tma_load_path_supported(nullptr, &flag), "config is null");
+  require_invalid(ptxattn_tma_load_path_supported(&config, nullptr), "supported is null");
+  require_invalid(ptxattn_validate_prefill_config(nullptr), "config is null");
+  require_invalid(ptxattn_validate_batch_indices(nullptr, &indices), "config is null");
+  require_invalid(ptxattn_validate_batch_indices(&config, nullptr), "indices is null");
+  require_invalid(ptxattn_validate_rope_config(nullptr), "rope is null");
   require_invalid(ptxattn_build_rope_cos_sin_cache(nullptr, 16, 64, nullptr, nullptr), "rope is null");
   require_invalid(ptxattn_apply_rope(nullptr, &positions, &rope, nullptr), "tensors is null");
   require_invalid(ptxattn_apply_rope(&rope_tensors, nullptr, &rope, nullptr), "positions is null");
@@ -101,12 +276,30 @@ TEST_CASE("c api: null pointers give invalid_argument and a message", "[c_api]")
                   "tensors is null");
   ptxattn_prefill_plan_destroy(plan);
   ptxattn_prefill_plan_destroy(nullptr);
+
+  ptxattn_append_plan* append_plan = nullptr;
+  REQUIRE(ptxattn_append_plan_create(&append_plan) == PTXATTN_STATUS_OK);
+  REQUIRE(append_plan != nullptr);
+  require_invalid(ptxattn_plan_append_paged_kv(nullptr, &append_config, &append_indices), "plan is null");
+  require_invalid(ptxattn_plan_append_paged_kv(append_plan, nullptr, &append_indices), "config is null");
+  require_invalid(ptxattn_plan_append_paged_kv(append_plan, &append_config, nullptr), "indices is null");
+  require_invalid(ptxattn_append_paged_kv_cache(nullptr, &append_tensors, nullptr, nullptr), "plan is null");
+  require_invalid(ptxattn_append_paged_kv_cache(append_plan, nullptr, nullptr, nullptr), "tensors is null");
+  require_invalid(ptxattn_append_plan_get_info(nullptr, nullptr), "plan is null");
+  require_invalid(ptxattn_append_plan_get_info(append_plan, nullptr), "info is null");
+  require_invalid(ptxattn_validate_append_indices(nullptr, &append_indices), "config is null");
+  require_invalid(ptxattn_validate_append_indices(&append_config, nullptr), "indices is null");
+  ptxattn_append_plan_destroy(append_plan);
+  ptxattn_append_plan_destroy(nullptr);
+
+  require_invalid(ptxattn_last_wait_timeout(nullptr, &flag), "out is null");
+  require_invalid(ptxattn_last_wait_timeout(&timeout, nullptr), "found is null");
 }
 
 TEST_CASE("c api: int32 booleans must be 0 or 1", "[c_api]") {
   ptxattn_prefill_plan* plan = nullptr;
   REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
-  const ptxattn_batch_indices indices{};
+  const ptxattn_batch_indices indices = initialised(ptxattn_batch_indices_init);
   ptxattn_prefill_config config = default_config();
   config.options.causal = 2;
   require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.options.causal = 2 must be 0 or 1");
@@ -114,11 +307,14 @@ TEST_CASE("c api: int32 booleans must be 0 or 1", "[c_api]") {
   config.options.return_lse = -1;
   require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.options.return_lse = -1");
 
-  ptxattn_rope_config rope;
-  ptxattn_rope_config_init(&rope);
+  ptxattn_rope_config rope = initialised(ptxattn_rope_config_init);
   rope.interleave = 3;
   require_invalid(ptxattn_build_rope_cos_sin_cache(nullptr, 16, 64, &rope, nullptr), "rope.interleave = 3");
-  const ptxattn_rope_tensors rope_tensors{};
+  require_invalid(ptxattn_validate_rope_config(&rope), "rope.interleave = 3");
+  rope.interleave = 0;
+  rope.llama31 = 7;
+  require_invalid(ptxattn_validate_rope_config(&rope), "rope.llama31 = 7");
+  const ptxattn_rope_tensors rope_tensors = initialised(ptxattn_rope_tensors_init);
   require_invalid(ptxattn_apply_rope_with_cos_sin_cache(&rope_tensors, nullptr, nullptr, 16, 64, 5, nullptr),
                   "interleave = 5");
   ptxattn_prefill_plan_destroy(plan);
@@ -128,7 +324,7 @@ TEST_CASE("c api: the C++ validator's message comes through", "[c_api]") {
   ptxattn_prefill_plan* plan = nullptr;
   REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
   const ptxattn_prefill_config config = default_config();  // num_qo_heads = 0
-  const ptxattn_batch_indices indices{};
+  const ptxattn_batch_indices indices = initialised(ptxattn_batch_indices_init);
   require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.num_qo_heads = 0");
   ptxattn_prefill_plan_destroy(plan);
 }
@@ -138,7 +334,7 @@ TEST_CASE("c api: schedule and max_ctas reach the C++ validator", "[c_api]") {
   REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
   // An empty batch and a config that are valid apart from what each section breaks.
   static const int32_t kZero[] = {0};
-  const ptxattn_batch_indices indices{0, kZero, kZero, nullptr, nullptr};
+  const ptxattn_batch_indices indices = batch_indices(0, kZero, kZero, nullptr, nullptr);
   ptxattn_prefill_config config = small_paged_config();
   SECTION("schedule outside the enum") {
     config.schedule = 3;
@@ -170,11 +366,118 @@ TEST_CASE("c api: the last error message belongs to the calling thread", "[c_api
 
 namespace {
 
-// A valid batch for plan_prefill and plan_append_paged_kv: one request of 20
-// keys in pages 1 and 0 of 16 (4 tokens in the last), 3 queries, the last 2
-// tokens appended.
-constexpr int32_t kQoIndptr[] = {0, 3}, kKvIndptr[] = {0, 2}, kKvIndices[] = {1, 0}, kLastPageLen[] = {4};
-constexpr int32_t kAppendIndptr[] = {0, 2};
+// The C answer (code and message) of a validation-only call equals the C++ one.
+void check_same_answer(int code, const ptxattn::Status& expected) {
+  const std::string message = code == PTXATTN_STATUS_OK ? "" : last_message();
+  INFO("C: " << ptxattn_status_name(code) << " \"" << message << "\"; C++: "
+             << ptxattn::status_code_name(expected.code) << " \"" << expected.message << "\"");
+  CHECK(code == int(expected.code));
+  CHECK(message == expected.message);
+}
+
+}  // namespace
+
+TEST_CASE("c api: validation-only calls answer as the C++ ones", "[c_api]") {
+  ptxattn_prefill_config config = small_paged_config();
+  ptxattn::PrefillConfig cpp_config;
+  cpp_config.num_qo_heads = 2;
+  cpp_config.num_kv_heads = 1;
+  cpp_config.head_dim = 128;
+  cpp_config.page_size = 16;
+  cpp_config.num_pages = 2;
+  check_same_answer(ptxattn_validate_prefill_config(&config), ptxattn::validate_prefill_config(cpp_config));
+  config.num_kv_heads = cpp_config.num_kv_heads = 3;  // 2 qo heads over 3 KV heads
+  check_same_answer(ptxattn_validate_prefill_config(&config), ptxattn::validate_prefill_config(cpp_config));
+  REQUIRE(ptxattn_validate_prefill_config(&config) == PTXATTN_STATUS_INVALID_ARGUMENT);
+  config.num_kv_heads = cpp_config.num_kv_heads = 1;
+
+  const int32_t bad_indices[] = {1, 2};  // page 2 is outside a pool of two
+  for (const int32_t* kv_indices : {kKvIndices, bad_indices}) {
+    const ptxattn_batch_indices indices = batch_indices(1, kQoIndptr, kKvIndptr, kv_indices, kLastPageLen);
+    const ptxattn::BatchIndices cpp_indices{1, kQoIndptr, kKvIndptr, kv_indices, kLastPageLen};
+    const int code = ptxattn_validate_batch_indices(&config, &indices);
+    check_same_answer(code, ptxattn::validate_batch_indices(cpp_config, cpp_indices));
+    CHECK(code == (kv_indices == bad_indices ? PTXATTN_STATUS_INVALID_ARGUMENT : PTXATTN_STATUS_OK));
+  }
+
+  ptxattn_rope_config rope = initialised(ptxattn_rope_config_init);
+  ptxattn::RopeConfig cpp_rope;
+  for (const int32_t rotary_dim : {64, 63}) {
+    rope.rotary_dim = cpp_rope.rotary_dim = rotary_dim;
+    check_same_answer(ptxattn_validate_rope_config(&rope), ptxattn::validate_rope_config(cpp_rope));
+  }
+  REQUIRE(ptxattn_validate_rope_config(&rope) == PTXATTN_STATUS_INVALID_ARGUMENT);
+
+  const ptxattn_append_config append_config = small_append_config();
+  ptxattn_append_indices append_indices = small_append_indices();
+  ptxattn::AppendConfig cpp_append_config{ptxattn::DType::kBF16, 1, 128, ptxattn::KvLayout::kNHD, 16, 2};
+  for (const int32_t* append_indptr : {kAppendIndptr, kBadAppendIndptr}) {
+    append_indices.append_indptr = append_indptr;
+    const ptxattn::AppendIndices cpp_indices{1, append_indptr, kKvIndptr, kKvIndices, kLastPageLen};
+    check_same_answer(ptxattn_validate_append_indices(&append_config, &append_indices),
+                      ptxattn::validate_append_indices(cpp_append_config, cpp_indices));
+  }
+  REQUIRE(ptxattn_validate_append_indices(&append_config, &append_indices) == PTXATTN_STATUS_INVALID_ARGUMENT);
+}
+
+TEST_CASE("c api: load-path support as the C++ API says", "[c_api]") {
+  ptxattn_prefill_config config = small_paged_config();
+  ptxattn::PrefillConfig cpp_config;
+  cpp_config.num_qo_heads = 2;
+  cpp_config.num_kv_heads = 1;
+  cpp_config.head_dim = 128;
+  cpp_config.num_pages = 2;
+  for (const int32_t page_size : {1, 7, 16, 64, 256}) {
+    config.page_size = cpp_config.page_size = page_size;
+    int32_t supported = -1;
+    REQUIRE(ptxattn_tma_load_path_supported(&config, &supported) == PTXATTN_STATUS_OK);
+    CHECK(supported == int32_t(ptxattn::tma_load_path_supported(cpp_config)));
+  }
+  int32_t supported = -1;
+  REQUIRE(ptxattn_tma_load_path_supported(&config, &supported) == PTXATTN_STATUS_OK);
+  CHECK(supported == 1);  // pages of 256: a page holds whole KV blocks
+  config.page_size = 7;
+  REQUIRE(ptxattn_tma_load_path_supported(&config, &supported) == PTXATTN_STATUS_OK);
+  CHECK(supported == 0);
+}
+
+TEST_CASE("c api: what an unplanned plan reports", "[c_api]") {
+  ptxattn_prefill_plan* plan = nullptr;
+  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
+  ptxattn_prefill_plan_info info;
+  std::memset(&info, 0xAB, sizeof info);
+  info.struct_size = sizeof info;
+  REQUIRE(ptxattn_prefill_plan_get_info(plan, &info) == PTXATTN_STATUS_OK);
+  CHECK(info.valid == 0);
+  CHECK(info.config.struct_size == sizeof(ptxattn_prefill_config));
+  CHECK(info.num_q_tokens == 0);
+  CHECK(info.num_work_tiles == 0);
+  CHECK(info.num_ctas == 0);
+  ptxattn_prefill_plan_destroy(plan);
+
+  ptxattn_append_plan* append_plan = nullptr;
+  REQUIRE(ptxattn_append_plan_create(&append_plan) == PTXATTN_STATUS_OK);
+  ptxattn_append_plan_info append_info;
+  std::memset(&append_info, 0xAB, sizeof append_info);
+  append_info.struct_size = sizeof append_info;
+  REQUIRE(ptxattn_append_plan_get_info(append_plan, &append_info) == PTXATTN_STATUS_OK);
+  CHECK(append_info.valid == 0);
+  CHECK(append_info.config.struct_size == sizeof(ptxattn_append_config));
+  CHECK(append_info.num_append_tokens == 0);
+  ptxattn_append_plan_destroy(append_plan);
+}
+
+TEST_CASE("c api: bounded waits as the C++ API reports them", "[c_api]") {
+  CHECK(ptxattn_bounded_waits_built() == int32_t(ptxattn::bounded_waits_built()));
+  ptxattn_wait_timeout timeout = initialised(ptxattn_wait_timeout_init);
+  int32_t found = -1;
+  REQUIRE(ptxattn_last_wait_timeout(&timeout, &found) == PTXATTN_STATUS_OK);
+  ptxattn::WaitTimeout cpp_timeout;
+  CHECK(found == int32_t(ptxattn::last_wait_timeout(&cpp_timeout)));
+  CHECK(found == 0);  // nothing here ran a kernel
+}
+
+namespace {
 
 // What a no_device message must say on this machine: an NVIDIA driver older
 // than the runtime is named as such, anything else is a missing GPU.
@@ -209,28 +512,29 @@ TEST_CASE("c api: without a GPU, plans and RoPE calls return no_device and say s
   if (gpu) WARN("a CUDA GPU is present: the calls must succeed; the no_device messages are checked without one");
   const auto check = gpu ? check_ok : check_no_device;
 
-  ptxattn_prefill_config config = small_paged_config();
-  const ptxattn_batch_indices indices{1, kQoIndptr, kKvIndptr, kKvIndices, kLastPageLen};
+  const ptxattn_prefill_config config = small_paged_config();
+  const ptxattn_batch_indices indices = batch_indices(1, kQoIndptr, kKvIndptr, kKvIndices, kLastPageLen);
   ptxattn_prefill_plan* plan = nullptr;
   REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
   const int planned = ptxattn_plan_prefill(plan, &config, &indices);
   check(planned, planned == PTXATTN_STATUS_OK ? "" : last_message());
+  ptxattn_prefill_plan_info info = initialised(ptxattn_prefill_plan_info_init);
+  REQUIRE(ptxattn_prefill_plan_get_info(plan, &info) == PTXATTN_STATUS_OK);
+  CHECK(info.valid == int32_t(gpu));
+  CHECK(info.num_q_tokens == (gpu ? 3 : 0));
   ptxattn_prefill_plan_destroy(plan);
 
-  ptxattn::AppendConfig append_config;
-  append_config.num_kv_heads = 1;
-  append_config.head_dim = 128;
-  append_config.page_size = 16;
-  append_config.num_pages = 2;
-  ptxattn::AppendIndices append_indices;
-  append_indices.num_requests = 1;
-  append_indices.append_indptr = kAppendIndptr;
-  append_indices.kv_indptr = kKvIndptr;
-  append_indices.kv_indices = kKvIndices;
-  append_indices.kv_last_page_len = kLastPageLen;
-  ptxattn::AppendPlan append_plan;
-  const ptxattn::Status appended = ptxattn::plan_append_paged_kv(append_config, append_indices, append_plan);
-  check(int(appended.code), appended.message);
+  const ptxattn_append_config append_config = small_append_config();
+  const ptxattn_append_indices append_indices = small_append_indices();
+  ptxattn_append_plan* append_plan = nullptr;
+  REQUIRE(ptxattn_append_plan_create(&append_plan) == PTXATTN_STATUS_OK);
+  const int appended = ptxattn_plan_append_paged_kv(append_plan, &append_config, &append_indices);
+  check(appended, appended == PTXATTN_STATUS_OK ? "" : last_message());
+  ptxattn_append_plan_info append_info = initialised(ptxattn_append_plan_info_init);
+  REQUIRE(ptxattn_append_plan_get_info(append_plan, &append_info) == PTXATTN_STATUS_OK);
+  CHECK(append_info.valid == int32_t(gpu));
+  CHECK(append_info.num_append_tokens == (gpu ? 2 : 0));
+  ptxattn_append_plan_destroy(append_plan);
 
   // The cos/sin cache build launches a kernel straight away. Without a GPU
   // the launch fails before anything could read the cache, so a host buffer
@@ -240,10 +544,10 @@ TEST_CASE("c api: without a GPU, plans and RoPE calls return no_device and say s
   void* device_cache = nullptr;
   if (gpu) REQUIRE(cudaMalloc(&device_cache, sizeof(host_cache)) == cudaSuccess);
   float* cache = gpu ? static_cast<float*>(device_cache) : host_cache;
-  ptxattn::RopeConfig rope;
+  ptxattn_rope_config rope = initialised(ptxattn_rope_config_init);
   rope.rotary_dim = kRotaryDim;
-  const ptxattn::Status built = ptxattn::build_rope_cos_sin_cache(cache, kPositions, kRotaryDim, rope, nullptr);
-  check(int(built.code), built.message);
+  const int built = ptxattn_build_rope_cos_sin_cache(cache, kPositions, kRotaryDim, &rope, nullptr);
+  check(built, built == PTXATTN_STATUS_OK ? "" : last_message());
   if (gpu) {
     CHECK(cudaDeviceSynchronize() == cudaSuccess);
     CHECK(cudaFree(device_cache) == cudaSuccess);

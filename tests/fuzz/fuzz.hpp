@@ -100,6 +100,19 @@ class Rules {
   std::vector<Broken> broken_;
 };
 
+// A struct_size as a C caller sets it: the struct's own mostly, another
+// layout's sometimes; and the rule the C API holds it to (a struct of
+// another layout is refused before anything else of it is read).
+template <typename T>
+uint32_t random_struct_size(Rng& rng) {
+  return rng.percent(97) ? uint32_t(sizeof(T))
+                         : rng.pick<uint32_t>({0, uint32_t(sizeof(T) - 4), uint32_t(sizeof(T) + 8), UINT32_MAX});
+}
+template <typename T>
+void struct_size_rule(Rules& r, const T* arg, const char* rule) {
+  r.invalid(arg == nullptr || arg->struct_size == sizeof(T), rule, "struct_size");
+}
+
 // Whether this build compiled a dtype (meson option dtypes): the defines the
 // library sees, not its helpers; and a random one of those.
 inline bool dtype_built(int dtype) {

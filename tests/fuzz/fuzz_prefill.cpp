@@ -751,6 +751,7 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   const BatchIndices idx = batch.view();
 
   ptxattn_prefill_config config;
+  config.struct_size = random_struct_size<ptxattn_prefill_config>(rng);
   config.dtype = int32_t(cpp.dtype);
   config.num_qo_heads = cpp.num_qo_heads;
   config.num_kv_heads = cpp.num_kv_heads;
@@ -767,8 +768,8 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   config.load_path = int32_t(cpp.load_path);
   config.schedule = int32_t(cpp.schedule);
   config.max_ctas = cpp.max_ctas;
-  const ptxattn_batch_indices indices{idx.num_requests, idx.qo_indptr, idx.kv_indptr, idx.kv_indices,
-                                      idx.kv_last_page_len};
+  const ptxattn_batch_indices indices{random_struct_size<ptxattn_batch_indices>(rng), idx.num_requests,
+                                      idx.qo_indptr, idx.kv_indptr, idx.kv_indices, idx.kv_last_page_len};
 
   ptxattn_prefill_plan* plan = nullptr;
   fuzzer.require(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK && plan != nullptr,
@@ -778,7 +779,9 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   const ptxattn_batch_indices* indices_arg = rng.percent(5) ? nullptr : &indices;
   const auto input = [&] {
     return std::string("plan ") + (plan_arg ? "made" : "NULL") + ", config " + (config_arg ? "" : "NULL, ") +
-           "c.causal " + std::to_string(config.options.causal) + ", c.return_lse " +
+           "struct_size config " + std::to_string(config.struct_size) + " indices " +
+           std::to_string(indices.struct_size) + ", c.causal " + std::to_string(config.options.causal) +
+           ", c.return_lse " +
            std::to_string(config.options.return_lse) + ", " + describe(cpp) + "\n    " +
            (indices_arg ? describe(idx, cpp) : "indices NULL");
   };
@@ -788,6 +791,8 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   rules.invalid(plan_arg != nullptr, "C: plan is not NULL", "plan");
   rules.invalid(config_arg != nullptr, "C: config is not NULL", "config");
   rules.invalid(indices_arg != nullptr, "C: indices is not NULL", "indices");
+  struct_size_rule(rules, config_arg, "C: config.struct_size is sizeof(ptxattn_prefill_config)");
+  struct_size_rule(rules, indices_arg, "C: indices.struct_size is sizeof(ptxattn_batch_indices)");
   bool_rule(rules, config.options.causal, "C: config.options.causal is 0 or 1", "causal");
   bool_rule(rules, config.options.return_lse, "C: config.options.return_lse is 0 or 1", "return_lse");
   const bool c_checks_pass = rules.ok();
@@ -824,12 +829,14 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   const int64_t plan_q = plan_made ? idx.qo_indptr[idx.num_requests] : 0;
   const int64_t plan_kv = plan_made ? idx.kv_indptr[idx.num_requests] : 0;
   const PrefillTensors t = random_tensors(rng, cpp, plan_q, plan_kv);
-  const ptxattn_prefill_tensors tensors{t.q, t.k, t.v, t.o, t.lse, t.num_q_tokens, t.num_kv_rows};
+  const ptxattn_prefill_tensors tensors{random_struct_size<ptxattn_prefill_tensors>(rng), t.q, t.k, t.v, t.o, t.lse,
+                                        t.num_q_tokens, t.num_kv_rows};
   const ptxattn_prefill_plan* run_plan = rng.percent(5) ? nullptr : plan;
   const ptxattn_prefill_tensors* tensors_arg = rng.percent(5) ? nullptr : &tensors;
   Rules run;
   run.invalid(run_plan != nullptr, "C: plan is not NULL", "plan");
   run.invalid(tensors_arg != nullptr, "C: tensors is not NULL", "tensors");
+  struct_size_rule(run, tensors_arg, "C: tensors.struct_size is sizeof(ptxattn_prefill_tensors)");
   if (run_plan != nullptr) {
     run.invalid(plan_made, "run_prefill needs a plan whose plan_prefill succeeded", "plan");
     if (plan_made && tensors_arg != nullptr) tensor_rules(cpp, plan_q, plan_kv, t, run);
@@ -839,7 +846,8 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
     const Status ran = c_status(fuzzer, "ptxattn_run_prefill", ptxattn_run_prefill(run_plan, tensors_arg, nullptr));
     fuzzer.check("ptxattn_run_prefill", ran, run, launches ? WhenValid::kLaunch : WhenValid::kOk,
                  [&] { return input() + "\n    run plan " + (run_plan ? "made" : "NULL") + ", " +
-                              (tensors_arg ? describe(t) : "tensors NULL"); });
+                              (tensors_arg ? describe(t) : "tensors NULL") + ", tensors.struct_size " +
+                              std::to_string(tensors.struct_size); });
   }
   ptxattn_prefill_plan_destroy(plan);
 }

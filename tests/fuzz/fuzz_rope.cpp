@@ -242,6 +242,7 @@ void cache_rules(const Cache& cache, Rules& r) {
 // The C mirror of a RopeConfig, with booleans that may be neither 0 nor 1.
 ptxattn_rope_config to_c(Rng& rng, const RopeConfig& rope) {
   ptxattn_rope_config c;
+  c.struct_size = random_struct_size<ptxattn_rope_config>(rng);
   c.rotary_dim = rope.rotary_dim;
   c.interleave = rng.percent(90) ? int32_t(rope.interleave) : rng.pick({2, -1, INT32_MIN});
   c.theta = rope.theta;
@@ -253,8 +254,17 @@ ptxattn_rope_config to_c(Rng& rng, const RopeConfig& rope) {
   return c;
 }
 
-ptxattn_rope_tensors to_c(const RopeTensors& t) {
-  return {int32_t(t.dtype), t.head_dim, t.num_qo_heads, t.num_kv_heads, t.num_tokens, t.q_in, t.k_in, t.q_out, t.k_out};
+ptxattn_rope_tensors to_c(Rng& rng, const RopeTensors& t) {
+  return {random_struct_size<ptxattn_rope_tensors>(rng),
+          int32_t(t.dtype),
+          t.head_dim,
+          t.num_qo_heads,
+          t.num_kv_heads,
+          t.num_tokens,
+          t.q_in,
+          t.k_in,
+          t.q_out,
+          t.k_out};
 }
 
 // The C answer as a Status (code, and this thread's message after a failure).
@@ -339,9 +349,10 @@ void fuzz_rope_c_api(Rng& rng, Fuzzer& fuzzer) {
   RopeConfig rope = random_rope(rng, known_head_dim(t.head_dim) ? t.head_dim : 128);
   if (rng.percent(30)) mutate_rope(rng, rope);
   const ptxattn_rope_config c_rope = to_c(rng, rope);
-  const ptxattn_rope_tensors c_tensors = to_c(t);
+  const ptxattn_rope_tensors c_tensors = to_c(rng, t);
   const RopePositions positions = random_positions(rng);
-  const ptxattn_rope_positions c_positions{positions.pos_ids, positions.num_requests, positions.indptr,
+  const ptxattn_rope_positions c_positions{random_struct_size<ptxattn_rope_positions>(rng), positions.pos_ids,
+                                           positions.num_requests, positions.indptr,
                                            positions.offsets};
   const Cache cache = random_cache(rng, rope.rotary_dim, t);
   const int32_t c_interleave = rng.percent(85) ? int32_t(rope.interleave) : rng.pick({2, -1, INT32_MIN});
@@ -350,16 +361,19 @@ void fuzz_rope_c_api(Rng& rng, Fuzzer& fuzzer) {
   const ptxattn_rope_positions* positions_arg = rng.percent(5) ? nullptr : &c_positions;
   const auto input = [&] {
     return std::string(rope_arg ? "" : "rope NULL, ") + (tensors_arg ? "" : "tensors NULL, ") +
-           (positions_arg ? "" : "positions NULL, ") + "c.interleave " + std::to_string(c_rope.interleave) +
+           (positions_arg ? "" : "positions NULL, ") + "struct_size rope " + std::to_string(c_rope.struct_size) +
+           " tensors " + std::to_string(c_tensors.struct_size) + " positions " +
+           std::to_string(c_positions.struct_size) + ", c.interleave " + std::to_string(c_rope.interleave) +
            ", c.llama31 " + std::to_string(c_rope.llama31) + ", interleave argument " + std::to_string(c_interleave) +
            "\n    " + describe(rope) + "\n    " + describe(t) + "\n    " + describe(positions) + "\n    cache{" +
            hex(cache.address) + ", max_position " + std::to_string(cache.max_position) + "}";
   };
   fuzzer.show(input);
 
-  // The C checks: NULL structs, then booleans; the C++ rules follow.
+  // The C checks: NULL structs, their layout, then booleans; the C++ rules follow.
   Rules c_rules;
   c_rules.invalid(rope_arg != nullptr, "C: rope is not NULL", "rope");
+  struct_size_rule(c_rules, rope_arg, "C: rope.struct_size is sizeof(ptxattn_rope_config)");
   if (rope_arg != nullptr) {
     c_rules.invalid(c_rope.interleave == 0 || c_rope.interleave == 1, "C: rope.interleave is 0 or 1", "interleave");
     c_rules.invalid(c_rope.llama31 == 0 || c_rope.llama31 == 1, "C: rope.llama31 is 0 or 1", "llama31");
@@ -389,6 +403,8 @@ void fuzz_rope_c_api(Rng& rng, Fuzzer& fuzzer) {
     Rules apply;
     apply.invalid(tensors_arg != nullptr, "C: tensors is not NULL", "tensors");
     apply.invalid(positions_arg != nullptr, "C: positions is not NULL", "positions");
+    struct_size_rule(apply, tensors_arg, "C: tensors.struct_size is sizeof(ptxattn_rope_tensors)");
+    struct_size_rule(apply, positions_arg, "C: positions.struct_size is sizeof(ptxattn_rope_positions)");
     apply.append(c_rules);
     const bool c_ok = apply.ok();
     if (rope_arg != nullptr) rope_rules(cpp_rope, apply);
@@ -405,6 +421,7 @@ void fuzz_rope_c_api(Rng& rng, Fuzzer& fuzzer) {
   {  // ptxattn_apply_rope_with_cos_sin_cache
     Rules cached;
     cached.invalid(tensors_arg != nullptr, "C: tensors is not NULL", "tensors");
+    struct_size_rule(cached, tensors_arg, "C: tensors.struct_size is sizeof(ptxattn_rope_tensors)");
     cached.invalid(c_interleave == 0 || c_interleave == 1, "C: interleave is 0 or 1", "interleave");
     const bool c_ok = cached.ok();
     if (tensors_arg != nullptr) rope_tensor_rules(t, rope.rotary_dim, "rotary_dim", cached);
@@ -660,6 +677,39 @@ void fuzz_append(Rng& rng, Fuzzer& fuzzer) {
     fuzzer.require(plan.num_append_tokens() == appended, "plan_append_paged_kv",
                    "plan.num_append_tokens() == append_indptr[num_requests]", input);
 
+  // The C twins answer as the C++ calls; a struct of another layout is refused first.
+  const ptxattn_append_config c_config{random_struct_size<ptxattn_append_config>(rng),
+                                       int32_t(c.dtype),
+                                       c.num_kv_heads,
+                                       c.head_dim,
+                                       int32_t(c.kv_layout),
+                                       c.page_size,
+                                       c.num_pages};
+  const ptxattn_append_indices c_indices{random_struct_size<ptxattn_append_indices>(rng), idx.num_requests,
+                                         idx.append_indptr, idx.kv_indptr, idx.kv_indices, idx.kv_last_page_len};
+  Rules c_layout;
+  struct_size_rule(c_layout, &c_config, "C: config.struct_size is sizeof(ptxattn_append_config)");
+  struct_size_rule(c_layout, &c_indices, "C: indices.struct_size is sizeof(ptxattn_append_indices)");
+  const auto c_input = [&] {
+    return input() + "\n    struct_size config " + std::to_string(c_config.struct_size) + " indices " +
+           std::to_string(c_indices.struct_size);
+  };
+  const Status c_validated = c_status(fuzzer, "ptxattn_validate_append_indices",
+                                      ptxattn_validate_append_indices(&c_config, &c_indices));
+  ptxattn_append_plan* c_plan = nullptr;
+  fuzzer.require(ptxattn_append_plan_create(&c_plan) == PTXATTN_STATUS_OK && c_plan != nullptr,
+                 "ptxattn_append_plan_create", "creating a plan succeeds", [] { return std::string(); });
+  const Status c_planned = c_status(fuzzer, "ptxattn_plan_append_paged_kv",
+                                    ptxattn_plan_append_paged_kv(c_plan, &c_config, &c_indices));
+  if (c_layout.ok()) {
+    same_answer(fuzzer, "ptxattn_validate_append_indices", c_validated, ptxattn::validate_append_indices(c, idx),
+                c_input);
+    same_answer(fuzzer, "ptxattn_plan_append_paged_kv", c_planned, planned, c_input);
+  } else {
+    fuzzer.check("ptxattn_validate_append_indices", c_validated, c_layout, WhenValid::kOk, c_input);
+    fuzzer.check("ptxattn_plan_append_paged_kv", c_planned, c_layout, WhenValid::kOk, c_input);
+  }
+
   // append_paged_kv_cache with this plan (made without a GPU when nothing is appended).
   const int64_t n = planned.ok() ? appended : rng.range(0, 8);
   AppendTensors t;
@@ -735,10 +785,44 @@ void fuzz_append(Rng& rng, Fuzzer& fuzzer) {
                 "tensors.q_out is q_in exactly or overlaps no input", "tensors.q_out");
   }
   const bool launches = planned.ok() && appended > 0;
-  if (!fuzzer.may_call("append_paged_kv_cache", run, launches)) return;
-  fuzzer.show(run_input);
-  fuzzer.check("append_paged_kv_cache", ptxattn::append_paged_kv_cache(plan, t, with_rope ? &rope : nullptr, nullptr),
-               run, launches ? WhenValid::kLaunch : WhenValid::kOk, run_input);
+  if (fuzzer.may_call("append_paged_kv_cache", run, launches)) {
+    fuzzer.show(run_input);
+    const Status ran = ptxattn::append_paged_kv_cache(plan, t, with_rope ? &rope : nullptr, nullptr);
+    fuzzer.check("append_paged_kv_cache", ran, run, launches ? WhenValid::kLaunch : WhenValid::kOk, run_input);
+    if (c_layout.ok()) {  // the C plan is the C++ plan's twin
+      const ptxattn_append_tensors c_tensors{random_struct_size<ptxattn_append_tensors>(rng),
+                                             t.k_new,
+                                             t.v_new,
+                                             t.k_cache,
+                                             t.v_cache,
+                                             t.num_append_tokens,
+                                             t.num_pages,
+                                             t.q_in,
+                                             t.q_out,
+                                             t.num_qo_heads};
+      const ptxattn_rope_config c_rope = to_c(rng, rope);
+      Rules c_run;
+      struct_size_rule(c_run, &c_tensors, "C: tensors.struct_size is sizeof(ptxattn_append_tensors)");
+      if (with_rope) {
+        struct_size_rule(c_run, &c_rope, "C: rope.struct_size is sizeof(ptxattn_rope_config)");
+        c_run.invalid(c_rope.interleave == 0 || c_rope.interleave == 1, "C: rope.interleave is 0 or 1", "interleave");
+        c_run.invalid(c_rope.llama31 == 0 || c_rope.llama31 == 1, "C: rope.llama31 is 0 or 1", "llama31");
+      }
+      const auto c_run_input = [&] {
+        return run_input() + "\n    struct_size tensors " + std::to_string(c_tensors.struct_size) + " rope " +
+               std::to_string(c_rope.struct_size) + ", c.interleave " + std::to_string(c_rope.interleave) +
+               ", c.llama31 " + std::to_string(c_rope.llama31);
+      };
+      const Status c_ran =
+          c_status(fuzzer, "ptxattn_append_paged_kv_cache",
+                   ptxattn_append_paged_kv_cache(c_plan, &c_tensors, with_rope ? &c_rope : nullptr, nullptr));
+      if (c_run.ok())
+        same_answer(fuzzer, "ptxattn_append_paged_kv_cache", c_ran, ran, c_run_input);
+      else
+        fuzzer.check("ptxattn_append_paged_kv_cache", c_ran, c_run, WhenValid::kOk, c_run_input);
+    }
+  }
+  ptxattn_append_plan_destroy(c_plan);
 }
 
 void fuzz_rope_work_split(Rng& rng, Fuzzer& fuzzer) {
@@ -810,13 +894,27 @@ void fuzz_misc(Rng& rng, Fuzzer& fuzzer) {
   fuzzer.require(ptxattn_status_name(value) != nullptr, "ptxattn_status_name", "never NULL", input);
   fuzzer.require(ptxattn::status_code_name(static_cast<StatusCode>(value)) != nullptr, "status_code_name",
                  "never null", input);
-  ptxattn_prefill_config_init(nullptr);
-  ptxattn_rope_config_init(nullptr);
   ptxattn_prefill_plan_destroy(nullptr);
+  ptxattn_append_plan_destroy(nullptr);
   Rules create;
   create.invalid(false, "C: out is not NULL", "out");
   fuzzer.check("ptxattn_prefill_plan_create", c_status(fuzzer, "ptxattn_prefill_plan_create",
                                                        ptxattn_prefill_plan_create(nullptr)),
+               create, WhenValid::kOk, input);
+  fuzzer.check("ptxattn_append_plan_create", c_status(fuzzer, "ptxattn_append_plan_create",
+                                                      ptxattn_append_plan_create(nullptr)),
+               create, WhenValid::kOk, input);
+  // An _init with a struct_size from another layout (value as a size).
+  ptxattn_rope_config rope;
+  const size_t size = rng.percent(50) ? sizeof(rope) : size_t(uint32_t(value));
+  Rules init;
+  init.invalid(size == sizeof(rope), "C: struct_size is sizeof(ptxattn_rope_config)", "struct_size");
+  fuzzer.check("ptxattn_rope_config_init",
+               c_status(fuzzer, "ptxattn_rope_config_init", ptxattn_rope_config_init(&rope, size)), init,
+               WhenValid::kOk, [&] { return "struct_size " + std::to_string(size); });
+  fuzzer.check("ptxattn_prefill_config_init",
+               c_status(fuzzer, "ptxattn_prefill_config_init",
+                        ptxattn_prefill_config_init(nullptr, sizeof(ptxattn_prefill_config))),
                create, WhenValid::kOk, input);
   fuzzer.require(ptxattn_last_error_message() != nullptr, "ptxattn_last_error_message", "never NULL", input);
 }

@@ -1,0 +1,370 @@
+"""ptxattn: hand-written SM90 (Hopper) attention and RoPE kernels, from Python.
+
+Entry points shaped like FlashInfer's (README, "Python"):
+
+- BatchPrefillWithPagedKVCacheWrapper: plan(...) once per batch, run(q, k_cache, v_cache) per layer;
+  prefill, decode (qo_len 1) and speculative verification alike;
+- BatchPrefillWithRaggedKVCacheWrapper: the same over ragged K/V;
+- apply_rope, apply_rope_pos_ids, apply_rope_with_cos_sin_cache, build_rope_cos_sin_cache;
+- append_paged_kv_cache.
+
+Tensors come in through DLPack (torch, CuPy, JAX, ...), contiguous, on one CUDA
+device. Work runs on the caller's stream: torch's current stream for torch
+tensors, CuPy's current stream for CuPy arrays, else the `stream` argument (an
+int cudaStream_t; 0 is the legacy default stream). Where an output is not
+given, it is allocated with the input's framework (torch or CuPy). A bad
+argument raises ValueError with the library's message; no usable GPU or a CUDA
+failure raises RuntimeError. The log-sum-exp (lse) is the natural log.
+"""
+
+from . import _ptxattn
+
+try:
+    from . import _torch_ops  # torch custom ops, for torch tensors
+except ImportError:  # no torch
+    _torch_ops = None
+
+__version__ = _ptxattn.__version__
+
+__all__ = [
+    "BatchPrefillWithPagedKVCacheWrapper",
+    "BatchPrefillWithRaggedKVCacheWrapper",
+    "append_paged_kv_cache",
+    "apply_rope",
+    "apply_rope_pos_ids",
+    "apply_rope_with_cos_sin_cache",
+    "build_rope_cos_sin_cache",
+]
+
+
+# ---------------------------------------------------------------------------
+# Streams, devices and allocation in the caller's framework
+# ---------------------------------------------------------------------------
+def _framework(tensor):
+    return type(tensor).__module__.split(".")[0]
+
+
+def _torch_op(tensor, stream):
+    """torch.ops.ptxattn when `tensor` is a torch tensor (and its `stream` argument: -1 for torch's current
+    stream), else None."""
+    if _torch_ops is None or not isinstance(tensor, _torch_ops.torch.Tensor):
+        return None
+    return _torch_ops.torch.ops.ptxattn, (-1 if stream is None else int(stream))
+
+
+def _stream(tensor, stream):
+    """The stream to run on: the argument if given, else the framework's current one."""
+    if stream is not None:
+        return int(stream)
+    framework = _framework(tensor)
+    if framework == "torch":
+        import torch
+        return torch.cuda.current_stream(tensor.device).cuda_stream
+    if framework == "cupy":
+        import cupy
+        return cupy.cuda.get_current_stream().ptr
+    return 0
+
+
+def _device(tensor, name):
+    """The CUDA ordinal of a DLPack tensor (ValueError if it is not a CUDA tensor)."""
+    if not hasattr(tensor, "__dlpack_device__"):
+        raise ValueError(f"{name} must be a CUDA tensor (DLPack), not a {type(tensor).__name__}")
+    device_type, ordinal = tensor.__dlpack_device__()
+    if int(device_type) != 2:  # kDLCUDA
+        raise ValueError(f"{name} must be a CUDA tensor (DLPack device type {int(device_type)})")
+    return int(ordinal)
+
+
+def _empty(like, shape, dtype=None):
+    """An uninitialised tensor of `shape` in the framework and on the device of `like`."""
+    framework = _framework(like)
+    if framework == "torch":
+        import torch
+        return torch.empty(shape, dtype=dtype if dtype is not None else like.dtype, device=like.device)
+    if framework == "cupy":
+        import cupy
+        with cupy.cuda.Device(like.device.id):
+            return cupy.empty(shape, dtype=dtype if dtype is not None else like.dtype)
+    raise ValueError(f"cannot allocate an output for a {type(like).__name__}: pass out= (and lse=)")
+
+
+def _float32(like):
+    framework = _framework(like)
+    if framework == "torch":
+        import torch
+        return torch.float32
+    return "float32"
+
+
+def _dtype_name(dtype):
+    """'bfloat16' or 'float16' from a torch / NumPy / CuPy dtype or a string."""
+    name = str(dtype).replace("torch.", "")
+    return {"half": "float16", "bf16": "bfloat16", "fp16": "float16"}.get(name, name)
+
+
+def _int32(values):
+    """An int32 array for an index argument: tensors pass through (checked in C++), lists become NumPy arrays."""
+    if hasattr(values, "__dlpack__"):
+        return values
+    import numpy
+    return numpy.asarray(values, dtype=numpy.int32)
+
+
+def _plan_device(index_array, device):
+    """The device a plan is made for: the argument (an ordinal or a torch.device), else the index
+    array's if it is on a GPU, else the current one (-1)."""
+    if device is not None:
+        index = device if isinstance(device, int) else device.index
+        return -1 if index is None else int(index)
+    if hasattr(index_array, "__dlpack_device__"):
+        device_type, ordinal = index_array.__dlpack_device__()
+        if int(device_type) == 2:
+            return int(ordinal)
+    return -1  # the current CUDA device
+
+
+# ---------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------
+class _Attention:
+    """What the paged and ragged wrappers share: options, the plan, run()."""
+
+    def __init__(self, kv_layout="NHD", load_path="auto", schedule="auto", max_ctas=0):
+        self._kv_layout = kv_layout
+        self._load_path, self._schedule, self._max_ctas = load_path, schedule, max_ctas
+        self._plan = _ptxattn.Prefill()
+        self._planned = False
+        self._plan_id = _torch_ops.register_wrapper(self) if _torch_ops else 0
+
+    def _options(self, causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse):
+        dtype = _dtype_name(q_data_type)
+        if kv_data_type is not None and _dtype_name(kv_data_type) != dtype:
+            raise ValueError(f"kv_data_type {_dtype_name(kv_data_type)} differs from q_data_type {dtype}: "
+                             "ptxattn needs one dtype for q, k and v")
+        return dict(dtype=dtype, causal=bool(causal), window_left=int(window_left),
+                    logits_soft_cap=float(logits_soft_cap or 0.0), sm_scale=float(sm_scale or 0.0),
+                    return_lse=bool(return_lse), kv_layout=self._kv_layout, load_path=self._load_path,
+                    schedule=self._schedule, max_ctas=int(self._max_ctas))
+
+    def _run(self, q, k, v, out, lse, return_lse, stream):
+        _device(q, "q")
+        if not self._planned:
+            raise ValueError("run() before a successful plan()")
+        if return_lse != self._return_lse:
+            raise ValueError(f"return_lse={return_lse}, but the plan was made with return_lse={self._return_lse} "
+                             "(plan(..., return_lse=True) makes the kernel write lse)")
+        if out is None:
+            out = _empty(q, tuple(q.shape))
+        if return_lse and lse is None:
+            lse = _empty(q, (q.shape[0], q.shape[1]), _float32(q))
+        lse = lse if return_lse else None
+        torch_op = _torch_op(q, stream)
+        if torch_op:
+            ops, op_stream = torch_op
+            ops.attention(q, k, v, out, lse, self._plan_id, op_stream)
+        else:
+            self._plan.run(q, k, v, out, lse, _stream(q, stream))
+        return (out, lse) if return_lse else out
+
+    @property
+    def chosen_load_path(self):
+        return self._plan.chosen_load_path
+
+    @property
+    def chosen_schedule(self):
+        return self._plan.chosen_schedule
+
+    @property
+    def chosen_block_kv(self):
+        return self._plan.chosen_block_kv
+
+
+class BatchPrefillWithPagedKVCacheWrapper(_Attention):
+    """Attention of ragged queries over a paged KV cache (FlashInfer's page table).
+
+    Request b owns pages paged_kv_indices[paged_kv_indptr[b]:paged_kv_indptr[b+1]]; its
+    kv_len is page_size * (pages - 1) + paged_kv_last_page_len[b]. Causal masking is
+    bottom-right aligned (query i sees keys up to kv_len - qo_len + i). Decode is the case
+    qo_len = 1. k_cache and v_cache are separate pools, [num_pages, page_size,
+    num_kv_heads, head_dim] (NHD) or [num_pages, num_kv_heads, page_size, head_dim] (HND).
+    """
+
+    def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads,
+             num_kv_heads, head_dim_qk, page_size, num_pages=None, causal=False, sm_scale=None, window_left=-1,
+             logits_soft_cap=None, q_data_type="bfloat16", kv_data_type=None, return_lse=False, device=None):
+        """Validates the batch and builds the schedule (index arrays: int32, host or device; synchronous).
+
+        num_pages is the pool size (pages in k_cache and v_cache); without it the plan is
+        finished at the first run(), when the caches show it.
+        """
+        self._args = dict(
+            self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse),
+            num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
+            paged=True, page_size=int(page_size), qo_indptr=_int32(qo_indptr), kv_indptr=_int32(paged_kv_indptr),
+            kv_indices=_int32(paged_kv_indices), kv_last_page_len=_int32(paged_kv_last_page_len),
+            device=_plan_device(qo_indptr, device))
+        self._return_lse = bool(return_lse)
+        self._planned = False
+        self._num_pages = None
+        if num_pages is not None:
+            self._make(int(num_pages))
+
+    def _make(self, num_pages):
+        self._planned = False
+        self._plan.plan(num_pages=num_pages, **self._args)
+        self._num_pages, self._planned = num_pages, True
+
+    def run(self, q, k_cache, v_cache=None, out=None, lse=None, return_lse=False, stream=None):
+        """o = attention(q, K, V) for the planned batch; (o, lse) with return_lse.
+
+        k_cache may be a (k_cache, v_cache) tuple, as FlashInfer's paged_kv_cache.
+        """
+        if v_cache is None:
+            if not isinstance(k_cache, (tuple, list)) or len(k_cache) != 2:
+                raise ValueError("pass k_cache and v_cache, or a (k_cache, v_cache) tuple; ptxattn does not take "
+                                 "the combined [num_pages, 2, ...] cache")
+            k_cache, v_cache = k_cache
+        _device(q, "q")
+        if not hasattr(self, "_args"):
+            raise ValueError("run() before plan()")
+        if self._num_pages is None or not self._planned:
+            self._make(int(k_cache.shape[0]))
+        return self._run(q, k_cache, v_cache, out, lse, return_lse, stream)
+
+
+class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
+    """Attention of ragged queries over ragged K/V: request b's keys are rows
+    kv_indptr[b]:kv_indptr[b+1] of k and v ([num_kv_rows, num_kv_heads, head_dim])."""
+
+    def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, causal=False, sm_scale=None,
+             window_left=-1, logits_soft_cap=None, q_data_type="bfloat16", kv_data_type=None, return_lse=False,
+             device=None):
+        self._planned = False
+        self._return_lse = bool(return_lse)
+        self._plan.plan(**self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type,
+                                        return_lse),
+                        num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
+                        paged=False, page_size=0, num_pages=0, qo_indptr=_int32(qo_indptr),
+                        kv_indptr=_int32(kv_indptr), kv_indices=None, kv_last_page_len=None,
+                        device=_plan_device(qo_indptr, device))
+        self._planned = True
+
+    def run(self, q, k, v, out=None, lse=None, return_lse=False, stream=None):
+        return self._run(q, k, v, out, lse, return_lse, stream)
+
+
+# ---------------------------------------------------------------------------
+# RoPE and appending to the paged cache
+# ---------------------------------------------------------------------------
+def _rope(rotary_dim, head_dim, interleave, rope_scale, rope_theta, llama31=None):
+    """RopeConfig's fields in order. llama31: None, or a dict with low_freq_factor, high_freq_factor,
+    old_context_len (rope_scale is then Llama's factor)."""
+    llama = llama31 or {}
+    return (int(rotary_dim if rotary_dim is not None else head_dim), bool(interleave), float(rope_theta),
+            float(rope_scale), llama31 is not None, float(llama.get("low_freq_factor", 1.0)),
+            float(llama.get("high_freq_factor", 4.0)), int(llama.get("old_context_len", 8192)))
+
+
+def _apply_rope(q, k, pos_ids, indptr, offsets, rope, inplace, stream):
+    torch_op = _torch_op(q, stream)
+    if torch_op:
+        ops, op_stream = torch_op
+        if inplace:
+            ops.apply_rope_inplace(q, k, pos_ids, indptr, offsets, *rope, op_stream)
+            return q, k
+        q_out, k_out = _empty(q, tuple(q.shape)), _empty(k, tuple(k.shape))
+        ops.apply_rope(q, k, q_out, k_out, pos_ids, indptr, offsets, *rope, op_stream)
+        return q_out, k_out
+    q_out, k_out = (q, k) if inplace else (_empty(q, tuple(q.shape)), _empty(k, tuple(k.shape)))
+    _ptxattn.apply_rope(q, k, q_out, k_out, pos_ids, indptr, offsets, _ptxattn.RopeConfig(*rope), _stream(q, stream))
+    return q_out, k_out
+
+
+def apply_rope(q, k, indptr, offsets, rotary_dim=None, interleave=False, rope_scale=1.0, rope_theta=1e4,
+               llama31=None, inplace=False, stream=None):
+    """Rotates q [num_tokens, num_qo_heads, head_dim] and k [num_tokens, num_kv_heads, head_dim]; token t of
+    request b (indptr[b] <= t < indptr[b+1], int32 on the device) sits at position offsets[b] + t - indptr[b].
+    Returns (q_rope, k_rope): new tensors, or q and k themselves with inplace=True."""
+    _device(q, "q")
+    return _apply_rope(q, k, None, indptr, offsets, _rope(rotary_dim, q.shape[-1], interleave, rope_scale,
+                                                           rope_theta, llama31), inplace, stream)
+
+
+def apply_rope_pos_ids(q, k, pos_ids, rotary_dim=None, interleave=False, rope_scale=1.0, rope_theta=1e4,
+                       llama31=None, inplace=False, stream=None):
+    """As apply_rope, with one int32 position per token (pos_ids, on the device)."""
+    _device(q, "q")
+    return _apply_rope(q, k, pos_ids, None, None, _rope(rotary_dim, q.shape[-1], interleave, rope_scale,
+                                                         rope_theta, llama31), inplace, stream)
+
+
+def build_rope_cos_sin_cache(max_position, rotary_dim, rope_scale=1.0, rope_theta=1e4, llama31=None, out=None,
+                             like=None, stream=None):
+    """float32 [max_position, rotary_dim]: cos of the rotary_dim / 2 frequencies, then sin. Written into out, or
+    into a new tensor in the framework and on the device of `like` (a torch tensor or CuPy array)."""
+    if out is None:
+        if like is None:
+            raise ValueError("pass out= (a float32 [max_position, rotary_dim] CUDA tensor) or like= (a tensor "
+                             "whose framework and device the cache should have)")
+        out = _empty(like, (int(max_position), int(rotary_dim)), _float32(like))
+    _device(out, "out")
+    rope = _rope(rotary_dim, rotary_dim, False, rope_scale, rope_theta, llama31)
+    torch_op = _torch_op(out, stream)
+    if torch_op:
+        ops, op_stream = torch_op
+        ops.build_rope_cos_sin_cache(out, int(max_position), rope[0], *rope[2:], op_stream)
+    else:
+        _ptxattn.build_rope_cos_sin_cache(out, int(max_position), _ptxattn.RopeConfig(*rope), _stream(out, stream))
+    return out
+
+
+def apply_rope_with_cos_sin_cache(positions, query, key, cos_sin_cache, is_neox=True, inplace=False, stream=None):
+    """Rotates query [num_tokens, num_qo_heads, head_dim] and key [num_tokens, num_kv_heads, head_dim] at
+    positions (int32, on the device) with a cache from build_rope_cos_sin_cache. A position outside the
+    cache makes that token's rotary dims NaN. Returns (query_rope, key_rope): new tensors, or query and key
+    themselves with inplace=True."""
+    _device(query, "query")
+    torch_op = _torch_op(query, stream)
+    if torch_op:
+        ops, op_stream = torch_op
+        if inplace:
+            ops.apply_rope_with_cos_sin_cache_inplace(query, key, positions, cos_sin_cache, not is_neox, op_stream)
+            return query, key
+        q_out, k_out = _empty(query, tuple(query.shape)), _empty(key, tuple(key.shape))
+        ops.apply_rope_with_cos_sin_cache(query, key, q_out, k_out, positions, cos_sin_cache, not is_neox, op_stream)
+        return q_out, k_out
+    q_out, k_out = (query, key) if inplace else (_empty(query, tuple(query.shape)), _empty(key, tuple(key.shape)))
+    _ptxattn.apply_rope_with_cos_sin_cache(query, key, q_out, k_out, positions, cos_sin_cache, not is_neox,
+                                           _stream(query, stream))
+    return q_out, k_out
+
+
+def append_paged_kv_cache(append_key, append_value, append_indptr, paged_kv_cache, kv_indices, kv_indptr,
+                          kv_last_page_len, kv_layout="NHD", rope=None, q=None, q_out=None, stream=None):
+    """Copies append_key / append_value [num_append_tokens, num_kv_heads, head_dim] into the cache.
+
+    Rows append_indptr[b]:append_indptr[b+1] are request b's LAST tokens: the page table
+    (kv_indices, kv_indptr, kv_last_page_len, host or device int32) already counts them.
+    paged_kv_cache is a (k_cache, v_cache) tuple. With rope (a dict of apply_rope's keyword
+    arguments: rotary_dim, interleave, rope_scale, rope_theta, llama31) K is rotated at its
+    position on the way in, and so is q [num_append_tokens, num_qo_heads, head_dim] into
+    q_out (may be q) when given.
+    """
+    if not isinstance(paged_kv_cache, (tuple, list)) or len(paged_kv_cache) != 2:
+        raise ValueError("paged_kv_cache must be a (k_cache, v_cache) tuple")
+    k_cache, v_cache = paged_kv_cache
+    if len(k_cache.shape) != 4:
+        raise ValueError(f"k_cache must be 4-dimensional, has shape {tuple(k_cache.shape)}")
+    head_dim = int(k_cache.shape[3])
+    num_pages = int(k_cache.shape[0])
+    page_size, num_kv_heads = ((k_cache.shape[1], k_cache.shape[2]) if kv_layout == "NHD"
+                               else (k_cache.shape[2], k_cache.shape[1]))
+    plan = _ptxattn.Append()
+    plan.plan(_dtype_name(append_key.dtype), int(num_kv_heads), head_dim, kv_layout, int(page_size), num_pages,
+              _int32(append_indptr), _int32(kv_indptr), _int32(kv_indices), _int32(kv_last_page_len),
+              _plan_device(k_cache, None))
+    rope_config = None if rope is None else _ptxattn.RopeConfig(*_rope(
+        rope.get("rotary_dim"), head_dim, rope.get("interleave", False), rope.get("rope_scale", 1.0),
+        rope.get("rope_theta", 1e4), rope.get("llama31")))
+    plan.run(append_key, append_value, k_cache, v_cache, q, q_out, rope_config, _stream(append_key, stream))

@@ -1,0 +1,97 @@
+"""torch custom ops over ptxattn's kernels, registered when torch imports.
+
+The package's functions call these for torch tensors, so torch.compile traces
+through them (each has a fake implementation: it only mutates the outputs it is
+given, which the caller allocated) and a CUDA graph captures the launch. An op
+runs on `stream` when it is >= 0, else on torch's current stream of the
+tensors' device (the capturing stream, under graph capture).
+
+An attention op names its plan by an integer id (`register_wrapper`): the
+wrapper's plan at the time the op runs, as with FlashInfer's wrappers.
+append_paged_kv_cache is not an op: it plans on the host at every call.
+"""
+
+import itertools
+import weakref
+from typing import Optional
+
+import torch
+
+from . import _ptxattn
+
+_WRAPPERS = weakref.WeakValueDictionary()  # plan id -> attention wrapper
+_NEXT_ID = itertools.count(1)
+
+
+def register_wrapper(wrapper):
+    """A plan id for `wrapper`, valid while it lives."""
+    plan_id = next(_NEXT_ID)
+    _WRAPPERS[plan_id] = wrapper
+    return plan_id
+
+
+def _stream(tensor, stream):
+    return stream if stream >= 0 else torch.cuda.current_stream(tensor.device).cuda_stream
+
+
+@torch.library.custom_op("ptxattn::attention", mutates_args=("out", "lse"))
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: Optional[torch.Tensor],
+              plan_id: int, stream: int) -> None:
+    wrapper = _WRAPPERS.get(plan_id)
+    if wrapper is None:
+        raise ValueError(f"plan id {plan_id} names no live attention wrapper")
+    wrapper._plan.run(q, k, v, out, lse, _stream(q, stream))
+
+
+
+@torch.library.custom_op("ptxattn::apply_rope", mutates_args=("q_out", "k_out"))
+def apply_rope(q: torch.Tensor, k: torch.Tensor, q_out: torch.Tensor, k_out: torch.Tensor,
+               pos_ids: Optional[torch.Tensor], indptr: Optional[torch.Tensor], offsets: Optional[torch.Tensor],
+               rotary_dim: int, interleave: bool, theta: float, rope_scale: float, llama31: bool,
+               low_freq_factor: float, high_freq_factor: float, old_context_len: int, stream: int) -> None:
+    rope = _ptxattn.RopeConfig(rotary_dim, interleave, theta, rope_scale, llama31, low_freq_factor,
+                               high_freq_factor, old_context_len)
+    _ptxattn.apply_rope(q, k, q_out, k_out, pos_ids, indptr, offsets, rope, _stream(q, stream))
+
+
+
+@torch.library.custom_op("ptxattn::apply_rope_inplace", mutates_args=("q", "k"))
+def apply_rope_inplace(q: torch.Tensor, k: torch.Tensor, pos_ids: Optional[torch.Tensor],
+                       indptr: Optional[torch.Tensor], offsets: Optional[torch.Tensor], rotary_dim: int,
+                       interleave: bool, theta: float, rope_scale: float, llama31: bool, low_freq_factor: float,
+                       high_freq_factor: float, old_context_len: int, stream: int) -> None:
+    rope = _ptxattn.RopeConfig(rotary_dim, interleave, theta, rope_scale, llama31, low_freq_factor,
+                               high_freq_factor, old_context_len)
+    _ptxattn.apply_rope(q, k, q, k, pos_ids, indptr, offsets, rope, _stream(q, stream))
+
+
+
+@torch.library.custom_op("ptxattn::apply_rope_with_cos_sin_cache", mutates_args=("q_out", "k_out"))
+def apply_rope_with_cos_sin_cache(q: torch.Tensor, k: torch.Tensor, q_out: torch.Tensor, k_out: torch.Tensor,
+                                  positions: torch.Tensor, cos_sin_cache: torch.Tensor, interleave: bool,
+                                  stream: int) -> None:
+    _ptxattn.apply_rope_with_cos_sin_cache(q, k, q_out, k_out, positions, cos_sin_cache, interleave,
+                                           _stream(q, stream))
+
+
+
+@torch.library.custom_op("ptxattn::apply_rope_with_cos_sin_cache_inplace", mutates_args=("q", "k"))
+def apply_rope_with_cos_sin_cache_inplace(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor,
+                                          cos_sin_cache: torch.Tensor, interleave: bool, stream: int) -> None:
+    _ptxattn.apply_rope_with_cos_sin_cache(q, k, q, k, positions, cos_sin_cache, interleave, _stream(q, stream))
+
+
+
+@torch.library.custom_op("ptxattn::build_rope_cos_sin_cache", mutates_args=("out",))
+def build_rope_cos_sin_cache(out: torch.Tensor, max_position: int, rotary_dim: int, theta: float,
+                             rope_scale: float, llama31: bool, low_freq_factor: float, high_freq_factor: float,
+                             old_context_len: int, stream: int) -> None:
+    rope = _ptxattn.RopeConfig(rotary_dim, False, theta, rope_scale, llama31, low_freq_factor, high_freq_factor,
+                               old_context_len)
+    _ptxattn.build_rope_cos_sin_cache(out, max_position, rope, _stream(out, stream))
+
+
+# Every op only writes into tensors it was given: nothing to describe to the tracer.
+for _op in (attention, apply_rope, apply_rope_inplace, apply_rope_with_cos_sin_cache,
+            apply_rope_with_cos_sin_cache_inplace, build_rope_cos_sin_cache):
+    _op.register_fake(lambda *args: None)

@@ -1,0 +1,442 @@
+// ptxattn._ptxattn: the C++ API (include/ptxattn/ptxattn.hpp) for Python,
+// over DLPack tensors (torch, CuPy, JAX, ...). python/ptxattn/__init__.py
+// builds the FlashInfer-shaped entry points on top of it.
+//
+// What this layer adds to the C++ API's own validation: each tensor is on the
+// CUDA device the plan was made on, has the dtype and shape the call implies,
+// and is contiguous (row-major); index arrays are int32, one-dimensional and
+// contiguous, on the host or on the device (then copied to the host,
+// synchronously). A bad argument raises ValueError with a message naming it; a
+// Status other than ok raises ValueError (invalid argument, unsupported, plan
+// mismatch) or RuntimeError (no device, CUDA error) with the library's message.
+#include <cuda_runtime_api.h>
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ptxattn/ptxattn.hpp"
+
+namespace nb = nanobind;
+using namespace ptxattn;
+
+namespace {
+
+// Read-only views are accepted for inputs (JAX arrays are read-only).
+using Input = nb::ndarray<nb::ro>;
+using Output = nb::ndarray<>;
+
+[[noreturn]] void bad_argument(const std::string& message) { throw nb::value_error(message.c_str()); }
+
+void check(const Status& status) {
+  if (status.ok()) return;
+  if (status.code == StatusCode::kNoDevice || status.code == StatusCode::kCudaError)
+    throw std::runtime_error(std::string(status_code_name(status.code)) + ": " + status.message);
+  bad_argument(status.message);
+}
+
+DType parse_dtype(const std::string& name) {
+  if (name == "bfloat16" || name == "bf16") return DType::kBF16;
+  if (name == "float16" || name == "fp16" || name == "half") return DType::kFP16;
+  bad_argument("dtype '" + name + "' is not one of bfloat16, float16");
+}
+
+KvLayout parse_layout(const std::string& name) {
+  if (name == "NHD") return KvLayout::kNHD;
+  if (name == "HND") return KvLayout::kHND;
+  bad_argument("kv_layout '" + name + "' is not NHD or HND");
+}
+
+KvLoadPath parse_load_path(const std::string& name) {
+  if (name == "auto") return KvLoadPath::kAuto;
+  if (name == "tma") return KvLoadPath::kTma;
+  if (name == "gather") return KvLoadPath::kGather;
+  bad_argument("load_path '" + name + "' is not auto, tma or gather");
+}
+
+WorkSchedule parse_schedule(const std::string& name) {
+  if (name == "auto") return WorkSchedule::kAuto;
+  if (name == "one_item_per_cta") return WorkSchedule::kOneItemPerCta;
+  if (name == "persistent") return WorkSchedule::kPersistent;
+  bad_argument("schedule '" + name + "' is not auto, one_item_per_cta or persistent");
+}
+
+template <typename Tensor>
+std::string shape_string(const Tensor& t) {
+  std::ostringstream out;
+  out << "(";
+  for (size_t i = 0; i < t.ndim(); ++i) out << (i ? ", " : "") << t.shape(i);
+  out << (t.ndim() == 1 ? ",)" : ")");
+  return out.str();
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << "(";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << (shape.size() == 1 ? ",)" : ")");
+  return out.str();
+}
+
+// Row-major with no gaps (a dimension of extent 1 may have any stride).
+template <typename Tensor>
+bool contiguous(const Tensor& t) {
+  int64_t expected = 1;
+  for (size_t i = t.ndim(); i-- > 0;) {
+    if (t.shape(i) != 1 && t.stride(i) != expected) return false;
+    expected *= int64_t(t.shape(i));
+  }
+  return true;
+}
+
+nb::dlpack::dtype dlpack_dtype(DType dtype) {
+  if (dtype == DType::kBF16) return {uint8_t(nb::dlpack::dtype_code::Bfloat), 16, 1};
+  return {uint8_t(nb::dlpack::dtype_code::Float), 16, 1};
+}
+
+const char* dtype_name(DType dtype) { return dtype == DType::kBF16 ? "bfloat16" : "float16"; }
+
+// A device tensor argument: on `device`, of `dtype`, of `shape`, contiguous.
+template <typename Tensor>
+void check_tensor(const Tensor& t, const char* name, int device, nb::dlpack::dtype dtype, const char* dtype_text,
+                  const std::vector<int64_t>& shape) {
+  const Tensor& view = t;
+  if (view.device_type() != nb::device::cuda::value)
+    bad_argument(std::string(name) + " must be a CUDA tensor (DLPack device type " +
+                 std::to_string(view.device_type()) + ")");
+  if (view.device_id() != device)
+    bad_argument(std::string(name) + " is on CUDA device " + std::to_string(view.device_id()) +
+                 ", the plan on device " + std::to_string(device));
+  if (view.dtype() != dtype) bad_argument(std::string(name) + " must have dtype " + dtype_text);
+  bool same_shape = view.ndim() == shape.size();
+  for (size_t i = 0; same_shape && i < shape.size(); ++i) same_shape = int64_t(view.shape(i)) == shape[i];
+  if (!same_shape)
+    bad_argument(std::string(name) + " has shape " + shape_string(view) + ", expected " + shape_string(shape));
+  if (!contiguous(view)) bad_argument(std::string(name) + " must be contiguous (row-major)");
+}
+
+// An int32 index array on the host or a CUDA device, copied to the host.
+std::vector<int32_t> host_int32(const Input& a, const char* name) {
+  if (a.dtype() != nb::dtype<int32_t>()) bad_argument(std::string(name) + " must have dtype int32");
+  if (a.ndim() != 1) bad_argument(std::string(name) + " must be one-dimensional, has shape " + shape_string(a));
+  if (a.shape(0) > 1 && a.stride(0) != 1) bad_argument(std::string(name) + " must be contiguous");
+  std::vector<int32_t> host(a.shape(0));
+  if (host.empty()) return host;
+  if (a.device_type() == nb::device::cpu::value) {
+    const int32_t* data = static_cast<const int32_t*>(a.data());
+    host.assign(data, data + host.size());
+  } else if (a.device_type() == nb::device::cuda::value) {
+    const cudaError_t err = cudaMemcpy(host.data(), a.data(), host.size() * sizeof(int32_t), cudaMemcpyDefault);
+    if (err != cudaSuccess)
+      throw std::runtime_error(std::string("copying ") + name + " to the host: " + cudaGetErrorString(err));
+  } else {
+    bad_argument(std::string(name) + " must be on the host or a CUDA device");
+  }
+  return host;
+}
+
+int current_device() {
+  int device = -1;
+  if (cudaGetDevice(&device) != cudaSuccess) return -1;
+  return device;
+}
+
+// Makes `device` current for a scope (the caller's device again after).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) : previous_(current_device()) {
+    if (device >= 0 && device != previous_) cudaSetDevice(device);
+  }
+  ~DeviceGuard() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_;
+};
+
+cudaStream_t as_stream(uintptr_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
+
+// ---- Prefill ----
+
+class Prefill {
+ public:
+  void plan(const std::string& dtype, int32_t num_qo_heads, int32_t num_kv_heads, int32_t head_dim, bool paged,
+            const std::string& kv_layout, int32_t page_size, int32_t num_pages, bool causal, int32_t window_left,
+            float logits_soft_cap, float sm_scale, bool return_lse, const std::string& load_path,
+            const std::string& schedule, int32_t max_ctas, const Input& qo_indptr, const Input& kv_indptr,
+            const std::optional<Input>& kv_indices, const std::optional<Input>& kv_last_page_len, int device) {
+    PrefillConfig config;
+    config.dtype = parse_dtype(dtype);
+    config.num_qo_heads = num_qo_heads;
+    config.num_kv_heads = num_kv_heads;
+    config.head_dim = head_dim;
+    config.kv_format = paged ? KvFormat::kPaged : KvFormat::kRagged;
+    config.kv_layout = parse_layout(kv_layout);
+    config.page_size = page_size;
+    config.num_pages = num_pages;
+    config.options = {causal, window_left, logits_soft_cap, sm_scale, return_lse};
+    config.load_path = parse_load_path(load_path);
+    config.schedule = parse_schedule(schedule);
+    config.max_ctas = max_ctas;
+    const std::vector<int32_t> qo = host_int32(qo_indptr, "qo_indptr");
+    const std::vector<int32_t> kv = host_int32(kv_indptr, "kv_indptr");
+    std::vector<int32_t> indices, last_page_len;
+    if (paged) {
+      if (!kv_indices || !kv_last_page_len) bad_argument("a paged plan needs kv_indices and kv_last_page_len");
+      indices = host_int32(*kv_indices, "kv_indices");
+      last_page_len = host_int32(*kv_last_page_len, "kv_last_page_len");
+    }
+    if (qo.size() != kv.size())
+      bad_argument("qo_indptr has " + std::to_string(qo.size()) + " entries, kv_indptr " + std::to_string(kv.size()));
+    if (qo.empty()) bad_argument("qo_indptr must have num_requests + 1 >= 1 entries");
+    const BatchIndices batch{int32_t(qo.size() - 1), qo.data(), kv.data(), paged ? indices.data() : nullptr,
+                             paged ? last_page_len.data() : nullptr};
+    check(validate_batch_indices(config, batch));  // before the device is touched
+    const DeviceGuard guard(device);
+    check(plan_prefill(config, batch, plan_));
+    device_ = current_device();
+  }
+
+  void run(const Input& q, const Input& k, const Input& v, const Output& o, const std::optional<Output>& lse,
+           uintptr_t stream) const {
+    if (!plan_.valid()) bad_argument("run before a successful plan");
+    const PrefillConfig& c = plan_.config();
+    const nb::dlpack::dtype element = dlpack_dtype(c.dtype);
+    const int64_t tokens = plan_.num_q_tokens(), hd = c.head_dim;
+    check_tensor(q, "q", device_, element, dtype_name(c.dtype), {tokens, c.num_qo_heads, hd});
+    check_tensor(o, "out", device_, element, dtype_name(c.dtype), {tokens, c.num_qo_heads, hd});
+    int64_t kv_rows = 0;
+    if (c.kv_format == KvFormat::kPaged) {
+      kv_rows = c.num_pages;
+      const std::vector<int64_t> pool =
+          c.kv_layout == KvLayout::kNHD ? std::vector<int64_t>{c.num_pages, c.page_size, c.num_kv_heads, hd}
+                                        : std::vector<int64_t>{c.num_pages, c.num_kv_heads, c.page_size, hd};
+      check_tensor(k, "k_cache", device_, element, dtype_name(c.dtype), pool);
+      check_tensor(v, "v_cache", device_, element, dtype_name(c.dtype), pool);
+    } else {
+      kv_rows = k.ndim() == 3 ? int64_t(k.shape(0)) : 0;
+      check_tensor(k, "k", device_, element, dtype_name(c.dtype), {kv_rows, c.num_kv_heads, hd});
+      check_tensor(v, "v", device_, element, dtype_name(c.dtype), {kv_rows, c.num_kv_heads, hd});
+    }
+    if (c.options.return_lse) {
+      if (!lse) bad_argument("the plan returns lse: pass an lse tensor");
+      check_tensor(*lse, "lse", device_, nb::dtype<float>(), "float32", {tokens, c.num_qo_heads});
+    }
+    const PrefillTensors tensors{q.data(), k.data(), v.data(), o.data(), lse ? static_cast<float*>(lse->data()) : nullptr,
+                                 tokens, kv_rows};
+    const DeviceGuard guard(device_);
+    check(run_prefill(plan_, tensors, as_stream(stream)));
+  }
+
+  int device() const { return device_; }
+  const PrefillPlan& planned() const { return plan_; }
+
+ private:
+  PrefillPlan plan_;
+  int device_ = -1;
+};
+
+// ---- RoPE ----
+
+RopeConfig rope_config(int32_t rotary_dim, bool interleave, float theta, float rope_scale, bool llama31,
+                       float low_freq_factor, float high_freq_factor, int32_t old_context_len) {
+  return {rotary_dim, interleave, theta, rope_scale, llama31, low_freq_factor, high_freq_factor, old_context_len};
+}
+
+// q/k and their outputs: [tokens, heads, head_dim] of one dtype on one device.
+RopeTensors rope_tensors(const Input& q, const Input& k, const Output& q_out, const Output& k_out, int* device) {
+  const Input& q_view = q;
+  const Input& k_view = k;
+  if (q_view.ndim() != 3 || k_view.ndim() != 3)
+    bad_argument("q and k must be [num_tokens, num_heads, head_dim]; q has shape " + shape_string(q_view) +
+                 ", k " + shape_string(k_view));
+  const DType dtype = q_view.dtype() == dlpack_dtype(DType::kBF16) ? DType::kBF16 : DType::kFP16;
+  *device = q_view.device_id();
+  const int64_t tokens = q_view.shape(0), hd = q_view.shape(2);
+  const int64_t qo_heads = q_view.shape(1), kv_heads = k_view.shape(1);
+  check_tensor(q, "q", *device, dlpack_dtype(dtype), "bfloat16 or float16", {tokens, qo_heads, hd});
+  check_tensor(k, "k", *device, dlpack_dtype(dtype), dtype_name(dtype), {tokens, kv_heads, hd});
+  check_tensor(q_out, "q_out", *device, dlpack_dtype(dtype), dtype_name(dtype), {tokens, qo_heads, hd});
+  check_tensor(k_out, "k_out", *device, dlpack_dtype(dtype), dtype_name(dtype), {tokens, kv_heads, hd});
+  return {dtype, int32_t(hd), int32_t(qo_heads), int32_t(kv_heads), tokens, q.data(), k.data(), q_out.data(),
+          k_out.data()};
+}
+
+// An int32 device array of `length` entries on `device` (positions, indptr, offsets).
+const int32_t* device_int32(const Input& a, const char* name, int device, int64_t length) {
+  check_tensor(a, name, device, nb::dtype<int32_t>(), "int32", {length});
+  return static_cast<const int32_t*>(a.data());
+}
+
+// ---- Append ----
+
+class Append {
+ public:
+  void plan(const std::string& dtype, int32_t num_kv_heads, int32_t head_dim, const std::string& kv_layout,
+            int32_t page_size, int32_t num_pages, const Input& append_indptr, const Input& kv_indptr,
+            const Input& kv_indices, const Input& kv_last_page_len, int device) {
+    const AppendConfig config{parse_dtype(dtype), num_kv_heads, head_dim, parse_layout(kv_layout), page_size,
+                              num_pages};
+    const std::vector<int32_t> append = host_int32(append_indptr, "append_indptr");
+    const std::vector<int32_t> kv = host_int32(kv_indptr, "kv_indptr");
+    const std::vector<int32_t> indices = host_int32(kv_indices, "kv_indices");
+    const std::vector<int32_t> last = host_int32(kv_last_page_len, "kv_last_page_len");
+    if (append.size() != kv.size() || append.empty())
+      bad_argument("append_indptr and kv_indptr must both have num_requests + 1 >= 1 entries; they have " +
+                   std::to_string(append.size()) + " and " + std::to_string(kv.size()));
+    const AppendIndices batch{int32_t(append.size() - 1), append.data(), kv.data(), indices.data(), last.data()};
+    check(validate_append_indices(config, batch));
+    const DeviceGuard guard(device);
+    check(plan_append_paged_kv(config, batch, plan_));
+    device_ = current_device();
+  }
+
+  void run(const Input& k_new, const Input& v_new, const Output& k_cache, const Output& v_cache,
+           const std::optional<Input>& q_in, const std::optional<Output>& q_out, std::optional<RopeConfig> rope,
+           uintptr_t stream) const {
+    if (!plan_.valid()) bad_argument("append before a successful plan");
+    const AppendConfig& c = plan_.config();
+    const nb::dlpack::dtype element = dlpack_dtype(c.dtype);
+    const int64_t n = plan_.num_append_tokens(), hd = c.head_dim;
+    check_tensor(k_new, "append_key", device_, element, dtype_name(c.dtype), {n, c.num_kv_heads, hd});
+    check_tensor(v_new, "append_value", device_, element, dtype_name(c.dtype), {n, c.num_kv_heads, hd});
+    const std::vector<int64_t> pool =
+        c.kv_layout == KvLayout::kNHD ? std::vector<int64_t>{c.num_pages, c.page_size, c.num_kv_heads, hd}
+                                      : std::vector<int64_t>{c.num_pages, c.num_kv_heads, c.page_size, hd};
+    check_tensor(k_cache, "k_cache", device_, element, dtype_name(c.dtype), pool);
+    check_tensor(v_cache, "v_cache", device_, element, dtype_name(c.dtype), pool);
+    AppendTensors t{k_new.data(), v_new.data(), k_cache.data(), v_cache.data(), n, c.num_pages};
+    if (q_in || q_out) {
+      if (!q_in || !q_out) bad_argument("q and q_out go together");
+      const int64_t heads = q_in->ndim() == 3 ? int64_t(q_in->shape(1)) : 0;
+      check_tensor(*q_in, "q", device_, element, dtype_name(c.dtype), {n, heads, hd});
+      check_tensor(*q_out, "q_out", device_, element, dtype_name(c.dtype), {n, heads, hd});
+      t.q_in = q_in->data();
+      t.q_out = q_out->data();
+      t.num_qo_heads = int32_t(heads);
+    }
+    const DeviceGuard guard(device_);
+    check(append_paged_kv_cache(plan_, t, rope ? &*rope : nullptr, as_stream(stream)));
+  }
+
+  const AppendPlan& planned() const { return plan_; }
+
+ private:
+  AppendPlan plan_;
+  int device_ = -1;
+};
+
+}  // namespace
+
+NB_MODULE(_ptxattn, m) {
+  m.doc() = "ptxattn's C++ API over DLPack tensors; use the ptxattn package, not this module.";
+  m.attr("__version__") = ptxattn_version_string();
+  m.def("bounded_waits_built", &bounded_waits_built);
+
+  nb::class_<RopeConfig>(m, "RopeConfig")
+      .def(nb::init<>())
+      .def("__init__",
+           [](RopeConfig* self, int32_t rotary_dim, bool interleave, float theta, float rope_scale, bool llama31,
+              float low_freq_factor, float high_freq_factor, int32_t old_context_len) {
+             new (self) RopeConfig(rope_config(rotary_dim, interleave, theta, rope_scale, llama31, low_freq_factor,
+                                               high_freq_factor, old_context_len));
+           },
+           nb::arg("rotary_dim"), nb::arg("interleave"), nb::arg("theta"), nb::arg("rope_scale"), nb::arg("llama31"),
+           nb::arg("low_freq_factor"), nb::arg("high_freq_factor"), nb::arg("old_context_len"))
+      .def_rw("rotary_dim", &RopeConfig::rotary_dim)
+      .def_rw("interleave", &RopeConfig::interleave);
+
+  nb::class_<Prefill>(m, "Prefill")
+      .def(nb::init<>())
+      .def("plan", &Prefill::plan, nb::arg("dtype"), nb::arg("num_qo_heads"), nb::arg("num_kv_heads"),
+           nb::arg("head_dim"), nb::arg("paged"), nb::arg("kv_layout"), nb::arg("page_size"), nb::arg("num_pages"),
+           nb::arg("causal"), nb::arg("window_left"), nb::arg("logits_soft_cap"), nb::arg("sm_scale"),
+           nb::arg("return_lse"), nb::arg("load_path"), nb::arg("schedule"), nb::arg("max_ctas"),
+           nb::arg("qo_indptr"), nb::arg("kv_indptr"), nb::arg("kv_indices").none(),
+           nb::arg("kv_last_page_len").none(), nb::arg("device"))
+      .def("run", &Prefill::run, nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("out"), nb::arg("lse").none(),
+           nb::arg("stream"))
+      .def_prop_ro("device", &Prefill::device)
+      .def_prop_ro("valid", [](const Prefill& p) { return p.planned().valid(); })
+      .def_prop_ro("num_q_tokens", [](const Prefill& p) { return p.planned().num_q_tokens(); })
+      .def_prop_ro("num_ctas", [](const Prefill& p) { return p.planned().num_ctas(); })
+      .def_prop_ro("chosen_block_kv", [](const Prefill& p) { return p.planned().chosen_block_kv(); })
+      .def_prop_ro("chosen_load_path",
+                   [](const Prefill& p) { return p.planned().chosen_load_path() == KvLoadPath::kTma ? "tma" : "gather"; })
+      .def_prop_ro("chosen_schedule", [](const Prefill& p) {
+        return p.planned().chosen_schedule() == WorkSchedule::kPersistent ? "persistent" : "one_item_per_cta";
+      });
+
+  nb::class_<Append>(m, "Append")
+      .def(nb::init<>())
+      .def("plan", &Append::plan, nb::arg("dtype"), nb::arg("num_kv_heads"), nb::arg("head_dim"),
+           nb::arg("kv_layout"), nb::arg("page_size"), nb::arg("num_pages"), nb::arg("append_indptr"),
+           nb::arg("kv_indptr"), nb::arg("kv_indices"), nb::arg("kv_last_page_len"), nb::arg("device"))
+      .def("run", &Append::run, nb::arg("append_key"), nb::arg("append_value"), nb::arg("k_cache"),
+           nb::arg("v_cache"), nb::arg("q").none(), nb::arg("q_out").none(), nb::arg("rope").none(),
+           nb::arg("stream"))
+      .def_prop_ro("num_append_tokens", [](const Append& a) { return a.planned().num_append_tokens(); });
+
+  m.def(
+      "build_rope_cos_sin_cache",
+      [](const Output& cache, int32_t max_position, const RopeConfig& rope, uintptr_t stream) {
+        const int device = cache.device_id();
+        check_tensor(cache, "out", device, nb::dtype<float>(), "float32", {max_position, rope.rotary_dim});
+        const DeviceGuard guard(device);
+        check(build_rope_cos_sin_cache(static_cast<float*>(cache.data()), max_position, rope.rotary_dim, rope,
+                                       as_stream(stream)));
+      },
+      nb::arg("out"), nb::arg("max_position"), nb::arg("rope"), nb::arg("stream"));
+
+  m.def(
+      "apply_rope",
+      [](const Input& q, const Input& k, const Output& q_out, const Output& k_out, const std::optional<Input>& pos_ids,
+         const std::optional<Input>& indptr, const std::optional<Input>& offsets, const RopeConfig& rope,
+         uintptr_t stream) {
+        int device = -1;
+        const RopeTensors t = rope_tensors(q, k, q_out, k_out, &device);
+        RopePositions positions;
+        if (pos_ids) {
+          positions.pos_ids = device_int32(*pos_ids, "pos_ids", device, t.num_tokens);
+        } else {
+          if (!indptr || !offsets) bad_argument("give pos_ids, or indptr and offsets");
+          const int64_t requests = offsets->ndim() == 1 ? int64_t(offsets->shape(0)) : -1;
+          positions.num_requests = int32_t(requests);
+          positions.indptr = device_int32(*indptr, "indptr", device, requests + 1);
+          positions.offsets = device_int32(*offsets, "offsets", device, requests);
+        }
+        const DeviceGuard guard(device);
+        check(apply_rope(t, positions, rope, as_stream(stream)));
+      },
+      nb::arg("q"), nb::arg("k"), nb::arg("q_out"), nb::arg("k_out"), nb::arg("pos_ids").none(),
+      nb::arg("indptr").none(), nb::arg("offsets").none(), nb::arg("rope"), nb::arg("stream"));
+
+  m.def(
+      "apply_rope_with_cos_sin_cache",
+      [](const Input& q, const Input& k, const Output& q_out, const Output& k_out, const Input& pos_ids,
+         const Input& cache, bool interleave, uintptr_t stream) {
+        int device = -1;
+        const RopeTensors t = rope_tensors(q, k, q_out, k_out, &device);
+        const Input& cache_view = cache;
+        if (cache_view.ndim() != 2) bad_argument("cos_sin_cache must be [max_position, rotary_dim]");
+        const int64_t max_position = cache_view.shape(0), rotary_dim = cache_view.shape(1);
+        check_tensor(cache, "cos_sin_cache", device, nb::dtype<float>(), "float32", {max_position, rotary_dim});
+        const int32_t* positions = device_int32(pos_ids, "positions", device, t.num_tokens);
+        const DeviceGuard guard(device);
+        check(apply_rope_with_cos_sin_cache(t, positions, static_cast<const float*>(cache.data()),
+                                            int32_t(max_position), int32_t(rotary_dim), interleave,
+                                            as_stream(stream)));
+      },
+      nb::arg("q"), nb::arg("k"), nb::arg("q_out"), nb::arg("k_out"), nb::arg("positions"),
+      nb::arg("cos_sin_cache"), nb::arg("interleave"), nb::arg("stream"));
+}

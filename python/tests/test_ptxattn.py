@@ -1,0 +1,365 @@
+"""Tests of the Python package (python/ptxattn). Without a GPU (CI) the argument
+checks run and every GPU test is skipped with its reason; with an SM90 GPU and
+torch the GPU tests compare against a float32 torch reference, with NaN in
+outputs and unused cache slots before each call (state pollution).
+
+Run from outside the source tree, against the installed package:
+  python -m pytest <repo>/python/tests
+"""
+
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+
+import ptxattn
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def header_version():
+    text = open(os.path.join(REPO, "include", "ptxattn", "ptxattn.h")).read()
+    return re.search(r'#define PTXATTN_VERSION_STRING "([^"]*)"', text).group(1)
+
+
+def gpu_reason():
+    """Why the GPU tests cannot run here, or None when they can."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    if torch.cuda.get_device_capability() != (9, 0):
+        return f"not an SM90 GPU ({torch.cuda.get_device_name()})"
+    return None
+
+
+needs_gpu = pytest.mark.skipif(gpu_reason() is not None, reason=f"GPU tests: {gpu_reason()}")
+no_gpu_only = pytest.mark.skipif(gpu_reason() is None, reason="checks what happens without a GPU")
+
+I32 = np.int32
+
+
+def paged_plan_args(**overrides):
+    """Two requests, 8 query heads over 2 KV heads, head_dim 128, pages of 16 in a pool of 8."""
+    args = dict(qo_indptr=np.array([0, 5, 9], I32), paged_kv_indptr=np.array([0, 3, 4], I32),
+                paged_kv_indices=np.array([5, 2, 7, 0], I32), paged_kv_last_page_len=np.array([5, 16], I32),
+                num_qo_heads=8, num_kv_heads=2, head_dim_qk=128, page_size=16, num_pages=8, causal=True)
+    args.update(overrides)
+    return args
+
+
+# ---------------------------------------------------------------------------
+# Without a GPU: import, version, every class of bad argument
+# ---------------------------------------------------------------------------
+def test_version_is_the_headers():
+    assert ptxattn.__version__ == header_version()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(num_qo_heads=0), "num_qo_heads = 0"),
+    (dict(num_qo_heads=6, num_kv_heads=4), "num_qo_heads"),
+    (dict(head_dim_qk=96), "head_dim"),
+    (dict(page_size=0), "page_size"),
+    (dict(paged_kv_indices=np.array([5, 2, 8, 0], I32)), "kv_indices[2] = 8"),
+    (dict(paged_kv_last_page_len=np.array([17, 16], I32)), "kv_last_page_len[0] = 17"),
+    (dict(qo_indptr=np.array([0, 9, 5], I32)), "qo_indptr"),
+    (dict(window_left=-5), "window_left"),
+])
+def test_plan_refuses_what_the_library_refuses(overrides, message):
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wrapper.plan(**paged_plan_args(**overrides))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(q_data_type="float32"), "dtype 'float32' is not one of bfloat16, float16"),
+    (dict(kv_data_type="float16"), "kv_data_type float16 differs from q_data_type bfloat16"),
+    (dict(qo_indptr=np.array([0, 5, 9], np.int64)), "qo_indptr must have dtype int32"),
+    (dict(paged_kv_indices=np.array([[5, 2], [7, 0]], I32)), "kv_indices must be one-dimensional"),
+    (dict(paged_kv_indices=np.array([5, 9, 2, 9, 7, 9, 0, 9], I32)[::2]), "kv_indices must be contiguous"),
+    (dict(paged_kv_indptr=np.array([0, 4], I32)), "qo_indptr has 3 entries, kv_indptr 2"),
+])
+def test_plan_refuses_bad_python_arguments(overrides, message):
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wrapper.plan(**paged_plan_args(**overrides))
+
+
+def test_bad_layout_is_refused():
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper(kv_layout="NDH")
+    with pytest.raises(ValueError, match="kv_layout 'NDH' is not NHD or HND"):
+        wrapper.plan(**paged_plan_args())
+
+
+def test_index_lists_are_accepted():
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    args = paged_plan_args(num_qo_heads=0)
+    for key in ("qo_indptr", "paged_kv_indptr", "paged_kv_indices", "paged_kv_last_page_len"):
+        args[key] = args[key].tolist()
+    with pytest.raises(ValueError, match="num_qo_heads = 0"):  # reached the library's validator
+        wrapper.plan(**args)
+
+
+def test_run_needs_cuda_tensors_and_separate_caches():
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    q = np.zeros((9, 8, 128), np.float16)
+    with pytest.raises(ValueError, match="q must be a CUDA tensor"):
+        wrapper.run(q, (q, q))
+    with pytest.raises(ValueError, match="q must be a CUDA tensor"):
+        wrapper.run([1, 2], (q, q))
+    with pytest.raises(ValueError, match="combined"):
+        wrapper.run(q, q)
+
+
+def test_ragged_plan_refuses_what_the_library_refuses():
+    wrapper = ptxattn.BatchPrefillWithRaggedKVCacheWrapper()
+    with pytest.raises(ValueError, match="num_kv_heads = 0"):
+        wrapper.plan(np.array([0, 4], I32), np.array([0, 6], I32), num_qo_heads=4, num_kv_heads=0, head_dim_qk=128)
+
+
+def test_rope_needs_cuda_tensors():
+    q = np.zeros((4, 2, 64), np.float16)
+    k = np.zeros((4, 1, 64), np.float16)
+    with pytest.raises(ValueError, match="must be a CUDA tensor"):
+        ptxattn.apply_rope_pos_ids(q, k, np.zeros(4, I32), inplace=True)
+    with pytest.raises(ValueError, match="must be a CUDA tensor"):
+        ptxattn.build_rope_cos_sin_cache(16, 64, out=np.zeros((16, 64), np.float32))
+    with pytest.raises(ValueError, match="pass out="):
+        ptxattn.build_rope_cos_sin_cache(16, 64)
+
+
+def test_append_refuses_what_the_library_refuses():
+    cache = np.zeros((2, 16, 1, 128), np.float16)
+    new = np.zeros((21, 1, 128), np.float16)
+    with pytest.raises(ValueError, match="paged_kv_cache must be a"):
+        ptxattn.append_paged_kv_cache(new, new, [0, 21], cache, [1, 0], [0, 2], [4])
+    with pytest.raises(ValueError, match="append"):  # 21 tokens appended to a request of 20
+        ptxattn.append_paged_kv_cache(new, new, [0, 21], (cache, cache), [1, 0], [0, 2], [4])
+
+
+@no_gpu_only
+def test_a_valid_plan_without_a_gpu_says_so():
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    with pytest.raises(RuntimeError, match="no_device"):
+        wrapper.plan(**paged_plan_args())
+
+
+# ---------------------------------------------------------------------------
+# torch custom ops (torch installed; no GPU needed: fake tensors)
+# ---------------------------------------------------------------------------
+def test_torch_ops_trace_with_fake_tensors():
+    torch = pytest.importorskip("torch")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    with FakeTensorMode():
+        q = torch.empty(4, 2, 64, device="cuda", dtype=torch.bfloat16)
+        k = torch.empty(4, 1, 64, device="cuda", dtype=torch.bfloat16)
+        pos = torch.empty(4, device="cuda", dtype=torch.int32)
+        q_rope, k_rope = ptxattn.apply_rope_pos_ids(q, k, pos)
+        assert q_rope.shape == q.shape and k_rope.dtype == k.dtype and q_rope is not q
+        assert ptxattn.apply_rope_pos_ids(q, k, pos, inplace=True)[0] is q
+        cache = ptxattn.build_rope_cos_sin_cache(16, 64, like=q)
+        assert cache.shape == (16, 64) and cache.dtype == torch.float32
+        assert ptxattn.apply_rope_with_cos_sin_cache(pos, q, k, cache)[1].shape == k.shape
+        out = torch.empty_like(q)
+        torch.ops.ptxattn.attention(q, k, k, out, None, 0, -1)  # the fake runs no kernel and needs no plan
+    graph = make_fx(lambda q, k, pos: ptxattn.apply_rope_pos_ids(q, k, pos), tracing_mode="fake")(q, k, pos)
+    assert "torch.ops.ptxattn.apply_rope.default" in graph.code
+
+
+def test_torch_cpu_tensors_are_refused():
+    torch = pytest.importorskip("torch")
+    q = torch.zeros(4, 2, 64, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="q must be a CUDA tensor"):
+        ptxattn.apply_rope_pos_ids(q, q[:, :1], torch.zeros(4, dtype=torch.int32))
+
+
+# ---------------------------------------------------------------------------
+# On an SM90 GPU (torch): against a float32 reference, under pollution
+# ---------------------------------------------------------------------------
+def reference_attention(q, k, v, causal, sm_scale):
+    """q [qo, H, D], k/v [kv, Hkv, D] of one request; float32; causal bottom-right aligned."""
+    import torch
+    qo, heads, _ = q.shape
+    kv, kv_heads, _ = k.shape
+    group = heads // kv_heads
+    k = k.float().repeat_interleave(group, dim=1)
+    v = v.float().repeat_interleave(group, dim=1)
+    s = torch.einsum("qhd,khd->hqk", q.float(), k) * sm_scale
+    if causal:
+        pos = torch.arange(qo, device=q.device)[:, None] + (kv - qo)
+        keys = torch.arange(kv, device=q.device)[None, :]
+        s = s.masked_fill(keys > pos, float("-inf"))
+    lse = torch.logsumexp(s, dim=-1)  # [H, qo]
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    return torch.einsum("hqk,khd->qhd", p, v), lse.transpose(0, 1)
+
+
+def paged_batch(torch, qo_lens, kv_lens, page_size, heads, kv_heads, head_dim, dtype):
+    """Random q, a pool with pages shuffled and NaN in every slot no request owns."""
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    pages_per = [max(1, math.ceil(n / page_size)) if n else 0 for n in kv_lens]
+    num_pages = sum(pages_per) + 3
+    order = torch.randperm(num_pages, generator=gen, device="cuda").tolist()
+    shape = (num_pages, page_size, kv_heads, head_dim)
+    k_cache = torch.full(shape, float("nan"), dtype=dtype, device="cuda")
+    v_cache = torch.full(shape, float("nan"), dtype=dtype, device="cuda")
+    indptr, indices, last, keys, values = [0], [], [], [], []
+    for n, count in zip(kv_lens, pages_per):
+        mine = [order.pop() for _ in range(count)]
+        k = torch.randn((n, kv_heads, head_dim), generator=gen, device="cuda").to(dtype)
+        v = torch.randn((n, kv_heads, head_dim), generator=gen, device="cuda").to(dtype)
+        for i, page in enumerate(mine):
+            rows = slice(i * page_size, min(n, (i + 1) * page_size))
+            filled = rows.stop - rows.start
+            k_cache[page, :filled] = k[rows]
+            v_cache[page, :filled] = v[rows]
+        indptr.append(indptr[-1] + count)
+        indices += mine
+        last.append(n - (count - 1) * page_size if count else 0)
+        keys.append(k)
+        values.append(v)
+    qo_indptr = np.cumsum([0] + list(qo_lens)).astype(I32)
+    q = torch.randn((int(qo_indptr[-1]), heads, head_dim), generator=gen, device="cuda").to(dtype)
+    return dict(q=q, k_cache=k_cache, v_cache=v_cache, keys=keys, values=values, qo_indptr=qo_indptr,
+                kv_indptr=np.array(indptr, I32), kv_indices=np.array(indices, I32), last=np.array(last, I32),
+                num_pages=num_pages)
+
+
+@needs_gpu
+@pytest.mark.parametrize("qo_lens, kv_lens, page_size, causal", [
+    ([5, 130, 1], [37, 200, 16], 16, True),   # prefill, mixed lengths
+    ([1, 1, 1, 1], [33, 1, 512, 100], 16, False),  # decode
+    ([4, 4], [300, 64], 1, True),              # speculative verification, pages of 1
+    ([70], [70], 64, True),
+])
+def test_paged_matches_the_reference_under_pollution(qo_lens, kv_lens, page_size, causal):
+    import torch
+    heads, kv_heads, head_dim = 8, 2, 128
+    b = paged_batch(torch, qo_lens, kv_lens, page_size, heads, kv_heads, head_dim, torch.bfloat16)
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    wrapper.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size,
+                 causal=causal, return_lse=True)
+    out = torch.full_like(b["q"], float("nan"))
+    lse = torch.full((b["q"].shape[0], heads), float("nan"), device="cuda")
+    o, l = wrapper.run(b["q"], (b["k_cache"], b["v_cache"]), out=out, lse=lse, return_lse=True)
+    torch.cuda.synchronize()
+    for r in range(len(qo_lens)):
+        rows = slice(int(b["qo_indptr"][r]), int(b["qo_indptr"][r + 1]))
+        want_o, want_lse = reference_attention(b["q"][rows], b["keys"][r], b["values"][r], causal,
+                                               1.0 / math.sqrt(head_dim))
+        torch.testing.assert_close(o[rows].float(), want_o, atol=2e-2, rtol=2e-2)
+        torch.testing.assert_close(l[rows], want_lse, atol=2e-3, rtol=2e-3)
+    again = wrapper.run(b["q"], b["k_cache"], b["v_cache"])
+    torch.cuda.synchronize()
+    assert torch.equal(again, o), "two runs of one plan differ"
+
+
+@needs_gpu
+def test_ragged_matches_the_reference():
+    import torch
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    qo_lens, kv_lens, heads, kv_heads, head_dim = [3, 200], [40, 260], 4, 4, 64
+    q = torch.randn((sum(qo_lens), heads, head_dim), generator=gen, device="cuda").half()
+    k = torch.randn((sum(kv_lens), kv_heads, head_dim), generator=gen, device="cuda").half()
+    v = torch.randn((sum(kv_lens), kv_heads, head_dim), generator=gen, device="cuda").half()
+    qo_indptr, kv_indptr = np.cumsum([0] + qo_lens).astype(I32), np.cumsum([0] + kv_lens).astype(I32)
+    wrapper = ptxattn.BatchPrefillWithRaggedKVCacheWrapper()
+    wrapper.plan(torch.from_numpy(qo_indptr).cuda(), kv_indptr, heads, kv_heads, head_dim, causal=True,
+                 q_data_type=torch.float16)
+    o = wrapper.run(q, k, v)
+    torch.cuda.synchronize()
+    for r in range(2):
+        rows = slice(int(qo_indptr[r]), int(qo_indptr[r + 1]))
+        keys = slice(int(kv_indptr[r]), int(kv_indptr[r + 1]))
+        want, _ = reference_attention(q[rows], k[keys], v[keys], True, 1.0 / math.sqrt(head_dim))
+        torch.testing.assert_close(o[rows].float(), want, atol=2e-2, rtol=2e-2)
+
+
+@needs_gpu
+def test_rope_and_its_cache_agree():
+    import torch
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    q = torch.randn((6, 4, 128), generator=gen, device="cuda").bfloat16()
+    k = torch.randn((6, 2, 128), generator=gen, device="cuda").bfloat16()
+    pos = torch.tensor([0, 1, 2, 7, 100, 4095], dtype=torch.int32, device="cuda")
+    q1, k1 = ptxattn.apply_rope_pos_ids(q, k, pos)
+    cache = ptxattn.build_rope_cos_sin_cache(4096, 128, like=q)
+    q2, k2 = ptxattn.apply_rope_with_cos_sin_cache(pos, q, k, cache)
+    indptr = torch.tensor([0, 6], dtype=torch.int32, device="cuda")
+    offsets = torch.tensor([0], dtype=torch.int32, device="cuda")
+    q3, _ = ptxattn.apply_rope(q, k, indptr, offsets)
+    torch.cuda.synchronize()
+    torch.testing.assert_close(q1.float(), q2.float(), atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(k1.float(), k2.float(), atol=1e-2, rtol=1e-2)
+    assert torch.equal(q3[:3], q1[:3])  # positions 0, 1, 2 are the tokens' indices
+    # Position 0 rotates nothing.
+    assert torch.equal(q1[0], q[0])
+
+
+@needs_gpu
+def test_append_writes_the_slots_the_page_table_names():
+    import torch
+    kv_heads, head_dim, page_size = 2, 64, 16
+    k_cache = torch.full((4, page_size, kv_heads, head_dim), float("nan"), device="cuda").half()
+    v_cache = torch.full_like(k_cache, float("nan"))
+    new_k = torch.randn((5, kv_heads, head_dim), device="cuda").half()
+    new_v = torch.randn((5, kv_heads, head_dim), device="cuda").half()
+    # One request of 20 keys in pages 3 and 1; its last 5 tokens are the new ones (positions 15..19).
+    ptxattn.append_paged_kv_cache(new_k, new_v, [0, 5], (k_cache, v_cache), [3, 1], [0, 2], [4])
+    torch.cuda.synchronize()
+    assert torch.equal(k_cache[3, 15], new_k[0])
+    assert torch.equal(k_cache[1, :4], new_k[1:])
+    assert torch.equal(v_cache[1, :4], new_v[1:])
+    assert torch.isnan(k_cache[1, 4:].float()).all(), "slots after the appended tokens stay as they were"
+
+
+@needs_gpu
+def test_compiled_and_graph_captured_runs_equal_the_eager_one():
+    import torch
+    heads, kv_heads, head_dim, page_size = 8, 2, 128, 16
+    b = paged_batch(torch, [3, 40], [50, 40], page_size, heads, kv_heads, head_dim, torch.bfloat16)
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    wrapper.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size,
+                 num_pages=b["num_pages"], causal=True)
+    caches = (b["k_cache"], b["v_cache"])
+    eager = wrapper.run(b["q"], caches)
+
+    compiled = torch.compile(lambda q: wrapper.run(q, caches))
+    assert torch.equal(compiled(b["q"]), eager)
+
+    out = torch.full_like(b["q"], float("nan"))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture, as torch asks
+        wrapper.run(b["q"], caches, out=out)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        wrapper.run(b["q"], caches, out=out)
+    out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, eager)
+
+
+@needs_gpu
+def test_cupy_arrays_work_too():
+    cupy = pytest.importorskip("cupy")
+    import torch
+    heads, kv_heads, head_dim, page_size = 4, 4, 128, 16
+    b = paged_batch(torch, [7], [30], page_size, heads, kv_heads, head_dim, torch.float16)
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    wrapper.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size,
+                 q_data_type="float16")
+    from_torch = wrapper.run(b["q"], (b["k_cache"], b["v_cache"]))
+    as_cupy = [cupy.from_dlpack(t) for t in (b["q"], b["k_cache"], b["v_cache"])]
+    from_cupy = wrapper.run(as_cupy[0], (as_cupy[1], as_cupy[2]))
+    cupy.cuda.get_current_stream().synchronize()
+    torch.cuda.synchronize()
+    assert torch.equal(torch.from_dlpack(from_cupy), from_torch)
