@@ -151,14 +151,14 @@ class _Attention:
         _device(q, "q")
         if not self._planned:
             raise ValueError("run() before a successful plan()")
-        if return_lse != self._return_lse:
-            raise ValueError(f"return_lse={return_lse}, but the plan was made with return_lse={self._return_lse} "
-                             "(plan(..., return_lse=True) makes the kernel write lse)")
+        if return_lse and not self._return_lse:
+            raise ValueError("return_lse=True, but the plan was made without it (plan(..., return_lse=True) makes "
+                             "the kernel write lse)")
         if out is None:
             out = _empty(q, tuple(q.shape))
-        if return_lse and lse is None:
+        if self._return_lse and lse is None:  # a plan with lse writes it, wanted or not
             lse = _empty(q, (q.shape[0], q.shape[1]), _float32(q))
-        lse = lse if return_lse else None
+        lse = lse if self._return_lse else None
         torch_op = _torch_op(q, stream)
         if torch_op:
             ops, op_stream = torch_op
