@@ -122,6 +122,12 @@ void check_tensor(const Tensor& t, const char* name, int device, nb::dlpack::dty
   if (!contiguous(view)) bad_argument(std::string(name) + " must be contiguous (row-major)");
 }
 
+// The shape of a paged K or V pool (ptxattn.hpp's tensor conventions).
+std::vector<int64_t> pool_shape(KvLayout layout, int64_t pages, int64_t page_size, int64_t heads, int64_t head_dim) {
+  if (layout == KvLayout::kNHD) return {pages, page_size, heads, head_dim};
+  return {pages, heads, page_size, head_dim};
+}
+
 // An int32 index array on the host or a CUDA device, copied to the host.
 std::vector<int32_t> host_int32(const Input& a, const char* name) {
   if (a.dtype() != nb::dtype<int32_t>()) bad_argument(std::string(name) + " must have dtype int32");
@@ -218,9 +224,7 @@ class Prefill {
     int64_t kv_rows = 0;
     if (c.kv_format == KvFormat::kPaged) {
       kv_rows = c.num_pages;
-      const std::vector<int64_t> pool =
-          c.kv_layout == KvLayout::kNHD ? std::vector<int64_t>{c.num_pages, c.page_size, c.num_kv_heads, hd}
-                                        : std::vector<int64_t>{c.num_pages, c.num_kv_heads, c.page_size, hd};
+      const std::vector<int64_t> pool = pool_shape(c.kv_layout, c.num_pages, c.page_size, c.num_kv_heads, hd);
       check_tensor(k, "k_cache", device_, element, dtype_name(c.dtype), pool);
       check_tensor(v, "v_cache", device_, element, dtype_name(c.dtype), pool);
     } else {
@@ -310,9 +314,7 @@ class Append {
     const int64_t n = plan_.num_append_tokens(), hd = c.head_dim;
     check_tensor(k_new, "append_key", device_, element, dtype_name(c.dtype), {n, c.num_kv_heads, hd});
     check_tensor(v_new, "append_value", device_, element, dtype_name(c.dtype), {n, c.num_kv_heads, hd});
-    const std::vector<int64_t> pool =
-        c.kv_layout == KvLayout::kNHD ? std::vector<int64_t>{c.num_pages, c.page_size, c.num_kv_heads, hd}
-                                      : std::vector<int64_t>{c.num_pages, c.num_kv_heads, c.page_size, hd};
+    const std::vector<int64_t> pool = pool_shape(c.kv_layout, c.num_pages, c.page_size, c.num_kv_heads, hd);
     check_tensor(k_cache, "k_cache", device_, element, dtype_name(c.dtype), pool);
     check_tensor(v_cache, "v_cache", device_, element, dtype_name(c.dtype), pool);
     AppendTensors t{k_new.data(), v_new.data(), k_cache.data(), v_cache.data(), n, c.num_pages};
