@@ -159,11 +159,16 @@ build_library_alone() {
 # source dir, the build dir or the destdir, nor the CUDA toolkit found here
 # unless it is the /usr/local/cuda that ptxattn.pc names by default.
 check_no_machine_paths() {
-  local files=("$pc_dir/ptxattn.pc" "$cmake_dir"/ptxattnConfig*.cmake) paths=() path bad=0 nvcc_root
-  nvcc_root=$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")
+  local files=("$pc_dir/ptxattn.pc" "$cmake_dir"/ptxattnConfig*.cmake) paths=() path bad=0 toolkit
+  # The toolkit's own root, as nvcc reports it: nvcc on PATH may be a wrapper
+  # script in a shared bin directory (/usr/local/bin), whose parent is no
+  # toolkit path at all.
+  toolkit=$(nvcc --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -nE 's/^#\$ TOP=(.*)$/\1/p')
   for path in "$repo" "$(realpath "$repo")" "$lib_build" "$(realpath "$lib_build")" "$work" \
-    "$nvcc_root" "$(realpath -m "$nvcc_root")"; do
-    [ "$path" = /usr/local/cuda ] || [[ " ${paths[*]} " == *" $path "* ]] || paths+=("$path")
+    ${toolkit:+"$(realpath -m "$toolkit")"}; do
+    # /usr/local/cuda is the documented default of cuda_root, and a directory
+    # above it (/usr/local, /usr, /) names no machine in particular.
+    [[ /usr/local/cuda/ == "$path"/* ]] || [[ " ${paths[*]} " == *" $path "* ]] || paths+=("$path")
   done
   for path in "${paths[@]}"; do
     if grep -nF -- "$path" "${files[@]}"; then
