@@ -68,6 +68,12 @@ def _stream(tensor, stream):
 
 def _device(tensor, name):
     """The CUDA ordinal of a DLPack tensor (ValueError if it is not a CUDA tensor)."""
+    if _torch_ops is not None and isinstance(tensor, _torch_ops.torch.Tensor):
+        # torch.compile traces this check: torch's own device is traceable, the
+        # DLPack device enum is not.
+        if tensor.device.type != "cuda":
+            raise ValueError(f"{name} must be a CUDA tensor (it is on {tensor.device.type})")
+        return tensor.device.index
     if not hasattr(tensor, "__dlpack_device__"):
         raise ValueError(f"{name} must be a CUDA tensor (DLPack), not a {type(tensor).__name__}")
     device_type, ordinal = tensor.__dlpack_device__()
