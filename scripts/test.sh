@@ -13,10 +13,7 @@
 #   4. bench/check_c_bindings.py: the ctypes bindings against the library (one test)
 #   5. the Python package: pip install . into a fresh virtual environment and
 #      pytest (one test per pytest test; GPU tests skipped without a GPU)
-#   6. the kernels' SASS: every prefill kernel runs its softmax ahead of the
-#      wait for the previous P V (scripts/sass_softmax_overlap.py; one test,
-#      skipped, visibly, without cuobjdump)
-#   7. host sanitizers: a second build (build-asan/: ASan + UBSan, only
+#   6. host sanitizers: a second build (build-asan/: ASan + UBSan, only
 #      ptxattn-tests-cpu and ptxattn-fuzz, one head dim and dtype), the CPU
 #      tests again (one test per Catch test case) and ptxattn-fuzz (one test)
 # The last line of output is exactly "N passed, N failed, N skipped".
@@ -267,19 +264,6 @@ echo "python: $py_passed passed, $py_failed failed, $py_skipped skipped"
 passed=$((passed + py_passed))
 failed=$((failed + py_failed))
 skipped=$((skipped + py_skipped))
-
-echo "== SASS: the softmax runs ahead of the P V wait"
-if command -v cuobjdump >/dev/null; then
-  if python3 "$repo/scripts/sass_softmax_overlap.py" "$build/libptxattn.a"; then
-    passed=$((passed + 1))
-  else
-    echo "sass_softmax_overlap: FAILED"
-    failed=$((failed + 1))
-  fi
-else
-  echo "cuobjdump not found: 1 skipped"
-  skipped=$((skipped + 1))
-fi
 
 # Host sanitizers. The kernels' objects are part of the library, so one head
 # dim and one dtype keep the build short; the CPU tests adapt to the head dims

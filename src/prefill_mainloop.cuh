@@ -259,35 +259,16 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
   ptx::accumulator_fence(scores);
   release_stage(&s.k_empty[kv.stage], lane);
   softmax_block<T>(scores, rescale, rows, p, req, at, w.range.end - 1, lane);
+  pack_probs<T>(scores, probs);
 
-  // Before block i's P V is issued: block i-1's P V (if any) has retired, its
-  // V stage is released, P(i) is packed over P(i-1) and O is rescaled for
-  // block i (by 0 for block 0: O starts at 0).
-  auto retire_pv = [&](int i) {
-    ptx::wgmma_wait_group<0>();
-    // Keeps P(i-1) alive (the MMA reads its registers until here) and orders
-    // the rescale after the accumulation.
-    ptx::accumulator_fence(probs);
-    ptx::accumulator_fence(out);
-    if (i > 0) release_stage(&s.v_empty[kv.plus(i - 1).stage], lane);
-    pack_probs<T>(scores, probs);
-    scale_accumulator(out, rescale);
-  };
-
-  // Steady state: S(i) and O += P(i-1) V(i-1) are issued together, and the
-  // softmax of S(i) runs while that P V holds the tensor cores. The P V is
-  // waited for at the top of the next block, behind the waits for its K and
-  // V: those try_wait loops end a basic block, so ptxas cannot schedule the
-  // wgmma wait (and the packing and rescale that depend on it) ahead of the
-  // softmax. With the wait right after the softmax in the source, ptxas
-  // issued it before the softmax's first instruction and nothing overlapped
-  // (docs/benchmarks.md, "2026-12-04, third session").
+  // Steady state: S(i) and O += P(i-1) V(i-1) are in flight together, and
+  // the softmax of S(i) runs while P V still occupies the tensor cores; P(i)
+  // replaces P(i-1) once that P V has retired.
 #pragma unroll 1
   for (int i = 1; i < count; ++i) {
     const auto st = kv.plus(i), prev = kv.plus(i - 1);
     wait_full<T>(s, p, &s.k_full[st.stage], st.phase);
     wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
-    retire_pv(i - 1);
     begin_turn();
     ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
     issue_scores<T>(scores, q_rows, s.k[st.stage]);
@@ -297,22 +278,29 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
     ptx::accumulator_fence(scores);
     release_stage(&s.k_empty[st.stage], lane);
     softmax_block<T>(scores, rescale, rows, p, req, at, w.range.end - 1 - i, lane);
+    ptx::wgmma_wait_group<0>();
+    // Keeps P(i-1) alive (the MMA reads its registers until here) and orders
+    // the rescale after the accumulation.
+    ptx::accumulator_fence(probs);
+    ptx::accumulator_fence(out);
+    release_stage(&s.v_empty[prev.stage], lane);
+    pack_probs<T>(scores, probs);
+    scale_accumulator(out, rescale);
   }
   // Every score block of both warpgroups has retired: the next item's Q
   // load overlaps the last P V and the epilogue.
   {
-    const auto last = kv.plus(count - 1);
+    const auto prev = kv.plus(count - 1);
     ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
     if (consumer == 0 && tid == 0) load_next_q<T>(s, p, q_map, next, end);
-    wait_full<T>(s, p, &s.v_full[last.stage], last.phase);
-    retire_pv(count - 1);
+    wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
     begin_turn();
     ptx::wgmma_fence();
-    issue_pv<T>(out, probs, s.v[last.stage]);
+    issue_pv<T>(out, probs, s.v[prev.stage]);
     end_turn(true);
     ptx::wgmma_wait_group<0>();
     ptx::accumulator_fence(out);
-    release_stage(&s.v_empty[last.stage], lane);
+    release_stage(&s.v_empty[prev.stage], lane);
   }
   kv = kv.plus(count);
 }
