@@ -267,8 +267,7 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
 #pragma unroll 1
   for (int i = 1; i < count; ++i) {
     const auto st = kv.plus(i), prev = kv.plus(i - 1);
-    wait_full<T>(s, p, &s.k_full[st.stage], st.phase);
-    wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
+    wait_full_pair<T>(s, p, &s.k_full[st.stage], st.phase, &s.v_full[prev.stage], prev.phase);
     begin_turn();
     ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
     issue_scores<T>(scores, q_rows, s.k[st.stage]);

@@ -68,13 +68,27 @@ __device__ __forceinline__ void wait_barrier(const PrefillSharedStorage<T>& s, c
 // RULE: fence them into the async proxy before wgmma reads them. The fence
 // sits after the acquire of the full barrier, in the causal chain between
 // the copies and the wgmma.
+// One fence serves every full barrier acquired before it: wait_full_pair
+// acquires K of one block and V of the one before, then fences once.
+template <class T>
+__device__ __forceinline__ void fence_gathered_tiles() {
+#ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
+  if constexpr (T::kPath == LoadPath::kGather) ptx::fence_proxy_async_shared_cta();
+#endif
+}
 template <class T>
 __device__ __forceinline__ void wait_full(const PrefillSharedStorage<T>& s, const PrefillParams& p, uint64_t* full,
                                           uint32_t phase) {
   wait_barrier<T>(s, p, full, phase);
-#ifndef PTXATTN_INJECT_BUG_SKIP_PROXY_FENCE
-  if constexpr (T::kPath == LoadPath::kGather) ptx::fence_proxy_async_shared_cta();
-#endif
+  fence_gathered_tiles<T>();
+}
+template <class T>
+__device__ __forceinline__ void wait_full_pair(const PrefillSharedStorage<T>& s, const PrefillParams& p,
+                                               uint64_t* full_a, uint32_t phase_a, uint64_t* full_b,
+                                               uint32_t phase_b) {
+  wait_barrier<T>(s, p, full_a, phase_a);
+  wait_barrier<T>(s, p, full_b, phase_b);
+  fence_gathered_tiles<T>();
 }
 
 // One warp's share of releasing a stage: all its wgmma reading the stage have
