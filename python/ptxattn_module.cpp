@@ -128,6 +128,23 @@ std::vector<int64_t> pool_shape(KvLayout layout, int64_t pages, int64_t page_siz
   return {pages, heads, page_size, head_dim};
 }
 
+// The page table's arrays hold exactly what kv_indptr says: kv_indptr[-1]
+// page indices and one last-page length per request. The library takes bare
+// pointers and reads that many entries, so a shorter array would be read past
+// its end. (The library's validation checks that kv_indptr starts at 0 and
+// never decreases before it reads kv_indices.)
+void check_page_table_lengths(const std::vector<int32_t>& kv_indptr, const std::vector<int32_t>& kv_indices,
+                              const std::vector<int32_t>& kv_last_page_len) {
+  if (kv_indptr.empty()) return;  // refused with the indptr checks
+  const int64_t pages = kv_indptr.back();
+  if (pages < 0 || int64_t(kv_indices.size()) != pages)
+    bad_argument("kv_indices has " + std::to_string(kv_indices.size()) + " entries, but kv_indptr[-1] = " +
+                 std::to_string(pages) + " pages");
+  if (kv_last_page_len.size() != kv_indptr.size() - 1)
+    bad_argument("kv_last_page_len has " + std::to_string(kv_last_page_len.size()) + " entries, expected one per " +
+                 "request (" + std::to_string(kv_indptr.size() - 1) + ")");
+}
+
 // An int32 index array on the host or a CUDA device, copied to the host.
 std::vector<int32_t> host_int32(const Input& a, const char* name) {
   if (a.dtype() != nb::dtype<int32_t>()) bad_argument(std::string(name) + " must have dtype int32");
@@ -201,10 +218,13 @@ class Prefill {
       if (!kv_indices || !kv_last_page_len) bad_argument("a paged plan needs kv_indices and kv_last_page_len");
       indices = host_int32(*kv_indices, "kv_indices");
       last_page_len = host_int32(*kv_last_page_len, "kv_last_page_len");
+    } else if (kv_indices || kv_last_page_len) {
+      bad_argument("a ragged plan takes no kv_indices or kv_last_page_len");
     }
     if (qo.size() != kv.size())
       bad_argument("qo_indptr has " + std::to_string(qo.size()) + " entries, kv_indptr " + std::to_string(kv.size()));
     if (qo.empty()) bad_argument("qo_indptr must have num_requests + 1 >= 1 entries");
+    if (paged) check_page_table_lengths(kv, indices, last_page_len);
     const BatchIndices batch{int32_t(qo.size() - 1), qo.data(), kv.data(), paged ? indices.data() : nullptr,
                              paged ? last_page_len.data() : nullptr};
     check(validate_batch_indices(config, batch));  // before the device is touched
@@ -298,6 +318,7 @@ class Append {
     if (append.size() != kv.size() || append.empty())
       bad_argument("append_indptr and kv_indptr must both have num_requests + 1 >= 1 entries; they have " +
                    std::to_string(append.size()) + " and " + std::to_string(kv.size()));
+    check_page_table_lengths(kv, indices, last);
     const AppendIndices batch{int32_t(append.size() - 1), append.data(), kv.data(), indices.data(), last.data()};
     check(validate_append_indices(config, batch));
     const DeviceGuard guard(device);

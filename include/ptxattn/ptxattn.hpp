@@ -119,8 +119,12 @@ class PrefillPlanImpl;
 
 // The work schedule of one batch, made on the host. It owns device copies of
 // the index arrays and the tile list, so run() only launches (CUDA-graph
-// capturable). Re-planning into the same object reuses its device buffers
-// when they are large enough, so a captured graph stays valid.
+// capturable). A captured graph replays the run as captured: its grid, its
+// tensor maps and the plan's device buffers. Re-planning copies into those
+// buffers synchronously, unordered with work in flight on other streams, and
+// reallocates them when they grow: re-plan only after the runs of the
+// previous plan have finished, and do not replay a graph captured before a
+// re-plan for another batch.
 class PrefillPlan {
  public:
   PrefillPlan();
@@ -275,8 +279,8 @@ class AppendPlanImpl;
 
 // Where every appended token goes (page and position), validated on the host
 // and uploaded, so append_paged_kv_cache only launches (CUDA-graph
-// capturable; re-planning into the same object reuses its device buffers when
-// they are large enough).
+// capturable). Re-planning follows PrefillPlan's rules: after the previous
+// plan's runs have finished, and a graph captured before it is stale.
 class AppendPlan {
  public:
   AppendPlan();

@@ -21,7 +21,7 @@ from . import _ptxattn
 
 try:
     from . import _torch_ops  # torch custom ops, for torch tensors
-except ImportError:  # no torch
+except (ImportError, AttributeError):  # no torch, or one without torch.library.custom_op (before 2.4)
     _torch_ops = None
 
 __version__ = _ptxattn.__version__
@@ -49,13 +49,21 @@ def _torch_op(tensor, stream):
     stream), else None."""
     if _torch_ops is None or not isinstance(tensor, _torch_ops.torch.Tensor):
         return None
-    return _torch_ops.torch.ops.ptxattn, (-1 if stream is None else int(stream))
+    return _torch_ops.torch.ops.ptxattn, (-1 if stream is None else _stream_handle(stream))
+
+
+def _stream_handle(stream):
+    """A cudaStream_t as an int, from an int, a torch.cuda.Stream (cuda_stream) or a CuPy stream (ptr)."""
+    for attribute in ("cuda_stream", "ptr"):
+        if hasattr(stream, attribute):
+            return int(getattr(stream, attribute))
+    return int(stream)
 
 
 def _stream(tensor, stream):
     """The stream to run on: the argument if given, else the framework's current one."""
     if stream is not None:
-        return int(stream)
+        return _stream_handle(stream)
     framework = _framework(tensor)
     if framework == "torch":
         import torch
@@ -110,9 +118,19 @@ def _dtype_name(dtype):
 
 
 def _int32(values):
-    """An int32 array for an index argument: tensors pass through (checked in C++), lists become NumPy arrays."""
+    """An index argument, copied to the host now: later changes to the caller's array do not reach the plan,
+    and a device array is read in order with the work on its framework's current stream. Lists become int32
+    NumPy arrays; arrays keep their dtype (C++ refuses one other than int32)."""
+    framework = _framework(values)
+    if framework == "torch":
+        return values.detach().to("cpu", copy=True)  # waits for torch's current stream
+    if framework == "cupy":
+        import cupy
+        return cupy.asnumpy(values)  # waits for CuPy's current stream
+    if framework == "numpy":
+        return values.copy()
     if hasattr(values, "__dlpack__"):
-        return values
+        return values  # another framework: copied by the extension when the plan is made
     import numpy
     return numpy.asarray(values, dtype=numpy.int32)
 
@@ -121,6 +139,11 @@ def _plan_device(index_array, device):
     """The device a plan is made for: the argument (an ordinal or a torch.device), else the index
     array's if it is on a GPU, else the current one (-1)."""
     if device is not None:
+        if isinstance(device, str):  # "cuda", "cuda:1"
+            name, _, ordinal = device.partition(":")
+            if name != "cuda" or not (ordinal == "" or ordinal.isdigit()):
+                raise ValueError(f"device {device!r} is not a CUDA device")
+            return int(ordinal) if ordinal else -1
         index = device if isinstance(device, int) else device.index
         return -1 if index is None else int(index)
     if hasattr(index_array, "__dlpack_device__"):
@@ -133,6 +156,12 @@ def _plan_device(index_array, device):
 # ---------------------------------------------------------------------------
 # Attention
 # ---------------------------------------------------------------------------
+def _same_head_dims(head_dim_qk, head_dim_vo):
+    if head_dim_vo is not None and int(head_dim_vo) != int(head_dim_qk):
+        raise ValueError(f"head_dim_vo = {head_dim_vo} differs from head_dim_qk = {head_dim_qk}: ptxattn needs one "
+                         "head dim for q, k and v")
+
+
 class _Attention:
     """What the paged and ragged wrappers share: options, the plan, run()."""
 
@@ -197,13 +226,19 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
     """
 
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads,
-             num_kv_heads, head_dim_qk, page_size, num_pages=None, causal=False, sm_scale=None, window_left=-1,
-             logits_soft_cap=None, q_data_type="bfloat16", kv_data_type=None, return_lse=False, device=None):
-        """Validates the batch and builds the schedule (index arrays: int32, host or device; synchronous).
+             num_kv_heads, head_dim_qk, page_size, *, head_dim_vo=None, num_pages=None, causal=False, sm_scale=None,
+             window_left=-1, logits_soft_cap=None, q_data_type="bfloat16", kv_data_type=None, return_lse=False,
+             device=None):
+        """Validates the batch and builds the schedule (index arrays: int32, host or device, copied to the host
+        here; synchronous). Options after page_size are keyword-only.
 
         num_pages is the pool size (pages in k_cache and v_cache); without it the plan is
-        finished at the first run(), when the caches show it.
+        validated and finished at the first run(), when the caches show it (that run then copies
+        to the device: make it outside CUDA-graph capture).
         """
+        self._planned = False
+        self._lazy = False
+        _same_head_dims(head_dim_qk, head_dim_vo)
         self._args = dict(
             self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse),
             num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
@@ -211,10 +246,11 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
             kv_indices=_int32(paged_kv_indices), kv_last_page_len=_int32(paged_kv_last_page_len),
             device=_plan_device(qo_indptr, device))
         self._return_lse = bool(return_lse)
-        self._planned = False
         self._num_pages = None
         if num_pages is not None:
             self._make(int(num_pages))
+        else:
+            self._lazy = True
 
     def _make(self, num_pages):
         self._planned = False
@@ -234,7 +270,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
         _device(q, "q")
         if not hasattr(self, "_args"):
             raise ValueError("run() before plan()")
-        if self._num_pages is None or not self._planned:
+        if getattr(self, "_lazy", False) and not self._planned:
             self._make(int(k_cache.shape[0]))
         return self._run(q, k_cache, v_cache, out, lse, return_lse, stream)
 
@@ -243,10 +279,13 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
     """Attention of ragged queries over ragged K/V: request b's keys are rows
     kv_indptr[b]:kv_indptr[b+1] of k and v ([num_kv_rows, num_kv_heads, head_dim])."""
 
-    def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, causal=False, sm_scale=None,
-             window_left=-1, logits_soft_cap=None, q_data_type="bfloat16", kv_data_type=None, return_lse=False,
-             device=None):
+    def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, *, head_dim_vo=None,
+             causal=False, sm_scale=None, window_left=-1, logits_soft_cap=None, q_data_type="bfloat16",
+             kv_data_type=None, return_lse=False, device=None):
+        """Validates the batch and builds the schedule (index arrays as the paged plan's); options after
+        head_dim_qk are keyword-only."""
         self._planned = False
+        _same_head_dims(head_dim_qk, head_dim_vo)
         self._return_lse = bool(return_lse)
         self._plan.plan(**self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type,
                                         return_lse),

@@ -7,7 +7,10 @@ runs on `stream` when it is >= 0, else on torch's current stream of the
 tensors' device (the capturing stream, under graph capture).
 
 An attention op names its plan by an integer id (`register_wrapper`): the
-wrapper's plan at the time the op runs, as with FlashInfer's wrappers.
+wrapper's plan at the time the op runs, as with FlashInfer's wrappers. A CUDA
+graph, though, replays the launch as it was captured (grid, tensor maps, the
+plan's device buffers): re-planning a captured wrapper for another batch does
+not reach the graph, and the wrapper must outlive the graph.
 append_paged_kv_cache is not an op: it plans on the host at every call.
 """
 
@@ -30,6 +33,11 @@ def register_wrapper(wrapper):
     return plan_id
 
 
+def _detached(*tensors):
+    """The tensors without autograd (DLPack refuses a tensor that requires grad; the ops have no backward)."""
+    return tuple(None if t is None else t.detach() for t in tensors)
+
+
 def _stream(tensor, stream):
     return stream if stream >= 0 else torch.cuda.current_stream(tensor.device).cuda_stream
 
@@ -40,6 +48,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tens
     wrapper = _WRAPPERS.get(plan_id)
     if wrapper is None:
         raise ValueError(f"plan id {plan_id} names no live attention wrapper")
+    if not wrapper._planned:
+        raise ValueError("run() before a successful plan()")
+    q, k, v, out, lse = _detached(q, k, v, out, lse)
     wrapper._plan.run(q, k, v, out, lse, _stream(q, stream))
 
 
@@ -51,6 +62,7 @@ def apply_rope(q: torch.Tensor, k: torch.Tensor, q_out: torch.Tensor, k_out: tor
                low_freq_factor: float, high_freq_factor: float, old_context_len: int, stream: int) -> None:
     rope = _ptxattn.RopeConfig(rotary_dim, interleave, theta, rope_scale, llama31, low_freq_factor,
                                high_freq_factor, old_context_len)
+    q, k, q_out, k_out, pos_ids, indptr, offsets = _detached(q, k, q_out, k_out, pos_ids, indptr, offsets)
     _ptxattn.apply_rope(q, k, q_out, k_out, pos_ids, indptr, offsets, rope, _stream(q, stream))
 
 
@@ -62,6 +74,7 @@ def apply_rope_inplace(q: torch.Tensor, k: torch.Tensor, pos_ids: Optional[torch
                        high_freq_factor: float, old_context_len: int, stream: int) -> None:
     rope = _ptxattn.RopeConfig(rotary_dim, interleave, theta, rope_scale, llama31, low_freq_factor,
                                high_freq_factor, old_context_len)
+    q, k, pos_ids, indptr, offsets = _detached(q, k, pos_ids, indptr, offsets)
     _ptxattn.apply_rope(q, k, q, k, pos_ids, indptr, offsets, rope, _stream(q, stream))
 
 
@@ -70,6 +83,7 @@ def apply_rope_inplace(q: torch.Tensor, k: torch.Tensor, pos_ids: Optional[torch
 def apply_rope_with_cos_sin_cache(q: torch.Tensor, k: torch.Tensor, q_out: torch.Tensor, k_out: torch.Tensor,
                                   positions: torch.Tensor, cos_sin_cache: torch.Tensor, interleave: bool,
                                   stream: int) -> None:
+    q, k, q_out, k_out, positions, cos_sin_cache = _detached(q, k, q_out, k_out, positions, cos_sin_cache)
     _ptxattn.apply_rope_with_cos_sin_cache(q, k, q_out, k_out, positions, cos_sin_cache, interleave,
                                            _stream(q, stream))
 
@@ -78,6 +92,7 @@ def apply_rope_with_cos_sin_cache(q: torch.Tensor, k: torch.Tensor, q_out: torch
 @torch.library.custom_op("ptxattn::apply_rope_with_cos_sin_cache_inplace", mutates_args=("q", "k"))
 def apply_rope_with_cos_sin_cache_inplace(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor,
                                           cos_sin_cache: torch.Tensor, interleave: bool, stream: int) -> None:
+    q, k, positions, cos_sin_cache = _detached(q, k, positions, cos_sin_cache)
     _ptxattn.apply_rope_with_cos_sin_cache(q, k, q, k, positions, cos_sin_cache, interleave, _stream(q, stream))
 
 
@@ -88,7 +103,7 @@ def build_rope_cos_sin_cache(out: torch.Tensor, max_position: int, rotary_dim: i
                              old_context_len: int, stream: int) -> None:
     rope = _ptxattn.RopeConfig(rotary_dim, False, theta, rope_scale, llama31, low_freq_factor, high_freq_factor,
                                old_context_len)
-    _ptxattn.build_rope_cos_sin_cache(out, max_position, rope, _stream(out, stream))
+    _ptxattn.build_rope_cos_sin_cache(out.detach(), max_position, rope, _stream(out, stream))
 
 
 # Every op only writes into tensors it was given: nothing to describe to the tracer.

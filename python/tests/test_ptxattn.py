@@ -80,8 +80,12 @@ def test_plan_refuses_what_the_library_refuses(overrides, message):
     (dict(kv_data_type="float16"), "kv_data_type float16 differs from q_data_type bfloat16"),
     (dict(qo_indptr=np.array([0, 5, 9], np.int64)), "qo_indptr must have dtype int32"),
     (dict(paged_kv_indices=np.array([[5, 2], [7, 0]], I32)), "kv_indices must be one-dimensional"),
-    (dict(paged_kv_indices=np.array([5, 9, 2, 9, 7, 9, 0, 9], I32)[::2]), "kv_indices must be contiguous"),
     (dict(paged_kv_indptr=np.array([0, 4], I32)), "qo_indptr has 3 entries, kv_indptr 2"),
+    # The library reads kv_indptr[-1] page indices and one last-page length per request.
+    (dict(paged_kv_indices=np.array([5, 2, 7], I32)), "kv_indices has 3 entries, but kv_indptr[-1] = 4 pages"),
+    (dict(paged_kv_indices=np.array([5, 2, 7, 0, 1], I32)), "kv_indices has 5 entries, but kv_indptr[-1] = 4"),
+    (dict(paged_kv_last_page_len=np.array([5], I32)), "kv_last_page_len has 1 entries, expected one per request (2)"),
+    (dict(head_dim_vo=64), "head_dim_vo = 64 differs from head_dim_qk = 128"),
 ])
 def test_plan_refuses_bad_python_arguments(overrides, message):
     wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
@@ -101,6 +105,10 @@ def test_index_lists_are_accepted():
     for key in ("qo_indptr", "paged_kv_indptr", "paged_kv_indices", "paged_kv_last_page_len"):
         args[key] = args[key].tolist()
     with pytest.raises(ValueError, match="num_qo_heads = 0"):  # reached the library's validator
+        wrapper.plan(**args)
+    # A strided host array is copied at plan time, so it need not be contiguous.
+    args = paged_plan_args(num_qo_heads=0, paged_kv_indices=np.array([5, 9, 2, 9, 7, 9, 0, 9], I32)[::2])
+    with pytest.raises(ValueError, match="num_qo_heads = 0"):
         wrapper.plan(**args)
 
 
@@ -139,6 +147,46 @@ def test_append_refuses_what_the_library_refuses():
         ptxattn.append_paged_kv_cache(new, new, [0, 21], cache, [1, 0], [0, 2], [4])
     with pytest.raises(ValueError, match="append"):  # 21 tokens appended to a request of 20
         ptxattn.append_paged_kv_cache(new, new, [0, 21], (cache, cache), [1, 0], [0, 2], [4])
+
+
+def test_append_refuses_a_page_table_shorter_than_its_indptr():
+    cache = np.zeros((2, 16, 1, 128), np.float16)
+    new = np.zeros((4, 1, 128), np.float16)
+    with pytest.raises(ValueError, match=re.escape("kv_indices has 1 entries, but kv_indptr[-1] = 2 pages")):
+        ptxattn.append_paged_kv_cache(new, new, [0, 4], (cache, cache), [1], [0, 2], [4])
+    with pytest.raises(ValueError, match=re.escape("kv_last_page_len has 2 entries, expected one per request (1)")):
+        ptxattn.append_paged_kv_cache(new, new, [0, 4], (cache, cache), [1, 0], [0, 2], [4, 4])
+
+
+def test_options_are_keyword_only():
+    # FlashInfer's plans take head_dim_vo in the next position; here it would land in an option.
+    args = paged_plan_args()
+    positional = [args.pop(k) for k in ("qo_indptr", "paged_kv_indptr", "paged_kv_indices", "paged_kv_last_page_len",
+                                        "num_qo_heads", "num_kv_heads", "head_dim_qk", "page_size")]
+    with pytest.raises(TypeError):
+        ptxattn.BatchPrefillWithPagedKVCacheWrapper().plan(*positional, 128)
+    with pytest.raises(TypeError):
+        ptxattn.BatchPrefillWithRaggedKVCacheWrapper().plan(np.array([0, 4], I32), np.array([0, 6], I32), 4, 4, 128,
+                                                            128)
+
+
+def test_index_arrays_are_copied_at_plan_time():
+    indices = np.array([5, 2, 7, 0], I32)
+    copied = ptxattn._int32(indices)
+    indices[0] = 99
+    assert copied.tolist() == [5, 2, 7, 0]
+
+
+def test_devices_and_streams_in_every_spelling():
+    import types
+    assert ptxattn._plan_device(None, "cuda:1") == 1
+    assert ptxattn._plan_device(None, "cuda") == -1
+    assert ptxattn._plan_device(None, 2) == 2
+    with pytest.raises(ValueError, match="not a CUDA device"):
+        ptxattn._plan_device(None, "cpu")
+    assert ptxattn._stream_handle(types.SimpleNamespace(cuda_stream=7)) == 7  # torch.cuda.Stream
+    assert ptxattn._stream_handle(types.SimpleNamespace(ptr=9)) == 9  # cupy.cuda.Stream
+    assert ptxattn._stream_handle(11) == 11
 
 
 @no_gpu_only
