@@ -170,7 +170,16 @@ class _Attention:
         self._load_path, self._schedule, self._max_ctas = load_path, schedule, max_ctas
         self._plan = _ptxattn.Prefill()
         self._planned = False
+        self._last_run = None  # an event after the last run (torch and CuPy), which plan() waits for
         self._plan_id = _torch_ops.register_wrapper(self) if _torch_ops else 0
+
+    def _plan_after_runs(self, **args):
+        """Plans into the device buffers the last runs read, once they have finished: the copies are
+        synchronous and not ordered with the run's stream."""
+        if self._last_run is not None:
+            self._last_run.synchronize()
+            self._last_run = None
+        self._plan.plan(**args)
 
     def _options(self, causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse):
         dtype = _dtype_name(q_data_type)
@@ -199,7 +208,12 @@ class _Attention:
             ops, op_stream = torch_op
             ops.attention(q, k, v, out, lse, self._plan_id, op_stream)
         else:
-            self._plan.run(q, k, v, out, lse, _stream(q, stream))
+            handle = _stream(q, stream)
+            self._plan.run(q, k, v, out, lse, handle)
+            if _framework(q) == "cupy":
+                import cupy
+                self._last_run = cupy.cuda.Event()
+                self._last_run.record(cupy.cuda.ExternalStream(handle))
         return (out, lse) if return_lse else out
 
     @property
@@ -254,7 +268,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
 
     def _make(self, num_pages):
         self._planned = False
-        self._plan.plan(num_pages=num_pages, **self._args)
+        self._plan_after_runs(num_pages=num_pages, **self._args)
         self._num_pages, self._planned = num_pages, True
 
     def run(self, q, k_cache, v_cache=None, out=None, lse=None, return_lse=False, stream=None):
@@ -287,7 +301,7 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
         self._planned = False
         _same_head_dims(head_dim_qk, head_dim_vo)
         self._return_lse = bool(return_lse)
-        self._plan.plan(**self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type,
+        self._plan_after_runs(**self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type,
                                         return_lse),
                         num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
                         paged=False, page_size=0, num_pages=0, qo_indptr=_int32(qo_indptr),

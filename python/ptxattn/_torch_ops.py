@@ -51,7 +51,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tens
     if not wrapper._planned:
         raise ValueError("run() before a successful plan()")
     q, k, v, out, lse = _detached(q, k, v, out, lse)
-    wrapper._plan.run(q, k, v, out, lse, _stream(q, stream))
+    handle = _stream(q, stream)
+    wrapper._plan.run(q, k, v, out, lse, handle)
+    if not torch.cuda.is_current_stream_capturing():  # a replayed graph is the caller's to order
+        event = torch.cuda.Event()
+        event.record(torch.cuda.ExternalStream(handle, device=q.device))
+        wrapper._last_run = event  # the next plan() waits for it
 
 
 

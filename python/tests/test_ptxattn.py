@@ -170,6 +170,20 @@ def test_options_are_keyword_only():
                                                             128)
 
 
+def test_replanning_waits_for_the_last_run():
+    class Event:
+        synchronized = False
+
+        def synchronize(self):
+            Event.synchronized = True
+
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    wrapper._last_run = Event()  # what run() leaves behind
+    with pytest.raises(ValueError, match="num_qo_heads = 0"):
+        wrapper.plan(**paged_plan_args(num_qo_heads=0))
+    assert Event.synchronized and wrapper._last_run is None
+
+
 def test_index_arrays_are_copied_at_plan_time():
     indices = np.array([5, 2, 7, 0], I32)
     copied = ptxattn._int32(indices)
