@@ -260,7 +260,6 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
             kv_indices=_int32(paged_kv_indices), kv_last_page_len=_int32(paged_kv_last_page_len),
             device=_plan_device(qo_indptr, device))
         self._return_lse = bool(return_lse)
-        self._num_pages = None
         if num_pages is not None:
             self._make(int(num_pages))
         else:
@@ -269,7 +268,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
     def _make(self, num_pages):
         self._planned = False
         self._plan_after_runs(num_pages=num_pages, **self._args)
-        self._num_pages, self._planned = num_pages, True
+        self._planned = True
 
     def run(self, q, k_cache, v_cache=None, out=None, lse=None, return_lse=False, stream=None):
         """o = attention(q, K, V) for the planned batch; (o, lse) with return_lse.
@@ -284,7 +283,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
         _device(q, "q")
         if not hasattr(self, "_args"):
             raise ValueError("run() before plan()")
-        if getattr(self, "_lazy", False) and not self._planned:
+        if self._lazy and not self._planned:
             self._make(int(k_cache.shape[0]))
         return self._run(q, k_cache, v_cache, out, lse, return_lse, stream)
 
@@ -301,12 +300,12 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
         self._planned = False
         _same_head_dims(head_dim_qk, head_dim_vo)
         self._return_lse = bool(return_lse)
-        self._plan_after_runs(**self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type,
-                                        return_lse),
-                        num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
-                        paged=False, page_size=0, num_pages=0, qo_indptr=_int32(qo_indptr),
-                        kv_indptr=_int32(kv_indptr), kv_indices=None, kv_last_page_len=None,
-                        device=_plan_device(qo_indptr, device))
+        self._plan_after_runs(**self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type,
+                                              kv_data_type, return_lse),
+                              num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
+                              paged=False, page_size=0, num_pages=0, qo_indptr=_int32(qo_indptr),
+                              kv_indptr=_int32(kv_indptr), kv_indices=None, kv_last_page_len=None,
+                              device=_plan_device(qo_indptr, device))
         self._planned = True
 
     def run(self, q, k, v, out=None, lse=None, return_lse=False, stream=None):
