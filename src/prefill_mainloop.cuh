@@ -261,9 +261,10 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
   softmax_block<T>(scores, rescale, rows, p, req, at, w.range.end - 1, lane);
   pack_probs<T>(scores, probs);
 
-  // Steady state: S(i) and O += P(i-1) V(i-1) are in flight together, and
-  // the softmax of S(i) runs while P V still occupies the tensor cores; P(i)
-  // replaces P(i-1) once that P V has retired.
+  // Steady state: S(i) and O += P(i-1) V(i-1) are issued together; P(i)
+  // replaces P(i-1) once that P V has retired. ptxas issues the P V wait
+  // ahead of the softmax, so the softmax does not overlap the P V; forcing
+  // the overlap measured slower (docs/kernels.md, "Consumer pipeline").
 #pragma unroll 1
   for (int i = 1; i < count; ++i) {
     const auto st = kv.plus(i), prev = kv.plus(i - 1);
