@@ -2,9 +2,10 @@
 """Checks bench/ptxattn_c.py (the ctypes bindings compare.py uses) against libptxattn.so, without a GPU.
 
 Each struct is filled by the library's _init (which refuses a layout other
-than its own), its defaults are read back where ptxattn.h puts them, and a W2
+than its own), its defaults are read back where ptxattn.h puts them, a W2
 batch goes through the host-only validation, valid and with one bad page
-index. Usage: python3 bench/check_c_bindings.py build/libptxattn.so
+index, and kv_block's refusals come back (the plan refuses before any CUDA
+call). Usage: python3 bench/check_c_bindings.py build/libptxattn.so
 Prints one line per failed check and exits 1 if any failed.
 """
 
@@ -34,8 +35,8 @@ def main(path):
     config = c.new(ptxattn_c.PrefillConfig)
     expect(config.struct_size == ctypes.sizeof(ptxattn_c.PrefillConfig), "PrefillConfig.struct_size")
     expect(config.options.window_left == -1, f"default window_left {config.options.window_left}, not -1")
-    expect(config.kv_format == ptxattn_c.PTXATTN_KV_FORMAT_PAGED and config.max_ctas == 0,
-           "defaults of kv_format / max_ctas")
+    expect(config.kv_format == ptxattn_c.PTXATTN_KV_FORMAT_PAGED and config.max_ctas == 0 and
+           config.kv_block == ptxattn_c.PTXATTN_KV_BLOCK_AUTO, "defaults of kv_format / max_ctas / kv_block")
     for cls in ptxattn_c.INIT_NAMES:
         expect(c.new(cls).struct_size == ctypes.sizeof(cls), f"{cls.__name__}.struct_size")
 
@@ -55,6 +56,20 @@ def main(path):
             expect(bad is None, f"page {pages} accepted")
         except ptxattn_c.PtxattnError as e:
             expect(bad is not None and bad in str(e), f"pages {pages}: {e}")
+
+    # kv_block, the last field, reaches the library: outside its enum, and the wide block forced on pages.
+    config.kv_block = 3
+    status = c.lib.ptxattn_validate_prefill_config(ctypes.byref(config))
+    expect(b"config.kv_block = 3 is not a KvBlock" in c.lib.ptxattn_last_error_message(),
+           f"kv_block 3: status {status}, {c.lib.ptxattn_last_error_message()}")
+    config.kv_block = ptxattn_c.PTXATTN_KV_BLOCK_WIDE
+    indices = c.batch_indices(2, qo_indptr, kv_indptr, ptxattn_c.int32_array([5, 2, 7, 0]), last_page_len)
+    plan = ctypes.c_void_p()
+    c.check(c.lib.ptxattn_prefill_plan_create(ctypes.byref(plan)), "plan_create")
+    status = c.lib.ptxattn_plan_prefill(plan, ctypes.byref(config), ctypes.byref(indices))
+    c.lib.ptxattn_prefill_plan_destroy(plan)
+    expect(b"kv_block = kWide" in c.lib.ptxattn_last_error_message(),
+           f"kv_block wide on pages: status {status}, {c.lib.ptxattn_last_error_message()}")
 
     # A struct of another layout is refused by _init, which writes nothing then.
     status = c.lib.ptxattn_prefill_config_init(ctypes.byref(config), ctypes.sizeof(config) - 4)

@@ -44,6 +44,9 @@ static_assert(PTXATTN_KV_LOAD_PATH_AUTO == int(ptxattn::KvLoadPath::kAuto) &&
 static_assert(PTXATTN_WORK_SCHEDULE_AUTO == int(ptxattn::WorkSchedule::kAuto) &&
               PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA == int(ptxattn::WorkSchedule::kOneItemPerCta) &&
               PTXATTN_WORK_SCHEDULE_PERSISTENT == int(ptxattn::WorkSchedule::kPersistent));
+static_assert(PTXATTN_KV_BLOCK_AUTO == int(ptxattn::KvBlock::kAuto) &&
+              PTXATTN_KV_BLOCK_STANDARD == int(ptxattn::KvBlock::kStandard) &&
+              PTXATTN_KV_BLOCK_WIDE == int(ptxattn::KvBlock::kWide));
 
 thread_local std::string last_error_message;
 
@@ -147,6 +150,7 @@ Status to_cpp(const ptxattn_prefill_config& c, ptxattn::PrefillConfig* out) {
   out->load_path = static_cast<ptxattn::KvLoadPath>(c.load_path);
   out->schedule = static_cast<ptxattn::WorkSchedule>(c.schedule);
   out->max_ctas = c.max_ctas;
+  out->kv_block = static_cast<ptxattn::KvBlock>(c.kv_block);
   PTXATTN_RETURN_IF_ERROR(to_bool(c.options.causal, "config.options.causal", &out->options.causal));
   return to_bool(c.options.return_lse, "config.options.return_lse", &out->options.return_lse);
 }
@@ -176,6 +180,7 @@ ptxattn_prefill_config to_c(const ptxattn::PrefillConfig& config) {
   c.load_path = int32_t(config.load_path);
   c.schedule = int32_t(config.schedule);
   c.max_ctas = config.max_ctas;
+  c.kv_block = int32_t(config.kv_block);
   return c;
 }
 

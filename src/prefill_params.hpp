@@ -13,8 +13,9 @@ namespace ptxattn::detail {
 constexpr int32_t kPrefillBlockQ = 128;
 // KV block rows: 128, 64 at head_dim 256. The wide block (head_dim 128 only)
 // spreads each block's softmax bookkeeping, O rescale and barrier traffic
-// over 176 keys; the plan takes it where no block is cut short by a mask
-// and the loads are whole boxes (prefill_plan.cpp, wide_kv_block).
+// over 176 keys; the plan takes it (config.kv_block kAuto or kWide) only
+// where no block is cut short by a mask and the loads are whole boxes
+// (prefill_plan.hpp, wide_kv_block_obstacle).
 constexpr int32_t kWideBlockKV = 176;
 PTXATTN_HOST_DEVICE constexpr int32_t prefill_block_kv(int32_t head_dim, bool wide) {
   return head_dim == 256 ? 64 : head_dim == 128 && wide ? kWideBlockKV : 128;

@@ -40,9 +40,13 @@ Status DeviceArena::upload(const void* host, size_t bytes) {
 
 namespace detail {
 
-bool wide_kv_block(const PrefillConfig& c, KvLoadPath path, int32_t window_left) {
-  return c.head_dim == 128 && c.kv_format == KvFormat::kRagged && path == KvLoadPath::kTma && !c.options.causal &&
-         window_left < 0;
+const char* wide_kv_block_obstacle(const PrefillConfig& c, KvLoadPath path, int32_t window_left) {
+  if (c.head_dim != 128) return "config.head_dim is not 128";
+  if (c.kv_format != KvFormat::kRagged) return "config.kv_format is kPaged";
+  if (path != KvLoadPath::kTma) return "config.load_path is kGather (the wide block is built for the TMA path only)";
+  if (c.options.causal) return "config.options.causal is set";
+  if (window_left >= 0) return "config.options.window_left is below the batch's longest kv_len";
+  return nullptr;
 }
 
 }  // namespace detail
@@ -77,6 +81,23 @@ Status resolve_load_path(const PrefillConfig& c, KvLoadPath* path) {
       return Status::Ok();
   }
   return detail::invalid_argument("load_path = ", int(c.load_path), " is not a KvLoadPath");
+}
+
+// kAuto takes the wide block wherever the config can (ptxattn.hpp, KvBlock).
+Status resolve_block_kv(const PrefillConfig& c, KvLoadPath path, int32_t window_left, int32_t* block_kv) {
+  const char* obstacle = detail::wide_kv_block_obstacle(c, path, window_left);
+  switch (c.kv_block) {
+    case KvBlock::kStandard: *block_kv = detail::prefill_block_kv(c.head_dim, false); return Status::Ok();
+    case KvBlock::kWide:
+      if (obstacle != nullptr)
+        return detail::unsupported("kv_block = kWide needs head_dim 128, ragged K/V on the TMA path, no causal mask "
+                                   "and no window shorter than the longest kv_len, but ",
+                                   obstacle);
+      *block_kv = detail::kWideBlockKV;
+      return Status::Ok();
+    case KvBlock::kAuto: *block_kv = detail::prefill_block_kv(c.head_dim, obstacle == nullptr); return Status::Ok();
+  }
+  return detail::invalid_argument("kv_block = ", int(c.kv_block), " is not a KvBlock");
 }
 
 // NOTES: the persistent schedule measured faster than one CTA per item on
@@ -141,7 +162,8 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   const int32_t window = config.options.window_left >= max_kv_len ? -1 : config.options.window_left;
 #endif
 
-  const int32_t block_kv = detail::prefill_block_kv(config.head_dim, detail::wide_kv_block(config, path, window));
+  int32_t block_kv = 0;
+  PTXATTN_RETURN_IF_ERROR(resolve_block_kv(config, path, window, &block_kv));
   const detail::ScheduleInputs schedule_inputs{&requests,
                                                config.num_qo_heads,
                                                config.num_qo_heads / config.num_kv_heads,

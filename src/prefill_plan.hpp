@@ -50,13 +50,15 @@ class PrefillPlanImpl {
 
 namespace detail {
 
-// Whether the plan takes the wide KV block (prefill_params.hpp): head_dim
-// 128, ragged K/V on the TMA path (one box per block; a paged block is made
-// of page-sized boxes, and 176 is no multiple of a page size the TMA path
-// takes), no causal mask and no window (window_left as the kernel sees it):
-// every block but the request's last is then whole, where a diagonal or a
-// window edge would mask more of 176 keys than of 128.
-bool wide_kv_block(const PrefillConfig& config, KvLoadPath path, int32_t window_left);
+// What keeps a config from the wide KV block (prefill_params.hpp), or null
+// where it can take it: head_dim 128, ragged K/V on the TMA path (one box
+// per block; a paged block is made of page-sized boxes, and 176 is no
+// multiple of a page size the TMA path takes), no causal mask and no window
+// (window_left as the kernel sees it): every block but the request's last is
+// then whole, where a diagonal or a window edge would mask more of 176 keys
+// than of 128. kv_block = kAuto takes the wide block exactly where this is
+// null; kWide is refused with it.
+const char* wide_kv_block_obstacle(const PrefillConfig& config, KvLoadPath path, int32_t window_left);
 
 }  // namespace detail
 }  // namespace ptxattn

@@ -112,6 +112,9 @@ Status validate_prefill_config(const PrefillConfig& config) {
       config.schedule != WorkSchedule::kPersistent)
     return invalid_argument("config.schedule = ", int(config.schedule),
                             " is not a WorkSchedule (0 = auto, 1 = one item per CTA, 2 = persistent)");
+  if (config.kv_block != KvBlock::kAuto && config.kv_block != KvBlock::kStandard && config.kv_block != KvBlock::kWide)
+    return invalid_argument("config.kv_block = ", int(config.kv_block),
+                            " is not a KvBlock (0 = auto, 1 = standard, 2 = wide)");
   if (config.max_ctas < 0) return invalid_argument("config.max_ctas = ", config.max_ctas, " is negative");
   if (config.max_ctas > 0 && config.schedule == WorkSchedule::kOneItemPerCta)
     return invalid_argument("config.max_ctas = ", config.max_ctas,

@@ -63,6 +63,7 @@ enum {
   PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA = 1,
   PTXATTN_WORK_SCHEDULE_PERSISTENT = 2
 };
+enum { PTXATTN_KV_BLOCK_AUTO = 0, PTXATTN_KV_BLOCK_STANDARD = 1, PTXATTN_KV_BLOCK_WIDE = 2 };
 
 /* Part of ptxattn_prefill_config (its struct_size covers this). */
 typedef struct ptxattn_prefill_options {
@@ -87,6 +88,7 @@ typedef struct ptxattn_prefill_config {
   int32_t load_path; /* PTXATTN_KV_LOAD_PATH_* */
   int32_t schedule;  /* PTXATTN_WORK_SCHEDULE_* */
   int32_t max_ctas;  /* persistent schedule: at most this many CTAs; 0: one per SM */
+  int32_t kv_block;  /* PTXATTN_KV_BLOCK_* */
 } ptxattn_prefill_config;
 
 /* Host arrays, read only during ptxattn_plan_prefill. */
@@ -223,10 +225,10 @@ const char* ptxattn_version_string(void);
 
 /* Fill *out with its C++ defaults and struct_size = sizeof(*out); pass
  * sizeof(*out) as struct_size. prefill_config: bf16, paged NHD, options off,
- * load path and schedule auto, max_ctas 0 (heads, head_dim, page_size and
- * num_pages are 0 and must be set); rope_config: theta 1e4, rope_scale 1,
- * NeoX, Llama-3.1 factors 1 / 4 / 8192 (rotary_dim 0, must be set);
- * append_config: bf16, NHD; every other field 0 or NULL. */
+ * load path, schedule and KV block auto, max_ctas 0 (heads, head_dim,
+ * page_size and num_pages are 0 and must be set); rope_config: theta 1e4,
+ * rope_scale 1, NeoX, Llama-3.1 factors 1 / 4 / 8192 (rotary_dim 0, must be
+ * set); append_config: bf16, NHD; every other field 0 or NULL. */
 int ptxattn_prefill_config_init(ptxattn_prefill_config* out, size_t struct_size);
 int ptxattn_batch_indices_init(ptxattn_batch_indices* out, size_t struct_size);
 int ptxattn_prefill_tensors_init(ptxattn_prefill_tensors* out, size_t struct_size);

@@ -67,6 +67,18 @@ enum class KvLoadPath : int { kAuto = 0, kTma = 1, kGather = 2 };
 // Results are bit-identical under every schedule.
 enum class WorkSchedule : int { kAuto = 0, kOneItemPerCta = 1, kPersistent = 2 };
 
+// Which KV block the kernel walks (PrefillPlan::chosen_block_kv; docs/kernels.md
+// has the table). kStandard: 128 rows (64 at head_dim 256). kWide: 176 rows,
+// for head_dim 128 with ragged K/V on the TMA path, no causal mask and no
+// window shorter than the batch's longest kv_len; elsewhere plan_prefill
+// refuses it (kUnsupported, naming the obstacle). kAuto takes the wide block
+// wherever it can, although the rows that take it ran slower on short
+// requests when it landed (docs/benchmarks.md, "2026-12-05, fifth session");
+// the others force one, as KvLoadPath does, so benchmarks time both on one
+// shape and tests cover both. The two blocks split the online softmax at
+// other keys: their results differ in rounding.
+enum class KvBlock : int { kAuto = 0, kStandard = 1, kWide = 2 };
+
 struct PrefillOptions {
   bool causal = false;
   int32_t window_left = -1;      // keys >= pos - window_left are visible; -1: off
@@ -88,6 +100,7 @@ struct PrefillConfig {
   PrefillOptions options;
   KvLoadPath load_path = KvLoadPath::kAuto;
   WorkSchedule schedule = WorkSchedule::kAuto;
+  KvBlock kv_block = KvBlock::kAuto;
   // Persistent schedule: at most this many CTAs (0: one per SM of the current
   // device), e.g. to leave SMs to concurrent kernels. > 0 makes kAuto
   // persistent; kOneItemPerCta refuses it.

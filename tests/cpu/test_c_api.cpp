@@ -116,6 +116,7 @@ TEST_CASE("c api: config_init gives the C++ defaults", "[c_api]") {
   CHECK(config.load_path == PTXATTN_KV_LOAD_PATH_AUTO);
   CHECK(config.schedule == PTXATTN_WORK_SCHEDULE_AUTO);
   CHECK(config.max_ctas == 0);
+  CHECK(config.kv_block == PTXATTN_KV_BLOCK_AUTO);
   CHECK(config.options.causal == 0);
   CHECK(config.options.window_left == -1);
   CHECK(config.options.logits_soft_cap == 0.0f);
@@ -352,6 +353,42 @@ TEST_CASE("c api: schedule and max_ctas reach the C++ validator", "[c_api]") {
     config.max_ctas = 7;
     require_invalid(ptxattn_plan_prefill(plan, &config, &indices),
                     "config.max_ctas = 7 limits the persistent schedule, but config.schedule is kOneItemPerCta");
+  }
+  ptxattn_prefill_plan_destroy(plan);
+}
+
+TEST_CASE("c api: kv_block reaches the C++ plan", "[c_api]") {
+  ptxattn_prefill_plan* plan = nullptr;
+  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
+  // Empty batches plan without a GPU (nothing to upload), so the info shows the block.
+  static const int32_t kZero[] = {0};
+  const ptxattn_batch_indices indices = batch_indices(0, kZero, kZero, nullptr, nullptr);
+  ptxattn_prefill_config config = small_paged_config();
+  SECTION("outside the enum") {
+    config.kv_block = 3;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.kv_block = 3 is not a KvBlock");
+    config.kv_block = -1;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.kv_block = -1 is not a KvBlock");
+  }
+  SECTION("wide refused on pages") {
+    config.kv_block = PTXATTN_KV_BLOCK_WIDE;
+    CHECK(ptxattn_plan_prefill(plan, &config, &indices) == PTXATTN_STATUS_UNSUPPORTED);
+    CHECK_THAT(last_message(), Catch::Contains("kv_block = kWide needs") &&
+                                   Catch::Contains("config.kv_format is kPaged"));
+  }
+  SECTION("each block forced on ragged K/V, and the config kept") {
+    config.kv_format = PTXATTN_KV_FORMAT_RAGGED;
+    const struct {
+      int32_t kv_block, block_kv;
+    } blocks[] = {{PTXATTN_KV_BLOCK_STANDARD, 128}, {PTXATTN_KV_BLOCK_WIDE, 176}, {PTXATTN_KV_BLOCK_AUTO, 176}};
+    for (const auto& [kv_block, block_kv] : blocks) {
+      config.kv_block = kv_block;
+      REQUIRE(ptxattn_plan_prefill(plan, &config, &indices) == PTXATTN_STATUS_OK);
+      ptxattn_prefill_plan_info info = initialised(ptxattn_prefill_plan_info_init);
+      REQUIRE(ptxattn_prefill_plan_get_info(plan, &info) == PTXATTN_STATUS_OK);
+      CHECK(info.chosen_block_kv == block_kv);
+      CHECK(info.config.kv_block == kv_block);
+    }
   }
   ptxattn_prefill_plan_destroy(plan);
 }

@@ -1,7 +1,7 @@
 // CPU tests of the prefill work schedule (src/prefill_schedule.hpp): every
 // work item is taken exactly once, the per-CTA lists are balanced, and the
 // order keeps the CTAs of one section of KV heads together; and of the
-// plan's choice of KV block (src/prefill_plan.hpp).
+// plan's choice of KV block (src/prefill_plan.hpp), forced or not.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 
 #include "prefill_plan.hpp"
 #include "prefill_schedule.hpp"
+#include "validate.hpp"  // head_dim_is_built, dtype_is_built
 
 namespace ptxattn::detail {
 namespace {
@@ -123,7 +124,8 @@ TEST_CASE("schedule: the first items of every CTA read the K/V of one section", 
 }  // namespace
 }  // namespace ptxattn::detail
 
-// The plan's choice of the wide KV block (prefill_plan.hpp, wide_kv_block).
+// The plan's choice of KV block (prefill_plan.hpp, wide_kv_block_obstacle;
+// ptxattn.hpp, KvBlock).
 namespace ptxattn::detail {
 namespace {
 
@@ -132,22 +134,133 @@ TEST_CASE("plan: the wide KV block only for ragged head_dim 128 on the TMA path 
   c.head_dim = 128;
   c.kv_format = KvFormat::kRagged;
   c.options.causal = false;
-  CHECK(wide_kv_block(c, KvLoadPath::kTma, -1));
+  CHECK(wide_kv_block_obstacle(c, KvLoadPath::kTma, -1) == nullptr);
   CHECK(prefill_block_kv(128, true) == 176);
-  CHECK_FALSE(wide_kv_block(c, KvLoadPath::kGather, -1));
-  CHECK_FALSE(wide_kv_block(c, KvLoadPath::kTma, 0));  // a window (as the kernel sees it)
+  CHECK_THAT(wide_kv_block_obstacle(c, KvLoadPath::kGather, -1), Catch::Contains("config.load_path is kGather"));
+  // A window as the kernel sees it (the plan turns one reaching past every key into -1).
+  CHECK_THAT(wide_kv_block_obstacle(c, KvLoadPath::kTma, 0), Catch::Contains("config.options.window_left"));
   c.options.causal = true;
-  CHECK_FALSE(wide_kv_block(c, KvLoadPath::kTma, -1));
+  CHECK_THAT(wide_kv_block_obstacle(c, KvLoadPath::kTma, -1), Catch::Contains("config.options.causal is set"));
   c.options.causal = false;
   c.kv_format = KvFormat::kPaged;
   c.page_size = 64;
-  CHECK_FALSE(wide_kv_block(c, KvLoadPath::kTma, -1));
+  CHECK_THAT(wide_kv_block_obstacle(c, KvLoadPath::kTma, -1), Catch::Contains("config.kv_format is kPaged"));
   c.kv_format = KvFormat::kRagged;
   for (int32_t head_dim : {64, 256}) {
     c.head_dim = head_dim;
-    CHECK_FALSE(wide_kv_block(c, KvLoadPath::kTma, -1));
+    CHECK_THAT(wide_kv_block_obstacle(c, KvLoadPath::kTma, -1), Catch::Contains("config.head_dim is not 128"));
     CHECK(prefill_block_kv(head_dim, true) == prefill_block_kv(head_dim, false));
   }
+}
+
+// A ragged config of 4 heads; without a GPU an empty batch still plans
+// (nothing to upload), so the chosen block can be read back.
+PrefillConfig ragged_config(int32_t head_dim, KvBlock kv_block) {
+  PrefillConfig c;
+  c.dtype = dtype_is_built(DType::kBF16) ? DType::kBF16 : DType::kFP16;
+  c.num_qo_heads = c.num_kv_heads = 4;
+  c.head_dim = head_dim;
+  c.kv_format = KvFormat::kRagged;
+  c.kv_block = kv_block;
+  return c;
+}
+
+constexpr int32_t kNoRows[] = {0};
+const BatchIndices kEmptyBatch{0, kNoRows, kNoRows, nullptr, nullptr};
+
+// The block an empty batch's plan chose, or 0 when it was refused (message in INFO).
+int32_t planned_block(const PrefillConfig& c) {
+  PrefillPlan plan;
+  const Status status = plan_prefill(c, kEmptyBatch, plan);
+  INFO("status: " << status_code_name(status.code) << " " << status.message);
+  CHECK(status.ok() == plan.valid());
+  return status.ok() ? plan.chosen_block_kv() : 0;
+}
+
+TEST_CASE("plan: kv_block auto takes the wide block where it can, standard never, wide or a refusal", "[schedule]") {
+  if (!head_dim_is_built(128)) {
+    WARN("head_dim 128 is not built: nothing to check");
+    return;
+  }
+  SECTION("auto, as before the option") {
+    PrefillConfig c = ragged_config(128, KvBlock::kAuto);
+    CHECK(planned_block(c) == 176);
+    c.options.window_left = 5;  // reaches past every key of an empty batch: no window
+    CHECK(planned_block(c) == 176);
+    c.options.causal = true;
+    CHECK(planned_block(c) == 128);
+    c.options.causal = false;
+    c.load_path = KvLoadPath::kGather;
+    CHECK(planned_block(c) == 128);
+    c.load_path = KvLoadPath::kAuto;
+    c.kv_format = KvFormat::kPaged;
+    c.page_size = 128;
+    c.num_pages = 1;
+    CHECK(planned_block(c) == 128);
+  }
+  SECTION("standard, wherever the config is valid") {
+    PrefillConfig c = ragged_config(128, KvBlock::kStandard);
+    CHECK(planned_block(c) == 128);
+    c.kv_format = KvFormat::kPaged;
+    c.page_size = 16;
+    c.num_pages = 1;
+    CHECK(planned_block(c) == 128);
+    for (int32_t head_dim : {64, 256})
+      if (head_dim_is_built(head_dim))
+        CHECK(planned_block(ragged_config(head_dim, KvBlock::kStandard)) == (head_dim == 256 ? 64 : 128));
+  }
+  SECTION("wide where auto takes it") {
+    PrefillConfig c = ragged_config(128, KvBlock::kWide);
+    CHECK(planned_block(c) == 176);
+    c.load_path = KvLoadPath::kTma;
+    CHECK(planned_block(c) == 176);
+  }
+}
+
+// plan_prefill's refusal of a forced wide block: kUnsupported, the rule and the obstacle.
+void require_wide_refused(const PrefillConfig& c, const BatchIndices& indices, const char* obstacle) {
+  PrefillPlan plan;
+  const Status status = plan_prefill(c, indices, plan);
+  INFO("message: " << status.message);
+  CHECK(status.code == StatusCode::kUnsupported);
+  CHECK_THAT(status.message, Catch::StartsWith("kv_block = kWide needs head_dim 128, ragged K/V on the TMA path, no "
+                                               "causal mask and no window shorter than the longest kv_len, but "));
+  CHECK_THAT(status.message, Catch::Contains(obstacle));
+  CHECK_FALSE(plan.valid());
+}
+
+TEST_CASE("plan: kv_block wide is refused with what stands in its way", "[schedule]") {
+  if (!head_dim_is_built(128)) {
+    WARN("head_dim 128 is not built: nothing to check");
+    return;
+  }
+  // Two requests, the longest with 30 keys; refused before any CUDA call.
+  static const int32_t qo_indptr[] = {0, 3, 10}, kv_indptr[] = {0, 4, 34};
+  const BatchIndices batch{2, qo_indptr, kv_indptr, nullptr, nullptr};
+  PrefillConfig c = ragged_config(128, KvBlock::kWide);
+  c.options.causal = true;
+  require_wide_refused(c, batch, "config.options.causal is set");
+  c.options.causal = false;
+  c.options.window_left = 29;
+  require_wide_refused(c, batch, "config.options.window_left is below the batch's longest kv_len");
+  c.options.window_left = 30;  // reaches every key: no window, so the block check passes
+  {
+    PrefillPlan plan;
+    const Status status = plan_prefill(c, batch, plan);
+    INFO("message: " << status.message);
+    CHECK((status.ok() || status.code == StatusCode::kNoDevice || status.code == StatusCode::kCudaError));
+  }
+  c.options.window_left = -1;
+  c.load_path = KvLoadPath::kGather;
+  require_wide_refused(c, batch, "config.load_path is kGather");
+  c.load_path = KvLoadPath::kAuto;
+  c.kv_format = KvFormat::kPaged;
+  c.page_size = 16;
+  c.num_pages = 1;
+  require_wide_refused(c, kEmptyBatch, "config.kv_format is kPaged");
+  for (int32_t head_dim : {64, 256})
+    if (head_dim_is_built(head_dim))
+      require_wide_refused(ragged_config(head_dim, KvBlock::kWide), kEmptyBatch, "config.head_dim is not 128");
 }
 
 }  // namespace

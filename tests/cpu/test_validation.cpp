@@ -121,6 +121,13 @@ TEST_CASE("validation: enum values outside their enum", "[validation]") {
     batch.config.schedule = static_cast<WorkSchedule>(-1);
     require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.schedule = -1 is not a WorkSchedule"});
   }
+  SECTION("kv_block") {
+    batch.config.kv_block = static_cast<KvBlock>(3);
+    require_status(batch.validate(), StatusCode::kInvalidArgument,
+                   {"config.kv_block = 3 is not a KvBlock (0 = auto, 1 = standard, 2 = wide)"});
+    batch.config.kv_block = static_cast<KvBlock>(-1);
+    require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.kv_block = -1 is not a KvBlock"});
+  }
 }
 
 TEST_CASE("validation: max_ctas must be >= 0 and only limits the persistent schedule", "[validation]") {

@@ -21,6 +21,7 @@ namespace {
 
 using ptxattn::BatchIndices;
 using ptxattn::DType;
+using ptxattn::KvBlock;
 using ptxattn::KvFormat;
 using ptxattn::KvLayout;
 using ptxattn::KvLoadPath;
@@ -108,6 +109,7 @@ PrefillConfig random_config(Rng& rng) {
   c.options.return_lse = rng.percent(50);
   c.load_path = KvLoadPath(rng.below(3));
   c.schedule = WorkSchedule(rng.below(3));
+  c.kv_block = KvBlock(rng.pick({0, 0, 0, 1, 2}));  // mostly auto: a forced wide block is mostly refused
   if (c.schedule != WorkSchedule::kOneItemPerCta && rng.percent(30))
     c.max_ctas = rng.percent(70) ? rng.pick({1, 2, 3, 16, 132, 264}) : int32_t(rng.range(1, INT32_MAX));
   return c;
@@ -115,7 +117,7 @@ PrefillConfig random_config(Rng& rng) {
 
 // One change, usually to a value that breaks a rule or sits next to a limit.
 void mutate_config(Rng& rng, PrefillConfig& c) {
-  switch (rng.below(16)) {
+  switch (rng.below(17)) {
     case 0: c.dtype = static_cast<DType>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 1: c.kv_format = static_cast<KvFormat>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 2: c.kv_layout = static_cast<KvLayout>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
@@ -144,6 +146,7 @@ void mutate_config(Rng& rng, PrefillConfig& c) {
         c.max_ctas = rng.percent(50) ? rng.edge_int32() : rng.pick({-1, 0, 1, INT32_MIN, INT32_MAX});
       }
       break;
+    case 15: c.kv_block = static_cast<KvBlock>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 3))); break;
     default:  // ragged with HND, or a format switch that leaves the other fields as they are
       c.kv_format = c.kv_format == KvFormat::kPaged ? KvFormat::kRagged : KvFormat::kPaged;
       if (rng.percent(50)) c.kv_layout = KvLayout::kHND;
@@ -158,6 +161,7 @@ void config_rules(const PrefillConfig& c, Rules& r) {
   r.invalid(in_enum(layout, 2), "config.kv_layout is a KvLayout", "config.kv_layout");
   r.invalid(in_enum(int(c.load_path), 3), "config.load_path is a KvLoadPath", "config.load_path");
   r.invalid(in_enum(int(c.schedule), 3), "config.schedule is a WorkSchedule", "config.schedule");
+  r.invalid(in_enum(int(c.kv_block), 3), "config.kv_block is a KvBlock", "config.kv_block");
   r.invalid(c.max_ctas >= 0, "config.max_ctas >= 0", "config.max_ctas");
   r.invalid(c.max_ctas <= 0 || c.schedule != WorkSchedule::kOneItemPerCta,
             "config.max_ctas > 0 only without schedule = kOneItemPerCta", "config.max_ctas");
@@ -192,17 +196,24 @@ void config_rules(const PrefillConfig& c, Rules& r) {
 // Which KV block size the kernel of a head dim uses (docs/kernels.md): 64 rows at head_dim 256, else 128.
 int64_t block_kv(int64_t head_dim) { return head_dim == 256 ? 64 : 128; }
 
-// The KV block a plan walks, from chosen_block_kv's documentation
-// (docs/kernels.md): 176 at head_dim 128 for ragged K/V on the TMA path
-// without a causal mask or a window that hides a key (one shorter than the
-// longest kv_len), else block_kv(head_dim).
-int64_t expected_block_kv(const PrefillConfig& c, const BatchIndices& idx, KvLoadPath path) {
+// Whether a valid config and a batch with a well-formed kv_indptr can take
+// the wide KV block on `path`, from KvBlock's documentation: head_dim 128,
+// ragged K/V on the TMA path, no causal mask and no window shorter than the
+// longest kv_len.
+bool wide_block_fits(const PrefillConfig& c, const BatchIndices& idx, KvLoadPath path) {
+  if (c.head_dim != 128 || c.kv_format != KvFormat::kRagged || path != KvLoadPath::kTma || c.options.causal)
+    return false;
   int64_t max_kv_len = 0;
   for (int32_t b = 0; b < idx.num_requests; ++b)
     max_kv_len = std::max<int64_t>(max_kv_len, int64_t(idx.kv_indptr[b + 1]) - idx.kv_indptr[b]);
-  const bool window = c.options.window_left >= 0 && c.options.window_left < max_kv_len;
-  const bool wide = c.head_dim == 128 && c.kv_format == KvFormat::kRagged && path == KvLoadPath::kTma &&
-                    !c.options.causal && !window;
+  return c.options.window_left < 0 || c.options.window_left >= max_kv_len;
+}
+
+// The KV block a plan walks, from chosen_block_kv's and KvBlock's
+// documentation: 176 where kWide is forced (the plan refuses it where it does
+// not fit) or kAuto finds that it fits, else block_kv(head_dim).
+int64_t expected_block_kv(const PrefillConfig& c, const BatchIndices& idx, KvLoadPath path) {
+  const bool wide = c.kv_block == KvBlock::kWide || (c.kv_block == KvBlock::kAuto && wide_block_fits(c, idx, path));
   return wide ? 176 : block_kv(c.head_dim);
 }
 
@@ -221,7 +232,8 @@ std::string describe(const PrefillConfig& c) {
       << c.page_size << ", num_pages " << c.num_pages << ", causal " << c.options.causal << ", window_left "
       << c.options.window_left << ", soft_cap " << float_text(c.options.logits_soft_cap) << ", sm_scale "
       << float_text(c.options.sm_scale) << ", return_lse " << c.options.return_lse << ", load_path "
-      << int(c.load_path) << ", schedule " << int(c.schedule) << ", max_ctas " << c.max_ctas << "}";
+      << int(c.load_path) << ", schedule " << int(c.schedule) << ", max_ctas " << c.max_ctas << ", kv_block "
+      << int(c.kv_block) << "}";
   return out.str();
 }
 
@@ -446,13 +458,26 @@ void batch_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   }
 }
 
-// What plan_prefill adds to the validators: a forced TMA path must fit the pages.
-void plan_rules(const PrefillConfig& c, Rules& r) {
+// What plan_prefill adds to the validators: a forced TMA path must fit the
+// pages, and a forced wide KV block the config and batch (on the path ragged
+// K/V take: TMA unless gather is forced). The latter is stated only where
+// kv_indptr is well formed, as the kv_lens come from it.
+void plan_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   Rules config;
   config_rules(c, config);
-  if (config.ok() && c.load_path == KvLoadPath::kTma)
+  if (!config.ok()) return;
+  if (c.load_path == KvLoadPath::kTma)
     r.expect(tma_supported(c), "load_path = kTma: page_size divides, or is a multiple of, the KV block",
              StatusCode::kUnsupported, "load_path");
+  Rules kv;
+  if (c.kv_block != KvBlock::kWide || idx.num_requests < 0 ||
+      !indptr_rules(idx.kv_indptr, idx.num_requests, kv, "", "", "", ""))
+    return;
+  const KvLoadPath path = c.load_path == KvLoadPath::kGather ? KvLoadPath::kGather : KvLoadPath::kTma;
+  r.expect(wide_block_fits(c, idx, path),
+           "kv_block = kWide: head_dim 128, ragged K/V on the TMA path, no causal mask, no window below the longest "
+           "kv_len",
+           StatusCode::kUnsupported, "kv_block = kWide");
 }
 
 // Query tiles of a valid batch: 128 query rows each (kPrefillBlockQ).
@@ -613,8 +638,8 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                      (path == KvLoadPath::kGather || tma_supported(c)),
                  entry, "plan.chosen_load_path() is the forced one, or one that serves the config", input);
   fuzzer.require(plan.chosen_block_kv() == expected_block_kv(c, idx, path), entry,
-                 "plan.chosen_block_kv() is 176 exactly for ragged head_dim 128 on the TMA path with no mask cutting "
-                 "blocks short",
+                 "plan.chosen_block_kv() is 176 exactly where kv_block = kWide, or kAuto and the config and batch fit "
+                 "the wide block (ragged head_dim 128 on the TMA path with no mask cutting blocks short)",
                  input);
   const WorkSchedule schedule = plan.chosen_schedule();
   const WorkSchedule required = required_schedule(c, count_tiles(idx) * c.num_qo_heads);
@@ -665,7 +690,7 @@ void fuzz_prefill(Rng& rng, Fuzzer& fuzzer) {
                    "ragged always; paged when page_size divides, or is a multiple of, the KV block", input);
 
   Rules plan_ok = batch_and_config;
-  plan_rules(c, plan_ok);
+  plan_rules(c, idx, plan_ok);
   if (plan_ok.ok() && count_tiles(idx) > kMaxPlannedTiles) return;
   schedule_rules(c, idx, plan_ok);
   if (plan_ok.ok() && lists_too_many(fuzzer, c, idx)) return;
@@ -768,6 +793,7 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   config.load_path = int32_t(cpp.load_path);
   config.schedule = int32_t(cpp.schedule);
   config.max_ctas = cpp.max_ctas;
+  config.kv_block = int32_t(cpp.kv_block);
   const ptxattn_batch_indices indices{random_struct_size<ptxattn_batch_indices>(rng), idx.num_requests,
                                       idx.qo_indptr, idx.kv_indptr, idx.kv_indices, idx.kv_last_page_len};
 
@@ -801,7 +827,7 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   if (config_arg != nullptr) config_rules(cpp, rules);
   if (config_arg != nullptr && indices_arg != nullptr) {
     batch_rules(cpp, idx, rules);
-    plan_rules(cpp, rules);
+    plan_rules(cpp, idx, rules);
   }
   if (rules.ok() && count_tiles(idx) > kMaxPlannedTiles) {
     ptxattn_prefill_plan_destroy(plan);
