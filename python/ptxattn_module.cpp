@@ -68,6 +68,13 @@ WorkSchedule parse_schedule(const std::string& name) {
   bad_argument("schedule '" + name + "' is not auto, one_item_per_cta or persistent");
 }
 
+KvBlock parse_kv_block(const std::string& name) {
+  if (name == "auto") return KvBlock::kAuto;
+  if (name == "standard") return KvBlock::kStandard;
+  if (name == "wide") return KvBlock::kWide;
+  bad_argument("kv_block '" + name + "' is not auto, standard or wide");
+}
+
 template <typename Tensor>
 std::string shape_string(const Tensor& t) {
   std::ostringstream out;
@@ -196,8 +203,9 @@ class Prefill {
   void plan(const std::string& dtype, int32_t num_qo_heads, int32_t num_kv_heads, int32_t head_dim, bool paged,
             const std::string& kv_layout, int32_t page_size, int32_t num_pages, bool causal, int32_t window_left,
             float logits_soft_cap, float sm_scale, bool return_lse, const std::string& load_path,
-            const std::string& schedule, int32_t max_ctas, const Input& qo_indptr, const Input& kv_indptr,
-            const std::optional<Input>& kv_indices, const std::optional<Input>& kv_last_page_len, int device) {
+            const std::string& schedule, int32_t max_ctas, const std::string& kv_block, const Input& qo_indptr,
+            const Input& kv_indptr, const std::optional<Input>& kv_indices,
+            const std::optional<Input>& kv_last_page_len, int device) {
     PrefillConfig config;
     config.dtype = parse_dtype(dtype);
     config.num_qo_heads = num_qo_heads;
@@ -211,6 +219,7 @@ class Prefill {
     config.load_path = parse_load_path(load_path);
     config.schedule = parse_schedule(schedule);
     config.max_ctas = max_ctas;
+    config.kv_block = parse_kv_block(kv_block);
     const std::vector<int32_t> qo = host_int32(qo_indptr, "qo_indptr");
     const std::vector<int32_t> kv = host_int32(kv_indptr, "kv_indptr");
     std::vector<int32_t> indices, last_page_len;
@@ -385,7 +394,7 @@ NB_MODULE(_ptxattn, m) {
            nb::arg("head_dim"), nb::arg("paged"), nb::arg("kv_layout"), nb::arg("page_size"), nb::arg("num_pages"),
            nb::arg("causal"), nb::arg("window_left"), nb::arg("logits_soft_cap"), nb::arg("sm_scale"),
            nb::arg("return_lse"), nb::arg("load_path"), nb::arg("schedule"), nb::arg("max_ctas"),
-           nb::arg("qo_indptr"), nb::arg("kv_indptr"), nb::arg("kv_indices").none(),
+           nb::arg("kv_block"), nb::arg("qo_indptr"), nb::arg("kv_indptr"), nb::arg("kv_indices").none(),
            nb::arg("kv_last_page_len").none(), nb::arg("device"))
       .def("run", &Prefill::run, nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("out"), nb::arg("lse").none(),
            nb::arg("stream"))

@@ -181,7 +181,8 @@ class _Attention:
             self._last_run = None
         self._plan.plan(**args)
 
-    def _options(self, causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse):
+    def _options(self, causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse,
+                 kv_block):
         dtype = _dtype_name(q_data_type)
         if kv_data_type is not None and _dtype_name(kv_data_type) != dtype:
             raise ValueError(f"kv_data_type {_dtype_name(kv_data_type)} differs from q_data_type {dtype}: "
@@ -189,7 +190,7 @@ class _Attention:
         return dict(dtype=dtype, causal=bool(causal), window_left=int(window_left),
                     logits_soft_cap=float(logits_soft_cap or 0.0), sm_scale=float(sm_scale or 0.0),
                     return_lse=bool(return_lse), kv_layout=self._kv_layout, load_path=self._load_path,
-                    schedule=self._schedule, max_ctas=int(self._max_ctas))
+                    schedule=self._schedule, max_ctas=int(self._max_ctas), kv_block=kv_block)
 
     def _run(self, q, k, v, out, lse, return_lse, stream):
         _device(q, "q")
@@ -242,19 +243,23 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads,
              num_kv_heads, head_dim_qk, page_size, *, head_dim_vo=None, num_pages=None, causal=False, sm_scale=None,
              window_left=-1, logits_soft_cap=None, q_data_type="bfloat16", kv_data_type=None, return_lse=False,
-             device=None):
+             device=None, kv_block="auto"):
         """Validates the batch and builds the schedule (index arrays: int32, host or device, copied to the host
         here; synchronous). Options after page_size are keyword-only.
 
         num_pages is the pool size (pages in k_cache and v_cache); without it the plan is
         validated and finished at the first run(), when the caches show it (that run then copies
         to the device: make it outside CUDA-graph capture).
+
+        kv_block: "auto", "standard" or "wide", the KV block the kernel walks (ptxattn::KvBlock; paged K/V
+        take only the standard block, so "wide" is refused).
         """
         self._planned = False
         self._lazy = False
         _same_head_dims(head_dim_qk, head_dim_vo)
         self._args = dict(
-            self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse),
+            self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse,
+                          kv_block),
             num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
             paged=True, page_size=int(page_size), qo_indptr=_int32(qo_indptr), kv_indptr=_int32(paged_kv_indptr),
             kv_indices=_int32(paged_kv_indices), kv_last_page_len=_int32(paged_kv_last_page_len),
@@ -294,14 +299,19 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
 
     def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, *, head_dim_vo=None,
              causal=False, sm_scale=None, window_left=-1, logits_soft_cap=None, q_data_type="bfloat16",
-             kv_data_type=None, return_lse=False, device=None):
+             kv_data_type=None, return_lse=False, device=None, kv_block="auto"):
         """Validates the batch and builds the schedule (index arrays as the paged plan's); options after
-        head_dim_qk are keyword-only."""
+        head_dim_qk are keyword-only.
+
+        kv_block: "auto", "standard" (128 rows, 64 at head_dim 256) or "wide" (176 rows: head_dim 128
+        without causal or a window shorter than the longest kv_len; refused elsewhere), the KV block the
+        kernel walks (ptxattn::KvBlock). "auto" takes the wide block wherever it can; forcing one is for
+        benchmarks and tests. chosen_block_kv says which was taken."""
         self._planned = False
         _same_head_dims(head_dim_qk, head_dim_vo)
         self._return_lse = bool(return_lse)
         self._plan_after_runs(**self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type,
-                                              kv_data_type, return_lse),
+                                              kv_data_type, return_lse, kv_block),
                               num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
                               paged=False, page_size=0, num_pages=0, qo_indptr=_int32(qo_indptr),
                               kv_indptr=_int32(kv_indptr), kv_indices=None, kv_last_page_len=None,

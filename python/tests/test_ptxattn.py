@@ -129,6 +129,20 @@ def test_ragged_plan_refuses_what_the_library_refuses():
         wrapper.plan(np.array([0, 4], I32), np.array([0, 6], I32), num_qo_heads=4, num_kv_heads=0, head_dim_qk=128)
 
 
+def test_kv_block_is_checked_before_the_device():
+    ragged = ptxattn.BatchPrefillWithRaggedKVCacheWrapper()
+    args = dict(qo_indptr=np.array([0, 4], I32), kv_indptr=np.array([0, 600], I32), num_qo_heads=4, num_kv_heads=4,
+                head_dim_qk=128)
+    with pytest.raises(ValueError, match="kv_block 'narrow' is not auto, standard or wide"):
+        ragged.plan(**args, kv_block="narrow")
+    with pytest.raises(ValueError, match=re.escape("kv_block = kWide needs") + ".*causal is set"):
+        ragged.plan(**args, causal=True, kv_block="wide")
+    with pytest.raises(ValueError, match="window_left is below the batch's longest kv_len"):
+        ragged.plan(**args, window_left=599, kv_block="wide")
+    with pytest.raises(ValueError, match="kv_format is kPaged"):
+        ptxattn.BatchPrefillWithPagedKVCacheWrapper().plan(**paged_plan_args(causal=False, kv_block="wide"))
+
+
 def test_rope_needs_cuda_tensors():
     q = np.zeros((4, 2, 64), np.float16)
     k = np.zeros((4, 1, 64), np.float16)
@@ -208,6 +222,10 @@ def test_a_valid_plan_without_a_gpu_says_so():
     wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
     with pytest.raises(RuntimeError, match="no_device"):
         wrapper.plan(**paged_plan_args())
+    ragged = ptxattn.BatchPrefillWithRaggedKVCacheWrapper()
+    for kv_block in ("standard", "wide"):  # a block the batch can take passes the plan's checks
+        with pytest.raises(RuntimeError, match="no_device"):
+            ragged.plan(np.array([0, 4], I32), np.array([0, 600], I32), 4, 4, 128, window_left=600, kv_block=kv_block)
 
 
 # ---------------------------------------------------------------------------
@@ -340,6 +358,28 @@ def test_ragged_matches_the_reference():
         rows = slice(int(qo_indptr[r]), int(qo_indptr[r + 1]))
         keys = slice(int(kv_indptr[r]), int(kv_indptr[r + 1]))
         want, _ = reference_attention(q[rows], k[keys], v[keys], True, 1.0 / math.sqrt(head_dim))
+        torch.testing.assert_close(o[rows].float(), want, atol=2e-2, rtol=2e-2)
+
+
+@needs_gpu
+@pytest.mark.parametrize("kv_block, block_kv", [("standard", 128), ("wide", 176)])
+def test_each_kv_block_matches_the_reference(kv_block, block_kv):
+    import torch
+    gen = torch.Generator(device="cuda").manual_seed(4)
+    qo_lens, kv_lens, heads, head_dim = [130, 7], [500, 177], 2, 128
+    q = torch.randn((sum(qo_lens), heads, head_dim), generator=gen, device="cuda").bfloat16()
+    k = torch.randn((sum(kv_lens), heads, head_dim), generator=gen, device="cuda").bfloat16()
+    v = torch.randn((sum(kv_lens), heads, head_dim), generator=gen, device="cuda").bfloat16()
+    qo_indptr, kv_indptr = np.cumsum([0] + qo_lens).astype(I32), np.cumsum([0] + kv_lens).astype(I32)
+    wrapper = ptxattn.BatchPrefillWithRaggedKVCacheWrapper()
+    wrapper.plan(qo_indptr, kv_indptr, heads, heads, head_dim, kv_block=kv_block)
+    assert wrapper.chosen_block_kv == block_kv
+    o = wrapper.run(q, k, v)
+    torch.cuda.synchronize()
+    for r in range(2):
+        rows = slice(int(qo_indptr[r]), int(qo_indptr[r + 1]))
+        keys = slice(int(kv_indptr[r]), int(kv_indptr[r + 1]))
+        want, _ = reference_attention(q[rows], k[keys], v[keys], False, 1.0 / math.sqrt(head_dim))
         torch.testing.assert_close(o[rows].float(), want, atol=2e-2, rtol=2e-2)
 
 
