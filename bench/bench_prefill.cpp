@@ -1,8 +1,9 @@
 // Prefill benchmarks: W1 and W2 of docs/benchmarks.md, plus head_dim 64
-// and 256, GQA 32/8 and the gather-path page sizes 1 and 7 on W1 shapes.
+// and 256, GQA 32/8 and the gather-path page sizes 1 and 7 on W1 shapes;
+// forced schedules, load paths and KV blocks beside the library's choices.
 //
 // Nothing is timed before it is checked, in this binary, in this run:
-//  1. validation: the same PrefillConfig and load path on a case small enough
+//  1. validation: the same PrefillConfig, load path and KV block on a case small enough
 //     for the CPU references (first two requests, kv_len capped, qo_len
 //     scaled with it), run after every SM's shared memory was filled with NaN,
 //     compared with compare_prefill's derived tolerances;
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "bench/bench_util.hpp"
+#include "prefill_params.hpp"  // kWideBlockKV
 #include "ptxattn/ptxattn.hpp"
 #include "reference/compare.hpp"
 #include "reference/numeric.hpp"
@@ -46,10 +48,11 @@ constexpr double kCrossStorageTolerance = 1.0 / 64;
 
 struct PrefillBenchmark {
   std::string workload;  // what the output depends on: "W1/S:4096/causal"
-  std::string storage;   // "ragged", "paged16", "paged64-gather" (a forced load path), ...
+  std::string storage;   // "ragged", "paged16", "paged64-gather" (a forced path), "ragged-wide" (a forced block), ...
   CaseSpec spec;
   KvLoadPath path = KvLoadPath::kAuto;
   WorkSchedule schedule = WorkSchedule::kAuto;
+  KvBlock kv_block = KvBlock::kAuto;
 };
 
 std::string storage_name(int32_t page_size) { return page_size > 0 ? "paged" + std::to_string(page_size) : "ragged"; }
@@ -126,6 +129,17 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
       list.push_back({"W1/S:4096/full", storage_name(page_size) + suffix, testing::w1_spec(4096, false, page_size), path});
     }
   }
+  // The KV blocks, each forced, on every W1 shape that can take the wide
+  // block (ragged, full mask): where the wide block starts to pay.
+  for (int32_t seq_len = 512; seq_len <= 16384; seq_len *= 2) {
+    for (KvBlock kv_block : {KvBlock::kStandard, KvBlock::kWide}) {
+      PrefillBenchmark forced{"W1/S:" + std::to_string(seq_len) + "/full",
+                              kv_block == KvBlock::kWide ? "ragged-wide" : "ragged-standard",
+                              testing::w1_spec(seq_len, false, 0)};
+      forced.kv_block = kv_block;
+      list.push_back(forced);
+    }
+  }
   return list;
 }
 
@@ -156,14 +170,15 @@ CaseSpec validation_spec(const CaseSpec& timed) {
   return spec;
 }
 
-// Runs the validation case of `timed` on `path` and `schedule` (once per
-// distinct case, path and schedule in this process) and returns "" on a
-// pass, else what failed.
-std::string validate(const CaseSpec& timed, KvLoadPath path, WorkSchedule schedule, std::string* summary) {
+// Runs the validation case of `timed` on `path`, `schedule` and `kv_block`
+// (once per distinct case, path, schedule and block in this process) and
+// returns "" on a pass, else what failed.
+std::string validate(const CaseSpec& timed, KvLoadPath path, WorkSchedule schedule, KvBlock kv_block,
+                     std::string* summary) {
   static std::map<std::string, std::pair<std::string, std::string>> verdicts;  // key -> (error, summary)
   const HostCase host = testing::make_case(validation_spec(timed));
-  const std::string key =
-      host.describe() + " path=" + testing::load_path_name(path) + " schedule=" + std::to_string(int(schedule));
+  const std::string key = host.describe() + " path=" + testing::load_path_name(path) +
+                          " schedule=" + std::to_string(int(schedule)) + " kv_block=" + std::to_string(int(kv_block));
   if (const auto it = verdicts.find(key); it != verdicts.end()) {
     *summary = it->second.second;
     return it->second.first;
@@ -171,7 +186,8 @@ std::string validate(const CaseSpec& timed, KvLoadPath path, WorkSchedule schedu
   std::string error;
   testing::DevicePrefillCase device(host);
   const testing::PrefillRun run =
-      device.run(path, [] { testing::pollute_shared_memory(testing::pattern::kQuietNaN); }, {schedule, 0, ""});
+      device.run(path, [] { testing::pollute_shared_memory(testing::pattern::kQuietNaN); }, {schedule, 0, ""},
+                 kv_block);
   if (!run.status.ok()) {
     error = "validation run failed: " + run.status.message;
   } else if (run.path != path) {
@@ -254,13 +270,16 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
   PrefillConfig config = c.host.config;
   config.load_path = bench.path;
   config.schedule = bench.schedule;
+  config.kv_block = bench.kv_block;
   if (const Status status = plan_prefill(config, c.host.indices(), c.plan); !status.ok()) {
     c.error = std::string(status_code_name(status.code)) + ": " + status.message;
     return c;
   }
   const KvLoadPath path = c.plan.chosen_load_path();
+  // The validation case is shorter: it must walk the timed plan's block, whatever kAuto would take there.
+  const KvBlock block = c.plan.chosen_block_kv() == detail::kWideBlockKV ? KvBlock::kWide : KvBlock::kStandard;
   std::string summary;
-  c.error = validate(bench.spec, path, bench.schedule, &summary);
+  c.error = validate(bench.spec, path, bench.schedule, block, &summary);
   if (!c.error.empty()) return c;
   c.label = std::string("path=") + testing::load_path_name(path) +
             "; KV block " + std::to_string(c.plan.chosen_block_kv()) +

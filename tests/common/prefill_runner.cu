@@ -34,12 +34,13 @@ PrefillTensors DevicePrefillCase::tensors() const {
 }
 
 PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& before_run,
-                                  const ScheduleChoice& schedule) {
+                                  const ScheduleChoice& schedule, KvBlock kv_block) {
   PrefillRun result;
   PrefillConfig config = host_.config;
   config.load_path = path;
   config.schedule = schedule.schedule;
   config.max_ctas = schedule.max_ctas;
+  config.kv_block = kv_block;
   PrefillPlan plan;
   result.status = plan_prefill(config, host_.indices(), plan);
   if (!result.status.ok()) return result;

@@ -50,13 +50,13 @@ class DevicePrefillCase {
  public:
   explicit DevicePrefillCase(const HostCase& c);
 
-  // Plans for `path` and `schedule`, poisons o and lse with NaN, calls
+  // Plans for `path`, `schedule` and `kv_block`, poisons o and lse with NaN, calls
   // `before_run` (a polluter; it may launch kernels), runs on the default
   // stream, synchronises and downloads. The case's options decide whether LSE
   // is written; when they do not, the LSE buffer (as `before_run` left it)
   // must come back unchanged.
   PrefillRun run(KvLoadPath path, const std::function<void()>& before_run = {},
-                 const ScheduleChoice& schedule = {WorkSchedule::kAuto, 0, "auto"});
+                 const ScheduleChoice& schedule = {WorkSchedule::kAuto, 0, "auto"}, KvBlock kv_block = KvBlock::kAuto);
 
   const HostCase& host() const { return host_; }
   DeviceBuffer& q() { return q_; }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "prefill_params.hpp"  // kWideBlockKV
 #include "ptxattn/ptxattn.hpp"
 #include "reference/compare.hpp"
 #include "reference/testdata.hpp"
@@ -44,26 +45,53 @@ std::string bit_difference(const PrefillRun& a, const PrefillRun& b) {
   return "";
 }
 
+// The KV block kAuto does not take on the TMA path, where the case can take
+// both (kAuto where it cannot: the wide block does not fit it).
+KvBlock other_kv_block(const HostCase& c) {
+  PrefillConfig config = c.config;
+  config.load_path = KvLoadPath::kTma;
+  config.kv_block = KvBlock::kWide;
+  PrefillPlan plan;
+  if (!plan_prefill(config, c.indices(), plan).ok()) return KvBlock::kAuto;
+  config.kv_block = KvBlock::kAuto;
+  if (!plan_prefill(config, c.indices(), plan).ok()) return KvBlock::kAuto;
+  return plan.chosen_block_kv() == detail::kWideBlockKV ? KvBlock::kStandard : KvBlock::kWide;
+}
+
+// The (load path, KV block) passes of check_runs: every path the case
+// supports with the block kAuto chooses, then the TMA path with the other
+// block where the case can take both.
+std::vector<std::pair<KvLoadPath, KvBlock>> passes_for(const HostCase& c) {
+  std::vector<std::pair<KvLoadPath, KvBlock>> passes;
+  for (KvLoadPath path : load_paths_for(c)) passes.push_back({path, KvBlock::kAuto});
+  if (const KvBlock other = other_kv_block(c); other != KvBlock::kAuto) passes.push_back({KvLoadPath::kTma, other});
+  return passes;
+}
+
 // Runs `device`'s case through every path it supports, each under every
 // schedule choice (kScheduleChoices), checks the plan took that schedule and
 // grid, compares each run against `refs` (the references of `expected`,
 // a case with the same queries and the same visible keys) and the runs that
 // walk the same KV block against each other (same bits, o and LSE: the
 // masked K rows differ between paths and the order of work items between
-// schedules, nothing else may). Runs with different KV blocks (the TMA
-// path's wide block beside the gather path's 128 rows) split the online
-// softmax at other keys, so only the reference comparison holds between
-// them. Returns "" or a failure report; the runs are kept in *runs when
-// asked for.
+// schedules, nothing else may). Where the case can take the wide KV block,
+// the TMA path also runs with the block kAuto does not choose, so both
+// blocks meet the reference on the same case. Runs with different KV blocks
+// (the wide block beside the 128 rows) split the online softmax at other
+// keys, so only the reference comparison holds between them. Returns "" or
+// a failure report; the runs are kept in *runs when asked for.
 std::string check_runs(DevicePrefillCase& device, const HostCase& expected, const References& refs,
                        std::vector<PrefillRun>* runs = nullptr) {
   std::string failures;
   std::vector<PrefillRun> done;
   std::vector<std::string> names;
-  for (KvLoadPath path : load_paths_for(device.host())) {
+  for (const auto& [path, kv_block] : passes_for(device.host())) {
     for (const ScheduleChoice& schedule : kScheduleChoices) {
-      PrefillRun run = device.run(path, pollute_smem_nan, schedule);
-      const std::string name = std::string(load_path_name(path)) + "/" + schedule.name;
+      PrefillRun run = device.run(path, pollute_smem_nan, schedule, kv_block);
+      const std::string name = std::string(load_path_name(path)) + "/" + schedule.name +
+                               (kv_block == KvBlock::kAuto       ? ""
+                                : kv_block == KvBlock::kStandard ? "/standard block"
+                                                                 : "/wide block");
       if (!run.status.ok()) {
         failures += name + ": " + run.status.message + "\n";
         continue;
@@ -132,7 +160,7 @@ TEST_CASE("prefill: random cases match the reference through both load paths", "
   for (int i = 0; i < kRandomCases; ++i) {
     auto [c, refs] = next.get();
     if (i + 1 < kRandomCases) next = std::async(std::launch::async, make, i + 1);
-    paths_run += int(load_paths_for(c).size() * std::size(kScheduleChoices));
+    paths_run += int(passes_for(c).size() * std::size(kScheduleChoices));
     const std::string failure = check_case(c, refs);
     if (!failure.empty()) {
       ++failed;
@@ -142,8 +170,9 @@ TEST_CASE("prefill: random cases match the reference through both load paths", "
     if ((i + 1) % 100 == 0) std::printf("prefill random suite: %d of %d cases done, %d failed\n", i + 1, kRandomCases, failed);
     std::fflush(stdout);
   }
-  std::printf("prefill random suite: %d cases, %d runs (case x load path x schedule), %d failed\n", kRandomCases, paths_run,
-              failed);
+  std::printf("prefill random suite: %d cases, %d runs (case x load path x schedule, and the TMA path's other KV "
+              "block where a case takes both), %d failed\n",
+              kRandomCases, paths_run, failed);
   CHECK(failed == 0);
 }
 
