@@ -330,13 +330,22 @@ TEST_CASE("c api: the C++ validator's message comes through", "[c_api]") {
   ptxattn_prefill_plan_destroy(plan);
 }
 
-TEST_CASE("c api: schedule and max_ctas reach the C++ validator", "[c_api]") {
+// A plan, an empty batch and a config that are valid apart from what a
+// section breaks. Empty batches plan without a GPU (nothing to upload).
+struct EmptyBatchPlan {
+  EmptyBatchPlan() { REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK); }
+  ~EmptyBatchPlan() { ptxattn_prefill_plan_destroy(plan); }
+  EmptyBatchPlan(const EmptyBatchPlan&) = delete;
+  EmptyBatchPlan& operator=(const EmptyBatchPlan&) = delete;
   ptxattn_prefill_plan* plan = nullptr;
-  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
-  // An empty batch and a config that are valid apart from what each section breaks.
-  static const int32_t kZero[] = {0};
   const ptxattn_batch_indices indices = batch_indices(0, kZero, kZero, nullptr, nullptr);
   ptxattn_prefill_config config = small_paged_config();
+
+ private:
+  static constexpr int32_t kZero[] = {0};
+};
+
+TEST_CASE_METHOD(EmptyBatchPlan, "c api: schedule and max_ctas reach the C++ validator", "[c_api]") {
   SECTION("schedule outside the enum") {
     config.schedule = 3;
     require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.schedule = 3 is not a WorkSchedule");
@@ -354,16 +363,9 @@ TEST_CASE("c api: schedule and max_ctas reach the C++ validator", "[c_api]") {
     require_invalid(ptxattn_plan_prefill(plan, &config, &indices),
                     "config.max_ctas = 7 limits the persistent schedule, but config.schedule is kOneItemPerCta");
   }
-  ptxattn_prefill_plan_destroy(plan);
 }
 
-TEST_CASE("c api: kv_block reaches the C++ plan", "[c_api]") {
-  ptxattn_prefill_plan* plan = nullptr;
-  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
-  // Empty batches plan without a GPU (nothing to upload), so the info shows the block.
-  static const int32_t kZero[] = {0};
-  const ptxattn_batch_indices indices = batch_indices(0, kZero, kZero, nullptr, nullptr);
-  ptxattn_prefill_config config = small_paged_config();
+TEST_CASE_METHOD(EmptyBatchPlan, "c api: kv_block reaches the C++ plan", "[c_api]") {
   SECTION("outside the enum") {
     config.kv_block = 3;
     require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.kv_block = 3 is not a KvBlock");
@@ -390,7 +392,6 @@ TEST_CASE("c api: kv_block reaches the C++ plan", "[c_api]") {
       CHECK(info.config.kv_block == kv_block);
     }
   }
-  ptxattn_prefill_plan_destroy(plan);
 }
 
 TEST_CASE("c api: the last error message belongs to the calling thread", "[c_api]") {
