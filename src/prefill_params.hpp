@@ -15,7 +15,8 @@ constexpr int32_t kPrefillBlockQ = 128;
 // spreads each block's softmax bookkeeping, O rescale and barrier traffic
 // over 176 keys; the plan takes it (config.kv_block kAuto or kWide) only
 // where no block is cut short by a mask and the loads are whole boxes
-// (prefill_plan.hpp, wide_kv_block_obstacle).
+// (prefill_plan.hpp, wide_kv_block_obstacle), and kAuto only over long KV
+// ranges (auto_block_kv).
 constexpr int32_t kWideBlockKV = 176;
 PTXATTN_HOST_DEVICE constexpr int32_t prefill_block_kv(int32_t head_dim, bool wide) {
   return head_dim == 256 ? 64 : head_dim == 128 && wide ? kWideBlockKV : 128;

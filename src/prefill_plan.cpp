@@ -49,6 +49,25 @@ const char* wide_kv_block_obstacle(const PrefillConfig& c, KvLoadPath path, int3
   return nullptr;
 }
 
+double work_weighted_kv_len(const std::vector<RequestInfo>& requests) {
+  // A request's work is qo_len x kv_len scores; weighting each kv_len by it
+  // gives the KV length of the average score.
+  double work = 0, weighted = 0;
+  for (const RequestInfo& r : requests) {
+    const double scores = double(r.qo_len) * double(r.kv_len);
+    work += scores;
+    weighted += scores * double(r.kv_len);
+  }
+  return work > 0 ? weighted / work : 0;
+}
+
+int32_t auto_block_kv(const PrefillConfig& c, KvLoadPath path, int32_t window_left,
+                      const std::vector<RequestInfo>& requests) {
+  const bool wide =
+      wide_kv_block_obstacle(c, path, window_left) == nullptr && work_weighted_kv_len(requests) >= kWideBlockMinKvLen;
+  return prefill_block_kv(c.head_dim, wide);
+}
+
 }  // namespace detail
 
 bool tma_load_path_supported(const PrefillConfig& c) {
@@ -83,8 +102,8 @@ Status resolve_load_path(const PrefillConfig& c, KvLoadPath* path) {
   return detail::invalid_argument("load_path = ", int(c.load_path), " is not a KvLoadPath");
 }
 
-// kAuto takes the wide block wherever the config can (ptxattn.hpp, KvBlock).
-Status resolve_block_kv(const PrefillConfig& c, KvLoadPath path, int32_t window_left, int32_t* block_kv) {
+Status resolve_block_kv(const PrefillConfig& c, KvLoadPath path, int32_t window_left,
+                        const std::vector<RequestInfo>& requests, int32_t* block_kv) {
   const char* obstacle = detail::wide_kv_block_obstacle(c, path, window_left);
   switch (c.kv_block) {
     case KvBlock::kStandard: *block_kv = detail::prefill_block_kv(c.head_dim, false); return Status::Ok();
@@ -95,7 +114,7 @@ Status resolve_block_kv(const PrefillConfig& c, KvLoadPath path, int32_t window_
                                    obstacle);
       *block_kv = detail::kWideBlockKV;
       return Status::Ok();
-    case KvBlock::kAuto: *block_kv = detail::prefill_block_kv(c.head_dim, obstacle == nullptr); return Status::Ok();
+    case KvBlock::kAuto: *block_kv = detail::auto_block_kv(c, path, window_left, requests); return Status::Ok();
   }
   return detail::invalid_argument("kv_block = ", int(c.kv_block), " is not a KvBlock");
 }
@@ -163,7 +182,7 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
 #endif
 
   int32_t block_kv = 0;
-  PTXATTN_RETURN_IF_ERROR(resolve_block_kv(config, path, window, &block_kv));
+  PTXATTN_RETURN_IF_ERROR(resolve_block_kv(config, path, window, requests, &block_kv));
   const detail::ScheduleInputs schedule_inputs{&requests,
                                                config.num_qo_heads,
                                                config.num_qo_heads / config.num_kv_heads,

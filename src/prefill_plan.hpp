@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "prefill_params.hpp"
 #include "ptxattn/ptxattn.hpp"
@@ -56,9 +57,26 @@ namespace detail {
 // multiple of a page size the TMA path takes), no causal mask and no window
 // (window_left as the kernel sees it): every block but the request's last is
 // then whole, where a diagonal or a window edge would mask more of 176 keys
-// than of 128. kv_block = kAuto takes the wide block exactly where this is
-// null; kWide is refused with it.
+// than of 128. kv_block = kAuto takes the wide block where this is null and
+// the batch's work lies in long KV ranges (below); kWide is refused with it.
 const char* wide_kv_block_obstacle(const PrefillConfig& config, KvLoadPath path, int32_t window_left);
+
+// The KV length of the batch's average score: each request's kv_len weighted
+// by its qo_len x kv_len scores (0 for a batch without any).
+double work_weighted_kv_len(const std::vector<RequestInfo>& requests);
+
+// NOTES: kv_block = kAuto takes the wide block only where
+// work_weighted_kv_len reaches this. Against the standard block, with the
+// full mask and every kv_len equal, the wide block measured -15% at kv_len
+// 512, -7% at 1024, -4% at 2048, -2% at 4096, +0.6% at 8192 and +2.4% at
+// 16384 (the pipeline fills once per item, with 2 stages instead of 3;
+// docs/benchmarks.md, "2026-12-05, seventh session").
+constexpr double kWideBlockMinKvLen = 8192;
+
+// The block kv_block = kAuto walks: the wide one where the obstacle is null
+// and work_weighted_kv_len reaches kWideBlockMinKvLen, else the standard one.
+int32_t auto_block_kv(const PrefillConfig& config, KvLoadPath path, int32_t window_left,
+                      const std::vector<RequestInfo>& requests);
 
 }  // namespace detail
 }  // namespace ptxattn

@@ -72,10 +72,11 @@ enum class WorkSchedule : int { kAuto = 0, kOneItemPerCta = 1, kPersistent = 2 }
 // for head_dim 128 with ragged K/V on the TMA path, no causal mask and no
 // window shorter than the batch's longest kv_len; elsewhere plan_prefill
 // refuses it (kUnsupported, naming the obstacle). kAuto takes the wide block
-// wherever it can, although the rows that take it ran slower on short
-// requests when it landed (docs/benchmarks.md, "2026-12-05, fifth session");
-// the others force one, as KvLoadPath does, so benchmarks time both on one
-// shape and tests cover both. The two blocks split the online softmax at
+// where it can and the batch's work lies in long KV ranges (the KV length of
+// its average score, each request's kv_len weighted by qo_len x kv_len, is
+// 8192 or more: shorter ones ran faster with the standard block;
+// docs/kernels.md, "Batch prefill"); the others force one, as KvLoadPath does, so
+// benchmarks time both on one shape and tests cover both. The two blocks split the online softmax at
 // other keys: their results differ in rounding.
 enum class KvBlock : int { kAuto = 0, kStandard = 1, kWide = 2 };
 

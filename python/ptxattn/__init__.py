@@ -305,8 +305,8 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
 
         kv_block: "auto", "standard" (128 rows, 64 at head_dim 256) or "wide" (176 rows: head_dim 128
         without causal or a window shorter than the longest kv_len; refused elsewhere), the KV block the
-        kernel walks (ptxattn::KvBlock). "auto" takes the wide block wherever it can; forcing one is for
-        benchmarks and tests. chosen_block_kv says which was taken."""
+        kernel walks (ptxattn::KvBlock). "auto" takes the wide block where it can and the batch's work lies
+        in KV ranges of 8192 keys or more; forcing one is for benchmarks and tests. chosen_block_kv says which was taken."""
         self._planned = False
         _same_head_dims(head_dim_qk, head_dim_vo)
         self._return_lse = bool(return_lse)

@@ -382,7 +382,9 @@ TEST_CASE_METHOD(EmptyBatchPlan, "c api: kv_block reaches the C++ plan", "[c_api
     config.kv_format = PTXATTN_KV_FORMAT_RAGGED;
     const struct {
       int32_t kv_block, block_kv;
-    } blocks[] = {{PTXATTN_KV_BLOCK_STANDARD, 128}, {PTXATTN_KV_BLOCK_WIDE, 176}, {PTXATTN_KV_BLOCK_AUTO, 176}};
+    } blocks[] = {{PTXATTN_KV_BLOCK_STANDARD, 128},
+                  {PTXATTN_KV_BLOCK_WIDE, 176},
+                  {PTXATTN_KV_BLOCK_AUTO, 128}};  // auto: an empty batch has no long KV range
     for (const auto& [kv_block, block_kv] : blocks) {
       config.kv_block = kv_block;
       REQUIRE(ptxattn_plan_prefill(plan, &config, &indices) == PTXATTN_STATUS_OK);

@@ -177,26 +177,67 @@ int32_t planned_block(const PrefillConfig& c) {
   return status.ok() ? plan.chosen_block_kv() : 0;
 }
 
-TEST_CASE("plan: kv_block auto takes the wide block where it can, standard never, wide or a refusal", "[schedule]") {
+// Requests of the given (qo_len, kv_len), laid out one after another.
+std::vector<RequestInfo> requests_of(std::initializer_list<std::pair<int32_t, int32_t>> lengths) {
+  std::vector<RequestInfo> requests;
+  int32_t qo_start = 0, kv_start = 0;
+  for (const auto& [qo_len, kv_len] : lengths) {
+    requests.push_back({qo_start, qo_len, kv_start, kv_len});
+    qo_start += qo_len;
+    kv_start += kv_len;
+  }
+  return requests;
+}
+
+TEST_CASE("plan: the KV length of the average score", "[schedule]") {
+  CHECK(work_weighted_kv_len({}) == 0);
+  CHECK(work_weighted_kv_len(requests_of({{0, 500}, {7, 0}})) == 0);  // no scores
+  CHECK(work_weighted_kv_len(requests_of({{5, 100}})) == 100);
+  // 100 and 300 scores: (100 * 100 + 300 * 300) / 400.
+  CHECK(work_weighted_kv_len(requests_of({{1, 100}, {1, 300}})) == 250);
+  // A request without queries weighs nothing, however long its KV.
+  CHECK(work_weighted_kv_len(requests_of({{1, 100}, {0, 1 << 20}, {1, 300}})) == 250);
+  // No overflow where qo_len x kv_len^2 leaves int64 (2^30 x 2^60).
+  CHECK(work_weighted_kv_len(requests_of({{1 << 30, 1 << 30}})) == double(1 << 30));
+}
+
+TEST_CASE("plan: kv_block auto takes the wide block where it can and the KV ranges are long", "[schedule]") {
   if (!head_dim_is_built(128)) {
     WARN("head_dim 128 is not built: nothing to check");
     return;
   }
-  SECTION("auto, as before the option") {
-    PrefillConfig c = ragged_config(128, KvBlock::kAuto);
-    CHECK(planned_block(c) == 176);
-    c.options.window_left = 5;  // reaches past every key of an empty batch: no window
-    CHECK(planned_block(c) == 176);
+  const int32_t wide = kWideBlockKV, standard = prefill_block_kv(128, false);
+  const int32_t long_kv = int32_t(kWideBlockMinKvLen), short_kv = long_kv - 1;
+  PrefillConfig c = ragged_config(128, KvBlock::kAuto);
+  SECTION("the work decides, not the longest request") {
+    CHECK(auto_block_kv(c, KvLoadPath::kTma, -1, requests_of({{128, long_kv}})) == wide);
+    CHECK(auto_block_kv(c, KvLoadPath::kTma, -1, requests_of({{128, short_kv}})) == standard);
+    CHECK(auto_block_kv(c, KvLoadPath::kTma, -1, requests_of({{128, 4 * long_kv}, {1024, 512}})) == wide);
+    CHECK(auto_block_kv(c, KvLoadPath::kTma, -1, requests_of({{1, 4 * long_kv}, {1024, 512}})) == standard);
+    CHECK(auto_block_kv(c, KvLoadPath::kTma, -1, {}) == standard);
+    CHECK(planned_block(c) == standard);  // an empty batch plans without a device
+  }
+  SECTION("never where the wide block cannot go") {
+    const std::vector<RequestInfo> long_batch = requests_of({{128, 2 * long_kv}});
+    CHECK(auto_block_kv(c, KvLoadPath::kTma, 100, long_batch) == standard);
+    CHECK(auto_block_kv(c, KvLoadPath::kGather, -1, long_batch) == standard);
     c.options.causal = true;
-    CHECK(planned_block(c) == 128);
+    CHECK(auto_block_kv(c, KvLoadPath::kTma, -1, long_batch) == standard);
     c.options.causal = false;
-    c.load_path = KvLoadPath::kGather;
-    CHECK(planned_block(c) == 128);
-    c.load_path = KvLoadPath::kAuto;
     c.kv_format = KvFormat::kPaged;
     c.page_size = 128;
-    c.num_pages = 1;
-    CHECK(planned_block(c) == 128);
+    CHECK(auto_block_kv(c, KvLoadPath::kTma, -1, long_batch) == standard);
+    for (int32_t head_dim : {64, 256})
+      if (head_dim_is_built(head_dim))
+        CHECK(auto_block_kv(ragged_config(head_dim, KvBlock::kAuto), KvLoadPath::kTma, -1, long_batch) ==
+              prefill_block_kv(head_dim, false));
+  }
+}
+
+TEST_CASE("plan: kv_block standard never takes the wide block, wide takes it or is refused", "[schedule]") {
+  if (!head_dim_is_built(128)) {
+    WARN("head_dim 128 is not built: nothing to check");
+    return;
   }
   SECTION("standard, wherever the config is valid") {
     PrefillConfig c = ragged_config(128, KvBlock::kStandard);

@@ -209,11 +209,28 @@ bool wide_block_fits(const PrefillConfig& c, const BatchIndices& idx, KvLoadPath
   return c.options.window_left < 0 || c.options.window_left >= max_kv_len;
 }
 
+// Whether the batch's work lies in long KV ranges, from KvBlock's
+// documentation: the KV length of its average score (each request's kv_len
+// weighted by qo_len x kv_len) is 8192 or more. Ragged K/V: kv_len is the
+// request's kv_indptr span.
+bool long_kv_ranges(const BatchIndices& idx) {
+  long double scores = 0, weighted = 0;
+  for (int32_t b = 0; b < idx.num_requests; ++b) {
+    const long double qo_len = int64_t(idx.qo_indptr[b + 1]) - idx.qo_indptr[b];
+    const long double kv_len = int64_t(idx.kv_indptr[b + 1]) - idx.kv_indptr[b];
+    scores += qo_len * kv_len;
+    weighted += qo_len * kv_len * kv_len;
+  }
+  return scores > 0 && weighted >= 8192 * scores;
+}
+
 // The KV block a plan walks, from chosen_block_kv's and KvBlock's
 // documentation: 176 where kWide is forced (the plan refuses it where it does
-// not fit) or kAuto finds that it fits, else block_kv(head_dim).
+// not fit) or kAuto finds that it fits and the KV ranges are long, else
+// block_kv(head_dim).
 int64_t expected_block_kv(const PrefillConfig& c, const BatchIndices& idx, KvLoadPath path) {
-  const bool wide = c.kv_block == KvBlock::kWide || (c.kv_block == KvBlock::kAuto && wide_block_fits(c, idx, path));
+  const bool wide = c.kv_block == KvBlock::kWide ||
+                    (c.kv_block == KvBlock::kAuto && wide_block_fits(c, idx, path) && long_kv_ranges(idx));
   return wide ? 176 : block_kv(c.head_dim);
 }
 
