@@ -22,17 +22,6 @@ namespace ptxattn::detail {
 // Consumer
 // ============================================================================
 
-// Candidate (meson option softmax_overlap, off by default until it has run
-// on a GPU): each block's V is acquired between the softmax and the P V
-// wait, a try_wait loop ptxas does not move that wait across, so the
-// softmax's exponentials overlap the P V and V is still released in the same
-// block (docs/kernels.md, "Candidates").
-#ifdef PTXATTN_SOFTMAX_OVERLAP
-constexpr bool kAcquireVAfterSoftmax = true;
-#else
-constexpr bool kAcquireVAfterSoftmax = false;
-#endif
-
 // Hides a value from the optimiser so that descriptors derived from it are
 // computed next to their wgmma instead of being hoisted out of the KV loop,
 // where 2 x (HEAD_DIM/16 + BLOCK_KV/16) live 64-bit descriptors would crowd
@@ -270,7 +259,6 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
   ptx::accumulator_fence(scores);
   release_stage(&s.k_empty[kv.stage], lane);
   softmax_block<T>(scores, rescale, rows, p, req, at, w.range.end - 1, lane);
-  if (kAcquireVAfterSoftmax && count > 1) wait_barrier<T>(s, p, &s.v_full[kv.stage], kv.phase);
   pack_probs<T>(scores, probs);
 
   // Steady state: S(i) and O += P(i-1) V(i-1) are issued together; P(i)
@@ -280,10 +268,7 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
 #pragma unroll 1
   for (int i = 1; i < count; ++i) {
     const auto st = kv.plus(i), prev = kv.plus(i - 1);
-    if constexpr (kAcquireVAfterSoftmax)
-      wait_full<T>(s, p, &s.k_full[st.stage], st.phase);  // V(i-1) was acquired after the last softmax
-    else
-      wait_full_pair<T>(s, p, &s.k_full[st.stage], st.phase, &s.v_full[prev.stage], prev.phase);
+    wait_full_pair<T>(s, p, &s.k_full[st.stage], st.phase, &s.v_full[prev.stage], prev.phase);
     begin_turn();
     ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
     issue_scores<T>(scores, q_rows, s.k[st.stage]);
@@ -293,7 +278,6 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
     ptx::accumulator_fence(scores);
     release_stage(&s.k_empty[st.stage], lane);
     softmax_block<T>(scores, rescale, rows, p, req, at, w.range.end - 1 - i, lane);
-    if (kAcquireVAfterSoftmax && i + 1 < count) wait_barrier<T>(s, p, &s.v_full[st.stage], st.phase);
     ptx::wgmma_wait_group<0>();
     // Keeps P(i-1) alive (the MMA reads its registers until here) and orders
     // the rescale after the accumulation.
