@@ -104,11 +104,10 @@ Status resolve_load_path(const PrefillConfig& c, KvLoadPath* path) {
 
 Status resolve_block_kv(const PrefillConfig& c, KvLoadPath path, int32_t window_left,
                         const std::vector<RequestInfo>& requests, int32_t* block_kv) {
-  const char* obstacle = detail::wide_kv_block_obstacle(c, path, window_left);
   switch (c.kv_block) {
     case KvBlock::kStandard: *block_kv = detail::prefill_block_kv(c.head_dim, false); return Status::Ok();
     case KvBlock::kWide:
-      if (obstacle != nullptr)
+      if (const char* obstacle = detail::wide_kv_block_obstacle(c, path, window_left); obstacle != nullptr)
         return detail::unsupported("kv_block = kWide needs head_dim 128, ragged K/V on the TMA path, no causal mask "
                                    "and no window shorter than the longest kv_len, but ",
                                    obstacle);
