@@ -7,6 +7,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "ptx/barrier.cuh"
 #include "ptx/cvt.cuh"
@@ -94,24 +95,42 @@ struct RowPositions {
   int tile_first_pos;
 };
 
-// Soft cap, mask and online softmax of one score block; leaves P (fp32) in
-// `scores` and the factors the accumulator must be rescaled by in `rescale`.
+// Only blocks that cross the sequence end, the causal diagonal or the
+// window's left edge need per-element masks. Walked from the last block to
+// the first, such blocks form a prefix (end, diagonal) and a suffix (window)
+// of an item's walk.
 template <class T>
-__device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], float (&rescale)[2], RowState& rows,
-                                              const PrefillParams& p, const RequestInfo& req, const RowPositions& at,
-                                              int n, int lane) {
-  constexpr int kS = T::kBlockKV / 2;
-  if (p.soft_cap) {
-#pragma unroll
-    for (int j = 0; j < kS; ++j) scores[j] = tanhf(scores[j] * p.score_prescale);
-  }
-  // Only blocks that cross the sequence end, the causal diagonal or the
-  // window's left edge need per-element masks.
+__device__ __forceinline__ bool block_needs_mask(const PrefillParams& p, const RequestInfo& req,
+                                                 const RowPositions& at, int n) {
   const int key0 = n * T::kBlockKV;
   const bool crosses_end = key0 + T::kBlockKV > req.kv_len;
   const bool crosses_diagonal = p.causal && key0 + T::kBlockKV - 1 > at.tile_first_pos;
   const bool crosses_window = p.window_left >= 0 && key0 < at.tile_first_pos + T::kBlockQ - 1 - p.window_left;
-  if (crosses_end || crosses_diagonal || crosses_window) {
+  return crosses_end || crosses_diagonal || crosses_window;
+}
+
+// Where softmax_block masks: in blocks that need it (a branch in every
+// block), in every block, or in none (the caller knows the block needs none).
+enum class Masking { kWhereNeeded, kAlways, kNever };
+// Whether softmax_block soft-caps: as p.soft_cap says (a branch in every
+// block), or as the caller has already decided from it.
+enum class SoftCap { kAsParams, kOn, kOff };
+
+// Soft cap, mask and online softmax of one score block; leaves P (fp32) in
+// `scores` and the factors the accumulator must be rescaled by in `rescale`.
+template <class T, Masking kMasking = Masking::kWhereNeeded, SoftCap kSoftCap = SoftCap::kAsParams>
+__device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], float (&rescale)[2], RowState& rows,
+                                              const PrefillParams& p, const RequestInfo& req, const RowPositions& at,
+                                              int n, int lane) {
+  constexpr int kS = T::kBlockKV / 2;
+  if (kSoftCap == SoftCap::kOn || (kSoftCap == SoftCap::kAsParams && p.soft_cap)) {
+#pragma unroll
+    for (int j = 0; j < kS; ++j) scores[j] = tanhf(scores[j] * p.score_prescale);
+  }
+  const int key0 = n * T::kBlockKV;
+  // Masking a block that needs no mask selects every score: kAlways gives
+  // the bits kWhereNeeded gives.
+  if (kMasking == Masking::kAlways || (kMasking == Masking::kWhereNeeded && block_needs_mask<T>(p, req, at, n))) {
     // Key of register j = key_base + 8*(j/4) + (j&1). The visible keys of each
     // row form [first, end) relative to key_base, so the per-register test
     // compares against immediates (no per-register key stays live).
@@ -265,8 +284,9 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
   // replaces P(i-1) once that P V has retired. ptxas issues the P V wait
   // ahead of the softmax, so the softmax does not overlap the P V; forcing
   // the overlap measured slower (docs/kernels.md, "Consumer pipeline").
-#pragma unroll 1
-  for (int i = 1; i < count; ++i) {
+  auto step = [&](int i, auto masking, auto soft_cap) {
+    constexpr Masking kMasking = decltype(masking)::value;
+    constexpr SoftCap kSoftCap = decltype(soft_cap)::value;
     const auto st = kv.plus(i), prev = kv.plus(i - 1);
     wait_full_pair<T>(s, p, &s.k_full[st.stage], st.phase, &s.v_full[prev.stage], prev.phase);
     begin_turn();
@@ -277,7 +297,7 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
     ptx::wgmma_wait_group<1>();  // S(i) retired; P(i-1) V(i-1) may still run
     ptx::accumulator_fence(scores);
     release_stage(&s.k_empty[st.stage], lane);
-    softmax_block<T>(scores, rescale, rows, p, req, at, w.range.end - 1 - i, lane);
+    softmax_block<T, kMasking, kSoftCap>(scores, rescale, rows, p, req, at, w.range.end - 1 - i, lane);
     ptx::wgmma_wait_group<0>();
     // Keeps P(i-1) alive (the MMA reads its registers until here) and orders
     // the rescale after the accumulation.
@@ -286,6 +306,33 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
     release_stage(&s.v_empty[prev.stage], lane);
     pack_probs<T>(scores, probs);
     scale_accumulator(out, rescale);
+  };
+  using WhereNeeded = std::integral_constant<Masking, Masking::kWhereNeeded>;
+  using Always = std::integral_constant<Masking, Masking::kAlways>;
+  using Never = std::integral_constant<Masking, Masking::kNever>;
+  using CapAsParams = std::integral_constant<SoftCap, SoftCap::kAsParams>;
+  using CapOn = std::integral_constant<SoftCap, SoftCap::kOn>;
+  using CapOff = std::integral_constant<SoftCap, SoftCap::kOff>;
+  if constexpr (T::kSplitMaskedLoops) {
+    // The blocks that need a mask are a prefix and a suffix of the walk
+    // (block_needs_mask): three loops, the middle one without mask code.
+    auto needs_mask = [&](int i) { return block_needs_mask<T>(p, req, at, w.range.end - 1 - i); };
+    int i = 1;
+#pragma unroll 1
+    for (; i < count && needs_mask(i); ++i) step(i, Always{}, CapAsParams{});
+    // The unmasked blocks, the bulk of the work: no branch in their softmax.
+    if (p.soft_cap) {
+#pragma unroll 1
+      for (; i < count && !needs_mask(i); ++i) step(i, Never{}, CapOn{});
+    } else {
+#pragma unroll 1
+      for (; i < count && !needs_mask(i); ++i) step(i, Never{}, CapOff{});
+    }
+#pragma unroll 1
+    for (; i < count; ++i) step(i, Always{}, CapAsParams{});
+  } else {
+#pragma unroll 1
+    for (int i = 1; i < count; ++i) step(i, WhereNeeded{}, CapAsParams{});
   }
   // Every score block of both warpgroups has retired: the next item's Q
   // load overlaps the last P V and the epilogue.

@@ -36,6 +36,12 @@ struct PrefillTraits {
   // each warpgroup alone: +3% at head_dim 256, +1% at 64, no gain at 128
   // (docs/benchmarks.md, 2026-12-04).
   static constexpr bool kPingPong = kHeadDim != 128;
+  // NOTES: the KV blocks that need a mask and those that do not run in
+  // separate loops (prefill_mainloop.cuh consume_item) where that measured
+  // faster than one loop with a mask branch per block: +8 to +13% at
+  // head_dim 256 on the TMA path, +2% on the gather path at head_dim 64 and
+  // 256; elsewhere short items lost up to 3% (docs/benchmarks.md, 2026-12-05).
+  static constexpr bool kSplitMaskedLoops = kHeadDim == 256 || (kHeadDim == 64 && kPath == LoadPath::kGather);
 
   // 128B swizzle holds 64 16-bit elements per row: wider heads are stored as
   // column slices [slice][rows][64], each slice a K-major swizzled tile.
