@@ -1,11 +1,13 @@
-// The prefill kernel's epilogue: O normalised and stored from registers,
-// and LSE (natural log), for one consumer thread's two rows of a work item.
+// The prefill kernel's epilogue: O normalised, staged through shared memory
+// and stored in 16-byte row chunks, and LSE (natural log), for one consumer
+// warp's 16 rows of a work item.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
 #include "ptx/cvt.cuh"
+#include "ptx/ld_st.cuh"
 #include "prefill_mainloop.cuh"
 #include "prefill_params.hpp"
 #include "prefill_traits.cuh"
@@ -15,33 +17,78 @@ namespace ptxattn::detail {
 constexpr float kLn2 = 0.6931471805599453f;
 
 // Epilogue: normalise and write O (and LSE) of this thread's two rows
-// (`row_in_tile` is the first). The item is loaded again here rather than
-// kept live through the KV loop, where every register is needed.
+// (`row_in_tile` is the first; its warp's 16 rows start lane / 4 rows above).
+// The item is loaded again here rather than kept live through the KV loop,
+// where every register is needed.
+//
+// NOTES: stored straight from the accumulator layout, a warp's store
+// instruction writes 4 bytes per lane, half a sector in each of 8 rows; at
+// S = 512 a build without the O stores ran 20-25% faster
+// (docs/benchmarks.md, 2026-12-05). So the warp writes its rows as 8x8
+// matrices (stmatrix) into `staging`, its share of a V stage the caller holds
+// (T::kEpilogueWarpBytes, chunks XOR-swizzled by row so both sides are free
+// of bank conflicts), reads them back as 16-byte row chunks and stores whole
+// sectors. Head dims above kEpilogueCols go in passes of that many columns.
+// `staging` null: the item had no KV block and its O is zero, stored directly.
 template <class T>
 __device__ __forceinline__ void store_output(const PrefillParams& p, const float (&out)[T::kHeadDim / 2],
-                                             const RowState& rows, int item, int row_in_tile, int lane) {
+                                             const RowState& rows, int item, int row_in_tile, int lane,
+                                             uint8_t* staging) {
   const WorkTile tile = p.tiles[item / p.num_qo_heads];
   const RequestInfo req = p.requests[tile.request];
   const int head = item % p.num_qo_heads;
   const int first_q_row = tile.q_block * T::kBlockQ + row_in_tile;
-  auto* o = static_cast<typename T::Element*>(p.o);
   // RULE: a fully masked row has sum 0: output 0 and LSE -inf.
+  float inv[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const float sum = quad_sum(rows.partial_sum[h]);
-    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    inv[h] = sum > 0.f ? 1.f / sum : 0.f;
     const int q_row = first_q_row + 8 * h;
-    if (q_row >= req.qo_len) continue;
-    const int64_t row = int64_t(req.qo_start + q_row) * p.num_qo_heads + head;
-    uint32_t* dst = reinterpret_cast<uint32_t*>(o + row * T::kHeadDim);
+    if (p.lse != nullptr && lane % 4 == 0 && q_row < req.qo_len)
+      p.lse[int64_t(req.qo_start + q_row) * p.num_qo_heads + head] =
+          sum > 0.f ? (rows.max[h] * p.score_scale_log2 + __log2f(sum)) * kLn2 : -INFINITY;
+  }
+
+  constexpr int kCols = T::kEpilogueCols;
+  constexpr int kChunks = kCols / 8;  // 16-byte chunks per staged row
+  constexpr int kStagedRowBytes = kCols * 2;
+  const int warp_first_q_row = first_q_row - lane / 4;
+  auto* o = static_cast<typename T::Element*>(p.o);
+  // Chunk c of staged row r sits at slot c ^ (r % 8): the 8 rows of one
+  // stmatrix matrix, and the 8 chunks of a row one read phase takes, land in
+  // 8 different 16-byte bank groups.
+  auto staged = [&](int row, int chunk) { return staging + row * kStagedRowBytes + ((chunk ^ (row % 8)) * 16); };
 #pragma unroll
-    for (int j = 0; j < T::kHeadDim / 2; j += 2) {
-      if (((j / 2) & 1) != h) continue;
-      const int col = 8 * (j / 4) + 2 * (lane % 4);
-      dst[col / 2] = ptx::cvt_pack_f32x2<T::kType>(out[j] * inv, out[j + 1] * inv);
+  for (int pass = 0; pass < T::kHeadDim / kCols; ++pass) {
+    if (staging != nullptr) {
+      // Accumulator register 4c + 2h (and + 1) holds row lane / 4 + 8h,
+      // columns 8c + 2 (lane % 4) (and + 1): the stmatrix fragment of the 8x8
+      // matrix (h, c). One x4 store takes matrices (0, c), (1, c), (0, c + 1),
+      // (1, c + 1); lane 8m + r names row r of matrix m.
+#pragma unroll
+      for (int k = 0; k < kChunks; k += 2) {
+        uint32_t fragments[4];
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+          const int h = m & 1, c = pass * kChunks + k + m / 2;
+          fragments[m] = ptx::cvt_pack_f32x2<T::kType>(out[4 * c + 2 * h] * inv[h], out[4 * c + 2 * h + 1] * inv[h]);
+        }
+        const int m = lane / 8;
+        ptx::stmatrix_x4(staged(8 * (m & 1) + lane % 8, k + m / 2), fragments);
+      }
+      __syncwarp();  // the warp's matrices are in shared memory before any lane reads another's
     }
-    if (p.lse != nullptr && lane % 4 == 0)
-      p.lse[row] = sum > 0.f ? (rows.max[h] * p.score_scale_log2 + __log2f(sum)) * kLn2 : -INFINITY;
+#pragma unroll
+    for (int i = 0; i < 16 * kChunks / 32; ++i) {
+      const int row = (32 * i + lane) / kChunks, chunk = (32 * i + lane) % kChunks;
+      const uint4 value = staging != nullptr ? *reinterpret_cast<const uint4*>(staged(row, chunk)) : uint4{0, 0, 0, 0};
+      const int q_row = warp_first_q_row + row;
+      if (q_row >= req.qo_len) continue;
+      const int64_t o_row = int64_t(req.qo_start + q_row) * p.num_qo_heads + head;
+      *reinterpret_cast<uint4*>(o + o_row * T::kHeadDim + pass * kCols + chunk * 8) = value;
+    }
+    if (staging != nullptr) __syncwarp();  // every lane has read the pass before the next overwrites it
   }
 }
 

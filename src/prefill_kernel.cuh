@@ -97,11 +97,21 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
       for (int i = 0; i < kO; ++i) out[i] = 0.f;
       rows = {{-INFINITY, -INFINITY}, {0.f, 0.f}};
     }
-    if (w.range.count() > 0) {
-      consume_item<T>(s, p, q_map, w, position + 1, work.end, kv, q_phase, out, rows, row_in_tile, consumer, tid);
-      q_phase ^= 1;
+    if (w.range.count() == 0) {
+      store_output<T>(p, out, rows, item, row_in_tile, tid % 32, nullptr);
+      continue;
     }
-    store_output<T>(p, out, rows, item, row_in_tile, tid % 32);
+    const int v_stage =
+        consume_item<T>(s, p, q_map, w, position + 1, work.end, kv, q_phase, out, rows, row_in_tile, consumer, tid);
+    q_phase ^= 1;
+    // The epilogue stages O in the last V stage: both warpgroups' P V have
+    // read it first. RULE: generic-proxy accesses are fenced before the
+    // stage goes back to the producer, whose TMA (async proxy) refills it.
+    ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
+    const int warp = consumer * 4 + tid / 32;
+    store_output<T>(p, out, rows, item, row_in_tile, tid % 32, s.v[v_stage] + warp * T::kEpilogueWarpBytes);
+    ptx::fence_proxy_async_shared_cta();
+    release_stage(&s.v_empty[v_stage], tid % 32);
   }
 }
 

@@ -226,12 +226,14 @@ __device__ __forceinline__ void zero_v_tail(PrefillSharedStorage<T>& s, const Pr
 
 // One work item of one consumer warpgroup: O and the row state of its 64
 // rows over the item's KV blocks, walked from last to first. `kv` is the
-// ring state of the item's first block and leaves past its last;
+// ring state of the item's first block and leaves past its last; the V
+// stage of the last block walked stays acquired, for the epilogue to stage
+// O in, and its index is returned (the caller releases it);
 // q_phase is the item's parity of q_full. Once every score block has
 // retired, consumer thread 0 loads Q of the next item with KV blocks among
 // positions [next, end) of the CTA's list.
 template <class T>
-__device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const PrefillParams& p,
+__device__ __forceinline__ int consume_item(PrefillSharedStorage<T>& s, const PrefillParams& p,
                                              const CUtensorMap* q_map, const Work& w, int next, int end,
                                              PipelineState<T::kStages>& kv, uint32_t q_phase,
                                              float (&out)[T::kHeadDim / 2], RowState& rows, int row_in_tile,
@@ -347,9 +349,10 @@ __device__ __forceinline__ void consume_item(PrefillSharedStorage<T>& s, const P
     end_turn(true);
     ptx::wgmma_wait_group<0>();
     ptx::accumulator_fence(out);
-    release_stage(&s.v_empty[prev.stage], lane);
   }
+  const int last_v_stage = kv.plus(count - 1).stage;
   kv = kv.plus(count);
+  return last_v_stage;
 }
 
 }  // namespace ptxattn::detail

@@ -66,6 +66,12 @@ struct PrefillTraits {
   static constexpr uint32_t kProducerRegs = kPath == LoadPath::kTma ? 24 : 40;
   static constexpr uint32_t kConsumerRegs = kPath == LoadPath::kTma ? 240 : 232;
 
+  // Epilogue (prefill_epilogue.cuh store_output): each consumer warp stages
+  // its 16 rows in passes of up to 128 columns in a share of the last V
+  // stage of the item, which all 8 consumer warps' shares must fit.
+  static constexpr int kEpilogueCols = kHeadDim < 128 ? kHeadDim : 128;
+  static constexpr int kEpilogueWarpBytes = 16 * kEpilogueCols * 2;
+
   // Gather path: each producer warp copies a quarter of the block's rows, a
   // row's offset held by one lane. A group of 8 lanes copies one row: lane j
   // takes 16-byte chunk j of the row's 128 bytes in every 64-column slice, so
@@ -80,6 +86,8 @@ struct PrefillTraits {
                 "one lane of a producer warp holds one row's offset");
   static_assert(kPath != LoadPath::kGather || (kGatherRowsPerStep == 4 && kGatherRowsPerWarp % 8 == 0),
                 "a warp's rows start on a swizzle period, and steps alternate between its two halves");
+  static_assert(kConsumerWarpgroups * 4 * kEpilogueWarpBytes <= kKvTileBytes,
+                "every consumer warp's epilogue staging fits one V stage");
   static_assert(kStages >= 2, "the ring needs two stages to overlap loads with math");
   static_assert(kBlockKV % 16 == 0, "P V steps through the block 16 keys at a time");
   static_assert(kProducerRegs + 2 * kConsumerRegs == 3 * (65536 / kThreads / 8 * 8),
