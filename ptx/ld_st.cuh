@@ -1,6 +1,8 @@
 // ldmatrix / stmatrix: warp-collective moves of 8x8 matrices of 16-bit
 // elements between shared memory and MMA-fragment registers (PTX ISA
-// 9.7.14.5.15 "ldmatrix", 9.7.14.5.16 "stmatrix"; stmatrix needs sm_90).
+// 9.7.14.5.15 "ldmatrix", 9.7.14.5.16 "stmatrix"; stmatrix needs sm_90);
+// and the plain 16-byte shared-memory load that reads such a tile back by
+// rows (9.7.9.8 "ld").
 //
 // Fragment of matrix j (register j of every lane): lane l holds row l/4,
 // columns 2*(l%4) (low 16 bits) and 2*(l%4)+1 (high 16 bits) -- the same
@@ -94,6 +96,16 @@ __device__ __forceinline__ void stmatrix_x4(void* row, const uint32_t (&r)[4]) {
     asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_u32(row)), "r"(r[0]),
                  "r"(r[1]), "r"(r[2]), "r"(r[3])
                  : "memory");
+}
+
+// ld.shared.v4.b32 (9.7.9.8 "ld"): 16 bytes, 16-byte aligned. Any thread.
+__device__ __forceinline__ uint4 ld_shared_v4(const void* ptr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(smem_u32(ptr))
+               : "memory");
+  return v;
 }
 
 }  // namespace ptxattn::ptx

@@ -82,7 +82,7 @@ __device__ __forceinline__ void store_output(const PrefillParams& p, const float
 #pragma unroll
     for (int i = 0; i < 16 * kChunks / 32; ++i) {
       const int row = (32 * i + lane) / kChunks, chunk = (32 * i + lane) % kChunks;
-      const uint4 value = staging != nullptr ? *reinterpret_cast<const uint4*>(staged(row, chunk)) : uint4{0, 0, 0, 0};
+      const uint4 value = staging != nullptr ? ptx::ld_shared_v4(staged(row, chunk)) : uint4{0, 0, 0, 0};
       const int q_row = warp_first_q_row + row;
       if (q_row >= req.qo_len) continue;
       const int64_t o_row = int64_t(req.qo_start + q_row) * p.num_qo_heads + head;
