@@ -84,10 +84,15 @@ Status merge_states(const MergeStatesTensors& t, cudaStream_t stream) {
 
   // State 1 of token 0 (`rest`): with one state it is the next token's
   // state 0 or the end of the tensor, an address the kernel never reads.
+  // Formed in integers: a made-up address (the fuzzer's) must not make
+  // host pointer arithmetic overflow.
   const int64_t heads = t.num_heads, v_state = heads * t.head_dim;
+  const auto advanced = [](const void* base, int64_t bytes) {
+    return reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(base) + uint64_t(bytes));
+  };
   detail::MergeParams p{};
-  p.v = {t.v, static_cast<const char*>(t.v) + v_state * element_bytes(t.v_dtype), t.num_states * v_state, v_state};
-  p.lse = {t.lse, t.lse + heads, t.num_states * heads, heads};
+  p.v = {t.v, advanced(t.v, v_state * element_bytes(t.v_dtype)), t.num_states * v_state, v_state};
+  p.lse = {t.lse, static_cast<const float*>(advanced(t.lse, heads * kLseBytes)), t.num_states * heads, heads};
   p.v_out = t.v_out;
   p.lse_out = t.lse_out;
   p.num_tokens = t.num_tokens;
