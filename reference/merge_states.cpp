@@ -115,7 +115,7 @@ void merge_states(const MergeShape& shape, const std::vector<float>& v, const st
 }
 
 double merge_float_error_factor(int32_t num_states, double lse_magnitude) {
-  return (6.0 * num_states + 4.0 * lse_magnitude + 4.0) * kFloatRoundoff;
+  return (8.0 * num_states + 8.0 * lse_magnitude + 8.0) * kFloatRoundoff;
 }
 
 double merge_v_tolerance(double exact, double abs_weighted, double lse_magnitude, int32_t num_states,
@@ -129,7 +129,7 @@ double merge_v_tolerance(double exact, double abs_weighted, double lse_magnitude
 }
 
 double merge_lse_tolerance(double exact, double lse_magnitude, int32_t num_states) {
-  return merge_float_error_factor(num_states, lse_magnitude) + 4 * kFloatRoundoff + 2 * kFloatRoundoff * std::abs(exact);
+  return merge_float_error_factor(num_states, lse_magnitude) + 4 * kFloatRoundoff * std::abs(exact);
 }
 
 }  // namespace ptxattn::ref

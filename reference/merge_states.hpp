@@ -46,10 +46,11 @@ struct MergeErrorScales {
 void merge_states(const MergeShape& shape, const std::vector<float>& v, const std::vector<float>& lse,
                   std::vector<double>* v_out, std::vector<double>* lse_out, MergeErrorScales* scales = nullptr);
 
-// Bounds on |gpu - exact| (docs/validation.md "Merging states"). The float32
-// merge is within (6·num_states + 4·lse_magnitude + 4)·2^-24 · abs_weighted of
-// the exact v and within (6·num_states + 4·lse_magnitude + 8)·2^-24 +
-// 2^-23·|lse| of the exact lse; v_out is then rounded once to out_dtype.
+// Bounds on |gpu - exact| (docs/validation.md "Merging states", which derives
+// them). The float32 merge is within
+// (8·num_states + 8·lse_magnitude + 8)·2^-24 · abs_weighted of the exact v
+// and within (8·num_states + 8·lse_magnitude + 8)·2^-24 + 2^-22·|lse| of the
+// exact lse; v_out is then rounded once to out_dtype.
 double merge_float_error_factor(int32_t num_states, double lse_magnitude);
 double merge_v_tolerance(double exact, double abs_weighted, double lse_magnitude, int32_t num_states,
                          StateDType out_dtype);

@@ -24,10 +24,11 @@ constexpr int32_t kMergeUnitElements = 8;
 // NOTES: head_dim / 8 threads serve one (token, head); at 1024 that is 128
 // threads, inside one CTA (kMergeThreads). No model uses more.
 constexpr int32_t kMergeMaxHeadDim = 1024;
-// NOTES: the float32 rounding error of the online merge grows with the
-// number of states (one rescale each; docs/validation.md "Merging states"):
-// 4096 keeps the bound near 2^-10 of max |v| and is what the GPU tests
-// reach. A split-KV over a 1M-token KV range still has chunks of 256 keys.
+// NOTES: the float32 rounding error bound of the online merge grows with the
+// number of states (a rescale and an accumulation each; docs/validation.md
+// "Merging states"): at 4096 it is about 2^-9 of the weighted |v| for
+// |lse| <= 10, and 4096 is what the GPU tests reach. A split-KV over a
+// 1M-token KV range still has chunks of 256 keys.
 constexpr int32_t kMergeMaxStates = 4096;
 constexpr int32_t kMergeThreads = 256;
 

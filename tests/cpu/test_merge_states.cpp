@@ -149,11 +149,11 @@ TEST_CASE("merge reference: lse NaN or +inf in any state makes the row NaN", "[m
 }
 
 TEST_CASE("merge reference: the tolerance grows with the states and the lse magnitude", "[merge][reference]") {
-  CHECK(ref::merge_float_error_factor(1, 0.0) == 10 * 0x1p-24);
-  CHECK(ref::merge_float_error_factor(4096, 10.0) < 0x1p-9);
+  CHECK(ref::merge_float_error_factor(1, 0.0) == 16 * 0x1p-24);
+  CHECK(ref::merge_float_error_factor(4096, 10.0) < 2e-3);
   // fp32 output adds one float rounding; bf16 its own.
   CHECK(ref::merge_v_tolerance(1.0, 1.0, 0.0, 1, StateDType::kBF16) > 0x1p-8);
-  CHECK(ref::merge_v_tolerance(1.0, 1.0, 0.0, 1, StateDType::kFP32) < 0x1p-19);
+  CHECK(ref::merge_v_tolerance(1.0, 1.0, 0.0, 1, StateDType::kFP32) < 0x1p-18);
 }
 
 TEST_CASE("merge reference: state dtypes encode and decode", "[merge][reference]") {

@@ -54,7 +54,7 @@ struct MergeSpec {
   int32_t head_dim = 128;
   double empty_fraction = 0.25;  // chance that a state is empty (lse = -inf)
   bool all_empty_row = true;     // row (token 0, head 0) has no non-empty state
-  bool bad_lse_row = false;      // the last row gets lse NaN in one state and +inf in another token's row
+  bool bad_lse_row = false;      // lse NaN in the last row's last state, +inf in token 0's last head's
   bool zero_empty_v = false;     // v of empty states is 0 instead of NaN
 
   std::string describe() const {
@@ -83,9 +83,9 @@ struct HostStates {
     if (s.all_empty_row)
       for (int32_t k = 0; k < s.num_states; ++k) lse[k * s.num_heads] = -kInf;
     if (s.bad_lse_row && rows > 1) {
-      const int64_t token = s.num_tokens - 1, head = s.num_heads - 1;
-      lse[(token * s.num_states + s.num_states - 1) * s.num_heads + head] = kNaN;
-      lse[(0 * s.num_states + s.num_states - 1) * s.num_heads + s.num_heads - 1] = kInf;
+      const int64_t last_state = s.num_states - 1, last_head = s.num_heads - 1;
+      lse[((s.num_tokens - 1) * s.num_states + last_state) * s.num_heads + last_head] = kNaN;
+      lse[last_state * s.num_heads + last_head] = kInf;  // token 0
     }
     v.resize(lse.size() * s.head_dim);
     for (float& x : v) x = value(rng);
