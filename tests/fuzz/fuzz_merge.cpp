@@ -49,10 +49,14 @@ Merge random_merge(Rng& rng, bool stacked) {
   const int64_t max_tokens = m.num_heads > 0 ? kInt32Max / m.num_heads : 1;
   m.num_tokens = kind < 20 ? 0 : kind < 70 ? rng.range(1, 64) : kind < 85 ? max_tokens + rng.range(-1, 1)
                                                                           : rng.edge_int64();
+  // Sizes from rows capped at 2^40 so the products fit __int128: past
+  // INT32_MAX rows the library refuses before it looks at a pointer, and
+  // the cap keeps zero and non-zero sizes apart.
+  const i128 rows = std::min<i128>(m.rows(), i128(1) << 40);
   const i128 states = stacked ? std::max(m.num_states, 0) : 1;
-  const i128 v_in = m.rows() * states * std::max(m.head_dim, 0) * element_bytes(m.v_dtype);
-  const i128 lse_in = m.rows() * states * 4;
-  const i128 v_out = m.rows() * std::max(m.head_dim, 0) * element_bytes(m.out_dtype), lse_out = m.rows() * 4;
+  const i128 v_in = rows * states * std::max(m.head_dim, 0) * element_bytes(m.v_dtype);
+  const i128 lse_in = rows * states * 4;
+  const i128 v_out = rows * std::max(m.head_dim, 0) * element_bytes(m.out_dtype), lse_out = rows * 4;
   std::vector<i128> bytes;
   if (stacked) {
     m.names = {"tensors.v", "tensors.lse"};
