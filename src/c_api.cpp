@@ -279,10 +279,17 @@ ptxattn::MergeStatesTensors to_cpp(const ptxattn_merge_states_tensors& c) {
 }
 
 ptxattn_merge_states_tensors to_c(const ptxattn::MergeStatesTensors& t) {
-  ptxattn_merge_states_tensors c{};
-  c.v_dtype = int32_t(t.v_dtype);
-  c.out_dtype = int32_t(t.out_dtype);
-  return c;
+  return {sizeof(ptxattn_merge_states_tensors),
+          int32_t(t.v_dtype),
+          int32_t(t.out_dtype),
+          t.num_states,
+          t.num_heads,
+          t.head_dim,
+          t.num_tokens,
+          t.v,
+          t.lse,
+          t.v_out,
+          t.lse_out};
 }
 
 ptxattn::MergeStateTensors to_cpp(const ptxattn_merge_state_tensors& c) {
@@ -300,10 +307,18 @@ ptxattn::MergeStateTensors to_cpp(const ptxattn_merge_state_tensors& c) {
 }
 
 ptxattn_merge_state_tensors to_c(const ptxattn::MergeStateTensors& t) {
-  ptxattn_merge_state_tensors c{};
-  c.v_dtype = int32_t(t.v_dtype);
-  c.out_dtype = int32_t(t.out_dtype);
-  return c;
+  return {sizeof(ptxattn_merge_state_tensors),
+          int32_t(t.v_dtype),
+          int32_t(t.out_dtype),
+          t.num_heads,
+          t.head_dim,
+          t.num_tokens,
+          t.v_a,
+          t.lse_a,
+          t.v_b,
+          t.lse_b,
+          t.v_out,
+          t.lse_out};
 }
 
 // Copies s into a fixed C array, truncated, always NUL-terminated.

@@ -354,7 +354,8 @@ T initialised(int (*init)(T*, size_t)) {
   return value;
 }
 
-TEST_CASE("merge c api: _init gives the C++ defaults and refuses another layout", "[merge][c_api]") {
+// (Another layout and NULL structs: tests/cpu/test_c_api.cpp, with every struct.)
+TEST_CASE("merge c api: _init gives the C++ defaults", "[merge][c_api]") {
   const ptxattn_merge_states_tensors s = initialised(ptxattn_merge_states_tensors_init);
   CHECK(s.struct_size == sizeof s);
   CHECK(s.v_dtype == PTXATTN_STATE_DTYPE_BF16);
@@ -365,33 +366,11 @@ TEST_CASE("merge c api: _init gives the C++ defaults and refuses another layout"
   CHECK(t.struct_size == sizeof t);
   CHECK((t.v_dtype == PTXATTN_STATE_DTYPE_BF16 && t.out_dtype == PTXATTN_STATE_DTYPE_BF16));
   CHECK((t.v_a == nullptr && t.lse_b == nullptr && t.v_out == nullptr && t.lse_out == nullptr));
-
-  ptxattn_merge_states_tensors untouched{};
-  CHECK(ptxattn_merge_states_tensors_init(&untouched, sizeof untouched + 4) == PTXATTN_STATUS_INVALID_ARGUMENT);
-  CHECK_THAT(std::string(ptxattn_last_error_message()), Catch::Contains("ptxattn_merge_states_tensors"));
-  CHECK(untouched.struct_size == 0);
-  CHECK(ptxattn_merge_state_tensors_init(nullptr, sizeof(ptxattn_merge_state_tensors)) ==
-        PTXATTN_STATUS_INVALID_ARGUMENT);
 }
 
-TEST_CASE("merge c api: null structs, other layouts and the C++ messages", "[merge][c_api]") {
-  CHECK(ptxattn_merge_states(nullptr, nullptr) == PTXATTN_STATUS_INVALID_ARGUMENT);
-  CHECK_THAT(std::string(ptxattn_last_error_message()), Catch::Contains("tensors is null"));
-  CHECK(ptxattn_merge_state(nullptr, nullptr) == PTXATTN_STATUS_INVALID_ARGUMENT);
-  CHECK_THAT(std::string(ptxattn_last_error_message()), Catch::Contains("tensors is null"));
-
-  ptxattn_merge_states_tensors s = initialised(ptxattn_merge_states_tensors_init);
-  s.struct_size += 4;
-  CHECK(ptxattn_merge_states(&s, nullptr) == PTXATTN_STATUS_INVALID_ARGUMENT);
-  CHECK_THAT(std::string(ptxattn_last_error_message()), Catch::Contains("tensors.struct_size = "));
-  ptxattn_merge_state_tensors t = initialised(ptxattn_merge_state_tensors_init);
-  t.struct_size -= 4;
-  CHECK(ptxattn_merge_state(&t, nullptr) == PTXATTN_STATUS_INVALID_ARGUMENT);
-  CHECK_THAT(std::string(ptxattn_last_error_message()), Catch::Contains("tensors.struct_size = "));
-
-  // Each C call answers as its C++ twin, message included.
+TEST_CASE("merge c api: each C call answers as its C++ twin, message included", "[merge][c_api]") {
   const MergeStatesTensors cpp_s = valid_states();
-  s = initialised(ptxattn_merge_states_tensors_init);
+  ptxattn_merge_states_tensors s = initialised(ptxattn_merge_states_tensors_init);
   s.v_dtype = PTXATTN_STATE_DTYPE_FP32;
   s.out_dtype = 7;
   s.num_states = cpp_s.num_states, s.num_heads = cpp_s.num_heads, s.head_dim = cpp_s.head_dim;
@@ -409,7 +388,7 @@ TEST_CASE("merge c api: null structs, other layouts and the C++ messages", "[mer
   CHECK(std::string(ptxattn_last_error_message()) == run(bad_s).message);
 
   const MergeStateTensors cpp_t = valid_state();
-  t = initialised(ptxattn_merge_state_tensors_init);
+  ptxattn_merge_state_tensors t = initialised(ptxattn_merge_state_tensors_init);
   t.v_dtype = PTXATTN_STATE_DTYPE_BF16, t.out_dtype = PTXATTN_STATE_DTYPE_FP16;
   t.num_heads = cpp_t.num_heads, t.head_dim = cpp_t.head_dim, t.num_tokens = cpp_t.num_tokens;
   t.v_a = cpp_t.v_a, t.lse_a = cpp_t.lse_a, t.v_b = cpp_t.v_b, t.lse_b = cpp_t.lse_b;
