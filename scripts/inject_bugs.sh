@@ -6,7 +6,10 @@
 # determinism, or a polluter) that exposed it; for window_overflow (integer
 # arithmetic, not state) the window test "[window]"; for stale_accumulator
 # (state a persistent CTA carries from one work item to the next) the random
-# suite, whose cases also run on 2 persistent CTAs. Every injected bug must
+# suite, whose cases also run on 2 persistent CTAs; for merge_empty_by_weight
+# (the merge kernel weights an empty state by 0 instead of skipping it; the
+# matrix runs no merge) the merge test "[merge][empty]", whose empty states
+# hold NaN. Every injected bug must
 # make its test fail. A baseline build without a bug must pass every test the
 # listed bugs are judged by, or the attribution means nothing.
 #
@@ -16,7 +19,7 @@
 #                 carried here: only <prefix><bug>/ptxattn-tests-gpu is needed)
 #   --out DIR     logs go to DIR (default build-bugs-logs)
 #   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,
-#                 window_overflow,stale_accumulator; "none" is the baseline)
+#                 window_overflow,stale_accumulator,merge_empty_by_weight; "none" is the baseline)
 #   --prefix P    build dirs are P<bug> (default build-bug-)
 #   --random      also run the prefill random suite on each build
 #   --timeout S   per test run (default 600; a hang counts as caught, with a note)
@@ -33,7 +36,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
-bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight
 while [ $# -gt 0 ]; do
   case $1 in
     --no-build) build=0 ;;
@@ -51,7 +54,9 @@ done
 mkdir -p "$out"
 
 matrix_test="pollution matrix: prefill"
-window_test="[window]"
+# Bugs the matrix cannot see, each judged by a test of its own: the baseline
+# must pass every one of these tests, and each such bug must fail its own.
+declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]")
 random_test="prefill: random cases match the reference through both load paths"
 summary=()
 all_ok=1 ran_any=0
@@ -86,34 +91,45 @@ for bug in ${bugs//,/ }; do
     continue
   fi
 
-  # The window test: the baseline must pass it; window_overflow, which the
-  # matrix cannot see (its windows are small), must fail it.
-  if [ "$bug" = none ] || [ "$bug" = window_overflow ]; then
-    echo "== $bug: $window_test"
-    timeout "$run_timeout" "$binary" "$window_test" >"$out/$bug.window.log" 2>&1
-    window_rc=$?
-    window_line=$(grep -m1 -E '^(test cases:|All tests passed)' "$out/$bug.window.log")
-    echo "window test: ${window_line:-no summary line} (status $window_rc)"
-    if grep -q 'SKIPPED (no SM90 GPU' "$out/$bug.window.log"; then
-      summary+=("bug $bug: NOT RUN (no SM90 GPU)")
-      all_ok=0
-      continue
+  # Own tests (own_tests): all of them on the baseline, its own on such a bug.
+  judged_by=()
+  if [ "$bug" = none ]; then
+    judged_by=("${!own_tests[@]}")
+  elif [ -n "${own_tests[$bug]:-}" ]; then
+    judged_by=("$bug")
+  fi
+  no_gpu=0
+  for own_bug in "${judged_by[@]}"; do
+    own_test=${own_tests[$own_bug]}
+    own_log=$out/$bug.${own_bug%%_*}.log  # <bug>.window.log, <bug>.merge.log
+    echo "== $bug: $own_test"
+    timeout "$run_timeout" "$binary" "$own_test" >"$own_log" 2>&1
+    own_rc=$?
+    own_line=$(grep -m1 -E '^(test cases:|All tests passed)' "$own_log")
+    echo "$own_test: ${own_line:-no summary line} (status $own_rc)"
+    if grep -q 'SKIPPED (no SM90 GPU' "$own_log"; then
+      no_gpu=1
+      break
     fi
     ran_any=1
-    if [ "$bug" = window_overflow ]; then
-      if [ "$window_rc" -ne 0 ] && grep -qE '^test cases:.*failed' "$out/$bug.window.log"; then
-        summary+=("bug $bug: caught by the window test ($window_line)")
-      else
-        summary+=("bug $bug: NOT CAUGHT (window test status $window_rc)")
+    if [ "$bug" = none ]; then
+      if [ "$own_rc" -ne 0 ]; then
+        summary+=("baseline (no bug): $own_test FAILED (status $own_rc)")
         all_ok=0
       fi
-      continue
-    fi
-    if [ "$window_rc" -ne 0 ]; then
-      summary+=("baseline (no bug): window test FAILED (status $window_rc)")
+    elif [ "$own_rc" -ne 0 ] && grep -qE '^test cases:.*failed' "$own_log"; then
+      summary+=("bug $bug: caught by $own_test ($own_line)")
+    else
+      summary+=("bug $bug: NOT CAUGHT ($own_test status $own_rc)")
       all_ok=0
     fi
+  done
+  if [ "$no_gpu" -eq 1 ]; then
+    summary+=("bug $bug: NOT RUN (no SM90 GPU)")
+    all_ok=0
+    continue
   fi
+  [ "$bug" != none ] && [ "${#judged_by[@]}" -gt 0 ] && continue
 
   # stale_accumulator: the matrix's cases give each CTA of a persistent grid
   # about one item, so the random suite (2-CTA persistent runs) must fail.

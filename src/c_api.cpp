@@ -44,6 +44,9 @@ static_assert(PTXATTN_KV_LOAD_PATH_AUTO == int(ptxattn::KvLoadPath::kAuto) &&
 static_assert(PTXATTN_WORK_SCHEDULE_AUTO == int(ptxattn::WorkSchedule::kAuto) &&
               PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA == int(ptxattn::WorkSchedule::kOneItemPerCta) &&
               PTXATTN_WORK_SCHEDULE_PERSISTENT == int(ptxattn::WorkSchedule::kPersistent));
+static_assert(PTXATTN_STATE_DTYPE_BF16 == int(ptxattn::StateDType::kBF16) &&
+              PTXATTN_STATE_DTYPE_FP16 == int(ptxattn::StateDType::kFP16) &&
+              PTXATTN_STATE_DTYPE_FP32 == int(ptxattn::StateDType::kFP32));
 static_assert(PTXATTN_KV_BLOCK_AUTO == int(ptxattn::KvBlock::kAuto) &&
               PTXATTN_KV_BLOCK_STANDARD == int(ptxattn::KvBlock::kStandard) &&
               PTXATTN_KV_BLOCK_WIDE == int(ptxattn::KvBlock::kWide));
@@ -97,6 +100,8 @@ PTXATTN_C_STRUCT(ptxattn_append_config)
 PTXATTN_C_STRUCT(ptxattn_append_indices)
 PTXATTN_C_STRUCT(ptxattn_append_tensors)
 PTXATTN_C_STRUCT(ptxattn_append_plan_info)
+PTXATTN_C_STRUCT(ptxattn_merge_states_tensors)
+PTXATTN_C_STRUCT(ptxattn_merge_state_tensors)
 PTXATTN_C_STRUCT(ptxattn_wait_timeout)
 #undef PTXATTN_C_STRUCT
 
@@ -260,6 +265,62 @@ ptxattn::AppendTensors to_cpp(const ptxattn_append_tensors& c) {
   return {c.k_new, c.v_new, c.k_cache, c.v_cache, c.num_append_tokens, c.num_pages, c.q_in, c.q_out, c.num_qo_heads};
 }
 
+ptxattn::MergeStatesTensors to_cpp(const ptxattn_merge_states_tensors& c) {
+  return {static_cast<ptxattn::StateDType>(c.v_dtype),
+          static_cast<ptxattn::StateDType>(c.out_dtype),
+          c.num_states,
+          c.num_heads,
+          c.head_dim,
+          c.num_tokens,
+          c.v,
+          c.lse,
+          c.v_out,
+          c.lse_out};
+}
+
+ptxattn_merge_states_tensors to_c(const ptxattn::MergeStatesTensors& t) {
+  return {sizeof(ptxattn_merge_states_tensors),
+          int32_t(t.v_dtype),
+          int32_t(t.out_dtype),
+          t.num_states,
+          t.num_heads,
+          t.head_dim,
+          t.num_tokens,
+          t.v,
+          t.lse,
+          t.v_out,
+          t.lse_out};
+}
+
+ptxattn::MergeStateTensors to_cpp(const ptxattn_merge_state_tensors& c) {
+  return {static_cast<ptxattn::StateDType>(c.v_dtype),
+          static_cast<ptxattn::StateDType>(c.out_dtype),
+          c.num_heads,
+          c.head_dim,
+          c.num_tokens,
+          c.v_a,
+          c.lse_a,
+          c.v_b,
+          c.lse_b,
+          c.v_out,
+          c.lse_out};
+}
+
+ptxattn_merge_state_tensors to_c(const ptxattn::MergeStateTensors& t) {
+  return {sizeof(ptxattn_merge_state_tensors),
+          int32_t(t.v_dtype),
+          int32_t(t.out_dtype),
+          t.num_heads,
+          t.head_dim,
+          t.num_tokens,
+          t.v_a,
+          t.lse_a,
+          t.v_b,
+          t.lse_b,
+          t.v_out,
+          t.lse_out};
+}
+
 // Copies s into a fixed C array, truncated, always NUL-terminated.
 template <size_t N>
 void copy_string(char (&out)[N], const std::string& s) {
@@ -309,6 +370,12 @@ int ptxattn_append_tensors_init(ptxattn_append_tensors* out, size_t struct_size)
 }
 int ptxattn_append_plan_info_init(ptxattn_append_plan_info* out, size_t struct_size) {
   return init_struct(out, struct_size, {});
+}
+int ptxattn_merge_states_tensors_init(ptxattn_merge_states_tensors* out, size_t struct_size) {
+  return init_struct(out, struct_size, to_c(ptxattn::MergeStatesTensors{}));
+}
+int ptxattn_merge_state_tensors_init(ptxattn_merge_state_tensors* out, size_t struct_size) {
+  return init_struct(out, struct_size, to_c(ptxattn::MergeStateTensors{}));
 }
 int ptxattn_wait_timeout_init(ptxattn_wait_timeout* out, size_t struct_size) {
   return init_struct(out, struct_size, {});
@@ -484,6 +551,22 @@ int ptxattn_validate_append_indices(const ptxattn_append_config* config, const p
     PTXATTN_RETURN_IF_ERROR(require_struct(config, "config"));
     PTXATTN_RETURN_IF_ERROR(require_struct(indices, "indices"));
     return ptxattn::validate_append_indices(to_cpp(*config), to_cpp(*indices));
+  });
+}
+
+// ---- Merging attention states ----
+
+int ptxattn_merge_states(const ptxattn_merge_states_tensors* tensors, void* cuda_stream) {
+  return guarded([&] {
+    PTXATTN_RETURN_IF_ERROR(require_struct(tensors, "tensors"));
+    return ptxattn::merge_states(to_cpp(*tensors), to_stream(cuda_stream));
+  });
+}
+
+int ptxattn_merge_state(const ptxattn_merge_state_tensors* tensors, void* cuda_stream) {
+  return guarded([&] {
+    PTXATTN_RETURN_IF_ERROR(require_struct(tensors, "tensors"));
+    return ptxattn::merge_state(to_cpp(*tensors), to_stream(cuda_stream));
   });
 }
 

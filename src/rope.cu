@@ -16,13 +16,10 @@
 // - State: the only shared memory is the frequency table, written in full
 //   before the barrier that precedes every read of it. Each element of a row
 //   is read and written by one thread only, so in-place operation is safe.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <algorithm>
 #include <cstdint>
 
-#include "ptx/cvt.cuh"
+#include "element_type.cuh"
 #include "rope_params.hpp"
 
 namespace ptxattn::detail {
@@ -39,31 +36,6 @@ constexpr int kMinCtasPerSm = 3;
 struct Span {
   uint32_t w[kRopeUnitElements / 2];
 };
-
-template <typename T>
-struct ElementType;
-
-template <>
-struct ElementType<__nv_bfloat16> {
-  static constexpr ptx::MmaType kType = ptx::MmaType::kBF16;
-  // A bf16 is the upper half of a float.
-  static __device__ __forceinline__ float2 unpack(uint32_t w) {
-    return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xFFFF0000u));
-  }
-};
-
-template <>
-struct ElementType<__half> {
-  static constexpr ptx::MmaType kType = ptx::MmaType::kFP16;
-  static __device__ __forceinline__ float2 unpack(uint32_t w) {
-    return __half22float2(*reinterpret_cast<const __half2*>(&w));
-  }
-};
-
-template <typename T>
-__device__ __forceinline__ uint32_t pack(float2 v) {
-  return ptx::cvt_pack_f32x2<ElementType<T>::kType>(v.x, v.y);
-}
 
 // A span is moved as one 16-byte vector when it is a whole 8-element chunk
 // at a multiple of 8 (rows are 16-byte aligned: the API checks the base

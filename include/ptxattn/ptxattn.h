@@ -64,6 +64,7 @@ enum {
   PTXATTN_WORK_SCHEDULE_PERSISTENT = 2
 };
 enum { PTXATTN_KV_BLOCK_AUTO = 0, PTXATTN_KV_BLOCK_STANDARD = 1, PTXATTN_KV_BLOCK_WIDE = 2 };
+enum { PTXATTN_STATE_DTYPE_BF16 = 0, PTXATTN_STATE_DTYPE_FP16 = 1, PTXATTN_STATE_DTYPE_FP32 = 2 };
 
 /* Part of ptxattn_prefill_config (its struct_size covers this). */
 typedef struct ptxattn_prefill_options {
@@ -203,6 +204,37 @@ typedef struct ptxattn_append_plan_info {
   int64_t num_append_tokens;
 } ptxattn_append_plan_info;
 
+/* Device tensors of ptxattn_merge_states (ptxattn::MergeStatesTensors). */
+typedef struct ptxattn_merge_states_tensors {
+  uint32_t struct_size;
+  int32_t v_dtype;   /* PTXATTN_STATE_DTYPE_* */
+  int32_t out_dtype; /* PTXATTN_STATE_DTYPE_* */
+  int32_t num_states;
+  int32_t num_heads;
+  int32_t head_dim;
+  int64_t num_tokens;
+  const void* v;    /* [num_tokens][num_states][num_heads][head_dim] */
+  const float* lse; /* [num_tokens][num_states][num_heads], natural log */
+  void* v_out;      /* [num_tokens][num_heads][head_dim] */
+  float* lse_out;   /* [num_tokens][num_heads], or NULL */
+} ptxattn_merge_states_tensors;
+
+/* Device tensors of ptxattn_merge_state (ptxattn::MergeStateTensors). */
+typedef struct ptxattn_merge_state_tensors {
+  uint32_t struct_size;
+  int32_t v_dtype;   /* PTXATTN_STATE_DTYPE_* */
+  int32_t out_dtype; /* PTXATTN_STATE_DTYPE_* */
+  int32_t num_heads;
+  int32_t head_dim;
+  int64_t num_tokens;
+  const void* v_a;    /* [num_tokens][num_heads][head_dim] */
+  const float* lse_a; /* [num_tokens][num_heads], natural log */
+  const void* v_b;
+  const float* lse_b;
+  void* v_out;    /* [num_tokens][num_heads][head_dim] */
+  float* lse_out; /* [num_tokens][num_heads], or NULL */
+} ptxattn_merge_state_tensors;
+
 /* One timed-out wait (ptxattn_last_wait_timeout); the fields of ptxattn::WaitTimeout. */
 typedef struct ptxattn_wait_timeout {
   uint32_t struct_size;
@@ -228,7 +260,8 @@ const char* ptxattn_version_string(void);
  * load path, schedule and KV block auto, max_ctas 0 (heads, head_dim,
  * page_size and num_pages are 0 and must be set); rope_config: theta 1e4,
  * rope_scale 1, NeoX, Llama-3.1 factors 1 / 4 / 8192 (rotary_dim 0, must be
- * set); append_config: bf16, NHD; every other field 0 or NULL. */
+ * set); append_config: bf16, NHD; merge_states_tensors and
+ * merge_state_tensors: v_dtype and out_dtype bf16; every other field 0 or NULL. */
 int ptxattn_prefill_config_init(ptxattn_prefill_config* out, size_t struct_size);
 int ptxattn_batch_indices_init(ptxattn_batch_indices* out, size_t struct_size);
 int ptxattn_prefill_tensors_init(ptxattn_prefill_tensors* out, size_t struct_size);
@@ -240,6 +273,8 @@ int ptxattn_append_config_init(ptxattn_append_config* out, size_t struct_size);
 int ptxattn_append_indices_init(ptxattn_append_indices* out, size_t struct_size);
 int ptxattn_append_tensors_init(ptxattn_append_tensors* out, size_t struct_size);
 int ptxattn_append_plan_info_init(ptxattn_append_plan_info* out, size_t struct_size);
+int ptxattn_merge_states_tensors_init(ptxattn_merge_states_tensors* out, size_t struct_size);
+int ptxattn_merge_state_tensors_init(ptxattn_merge_state_tensors* out, size_t struct_size);
 int ptxattn_wait_timeout_init(ptxattn_wait_timeout* out, size_t struct_size);
 
 /* ---- Prefill ---- */
@@ -280,6 +315,10 @@ int ptxattn_plan_append_paged_kv(ptxattn_append_plan* plan, const ptxattn_append
 int ptxattn_append_paged_kv_cache(const ptxattn_append_plan* plan, const ptxattn_append_tensors* tensors,
                                   const ptxattn_rope_config* rope, void* cuda_stream);
 int ptxattn_append_plan_get_info(const ptxattn_append_plan* plan, ptxattn_append_plan_info* info);
+
+/* ---- Merging attention states (ptxattn::merge_states, ptxattn::merge_state) ---- */
+int ptxattn_merge_states(const ptxattn_merge_states_tensors* tensors, void* cuda_stream);
+int ptxattn_merge_state(const ptxattn_merge_state_tensors* tensors, void* cuda_stream);
 
 /* ---- Bounded waits (ptxattn::bounded_waits_built, ptxattn::last_wait_timeout) ---- */
 int32_t ptxattn_bounded_waits_built(void); /* 1 or 0 */

@@ -349,6 +349,73 @@ Status validate_rope_config(const RopeConfig& rope);
 Status validate_append_indices(const AppendConfig& config, const AppendIndices& indices);
 
 // ----------------------------------------------------------------------------
+// Merging attention states (cascade attention, split-KV): FlashInfer's
+// merge_state / merge_states, with the NATURAL-log LSE used everywhere here.
+// An attention state of one (token, head) is (v, lse): v [head_dim] is the
+// attention output over some set of keys, lse = log Σ exp(score) over them.
+// Merging states k = 0 .. n-1 gives the state over the union of their keys:
+//   m = max_k lse_k,  w_k = exp(lse_k - m),
+//   v_out = Σ_k w_k v_k / Σ_k w_k,  lse_out = m + log Σ_k w_k.
+// FlashInfer's LSE is base 2: lse_ptxattn = lse_flashinfer · ln 2.
+// - lse_k = -inf marks an EMPTY state (no visible key, e.g. a split-KV chunk
+//   a query cannot see): it contributes nothing and its v is never used in
+//   arithmetic, so it may hold anything (NaN included). All states of a
+//   (token, head) empty: v_out = 0, lse_out = -inf (what prefill writes for a
+//   fully masked row).
+// - lse_k NaN or +inf in any state of a (token, head): v_out is NaN in every
+//   element and lse_out is NaN for that (token, head), whatever the other
+//   states hold.
+// - Computed in float32, over the states in index order (online: the running
+//   maximum is updated state by state), so results are bit-identical from
+//   run to run; merge_state(a, b) gives the bits of merge_states over the
+//   two states stacked. Accuracy: docs/validation.md ("Merging states").
+// Limits: head_dim a multiple of 8 in [8, 1024]; num_states in [1, 4096];
+// num_heads >= 1; num_tokens >= 0 (0: nothing is launched);
+// num_tokens · num_heads <= INT32_MAX. Every pointer is a 16-byte aligned
+// device pointer, null only when its tensor is empty (lse_out: null means
+// not written); the outputs must not overlap an input or each other.
+
+// Element type of a state's v (input) and of v_out. A separate enum from
+// DType, which the attention kernels accept and which has no float32.
+// The merge kernel is built for every StateDType (the meson option dtypes
+// limits the prefill and RoPE kernels only).
+enum class StateDType : int { kBF16 = 0, kFP16 = 1, kFP32 = 2 };
+
+// n states stacked per token (a split-KV workspace holds them so).
+struct MergeStatesTensors {
+  StateDType v_dtype = StateDType::kBF16;    // of v
+  StateDType out_dtype = StateDType::kBF16;  // of v_out; may differ from v_dtype
+  int32_t num_states = 0;
+  int32_t num_heads = 0;
+  int32_t head_dim = 0;
+  int64_t num_tokens = 0;
+  const void* v = nullptr;     // [num_tokens][num_states][num_heads][head_dim]
+  const float* lse = nullptr;  // [num_tokens][num_states][num_heads]
+  void* v_out = nullptr;       // [num_tokens][num_heads][head_dim]
+  float* lse_out = nullptr;    // [num_tokens][num_heads], or null
+};
+
+Status merge_states(const MergeStatesTensors& tensors, cudaStream_t stream);
+
+// Two states in separate tensors (FlashInfer's merge_state): state 0 is
+// (v_a, lse_a), state 1 is (v_b, lse_b).
+struct MergeStateTensors {
+  StateDType v_dtype = StateDType::kBF16;    // of v_a and v_b
+  StateDType out_dtype = StateDType::kBF16;  // of v_out
+  int32_t num_heads = 0;
+  int32_t head_dim = 0;
+  int64_t num_tokens = 0;
+  const void* v_a = nullptr;     // [num_tokens][num_heads][head_dim]
+  const float* lse_a = nullptr;  // [num_tokens][num_heads]
+  const void* v_b = nullptr;
+  const float* lse_b = nullptr;
+  void* v_out = nullptr;         // [num_tokens][num_heads][head_dim]
+  float* lse_out = nullptr;      // [num_tokens][num_heads], or null
+};
+
+Status merge_state(const MergeStateTensors& tensors, cudaStream_t stream);
+
+// ----------------------------------------------------------------------------
 // Bounded waits (build option bounded_waits; docs/kernels.md, "Bounded waits").
 // In a library built with them, every mbarrier wait of the prefill kernel
 // gives up after about 2 s, and the first thread whose wait ran out writes

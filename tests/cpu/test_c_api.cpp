@@ -172,6 +172,8 @@ TEST_CASE("c api: every _init refuses another layout and writes nothing then", "
   check_init(ptxattn_append_indices_init, "ptxattn_append_indices");
   check_init(ptxattn_append_tensors_init, "ptxattn_append_tensors");
   check_init(ptxattn_append_plan_info_init, "ptxattn_append_plan_info");
+  check_init(ptxattn_merge_states_tensors_init, "ptxattn_merge_states_tensors");
+  check_init(ptxattn_merge_state_tensors_init, "ptxattn_merge_state_tensors");
   check_init(ptxattn_wait_timeout_init, "ptxattn_wait_timeout");
 }
 
@@ -188,6 +190,8 @@ TEST_CASE("c api: every entry point refuses a struct of another layout", "[c_api
   ptxattn_append_tensors append_tensors = initialised(ptxattn_append_tensors_init);
   ptxattn_append_plan_info append_info = initialised(ptxattn_append_plan_info_init);
   ptxattn_wait_timeout timeout = initialised(ptxattn_wait_timeout_init);
+  ptxattn_merge_states_tensors merge_states = initialised(ptxattn_merge_states_tensors_init);
+  ptxattn_merge_state_tensors merge_state = initialised(ptxattn_merge_state_tensors_init);
   ptxattn_prefill_plan* plan = nullptr;
   ptxattn_append_plan* append_plan = nullptr;
   REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
@@ -233,6 +237,8 @@ TEST_CASE("c api: every entry point refuses a struct of another layout", "[c_api
   refused(append_indices.struct_size, "indices",
           [&] { return ptxattn_validate_append_indices(&append_config, &append_indices); });
   refused(timeout.struct_size, "out", [&] { return ptxattn_last_wait_timeout(&timeout, &flag); });
+  refused(merge_states.struct_size, "tensors", [&] { return ptxattn_merge_states(&merge_states, nullptr); });
+  refused(merge_state.struct_size, "tensors", [&] { return ptxattn_merge_state(&merge_state, nullptr); });
   ptxattn_prefill_plan_destroy(plan);
   ptxattn_append_plan_destroy(append_plan);
 }
@@ -295,6 +301,8 @@ TEST_CASE("c api: null pointers give invalid_argument and a message", "[c_api]")
 
   require_invalid(ptxattn_last_wait_timeout(nullptr, &flag), "out is null");
   require_invalid(ptxattn_last_wait_timeout(&timeout, nullptr), "found is null");
+  require_invalid(ptxattn_merge_states(nullptr, nullptr), "tensors is null");
+  require_invalid(ptxattn_merge_state(nullptr, nullptr), "tensors is null");
 }
 
 TEST_CASE("c api: int32 booleans must be 0 or 1", "[c_api]") {

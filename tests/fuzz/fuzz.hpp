@@ -224,7 +224,15 @@ std::string list(const int32_t* values, int64_t count);  // "null" or "[a, b, ..
 std::string code_name(StatusCode code);
 std::string float_text(float value);
 
-// ---- Targets (fuzz_prefill.cpp, fuzz_rope.cpp) ----
+// ---- C answers ----
+// The C answer as a Status: the code, and this thread's message after a
+// failure (which must be there, as the code must be a StatusCode).
+Status c_status(Fuzzer& fuzzer, const char* entry, int code);
+// The C call answered as its C++ twin: the same code, and the same message on a failure.
+void same_answer(Fuzzer& fuzzer, const char* entry, const Status& c, const Status& cpp,
+                 const std::function<std::string()>& input);
+
+// ---- Targets (fuzz_prefill.cpp, fuzz_rope.cpp, fuzz_merge.cpp) ----
 // Every target makes one input from `rng`, calls the entry points it covers and checks them.
 void fuzz_prefill(Rng& rng, Fuzzer& fuzzer);         // validate_*, plan_prefill, run_prefill (C++)
 void fuzz_prefill_tensors(Rng& rng, Fuzzer& fuzzer); // validate_prefill_tensors
@@ -234,6 +242,7 @@ void fuzz_rope(Rng& rng, Fuzzer& fuzzer);            // validate_rope_config, ap
 void fuzz_rope_c_api(Rng& rng, Fuzzer& fuzzer);      // their C mirrors
 void fuzz_append(Rng& rng, Fuzzer& fuzzer);          // validate_append_indices, plan_append_paged_kv, append
 void fuzz_rope_work_split(Rng& rng, Fuzzer& fuzzer); // how a RoPE launch splits its work
+void fuzz_merge(Rng& rng, Fuzzer& fuzzer);           // merge_states, merge_state and their C mirrors
 void fuzz_misc(Rng& rng, Fuzzer& fuzzer);            // status names, C init/create/destroy with NULL
 
 }  // namespace fuzz

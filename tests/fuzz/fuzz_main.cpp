@@ -180,6 +180,25 @@ std::string list(const int32_t* values, int64_t count) {
 
 std::string code_name(StatusCode code) { return ptxattn::status_code_name(code); }
 
+Status c_status(Fuzzer& fuzzer, const char* entry, int code) {
+  fuzzer.require(code >= PTXATTN_STATUS_OK && code <= PTXATTN_STATUS_NO_DEVICE, entry,
+                 "the C status is a ptxattn::StatusCode (no exception reached the C boundary)",
+                 [&] { return std::to_string(code) + ": " + ptxattn_last_error_message(); });
+  if (code == PTXATTN_STATUS_OK) return Status::Ok();
+  const std::string message = ptxattn_last_error_message();
+  fuzzer.require(!message.empty(), entry, "a failed C call leaves a message", [&] { return std::to_string(code); });
+  return {StatusCode(code), message};
+}
+
+void same_answer(Fuzzer& fuzzer, const char* entry, const Status& c, const Status& cpp,
+                 const std::function<std::string()>& input) {
+  fuzzer.require(c.code == cpp.code && (c.ok() || c.message == cpp.message), entry, "the C API answers as the C++ API",
+                 [&] {
+                   return input() + "\n    C: " + code_name(c.code) + " \"" + c.message + "\"; C++: " +
+                          code_name(cpp.code) + " \"" + cpp.message + "\"";
+                 });
+}
+
 std::string float_text(float value) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.9g", double(value));
@@ -341,6 +360,7 @@ constexpr Target kTargets[] = {
     {"rope_c_api", fuzz::fuzz_rope_c_api, 8},
     {"append", fuzz::fuzz_append, 16},
     {"rope_work_split", fuzz::fuzz_rope_work_split, 3},
+    {"merge", fuzz::fuzz_merge, 10},
     {"misc", fuzz::fuzz_misc, 1},
 };
 

@@ -763,17 +763,6 @@ void fuzz_prefill_tensors(Rng& rng, Fuzzer& fuzzer) {
 
 namespace {
 
-// The C answer as a Status: the code, and this thread's message after a failure.
-Status c_status(Fuzzer& fuzzer, const char* entry, int code) {
-  fuzzer.require(code >= PTXATTN_STATUS_OK && code <= PTXATTN_STATUS_NO_DEVICE, entry,
-                 "the C status is a ptxattn::StatusCode (no exception reached the C boundary)",
-                 [&] { return std::to_string(code) + ": " + ptxattn_last_error_message(); });
-  if (code == PTXATTN_STATUS_OK) return Status::Ok();
-  const std::string message = ptxattn_last_error_message();
-  fuzzer.require(!message.empty(), entry, "a failed C call leaves a message", [&] { return std::to_string(code); });
-  return {StatusCode(code), message};
-}
-
 void bool_rule(Rules& r, int32_t value, const char* rule, const char* needle) {
   r.invalid(value == 0 || value == 1, rule, needle);
 }

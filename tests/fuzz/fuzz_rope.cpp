@@ -267,24 +267,6 @@ ptxattn_rope_tensors to_c(Rng& rng, const RopeTensors& t) {
           t.k_out};
 }
 
-// The C answer as a Status (code, and this thread's message after a failure).
-Status c_status(Fuzzer& fuzzer, const char* entry, int code) {
-  fuzzer.require(code >= PTXATTN_STATUS_OK && code <= PTXATTN_STATUS_NO_DEVICE, entry,
-                 "the C status is a ptxattn::StatusCode (no exception reached the C boundary)",
-                 [&] { return std::to_string(code) + ": " + ptxattn_last_error_message(); });
-  if (code == PTXATTN_STATUS_OK) return Status::Ok();
-  return {StatusCode(code), ptxattn_last_error_message()};
-}
-
-void same_answer(Fuzzer& fuzzer, const char* entry, const Status& c, const Status& cpp,
-                 const std::function<std::string()>& input) {
-  fuzzer.require(c.code == cpp.code && (c.ok() || c.message == cpp.message), entry, "the C API answers as the C++ API",
-                 [&] {
-                   return input() + "\n    C: " + code_name(c.code) + " \"" + c.message + "\"; C++: " +
-                          code_name(cpp.code) + " \"" + cpp.message + "\"";
-                 });
-}
-
 }  // namespace
 
 void fuzz_rope(Rng& rng, Fuzzer& fuzzer) {

@@ -1,0 +1,60 @@
+// Plain data shared by the host API of merge_states / merge_state
+// (merge_states_api.cpp) and the merge kernel (merge_states.cu): the
+// kernel's parameter block, the limits the API enforces, and the launch
+// function.
+//
+// NOTES: one kernel serves both entry points. State 0 of a (token, head) is
+// read from `first`, state k >= 1 from `rest` + (k - 1) · state stride, each
+// plus token · token stride + head · head_dim: merge_states passes the stacked
+// tensor as both (rest = first + one state), merge_state passes v_a / lse_a
+// and v_b / lse_b, whose tokens are num_heads rows apart.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "ptxattn/ptxattn.hpp"
+
+namespace ptxattn::detail {
+
+// A thread owns 8 contiguous elements of v: one 16-byte vector of bf16/fp16,
+// two of float32.
+constexpr int32_t kMergeUnitElements = 8;
+// NOTES: head_dim / 8 threads serve one (token, head); at 1024 that is 128
+// threads, inside one CTA (kMergeThreads). No model uses more.
+constexpr int32_t kMergeMaxHeadDim = 1024;
+// NOTES: the float32 rounding error bound of the online merge grows with the
+// number of states (a rescale and an accumulation each; docs/validation.md
+// "Merging states"): at 4096 it is about 2^-9 of the weighted |v| for
+// |lse| <= 10, and 4096 is what the GPU tests reach. A split-KV over a
+// 1M-token KV range still has chunks of 256 keys.
+constexpr int32_t kMergeMaxStates = 4096;
+constexpr int32_t kMergeThreads = 256;
+
+// Pointers into one tensor kind (v or lse), in elements of that tensor.
+template <typename Pointer>
+struct MergeOperand {
+  Pointer first;  // state 0 of token 0, head 0
+  Pointer rest;   // state 1 of token 0, head 0
+  int64_t token_stride;
+  int64_t state_stride;  // between states 1, 2, ... (unused with 2 states)
+};
+
+struct MergeParams {
+  MergeOperand<const void*> v;  // rows of head_dim elements; head h at + h · head_dim
+  MergeOperand<const float*> lse;  // head h at + h
+  void* v_out;     // [num_tokens][num_heads][head_dim]
+  float* lse_out;  // [num_tokens][num_heads] or null
+  int64_t num_tokens;
+  int32_t num_states;
+  int32_t num_heads;
+  int32_t head_dim;
+};
+
+// Launches the merge on `stream` (num_tokens > 0); returns the launch error
+// (cudaGetLastError), if any.
+cudaError_t launch_merge_states(const MergeParams& params, StateDType v_dtype, StateDType out_dtype,
+                                cudaStream_t stream);
+
+}  // namespace ptxattn::detail
