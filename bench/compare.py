@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """ptxattn against its peers: one process, the same tensors, the same GPU, the same run.
 
-Workloads are W1 and W2 of docs/benchmarks.md (bf16, head_dim 128). For each one the
-script builds the tensors once with torch on the GPU (ragged/dense Q, K, V and
-paged pools, pages randomly permuted in the pool: page sizes 16 and 64 for W1,
-1, 7, 16 and 64 for W2) and runs every available system on them:
+Workloads are W1, W2 and the decode rows of docs/benchmarks.md (bf16, head_dim
+128). For each one the script builds the tensors once with torch on the GPU
+(ragged/dense Q, K, V and paged pools, pages randomly permuted in the pool: page
+sizes 16 and 64 for W1, 1, 7, 16 and 64 for W2, 16 for decode) and runs every
+available system on them:
 
   ptxattn          ragged and paged, through libptxattn.so's C API (ctypes)
   FA3              flash_attn_func / flash_attn_varlen_func (dense) and
@@ -23,7 +24,9 @@ output (max |difference| is reported, and a peer over the tolerance is flagged).
 Timing: CUDA events around one call, median over repetitions after warm-up; the
 L2 is flushed before each call (every workload here is far larger than L2) and
 a GPU sleep is queued in front of the start event so the host's launch cost is
-not timed. TFLOP/s as docs/benchmarks.md defines it (unmasked score entries only).
+not timed. TFLOP/s as docs/benchmarks.md defines it (unmasked score entries only);
+for decode rows also the K/V read bandwidth (K and V bytes of every request's
+kv_len, each read once, over the time), next to the same run's copy bandwidth.
 The same run measures the ceilings of the roofline note: a large bf16
 torch.matmul, the device-to-device copy bandwidth and the MUFU exp2 bound.
 
@@ -57,6 +60,12 @@ W2_QO_HEADS, W2_KV_HEADS = 32, 8
 W1_PAGE_SIZES = (16, 64)
 # W2 also at page sizes 1 and 7 (no multiple of any tile size; 16 and 64 as in W1).
 W2_PAGE_SIZES = (1, 7, 16, 64)
+# Decode and speculative verification (issue #12's targets): (qo_len, kv_len,
+# requests), heads 32/8 as W2, pages of 16, causal (bottom-right aligned).
+DECODE_SHAPES = [(1, 32768, 64), (1, 131072, 1), (4, 8192, 128)]
+DECODE_QO_HEADS, DECODE_KV_HEADS = 32, 8
+DECODE_PAGE_SIZES = (16,)
+ELEMENT_BYTES = 2  # bf16
 
 # Validation of ptxattn against the float32 reference (bf16 output rounding plus
 # P rounded to bf16 before P·V stay far below this), and the flag for peers.
@@ -90,6 +99,10 @@ class Workload:
     def num_requests(self):
         return len(self.qo_lens)
 
+    def kv_bytes(self):
+        """K and V of every request's kv_len, read once: the decode bandwidth numerator."""
+        return 2 * sum(self.kv_lens) * self.kv_heads * self.head_dim * ELEMENT_BYTES
+
     def flops(self):
         """docs/benchmarks.md: 4·H_qo·D·pairs per request, causal pairs bottom-right aligned."""
         total = 0
@@ -110,6 +123,10 @@ def make_workloads(seq_lens, families):
     if "w2" in families:
         workloads.append(Workload("W2 causal", "W2", None, True, W2_QO_LENS, W2_KV_LENS,
                                   W2_QO_HEADS, W2_KV_HEADS, W2_PAGE_SIZES))
+    if "decode" in families:
+        for qo, kv, batch in DECODE_SHAPES:
+            workloads.append(Workload(f"decode qo={qo} kv={kv} B={batch}", "decode", None, True, [qo] * batch,
+                                      [kv] * batch, DECODE_QO_HEADS, DECODE_KV_HEADS, DECODE_PAGE_SIZES))
     return workloads
 
 
@@ -456,6 +473,9 @@ RATIOS = [("ptxattn paged16 / FA3 paged16", "ptxattn paged16", "FA3 paged16"),
           ("ptxattn paged7 / FA3 paged7", "ptxattn paged7", "FA3 paged7")]  # W2 only
 
 
+DECODE_RATIOS = [("ptxattn paged16 / FA3 paged16", "ptxattn paged16", "FA3 paged16")]
+
+
 def merge_systems(systems, names):
     """Adds a workload's system names to the column list, each new one right after the
     name before it in that workload's own order (W2's paged1/paged7 land before paged16)."""
@@ -492,6 +512,26 @@ def write_markdown(path, env, ceilings, workloads, systems, results):
             a, b = tflops_of(results, w.name, num), tflops_of(results, w.name, den)
             cells.append(f"{a / b:.2f}" if a and b else "—")
         lines.append("| " + " | ".join(cells) + " |")
+    decode = [w for w in workloads if w.family == "decode"]
+    if decode:
+        copy = ceilings["copy_gb_s"]
+        lines += ["", f"Decode: K/V read bandwidth, GB/s (K and V of every request's kv_len read once, over the "
+                  f"median time); the same run's device copy moves {copy:.0f} GB/s (read + write).", ""]
+        decode_systems = [s for s in systems if any(results[w.name].get(s, {}).get("kv_gb_s") for w in decode)]
+        header = ["workload"] + decode_systems + [r[0] for r in DECODE_RATIOS] + ["ptxattn paged16 / copy"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for w in decode:
+            cells = [w.name]
+            for s in decode_systems:
+                g = results[w.name].get(s, {}).get("kv_gb_s")
+                cells.append("—" if g is None else f"{g:.0f}")
+            for _, num, den in DECODE_RATIOS:
+                a, b = (results[w.name].get(n, {}).get("kv_gb_s") for n in (num, den))
+                cells.append(f"{a / b:.2f}" if a and b else "—")
+            own = results[w.name].get("ptxattn paged16", {}).get("kv_gb_s")
+            cells.append(f"{own / copy:.2f}" if own else "—")
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Max |peer − ptxattn| over all outputs of all workloads:", ""]
     for s in systems:
         diffs = [results[w.name][s]["max_diff_vs_ptxattn"] for w in workloads
@@ -579,7 +619,8 @@ def run_system(w, d, family, build, timer, reference):
             row["max_diff_vs_ptxattn"] = diff
             row["cross_check"] = "ok" if diff <= CROSS_CHECK_TOLERANCE else "mismatch"
         ms, reps = timer.median_ms(fn)
-        row.update(status="ok", median_ms=ms, reps=reps, tflops=w.flops() / (ms * 1e-3) * 1e-12)
+        row.update(status="ok", median_ms=ms, reps=reps, tflops=w.flops() / (ms * 1e-3) * 1e-12,
+                   kv_gb_s=w.kv_bytes() / (ms * 1e-3) * 1e-9)
         return row, out
     except Exception as e:  # reported in the row; the next system still runs
         row["status"] = f"run failed: {type(e).__name__}: {e}"
@@ -608,7 +649,7 @@ def main():
     parser.add_argument("--lib", default="build/libptxattn.so", help="libptxattn.so (C API)")
     parser.add_argument("--out-dir", default="compare-out")
     parser.add_argument("--seq-lens", default="512,1024,2048,4096,8192,16384")
-    parser.add_argument("--workloads", default="w1,w2", help="comma list of w1, w2")
+    parser.add_argument("--workloads", default="w1,w2,decode", help="comma list of w1, w2, decode")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--poison-unused", action="store_true",
                         help="NaN in every pool slot no request owns (reliability check; default zeros)")
