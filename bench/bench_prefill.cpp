@@ -1,6 +1,8 @@
 // Prefill benchmarks: W1 and W2 of docs/benchmarks.md, plus head_dim 64
 // and 256, GQA 32/8 and the gather-path page sizes 1 and 7 on W1 shapes;
-// forced schedules, load paths and KV blocks beside the library's choices.
+// forced schedules, load paths and KV blocks beside the library's choices;
+// and the decode rows (qo_len 1 and 4 over long paged KV), which also count
+// the K/V read bandwidth.
 //
 // Nothing is timed before it is checked, in this binary, in this run:
 //  1. validation: the same PrefillConfig, load path and KV block on a case small enough
@@ -68,6 +70,18 @@ CaseSpec w1_like_spec(int32_t seq_len, bool causal, int32_t page_size, int32_t q
   return spec;
 }
 
+// Decode and speculative verification (docs/benchmarks.md, the decode rows
+// of compare.py): `requests` requests of qo_len queries over kv_len keys,
+// 32/8 heads, D 128, bf16, pages of 16, causal.
+CaseSpec decode_spec(int32_t qo_len, int32_t kv_len, int32_t requests) {
+  CaseSpec spec = testing::w2_spec();
+  spec.qo_lens.assign(size_t(requests), qo_len);
+  spec.kv_lens.assign(size_t(requests), kv_len);
+  return spec;
+}
+
+bool is_decode(const PrefillBenchmark& bench) { return bench.workload.rfind("decode/", 0) == 0; }
+
 std::vector<PrefillBenchmark> prefill_benchmarks() {
   std::vector<PrefillBenchmark> list;
   auto add = [&](const std::string& family, const std::string& shape, const CaseSpec& spec) {
@@ -106,11 +120,18 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
   for (int32_t page_size : {1, 7}) {
     for (bool causal : {false, true}) add("W1", "S:4096/" + mask_name(causal), testing::w1_spec(4096, causal, page_size));
   }
+  struct DecodeShape {
+    int32_t qo_len, kv_len, requests;
+  };
+  for (const DecodeShape& d : {DecodeShape{1, 32768, 64}, DecodeShape{1, 131072, 1}, DecodeShape{4, 8192, 128}})
+    add("decode", "qo:" + std::to_string(d.qo_len) + "/kv:" + std::to_string(d.kv_len) + "/B:" + std::to_string(d.requests),
+        decode_spec(d.qo_len, d.kv_len, d.requests));
   // The schedules, each forced, beside the default rows on shapes of every
   // family ("-one-item-per-cta" and "-persistent" rows).
   const std::vector<PrefillBenchmark> defaults = list;
   for (const PrefillBenchmark& bench : defaults) {
     const bool w1 = bench.workload.rfind("W1/", 0) == 0;
+    if (is_decode(bench)) continue;  // its host data alone is gigabytes: the default schedule only
     if (!(bench.storage == "paged16" || (w1 && bench.storage == "ragged") || bench.workload == "W2/causal")) continue;
     for (WorkSchedule schedule : {WorkSchedule::kOneItemPerCta, WorkSchedule::kPersistent}) {
       PrefillBenchmark forced = bench;
@@ -225,7 +246,8 @@ struct PreparedCase {
   std::string error;  // why it must not be timed ("" = checked)
   std::string label;
   double flops = 0.0;
-  size_t bytes = 0;  // q, k, v, o
+  size_t bytes = 0;     // q, k, v, o
+  double kv_bytes = 0;  // K and V of every request's kv_len, each read once
 };
 
 std::string check_full_size_output(const PrefillBenchmark& bench, PreparedCase& c) {
@@ -265,6 +287,8 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
   c.name = name;
   c.host = testing::make_case(bench.spec);
   c.flops = attention_flops(c.host);
+  for (int32_t b = 0; b < c.host.num_requests(); ++b)
+    c.kv_bytes += 2.0 * c.host.kv_len(b) * c.host.config.num_kv_heads * c.host.config.head_dim * 2;
   c.bytes = 2 * (c.host.q.size() * 2 + c.host.k.size() + c.host.v.size());
 
   PrefillConfig config = c.host.config;
@@ -304,6 +328,7 @@ void run_prefill_benchmark(benchmark::State& state, const std::string& name, con
       state, [&](cudaStream_t stream) { return run_prefill(c.plan, tensors, stream); }, !fits_in_l2(c.bytes));
   if (state.error_occurred()) return;
   set_flop_counters(state, seconds, c.flops);
+  if (is_decode(bench)) set_bandwidth_counters(state, seconds, c.kv_bytes);  // GB/s here: K/V read
   state.SetLabel(c.label);
 }
 

@@ -524,6 +524,26 @@ RandomLimits long_limits() {
   return limits;
 }
 
+// Decode and speculative verification: 1 to 16 queries per request over
+// long KV ranges, GQA groups up to 8.
+RandomLimits decode_limits() {
+  RandomLimits limits = full_limits();
+  limits.max_requests = 8;
+  limits.max_qo_len = 16;
+  limits.max_kv_len = 8192;
+  limits.gqa_group_sizes = {1, 4, 8};
+  return limits;
+}
+
+// A few single long ranges: up to 64k keys.
+RandomLimits long_decode_limits() {
+  RandomLimits limits = decode_limits();
+  limits.max_requests = 2;
+  limits.max_kv_len = 65536;
+  limits.kv_head_counts = {1};
+  return limits;
+}
+
 // The FlashInfer #1018 scenario: paged prefills with a partially filled last
 // page, each run plainly and right after build_rope_cos_sin_cache.
 void add_seed_cases(const Built& built, uint64_t base_seed, std::vector<ValidateCase>* cases) {
@@ -559,7 +579,7 @@ void add_seed_cases(const Built& built, uint64_t base_seed, std::vector<Validate
 // ---------------------------------------------------------------------------
 
 const std::vector<std::string>& preset_names() {
-  static const std::vector<std::string> names = {"quick", "full", "seed", "w2"};
+  static const std::vector<std::string> names = {"quick", "full", "seed", "w2", "decode"};
   return names;
 }
 
@@ -629,6 +649,8 @@ std::vector<ValidateCase> make_cases(const Options& options, std::string* notes)
     add_random_cases({300, full_limits(), long_limits(), 30, 3}, built, seed, 1000, &cases);
   } else if (options.preset == "seed") {
     add_seed_cases(built, seed, &cases);
+  } else if (options.preset == "decode") {
+    add_random_cases({60, decode_limits(), long_decode_limits(), 10, 6}, built, seed, 5000, &cases);
   } else if (options.preset == "w2") {
     ValidateCase c;
     c.spec = testing::w2_spec(seed);
@@ -686,6 +708,10 @@ Presets:
   --preset=seed      FlashInfer #1018: paged prefills with a partial last page,
                      each run plainly and right after build_rope_cos_sin_cache;
                      the two outputs must be bit-identical
+  --preset=decode    60 random decode and speculative-verification batches:
+                     qo 1..16 over kv up to 8k (every tenth: up to 64k), GQA
+                     groups 1/4/8, page sizes 1..256, windows, soft cap;
+                     every sixth with a RoPE check
   --preset=w2        the W2 serving mix of docs/benchmarks.md (16 requests, 32/8
                      heads, D 128, bf16, pages of 16, causal) + RoPE on it
   --seed=N           base seed of a preset's cases (default 1)
