@@ -55,6 +55,7 @@ struct PrefillBenchmark {
   KvLoadPath path = KvLoadPath::kAuto;
   WorkSchedule schedule = WorkSchedule::kAuto;
   KvBlock kv_block = KvBlock::kAuto;
+  int32_t kv_splits = 0;  // config.kv_splits: 0 the plan's rule
 };
 
 std::string storage_name(int32_t page_size) { return page_size > 0 ? "paged" + std::to_string(page_size) : "ragged"; }
@@ -123,9 +124,17 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
   struct DecodeShape {
     int32_t qo_len, kv_len, requests;
   };
-  for (const DecodeShape& d : {DecodeShape{1, 32768, 64}, DecodeShape{1, 131072, 1}, DecodeShape{4, 8192, 128}})
+  for (const DecodeShape& d : {DecodeShape{1, 32768, 64}, DecodeShape{1, 131072, 1}, DecodeShape{4, 8192, 128}}) {
     add("decode", "qo:" + std::to_string(d.qo_len) + "/kv:" + std::to_string(d.kv_len) + "/B:" + std::to_string(d.requests),
         decode_spec(d.qo_len, d.kv_len, d.requests));
+    // Split-KV off beside the plan's rule ("-unsplit"), on the shape it splits.
+    if (d.requests == 1) {
+      PrefillBenchmark unsplit = list.back();
+      unsplit.storage += "-unsplit";
+      unsplit.kv_splits = 1;
+      list.push_back(unsplit);
+    }
+  }
   // The schedules, each forced, beside the default rows on shapes of every
   // family ("-one-item-per-cta" and "-persistent" rows).
   const std::vector<PrefillBenchmark> defaults = list;
@@ -191,15 +200,16 @@ CaseSpec validation_spec(const CaseSpec& timed) {
   return spec;
 }
 
-// Runs the validation case of `timed` on `path`, `schedule` and `kv_block`
-// (once per distinct case, path, schedule and block in this process) and
-// returns "" on a pass, else what failed.
+// Runs the validation case of `timed` on `path`, `schedule`, `kv_block` and
+// `kv_splits` (once per distinct case, path, schedule, block and chunk count
+// in this process) and returns "" on a pass, else what failed.
 std::string validate(const CaseSpec& timed, KvLoadPath path, WorkSchedule schedule, KvBlock kv_block,
-                     std::string* summary) {
+                     int32_t kv_splits, std::string* summary) {
   static std::map<std::string, std::pair<std::string, std::string>> verdicts;  // key -> (error, summary)
   const HostCase host = testing::make_case(validation_spec(timed));
   const std::string key = host.describe() + " path=" + testing::load_path_name(path) +
-                          " schedule=" + std::to_string(int(schedule)) + " kv_block=" + std::to_string(int(kv_block));
+                          " schedule=" + std::to_string(int(schedule)) + " kv_block=" + std::to_string(int(kv_block)) +
+                          " kv_splits=" + std::to_string(kv_splits);
   if (const auto it = verdicts.find(key); it != verdicts.end()) {
     *summary = it->second.second;
     return it->second.first;
@@ -208,7 +218,7 @@ std::string validate(const CaseSpec& timed, KvLoadPath path, WorkSchedule schedu
   testing::DevicePrefillCase device(host);
   const testing::PrefillRun run =
       device.run(path, [] { testing::pollute_shared_memory(testing::pattern::kQuietNaN); }, {schedule, 0, ""},
-                 kv_block);
+                 kv_block, kv_splits);
   if (!run.status.ok()) {
     error = "validation run failed: " + run.status.message;
   } else if (run.path != path) {
@@ -295,18 +305,22 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
   config.load_path = bench.path;
   config.schedule = bench.schedule;
   config.kv_block = bench.kv_block;
+  config.kv_splits = bench.kv_splits;
   if (const Status status = plan_prefill(config, c.host.indices(), c.plan); !status.ok()) {
     c.error = std::string(status_code_name(status.code)) + ": " + status.message;
     return c;
   }
   const KvLoadPath path = c.plan.chosen_load_path();
-  // The validation case is shorter: it must walk the timed plan's block, whatever kAuto would take there.
+  // The validation case is shorter: it must walk the timed plan's block and
+  // chunk count, whatever kAuto would take there.
   const KvBlock block = c.plan.chosen_block_kv() == detail::kWideBlockKV ? KvBlock::kWide : KvBlock::kStandard;
+  const int32_t splits = c.plan.chosen_kv_splits();
   std::string summary;
-  c.error = validate(bench.spec, path, bench.schedule, block, &summary);
+  c.error = validate(bench.spec, path, bench.schedule, block, splits, &summary);
   if (!c.error.empty()) return c;
   c.label = std::string("path=") + testing::load_path_name(path) +
             "; KV block " + std::to_string(c.plan.chosen_block_kv()) +
+            (splits > 1 ? "; " + std::to_string(splits) + " KV chunks" : std::string()) +
             (c.plan.chosen_schedule() == WorkSchedule::kPersistent
                  ? "; persistent on " + std::to_string(c.plan.num_ctas()) + " CTAs"
                  : std::string("; one item per CTA")) +

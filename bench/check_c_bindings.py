@@ -4,8 +4,8 @@
 Each struct is filled by the library's _init (which refuses a layout other
 than its own), its defaults are read back where ptxattn.h puts them, a W2
 batch goes through the host-only validation, valid and with one bad page
-index, and kv_block's refusals come back (the plan refuses before any CUDA
-call). Usage: python3 bench/check_c_bindings.py build/libptxattn.so
+index, and the refusals of kv_splits and kv_block come back (the plan
+refuses before any CUDA call). Usage: python3 bench/check_c_bindings.py build/libptxattn.so
 Prints one line per failed check and exits 1 if any failed.
 """
 
@@ -36,7 +36,8 @@ def main(path):
     expect(config.struct_size == ctypes.sizeof(ptxattn_c.PrefillConfig), "PrefillConfig.struct_size")
     expect(config.options.window_left == -1, f"default window_left {config.options.window_left}, not -1")
     expect(config.kv_format == ptxattn_c.PTXATTN_KV_FORMAT_PAGED and config.max_ctas == 0 and
-           config.kv_block == ptxattn_c.PTXATTN_KV_BLOCK_AUTO, "defaults of kv_format / max_ctas / kv_block")
+           config.kv_block == ptxattn_c.PTXATTN_KV_BLOCK_AUTO and config.kv_splits == 0,
+           "defaults of kv_format / max_ctas / kv_block / kv_splits")
     for cls in ptxattn_c.INIT_NAMES:
         expect(c.new(cls).struct_size == ctypes.sizeof(cls), f"{cls.__name__}.struct_size")
 
@@ -57,7 +58,14 @@ def main(path):
         except ptxattn_c.PtxattnError as e:
             expect(bad is not None and bad in str(e), f"pages {pages}: {e}")
 
-    # kv_block, the last field, reaches the library: outside its enum, and the wide block forced on pages.
+    # kv_splits, the last field, reaches the library.
+    config.kv_splits = 65
+    status = c.lib.ptxattn_validate_prefill_config(ctypes.byref(config))
+    expect(b"config.kv_splits = 65 is outside [0, 64]" in c.lib.ptxattn_last_error_message(),
+           f"kv_splits 65: status {status}, {c.lib.ptxattn_last_error_message()}")
+    config.kv_splits = 0
+
+    # kv_block reaches the library: outside its enum, and the wide block forced on pages.
     config.kv_block = 3
     status = c.lib.ptxattn_validate_prefill_config(ctypes.byref(config))
     expect(b"config.kv_block = 3 is not a KvBlock" in c.lib.ptxattn_last_error_message(),

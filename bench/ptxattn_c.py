@@ -27,7 +27,7 @@ class PrefillConfig(ctypes.Structure):
                 ("num_kv_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32), ("kv_format", ctypes.c_int32),
                 ("kv_layout", ctypes.c_int32), ("page_size", ctypes.c_int32), ("num_pages", ctypes.c_int32),
                 ("options", PrefillOptions), ("load_path", ctypes.c_int32), ("schedule", ctypes.c_int32),
-                ("max_ctas", ctypes.c_int32), ("kv_block", ctypes.c_int32)]
+                ("max_ctas", ctypes.c_int32), ("kv_block", ctypes.c_int32), ("kv_splits", ctypes.c_int32)]
 
 
 class BatchIndices(ctypes.Structure):

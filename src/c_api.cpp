@@ -156,6 +156,7 @@ Status to_cpp(const ptxattn_prefill_config& c, ptxattn::PrefillConfig* out) {
   out->schedule = static_cast<ptxattn::WorkSchedule>(c.schedule);
   out->max_ctas = c.max_ctas;
   out->kv_block = static_cast<ptxattn::KvBlock>(c.kv_block);
+  out->kv_splits = c.kv_splits;
   PTXATTN_RETURN_IF_ERROR(to_bool(c.options.causal, "config.options.causal", &out->options.causal));
   return to_bool(c.options.return_lse, "config.options.return_lse", &out->options.return_lse);
 }
@@ -186,6 +187,7 @@ ptxattn_prefill_config to_c(const ptxattn::PrefillConfig& config) {
   c.schedule = int32_t(config.schedule);
   c.max_ctas = config.max_ctas;
   c.kv_block = int32_t(config.kv_block);
+  c.kv_splits = config.kv_splits;
   return c;
 }
 
@@ -427,6 +429,7 @@ int ptxattn_prefill_plan_get_info(const ptxattn_prefill_plan* plan, ptxattn_pref
     info->num_kv_rows = p.num_kv_rows();
     info->num_work_tiles = p.num_work_tiles();
     info->num_ctas = p.num_ctas();
+    info->chosen_kv_splits = p.chosen_kv_splits();
     return Status::Ok();
   });
 }

@@ -1,6 +1,7 @@
 // The prefill kernel's epilogue: O normalised, staged through shared memory
 // and stored in 16-byte row chunks, and LSE (natural log), for one consumer
-// warp's 16 rows of a work item.
+// warp's 16 rows of a work item; with split-KV, the rows' state of the
+// item's chunk (float32 O and LSE) into the plan's workspace instead.
 #pragma once
 
 #include <cmath>
@@ -15,6 +16,24 @@
 namespace ptxattn::detail {
 
 constexpr float kLn2 = 0.6931471805599453f;
+
+// What the epilogue makes of this thread's two rows: the factor that
+// normalises O and the LSE (natural log). Every lane of the quad calls it.
+// RULE: a fully masked row has sum 0: output 0 and LSE -inf.
+struct RowResult {
+  float inv[2];
+  float lse[2];
+};
+__device__ __forceinline__ RowResult row_result(const PrefillParams& p, const RowState& rows) {
+  RowResult r;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float sum = quad_sum(rows.partial_sum[h]);
+    r.inv[h] = sum > 0.f ? 1.f / sum : 0.f;
+    r.lse[h] = sum > 0.f ? (rows.max[h] * p.score_scale_log2 + __log2f(sum)) * kLn2 : -INFINITY;
+  }
+  return r;
+}
 
 // Epilogue: normalise and write O (and LSE) of this thread's two rows
 // (`row_in_tile` is the first; its warp's 16 rows start lane / 4 rows above).
@@ -38,16 +57,13 @@ __device__ __forceinline__ void store_output(const PrefillParams& p, const float
   const RequestInfo req = p.requests[tile.request];
   const int head = item % p.num_qo_heads;
   const int first_q_row = tile.q_block * T::kBlockQ + row_in_tile;
-  // RULE: a fully masked row has sum 0: output 0 and LSE -inf.
-  float inv[2];
+  const RowResult result = row_result(p, rows);
+  const float(&inv)[2] = result.inv;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const float sum = quad_sum(rows.partial_sum[h]);
-    inv[h] = sum > 0.f ? 1.f / sum : 0.f;
     const int q_row = first_q_row + 8 * h;
     if (p.lse != nullptr && lane % 4 == 0 && q_row < req.qo_len)
-      p.lse[int64_t(req.qo_start + q_row) * p.num_qo_heads + head] =
-          sum > 0.f ? (rows.max[h] * p.score_scale_log2 + __log2f(sum)) * kLn2 : -INFINITY;
+      p.lse[int64_t(req.qo_start + q_row) * p.num_qo_heads + head] = result.lse[h];
   }
 
   constexpr int kCols = T::kEpilogueCols;
@@ -90,6 +106,46 @@ __device__ __forceinline__ void store_output(const PrefillParams& p, const float
     }
     if (staging != nullptr) __syncwarp();  // every lane has read the pass before the next overwrites it
   }
+}
+
+// Split-KV epilogue: this thread's two rows of the item's chunk as an
+// attention state (prefill_params.hpp, kv_splits): O normalised, in float32,
+// and the LSE, at state (token, split, head) of the plan's workspace. A quad
+// writes 32 contiguous bytes of a row per register pair. An item whose chunk
+// has no visible key writes O = 0 and LSE = -inf like any fully masked row.
+// RULE: every state merge_states reads is written, in every run.
+template <class T>
+__device__ __forceinline__ void store_partial_state(const PrefillParams& p, const float (&out)[T::kHeadDim / 2],
+                                                    const RowState& rows, int item, int row_in_tile, int lane) {
+  const WorkTile tile = p.tiles[item / p.num_qo_heads];
+  const RequestInfo req = p.requests[tile.request];
+  const int head = item % p.num_qo_heads;
+  const RowResult result = row_result(p, rows);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int q_row = tile.q_block * T::kBlockQ + row_in_tile + 8 * h;
+    if (q_row >= req.qo_len) continue;
+    const int64_t state = (int64_t(req.qo_start + q_row) * p.kv_splits + tile.split) * p.num_qo_heads + head;
+    if (lane % 4 == 0) p.partial_lse[state] = result.lse[h];
+    float* row = p.partial_o + state * T::kHeadDim + 2 * (lane % 4);
+    // Accumulator register 4c + 2h (and + 1): this thread's row h, columns 8c + 2 (lane % 4) (and + 1).
+#pragma unroll
+    for (int c = 0; c < T::kHeadDim / 8; ++c)
+      *reinterpret_cast<float2*>(row + 8 * c) =
+          make_float2(out[4 * c + 2 * h] * result.inv[h], out[4 * c + 2 * h + 1] * result.inv[h]);
+  }
+}
+
+// The item's result: O and LSE, or with split-KV its chunk's state.
+// `staging` as for store_output.
+template <class T>
+__device__ __forceinline__ void store_result(const PrefillParams& p, const float (&out)[T::kHeadDim / 2],
+                                             const RowState& rows, int item, int row_in_tile, int lane,
+                                             uint8_t* staging) {
+  if (p.kv_splits > 1)
+    store_partial_state<T>(p, out, rows, item, row_in_tile, lane);
+  else
+    store_output<T>(p, out, rows, item, row_in_tile, lane, staging);
 }
 
 }  // namespace ptxattn::detail

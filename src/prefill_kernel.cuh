@@ -1,6 +1,7 @@
 // Batch prefill attention over a paged (or ragged) KV cache for SM90.
 //
-// A work item is BLOCK_Q = 128 query rows of one request for one qo head. A
+// A work item is BLOCK_Q = 128 query rows of one request for one qo head
+// (with split-KV, over one chunk of their KV blocks, prefill_params.hpp). A
 // CTA takes its items from the plan's list (prefill_scheduler.cuh; one item,
 // or a persistent list), and every role loops over them:
 //   warpgroup 0  producer: each item's KV blocks from last to first into a
@@ -67,7 +68,8 @@ __device__ void producer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
 
 // Consumer warpgroup `consumer` (rows [64 * consumer, 64 * consumer + 64) of
 // every tile): each item's attention, then its epilogue. An item without
-// KV blocks (no visible key) stores O = 0 and LSE = -inf.
+// KV blocks (no visible key) stores O = 0 and LSE = -inf (with split-KV, as
+// its chunk's state).
 template <class T>
 __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, const CUtensorMap* q_map, int consumer,
                          int tid) {
@@ -98,7 +100,10 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
       rows = {{-INFINITY, -INFINITY}, {0.f, 0.f}};
     }
     if (w.range.count() == 0) {
-      store_output<T>(p, out, rows, item, row_in_tile, tid % 32, nullptr);
+#ifdef PTXATTN_INJECT_BUG_SPLIT_STATE_UNWRITTEN
+      if (p.kv_splits > 1) continue;  // the bug: a chunk without visible keys leaves its state unwritten
+#endif
+      store_result<T>(p, out, rows, item, row_in_tile, tid % 32, nullptr);
       continue;
     }
     const int v_stage =
@@ -109,7 +114,7 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
     // stage goes back to the producer, whose TMA (async proxy) refills it.
     ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
     const int warp = consumer * 4 + tid / 32;
-    store_output<T>(p, out, rows, item, row_in_tile, tid % 32, s.v[v_stage] + warp * T::kEpilogueWarpBytes);
+    store_result<T>(p, out, rows, item, row_in_tile, tid % 32, s.v[v_stage] + warp * T::kEpilogueWarpBytes);
     ptx::fence_proxy_async_shared_cta();
     release_stage(&s.v_empty[v_stage], tid % 32);
   }

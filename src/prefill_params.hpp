@@ -44,12 +44,18 @@ struct RequestInfo {
   int32_t kv_len;
 };
 
-// BLOCK_Q query rows of one request. A work item is a tile for one qo head,
-// numbered tile_index * num_qo_heads + head over the plan's tile list.
+// BLOCK_Q query rows of one request, over chunk `split` of their KV blocks
+// (split-KV, kv_split_range below; 0 without it). A work item is a tile for
+// one qo head, numbered tile_index * num_qo_heads + head over the plan's
+// tile list.
 struct WorkTile {
   int32_t request;
   int32_t q_block;
+  int32_t split;
 };
+
+// Split-KV: at most this many chunks per tile (PrefillConfig::kv_splits).
+constexpr int32_t kMaxKvSplits = 64;
 
 struct PrefillParams {
   const void* q;
@@ -65,6 +71,14 @@ struct PrefillParams {
   const int32_t* cta_work_indptr;
   const int32_t* cta_work_items;
   const int32_t* kv_indices;  // paged only
+  // Split-KV (kv_splits > 1): each tile's KV blocks are cut into kv_splits
+  // chunks (kv_split_range); the item of chunk k writes its rows' state,
+  // normalised O in float32 and LSE, to partial_o[token][k][head][d] and
+  // partial_lse[token][k][head] instead of o and lse, and merge_states then
+  // combines the chunks. kv_splits == 1: o and lse, partial_* unused.
+  int32_t kv_splits;
+  float* partial_o;
+  float* partial_lse;
   int32_t num_qo_heads;
   int32_t group_size;  // num_qo_heads / num_kv_heads
   int32_t page_size;   // paged only
@@ -106,6 +120,16 @@ PTXATTN_HOST_DEVICE KvBlockRange kv_block_range(const RequestInfo& r, int32_t q_
   if (window_left >= 0 && pos_first - window_left > 0) key_first = pos_first - window_left;
   if (key_end <= key_first) return {0, 0};
   return {key_first / block_kv, (key_end + block_kv - 1) / block_kv};
+}
+
+// Chunk `split` of `splits` of a tile's KV blocks: near-equal, in order,
+// together exactly `range` (a chunk may be empty when range has fewer blocks
+// than splits). A range holds at most 2^30 / 64 = 2^24 blocks and splits is at
+// most kMaxKvSplits, so the products stay inside int32.
+PTXATTN_HOST_DEVICE KvBlockRange kv_split_range(KvBlockRange range, int32_t split, int32_t splits) {
+  if (splits == 1) return range;
+  const int32_t count = range.count();
+  return {range.first + count * split / splits, range.first + count * (split + 1) / splits};
 }
 
 }  // namespace ptxattn::detail

@@ -26,7 +26,7 @@ DeviceArena::~DeviceArena() {
   if (ptr_) cudaFree(ptr_);
 }
 
-Status DeviceArena::upload(const void* host, size_t bytes) {
+Status DeviceArena::reserve(size_t bytes) {
   if (bytes > capacity_) {
     if (ptr_) PTXATTN_CUDA_RETURN_IF_ERROR(cudaFree(ptr_));
     ptr_ = nullptr;
@@ -34,6 +34,11 @@ Status DeviceArena::upload(const void* host, size_t bytes) {
     PTXATTN_CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr_, bytes));
     capacity_ = bytes;
   }
+  return Status::Ok();
+}
+
+Status DeviceArena::upload(const void* host, size_t bytes) {
+  PTXATTN_RETURN_IF_ERROR(reserve(bytes));
   if (bytes > 0) PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
   return Status::Ok();
 }
@@ -182,26 +187,70 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
 
   int32_t block_kv = 0;
   PTXATTN_RETURN_IF_ERROR(resolve_block_kv(config, path, window, requests, &block_kv));
-  const detail::ScheduleInputs schedule_inputs{&requests,
-                                               config.num_qo_heads,
-                                               config.num_qo_heads / config.num_kv_heads,
-                                               config.head_dim,
-                                               block_kv,
-                                               config.options.causal,
-                                               window};
-  const std::vector<WorkTile> tiles = detail::tiles_longest_first(schedule_inputs);
-  const int64_t num_items = int64_t(tiles.size()) * config.num_qo_heads;
+  detail::ScheduleInputs schedule_inputs{&requests,
+                                         config.num_qo_heads,
+                                         config.num_qo_heads / config.num_kv_heads,
+                                         config.head_dim,
+                                         block_kv,
+                                         config.options.causal,
+                                         window};
+  std::vector<WorkTile> tiles = detail::tiles_longest_first(schedule_inputs);
+  int64_t num_items = int64_t(tiles.size()) * config.num_qo_heads;
   if (num_items > std::numeric_limits<int32_t>::max())
     return detail::invalid_argument("the batch has ", num_items, " work items (", tiles.size(), " tiles x ",
                                     config.num_qo_heads, " heads), more than one launch holds (2^31 - 1)");
+  // The SM count of the current device, asked only where needed (so an
+  // empty batch plans without a device).
+  int32_t num_sms = 0;
+  auto sm_count = [&](int32_t* sms) -> Status {
+    if (num_sms == 0) {
+      int device = 0;
+      PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+      PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
+    }
+    *sms = num_sms;
+    return Status::Ok();
+  };
+
+  // Split-KV (docs/kernels.md, "Split-KV"): the tiles again, each once per
+  // KV chunk. The limits are checked before the longer list is built: it
+  // holds `splits` tiles per query tile. (The merge's limit, tokens x heads
+  // in int32, is validate_batch_indices'.)
+  auto split_tiles = [&](int32_t splits) -> Status {
+    const int64_t split_tiles = int64_t(tiles.size()) * splits;
+    if (split_tiles > detail::kMaxListedItems)
+      return detail::unsupported("config.kv_splits = ", splits, " makes ", split_tiles,
+                                 " tiles; split-KV lists at most ", detail::kMaxListedItems);
+    const int64_t split_items = num_items * splits;
+    if (split_items > std::numeric_limits<int32_t>::max())
+      return detail::invalid_argument("config.kv_splits = ", splits, " makes ", split_items, " work items (",
+                                      tiles.size(), " tiles x ", splits, " chunks x ", config.num_qo_heads,
+                                      " heads), more than one launch holds (2^31 - 1)");
+    schedule_inputs.kv_splits = splits;
+    tiles = detail::tiles_longest_first(schedule_inputs);
+    num_items = split_items;
+    return Status::Ok();
+  };
+  // A forced count is applied before the schedule is chosen, the rule's
+  // after it (it needs the device): the rule splits only batches with fewer
+  // items than SMs, into no more items than SMs, far below the schedule's
+  // limits. It counts SMs, not config.max_ctas, so the chunks, and the
+  // results' bits, are the same under every schedule.
+  if (config.kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(config.kv_splits));
   WorkSchedule schedule{};
   PTXATTN_RETURN_IF_ERROR(resolve_schedule(config, num_items, &schedule));
+  int32_t kv_splits = std::max(config.kv_splits, 1);
+  if (config.kv_splits == 0 && num_items > 0) {
+    int32_t sms = 0;
+    PTXATTN_RETURN_IF_ERROR(sm_count(&sms));
+    kv_splits = detail::auto_kv_splits(num_items, sms, detail::longest_tile_blocks(schedule_inputs));
+    if (kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(kv_splits));
+  }
   detail::PersistentLists lists;
   if (schedule == WorkSchedule::kPersistent && num_items > 0) {
-    int device = 0, num_sms = 0;
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
-    lists = detail::persistent_work_lists(schedule_inputs, tiles, config.max_ctas > 0 ? config.max_ctas : num_sms);
+    int32_t sms = 0;  // asked also with max_ctas: no list is made without a device
+    PTXATTN_RETURN_IF_ERROR(sm_count(&sms));
+    lists = detail::persistent_work_lists(schedule_inputs, tiles, config.max_ctas > 0 ? config.max_ctas : sms);
   } else if (num_items <= detail::kMaxListedItems) {
     lists.items = detail::items_in_l2_order(schedule_inputs, tiles);
   }
@@ -214,11 +263,17 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   const int64_t kv_units = indices.kv_indptr[n];
   if (paged)
     PTXATTN_RETURN_IF_ERROR(impl.kv_indices.upload(indices.kv_indices, size_t(kv_units) * sizeof(int32_t)));
+  if (kv_splits > 1) {
+    const size_t states = size_t(indices.qo_indptr[n]) * size_t(kv_splits) * size_t(config.num_qo_heads);
+    PTXATTN_RETURN_IF_ERROR(impl.partial_o.reserve(states * size_t(config.head_dim) * sizeof(float)));
+    PTXATTN_RETURN_IF_ERROR(impl.partial_lse.reserve(states * sizeof(float)));
+  }
 
   impl.config = config;
   impl.window_left = window;
   impl.load_path = path;
   impl.block_kv = block_kv;
+  impl.kv_splits = kv_splits;
   impl.num_q_tokens = indices.qo_indptr[n];
   impl.num_kv_rows = kv_units;
   impl.schedule = schedule;
@@ -238,6 +293,7 @@ bool PrefillPlan::valid() const { return impl_ && impl_->valid; }
 const PrefillConfig& PrefillPlan::config() const { return impl_->config; }
 KvLoadPath PrefillPlan::chosen_load_path() const { return impl_->load_path; }
 int32_t PrefillPlan::chosen_block_kv() const { return impl_->block_kv; }
+int32_t PrefillPlan::chosen_kv_splits() const { return impl_->kv_splits; }
 int64_t PrefillPlan::num_q_tokens() const { return impl_->num_q_tokens; }
 int64_t PrefillPlan::num_kv_rows() const { return impl_->num_kv_rows; }
 int64_t PrefillPlan::num_work_tiles() const { return impl_->num_tiles; }

@@ -1,6 +1,6 @@
 // The prefill plan's contents: device copies of the per-request summary, the
-// work tiles and per-CTA work lists, and the page indices, plus what run()
-// checks.
+// work tiles and per-CTA work lists, and the page indices, the split-KV
+// workspace, plus what run() checks.
 #pragma once
 
 #include <cstddef>
@@ -22,7 +22,9 @@ class DeviceArena {
   DeviceArena& operator=(const DeviceArena&) = delete;
 
   Status upload(const void* host, size_t bytes);  // grows if needed, then copies
+  Status reserve(size_t bytes);                   // grows if needed; contents undefined
   const void* get() const { return ptr_; }
+  void* get() { return ptr_; }
 
  private:
   void* ptr_ = nullptr;
@@ -46,6 +48,14 @@ class PrefillPlanImpl {
   DeviceArena cta_work_indptr;  // persistent: int32[num_ctas + 1]
   DeviceArena cta_work_items;   // int32[num_tiles * num_qo_heads], when listed
   DeviceArena kv_indices;  // int32[num_kv_rows], paged only
+  int32_t kv_splits = 1;   // split-KV chunks per query tile (1: none)
+  // Split-KV workspace (kv_splits > 1), written by every run's kernel and
+  // read by its merge (prefill_params.hpp): float32
+  // [num_q_tokens][kv_splits][num_qo_heads][head_dim] and
+  // [num_q_tokens][kv_splits][num_qo_heads]. Mutable: a run writes it
+  // through a const plan, so one plan's runs must not overlap in time.
+  mutable DeviceArena partial_o;
+  mutable DeviceArena partial_lse;
   bool valid = false;
 };
 

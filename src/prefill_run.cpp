@@ -1,6 +1,7 @@
 // run_prefill: checks the tensors against the plan, encodes the tensor maps
-// and launches the kernel of the plan's head dim. Nothing is allocated or
-// copied here, so a run can be captured in a CUDA graph.
+// and launches the kernel of the plan's head dim, then, with split-KV, the
+// merge of its chunks. Nothing is allocated or copied here, so a run can be
+// captured in a CUDA graph.
 #include <cuda_runtime_api.h>
 
 #include <cmath>
@@ -84,6 +85,11 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
   if (plan.schedule == WorkSchedule::kPersistent)
     p.cta_work_indptr = static_cast<const int32_t*>(plan.cta_work_indptr.get());
   p.kv_indices = static_cast<const int32_t*>(plan.kv_indices.get());
+  p.kv_splits = plan.kv_splits;
+  if (plan.kv_splits > 1) {
+    p.partial_o = static_cast<float*>(plan.partial_o.get());
+    p.partial_lse = static_cast<float*>(plan.partial_lse.get());
+  }
   p.num_qo_heads = c.num_qo_heads;
   p.group_size = c.num_qo_heads / c.num_kv_heads;
   p.paged = c.kv_format == KvFormat::kPaged;
@@ -122,6 +128,24 @@ cudaError_t launch_for_head_dim(int32_t head_dim, const PrefillLaunch& l, cudaSt
   }
 }
 
+// Split-KV: the kernel has written every chunk's state of every (token, head)
+// into the plan's workspace; merge_states turns them into o (and lse).
+Status merge_chunks(const PrefillPlanImpl& plan, const PrefillTensors& t, cudaStream_t stream) {
+  const PrefillConfig& c = plan.config;
+  MergeStatesTensors m;
+  m.v_dtype = StateDType::kFP32;
+  m.out_dtype = c.dtype == DType::kBF16 ? StateDType::kBF16 : StateDType::kFP16;
+  m.num_states = plan.kv_splits;
+  m.num_heads = c.num_qo_heads;
+  m.head_dim = c.head_dim;
+  m.num_tokens = plan.num_q_tokens;
+  m.v = plan.partial_o.get();
+  m.lse = static_cast<const float*>(plan.partial_lse.get());
+  m.v_out = t.o;
+  m.lse_out = c.options.return_lse ? t.lse : nullptr;
+  return merge_states(m, stream);
+}
+
 }  // namespace
 
 Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaStream_t stream) {
@@ -147,6 +171,7 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
     PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, impl.block_kv, tensors, tensors.v, &l.v_map));
   }
   PTXATTN_CUDA_RETURN_IF_ERROR(launch_for_head_dim(c.head_dim, l, stream));
+  if (impl.kv_splits > 1) return merge_chunks(impl, tensors, stream);
   return Status::Ok();
 }
 

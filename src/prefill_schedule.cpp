@@ -8,20 +8,26 @@
 
 namespace ptxattn::detail {
 
+namespace {
+KvBlockRange tile_blocks(const ScheduleInputs& in, int32_t request, int32_t q_block) {
+  return kv_block_range((*in.requests)[request], q_block, kPrefillBlockQ, in.block_kv, in.causal, in.window_left);
+}
+int32_t query_blocks(const RequestInfo& r) { return (r.qo_len + kPrefillBlockQ - 1) / kPrefillBlockQ; }
+}  // namespace
+
 int64_t tile_cost(const ScheduleInputs& in, const WorkTile& tile) {
-  const RequestInfo& r = (*in.requests)[tile.request];
-  return 1 + kv_block_range(r, tile.q_block, kPrefillBlockQ, in.block_kv, in.causal, in.window_left)
-                 .count();
+  return 1 + kv_split_range(tile_blocks(in, tile.request, tile.q_block), tile.split, in.kv_splits).count();
 }
 
 std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in) {
   std::vector<WorkTile> tiles;
   std::vector<int64_t> cost;
   for (int32_t b = 0; b < int32_t(in.requests->size()); ++b) {
-    const int32_t q_blocks = ((*in.requests)[b].qo_len + kPrefillBlockQ - 1) / kPrefillBlockQ;
-    for (int32_t qb = 0; qb < q_blocks; ++qb) {
-      tiles.push_back({b, qb});
-      cost.push_back(tile_cost(in, tiles.back()));
+    for (int32_t qb = 0; qb < query_blocks((*in.requests)[b]); ++qb) {
+      for (int32_t split = 0; split < in.kv_splits; ++split) {
+        tiles.push_back({b, qb, split});
+        cost.push_back(tile_cost(in, tiles.back()));
+      }
     }
   }
   std::vector<size_t> order(tiles.size());
@@ -30,6 +36,20 @@ std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in) {
   std::vector<WorkTile> sorted(tiles.size());
   for (size_t i = 0; i < order.size(); ++i) sorted[i] = tiles[order[i]];
   return sorted;
+}
+
+int32_t longest_tile_blocks(const ScheduleInputs& in) {
+  int32_t longest = 0;
+  for (int32_t b = 0; b < int32_t(in.requests->size()); ++b)
+    for (int32_t qb = 0; qb < query_blocks((*in.requests)[b]); ++qb)
+      longest = std::max(longest, tile_blocks(in, b, qb).count());
+  return longest;
+}
+
+int32_t auto_kv_splits(int64_t items, int32_t sms, int32_t longest_blocks) {
+  if (items <= 0 || items >= sms) return 1;
+  const int64_t splits = std::min<int64_t>({sms / items, kMaxKvSplits, longest_blocks / kMinBlocksPerKvSplit});
+  return int32_t(std::max<int64_t>(splits, 1));
 }
 
 std::vector<int32_t> items_in_l2_order(const ScheduleInputs& in, const std::vector<WorkTile>& tiles) {

@@ -1,6 +1,7 @@
 // The order in which CTAs take the prefill's work items, made on the host by
 // the plan (pure functions of the batch, tested on the CPU). A work item is
-// one tile of `tiles` for one qo head, numbered tile_index * num_qo_heads + head.
+// one tile of `tiles` for one qo head, numbered tile_index * num_qo_heads + head;
+// with split-KV a tile is one chunk of a query block's KV blocks.
 #pragma once
 
 #include <cstdint>
@@ -19,14 +20,33 @@ struct ScheduleInputs {
   int32_t block_kv;  // KV block rows (prefill_params.hpp)
   bool causal;
   int32_t window_left;  // as the kernel sees it (-1: off)
+  int32_t kv_splits = 1;  // chunks per query block (split-KV; 1: none)
 };
 
-// Estimated time of a tile (for any head), in KV blocks: its blocks plus one
-// for loading Q and storing O.
+// Estimated time of a tile (for any head), in KV blocks: the blocks of its
+// chunk plus one for loading Q and storing O.
 int64_t tile_cost(const ScheduleInputs& in, const WorkTile& tile);
 
-// Every tile of the batch, longest first (stable): the numbering of items.
+// Every tile of the batch (each query block once per chunk), longest first
+// (stable): the numbering of items.
 std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in);
+
+// The KV blocks of the batch's longest tile before any split: what split-KV
+// can cut.
+int32_t longest_tile_blocks(const ScheduleInputs& in);
+
+// NOTES: a chunk keeps at least this many KV blocks, so that filling the
+// pipeline and storing the chunk's state stay small beside its work. Not
+// tuned.
+constexpr int32_t kMinBlocksPerKvSplit = 4;
+
+// The split-KV rule (kv_splits = 0): a batch of `items` work items (tiles x
+// qo heads, unsplit) that leaves SMs idle (items < sms) has its tiles cut
+// into floor(sms / items) chunks: the most that still run in one wave, as
+// many items as SMs or fewer. At most kMaxKvSplits, and no more than keep
+// kMinBlocksPerKvSplit blocks in a chunk of the longest tile; 1 (no split)
+// otherwise.
+int32_t auto_kv_splits(int64_t items, int32_t sms, int32_t longest_blocks);
 
 // Every work item, in the order CTAs should start them. The KV heads of the
 // batch are grouped, in (request, KV head) order, into sections whose K and

@@ -21,7 +21,8 @@ __device__ __forceinline__ int work_item(const PrefillParams& p, int position) {
   return p.cta_work_items == nullptr ? position : p.cta_work_items[position];
 }
 
-// What a role needs of one work item: its request, tile, qo head and KV blocks.
+// What a role needs of one work item: its request, tile, qo head and KV
+// blocks (its chunk of them, with split-KV).
 struct Work {
   RequestInfo req;
   int q_block;
@@ -32,8 +33,8 @@ template <class T>
 __device__ __forceinline__ Work work_at(const PrefillParams& p, int item) {
   const WorkTile tile = p.tiles[item / p.num_qo_heads];
   const RequestInfo req = p.requests[tile.request];
-  return {req, tile.q_block, item % p.num_qo_heads,
-          kv_block_range(req, tile.q_block, T::kBlockQ, T::kBlockKV, p.causal, p.window_left)};
+  const KvBlockRange blocks = kv_block_range(req, tile.q_block, T::kBlockQ, T::kBlockKV, p.causal, p.window_left);
+  return {req, tile.q_block, item % p.num_qo_heads, kv_split_range(blocks, tile.split, p.kv_splits)};
 }
 
 }  // namespace ptxattn::detail

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "prefill_params.hpp"  // kMaxKvSplits
 #include "status.hpp"
 
 namespace ptxattn {
@@ -119,6 +120,9 @@ Status validate_prefill_config(const PrefillConfig& config) {
   if (config.max_ctas > 0 && config.schedule == WorkSchedule::kOneItemPerCta)
     return invalid_argument("config.max_ctas = ", config.max_ctas,
                             " limits the persistent schedule, but config.schedule is kOneItemPerCta");
+  if (config.kv_splits < 0 || config.kv_splits > detail::kMaxKvSplits)
+    return invalid_argument("config.kv_splits = ", config.kv_splits, " is outside [0, ", detail::kMaxKvSplits,
+                            "] (0: the plan's rule, 1: no split)");
 
   PTXATTN_RETURN_IF_ERROR(check_positive("config.num_qo_heads", config.num_qo_heads));
   PTXATTN_RETURN_IF_ERROR(check_positive("config.num_kv_heads", config.num_kv_heads));

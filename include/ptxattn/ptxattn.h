@@ -90,6 +90,7 @@ typedef struct ptxattn_prefill_config {
   int32_t schedule;  /* PTXATTN_WORK_SCHEDULE_* */
   int32_t max_ctas;  /* persistent schedule: at most this many CTAs; 0: one per SM */
   int32_t kv_block;  /* PTXATTN_KV_BLOCK_* */
+  int32_t kv_splits; /* split-KV chunks per query tile: 0 auto, 1 none, 2..64 forced */
 } ptxattn_prefill_config;
 
 /* Host arrays, read only during ptxattn_plan_prefill. */
@@ -126,6 +127,7 @@ typedef struct ptxattn_prefill_plan_info {
   int64_t num_kv_rows;
   int64_t num_work_tiles;
   int64_t num_ctas;
+  int32_t chosen_kv_splits;      /* 1 (no split) to 64 */
 } ptxattn_prefill_plan_info;
 
 typedef struct ptxattn_rope_config {

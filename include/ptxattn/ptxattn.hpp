@@ -106,6 +106,16 @@ struct PrefillConfig {
   // device), e.g. to leave SMs to concurrent kernels. > 0 makes kAuto
   // persistent; kOneItemPerCta refuses it.
   int32_t max_ctas = 0;
+  // Split-KV: cut each query tile's KV range into this many chunks, run the
+  // chunks as separate work items that write float32 partial states into a
+  // workspace the plan owns, and merge them (merge_states) after the kernel.
+  // 0: the plan's rule (PrefillPlan::chosen_kv_splits; docs/kernels.md,
+  // "Split-KV": only batches with fewer work items than SMs are split);
+  // 1: never; 2..64: exactly that many (for tests and benchmarks; a chunk
+  // may then hold no KV block, and its rows merge as empty states). Results
+  // are bit-identical from run to run for a given count; counts differ from
+  // each other in rounding.
+  int32_t kv_splits = 0;
 };
 
 // Host copies of the batch index arrays (read only during plan_prefill).
@@ -138,7 +148,10 @@ class PrefillPlanImpl;
 // buffers synchronously, unordered with work in flight on other streams, and
 // reallocates them when they grow: re-plan only after the runs of the
 // previous plan have finished, and do not replay a graph captured before a
-// re-plan for another batch.
+// re-plan for another batch. With split-KV (chosen_kv_splits() > 1) the
+// plan also owns the chunks' float32 workspace, which each run writes and
+// then merges (two launches on the run's stream): runs of one plan must not
+// overlap in time (on two streams, say); separate plans may.
 class PrefillPlan {
  public:
   PrefillPlan();
@@ -153,6 +166,7 @@ class PrefillPlan {
   KvLoadPath chosen_load_path() const;  // kTma or kGather after planning (paged and ragged)
   WorkSchedule chosen_schedule() const;  // kOneItemPerCta or kPersistent after planning
   int32_t chosen_block_kv() const;      // keys per KV block the kernel walks: 176, 128 or 64 (docs/kernels.md)
+  int32_t chosen_kv_splits() const;     // KV chunks per query tile: 1 (no split) to 64
   int64_t num_q_tokens() const;         // qo_indptr[num_requests]
   int64_t num_kv_rows() const;          // paged: kv_indptr[num_requests] pages used; ragged: kv rows
   int64_t num_work_tiles() const;       // 128-row query tiles (each runs once per qo head)

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "prefill_plan.hpp"  // the split-KV workspace
+
 namespace ptxattn::testing {
 
 namespace {
@@ -34,24 +36,34 @@ PrefillTensors DevicePrefillCase::tensors() const {
 }
 
 PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& before_run,
-                                  const ScheduleChoice& schedule, KvBlock kv_block) {
+                                  const ScheduleChoice& schedule, KvBlock kv_block, int32_t kv_splits) {
   PrefillRun result;
   PrefillConfig config = host_.config;
   config.load_path = path;
   config.schedule = schedule.schedule;
   config.max_ctas = schedule.max_ctas;
   config.kv_block = kv_block;
+  config.kv_splits = kv_splits;
   PrefillPlan plan;
   result.status = plan_prefill(config, host_.indices(), plan);
   if (!result.status.ok()) return result;
   result.path = plan.chosen_load_path();
   result.schedule = plan.chosen_schedule();
   result.block_kv = plan.chosen_block_kv();
+  result.kv_splits = plan.chosen_kv_splits();
   result.num_ctas = plan.num_ctas();
   result.num_work_items = plan.num_work_tiles() * config.num_qo_heads;
 
   out_.fill_u32(kNaNWord);
   lse_.fill_u32(kNaNWord);
+  if (result.kv_splits > 1) {
+    // All-ones words are NaN in float32: a state the kernel does not write
+    // reaches the merge as NaN.
+    PrefillPlanImpl& impl = *plan.impl();
+    const size_t states = size_t(host_.num_q_tokens) * size_t(result.kv_splits) * size_t(config.num_qo_heads);
+    PTXATTN_CUDA_CHECK(cudaMemset(impl.partial_o.get(), 0xFF, states * size_t(config.head_dim) * sizeof(float)));
+    PTXATTN_CUDA_CHECK(cudaMemset(impl.partial_lse.get(), 0xFF, states * sizeof(float)));
+  }
   if (before_run) before_run();
   const size_t lse_count = size_t(host_.num_q_tokens) * config.num_qo_heads;
   const bool lse_requested = config.options.return_lse;

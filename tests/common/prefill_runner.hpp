@@ -1,6 +1,7 @@
 // Runs a generated prefill case on the GPU the way every test, the validator
 // and the pollution matrix must: inputs uploaded once; before each run the
-// output and LSE buffers are filled with NaN and an optional polluter runs.
+// output and LSE buffers, and the plan's split-KV workspace, are filled with
+// NaN and an optional polluter runs.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,7 @@ struct PrefillRun {
   KvLoadPath path = KvLoadPath::kAuto;  // the path the plan chose
   WorkSchedule schedule = WorkSchedule::kAuto;  // the schedule the plan chose
   int32_t block_kv = 0;                         // the KV block the plan chose (PrefillPlan::chosen_block_kv)
+  int32_t kv_splits = 0;                        // the KV chunks the plan chose (PrefillPlan::chosen_kv_splits)
   int64_t num_ctas = 0;                         // the plan's grid
   int64_t num_work_items = 0;                   // 128-row tiles x qo heads
   std::vector<uint16_t> out;    // [num_q_tokens][H_qo][D] raw bits
@@ -50,13 +52,15 @@ class DevicePrefillCase {
  public:
   explicit DevicePrefillCase(const HostCase& c);
 
-  // Plans for `path`, `schedule` and `kv_block`, poisons o and lse with NaN, calls
+  // Plans for `path`, `schedule`, `kv_block` and `kv_splits` (config.kv_splits:
+  // 0 the plan's rule), poisons o, lse and the split-KV workspace with NaN, calls
   // `before_run` (a polluter; it may launch kernels), runs on the default
   // stream, synchronises and downloads. The case's options decide whether LSE
   // is written; when they do not, the LSE buffer (as `before_run` left it)
   // must come back unchanged.
   PrefillRun run(KvLoadPath path, const std::function<void()>& before_run = {},
-                 const ScheduleChoice& schedule = {WorkSchedule::kAuto, 0, "auto"}, KvBlock kv_block = KvBlock::kAuto);
+                 const ScheduleChoice& schedule = {WorkSchedule::kAuto, 0, "auto"}, KvBlock kv_block = KvBlock::kAuto,
+                 int32_t kv_splits = 0);
 
   const HostCase& host() const { return host_; }
   DeviceBuffer& q() { return q_; }

@@ -117,6 +117,7 @@ TEST_CASE("c api: config_init gives the C++ defaults", "[c_api]") {
   CHECK(config.schedule == PTXATTN_WORK_SCHEDULE_AUTO);
   CHECK(config.max_ctas == 0);
   CHECK(config.kv_block == PTXATTN_KV_BLOCK_AUTO);
+  CHECK(config.kv_splits == 0);
   CHECK(config.options.causal == 0);
   CHECK(config.options.window_left == -1);
   CHECK(config.options.logits_soft_cap == 0.0f);
@@ -401,6 +402,23 @@ TEST_CASE_METHOD(EmptyBatchPlan, "c api: kv_block reaches the C++ plan", "[c_api
       CHECK(info.chosen_block_kv == block_kv);
       CHECK(info.config.kv_block == kv_block);
     }
+  }
+}
+
+TEST_CASE_METHOD(EmptyBatchPlan, "c api: kv_splits reaches the C++ plan", "[c_api][split-kv]") {
+  SECTION("outside [0, 64]") {
+    config.kv_splits = 65;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.kv_splits = 65 is outside [0, 64]");
+    config.kv_splits = -1;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.kv_splits = -1 is outside [0, 64]");
+  }
+  SECTION("kept in the config, and no split for an empty batch") {
+    config.kv_splits = 7;
+    REQUIRE(ptxattn_plan_prefill(plan, &config, &indices) == PTXATTN_STATUS_OK);
+    ptxattn_prefill_plan_info info = initialised(ptxattn_prefill_plan_info_init);
+    REQUIRE(ptxattn_prefill_plan_get_info(plan, &info) == PTXATTN_STATUS_OK);
+    CHECK(info.config.kv_splits == 7);
+    CHECK(info.chosen_kv_splits == 7);
   }
 }
 

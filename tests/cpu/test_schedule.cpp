@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "prefill_plan.hpp"
@@ -302,6 +303,105 @@ TEST_CASE("plan: kv_block wide is refused with what stands in its way", "[schedu
   for (int32_t head_dim : {64, 256})
     if (head_dim_is_built(head_dim))
       require_wide_refused(ragged_config(head_dim, KvBlock::kWide), kEmptyBatch, "config.head_dim is not 128");
+}
+
+TEST_CASE("split-KV: chunks cover a tile's blocks in order, sizes within one block", "[schedule][split-kv]") {
+  for (const KvBlockRange range : {KvBlockRange{0, 0}, KvBlockRange{0, 1}, KvBlockRange{3, 17}, KvBlockRange{5, 1029},
+                                   KvBlockRange{0, 1 << 24}}) {
+    CHECK(kv_split_range(range, 0, 1).first == range.first);
+    CHECK(kv_split_range(range, 0, 1).end == range.end);
+    for (int32_t splits = 2; splits <= kMaxKvSplits; ++splits) {
+      int32_t next = range.first, smallest = INT32_MAX, largest = 0;
+      for (int32_t split = 0; split < splits; ++split) {
+        const KvBlockRange chunk = kv_split_range(range, split, splits);
+        REQUIRE(chunk.first == next);
+        REQUIRE(chunk.end >= chunk.first);
+        next = chunk.end;
+        smallest = std::min(smallest, chunk.count());
+        largest = std::max(largest, chunk.count());
+      }
+      CHECK(next == std::max(range.end, range.first));
+      CHECK(largest - smallest <= 1);
+    }
+  }
+}
+
+TEST_CASE("split-KV: the rule splits only batches that leave SMs idle, into one wave", "[schedule][split-kv]") {
+  CHECK(auto_kv_splits(0, 132, 1000) == 1);     // no work
+  CHECK(auto_kv_splits(132, 132, 1000) == 1);   // every SM busy
+  CHECK(auto_kv_splits(2048, 132, 256) == 1);   // decode, 64 requests x 32 heads
+  CHECK(auto_kv_splits(100, 132, 1000) == 1);   // two chunks would not fit one wave
+  CHECK(auto_kv_splits(66, 132, 1000) == 2);
+  CHECK(auto_kv_splits(32, 132, 1024) == 4);    // decode, one request x 32 heads over 131072 keys
+  CHECK(auto_kv_splits(1, 132, 1 << 20) == kMaxKvSplits);
+  CHECK(auto_kv_splits(8, 132, 64) == 16);      // 64 blocks: chunks of 4
+  CHECK(auto_kv_splits(8, 132, 40) == 40 / kMinBlocksPerKvSplit);
+  CHECK(auto_kv_splits(8, 132, 7) == 1);        // too short to cut into chunks of 4 blocks
+  for (int64_t items = 1; items < 132; ++items)
+    for (int32_t blocks : {1, 4, 9, 100, 5000}) {
+      const int32_t splits = auto_kv_splits(items, 132, blocks);
+      CHECK(splits >= 1);
+      CHECK(items * splits <= 132);
+      CHECK((splits == 1 || blocks / splits >= kMinBlocksPerKvSplit));
+    }
+}
+
+TEST_CASE("split-KV: each query tile once per chunk, costs as the chunks' blocks", "[schedule][split-kv]") {
+  const std::vector<RequestInfo> requests = make_requests({1, 130, 0, 7}, {5000, 900, 40, 7});
+  for (const bool causal : {false, true}) {
+    ScheduleInputs in{&requests, 8, 4, 128, 128, causal, causal ? -1 : 300};
+    const std::vector<WorkTile> unsplit = tiles_longest_first(in);
+    for (int32_t splits : {2, 5, kMaxKvSplits}) {
+      in.kv_splits = splits;
+      const std::vector<WorkTile> tiles = tiles_longest_first(in);
+      REQUIRE(tiles.size() == unsplit.size() * size_t(splits));
+      for (const WorkTile& u : unsplit) {
+        int64_t blocks = 0;
+        std::vector<int> seen(size_t(splits), 0);
+        for (const WorkTile& t : tiles)
+          if (t.request == u.request && t.q_block == u.q_block) {
+            REQUIRE(t.split >= 0);
+            REQUIRE(t.split < splits);
+            ++seen[size_t(t.split)];
+            blocks += tile_cost(in, t) - 1;
+          }
+        CHECK(std::count(seen.begin(), seen.end(), 1) == splits);
+        ScheduleInputs one = in;
+        one.kv_splits = 1;
+        CHECK(blocks == tile_cost(one, u) - 1);
+      }
+      for (size_t t = 1; t < tiles.size(); ++t) CHECK(tile_cost(in, tiles[t - 1]) >= tile_cost(in, tiles[t]));
+      const PersistentLists lists = persistent_work_lists(in, tiles, 132);
+      check_lists(in, tiles, lists, 132);
+    }
+    in.kv_splits = 1;
+    // Causal: request 0's one query sees all 5000 keys (40 blocks). The
+    // 300-key window: request 1's first tile sees keys 470..899, blocks 3..7.
+    CHECK(longest_tile_blocks(in) == (causal ? 40 : 5));
+  }
+}
+
+TEST_CASE("split-KV: kv_splits is validated, and a split tile list too long is refused", "[schedule][split-kv]") {
+  PrefillConfig c = ragged_config(128, KvBlock::kStandard);
+  for (int32_t bad : {-1, kMaxKvSplits + 1}) {
+    c.kv_splits = bad;
+    const Status status = validate_prefill_config(c);
+    CHECK(status.code == StatusCode::kInvalidArgument);
+    CHECK_THAT(status.message, Catch::Contains("config.kv_splits = " + std::to_string(bad) + " is outside [0, 64]"));
+  }
+  // 65537 tiles of 128 rows in 64 chunks: more tiles than the plan lists.
+  // Refused before any device call, so this runs without a GPU.
+  const int32_t tokens = 65537 * kPrefillBlockQ;
+  const int32_t qo_indptr[] = {0, tokens}, kv_indptr[] = {0, tokens};
+  const BatchIndices batch{1, qo_indptr, kv_indptr, nullptr, nullptr};
+  c.kv_splits = kMaxKvSplits;
+  PrefillPlan plan;
+  const Status status = plan_prefill(c, batch, plan);
+  CHECK(status.code == StatusCode::kUnsupported);
+  CHECK_THAT(status.message, Catch::Contains("config.kv_splits = 64 makes 4194368 tiles; split-KV lists at most"));
+  c.kv_splits = 0;  // an empty batch plans without a device, and needs no split
+  REQUIRE(plan_prefill(c, kEmptyBatch, plan).ok());
+  CHECK(plan.chosen_kv_splits() == 1);
 }
 
 }  // namespace

@@ -112,12 +112,13 @@ PrefillConfig random_config(Rng& rng) {
   c.kv_block = KvBlock(rng.pick({0, 0, 0, 1, 2}));  // mostly auto: a forced wide block is mostly refused
   if (c.schedule != WorkSchedule::kOneItemPerCta && rng.percent(30))
     c.max_ctas = rng.percent(70) ? rng.pick({1, 2, 3, 16, 132, 264}) : int32_t(rng.range(1, INT32_MAX));
+  if (rng.percent(20)) c.kv_splits = rng.pick({1, 2, 7, 64});
   return c;
 }
 
 // One change, usually to a value that breaks a rule or sits next to a limit.
 void mutate_config(Rng& rng, PrefillConfig& c) {
-  switch (rng.below(17)) {
+  switch (rng.below(18)) {
     case 0: c.dtype = static_cast<DType>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 1: c.kv_format = static_cast<KvFormat>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 2: c.kv_layout = static_cast<KvLayout>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
@@ -147,6 +148,7 @@ void mutate_config(Rng& rng, PrefillConfig& c) {
       }
       break;
     case 15: c.kv_block = static_cast<KvBlock>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 3))); break;
+    case 16: c.kv_splits = rng.percent(50) ? rng.edge_int32() : rng.pick({-1, 0, 1, 64, 65}); break;
     default:  // ragged with HND, or a format switch that leaves the other fields as they are
       c.kv_format = c.kv_format == KvFormat::kPaged ? KvFormat::kRagged : KvFormat::kPaged;
       if (rng.percent(50)) c.kv_layout = KvLayout::kHND;
@@ -165,6 +167,8 @@ void config_rules(const PrefillConfig& c, Rules& r) {
   r.invalid(c.max_ctas >= 0, "config.max_ctas >= 0", "config.max_ctas");
   r.invalid(c.max_ctas <= 0 || c.schedule != WorkSchedule::kOneItemPerCta,
             "config.max_ctas > 0 only without schedule = kOneItemPerCta", "config.max_ctas");
+  r.invalid(c.kv_splits >= 0 && c.kv_splits <= ptxattn::detail::kMaxKvSplits, "config.kv_splits in [0, 64]",
+            "config.kv_splits");
   r.invalid(c.num_qo_heads > 0, "config.num_qo_heads > 0", "num_qo_heads");
   r.invalid(c.num_kv_heads > 0, "config.num_kv_heads > 0", "num_kv_heads");
   if (c.num_qo_heads > 0 && c.num_kv_heads > 0)
@@ -250,7 +254,7 @@ std::string describe(const PrefillConfig& c) {
       << c.options.window_left << ", soft_cap " << float_text(c.options.logits_soft_cap) << ", sm_scale "
       << float_text(c.options.sm_scale) << ", return_lse " << c.options.return_lse << ", load_path "
       << int(c.load_path) << ", schedule " << int(c.schedule) << ", max_ctas " << c.max_ctas << ", kv_block "
-      << int(c.kv_block) << "}";
+      << int(c.kv_block) << ", kv_splits " << c.kv_splits << "}";
   return out.str();
 }
 
@@ -516,17 +520,32 @@ WorkSchedule required_schedule(const PrefillConfig& c, int64_t items) {
   return items > kMaxListedItems ? WorkSchedule::kOneItemPerCta : WorkSchedule::kAuto;
 }
 
+// KV chunks per query tile that the rules can count on: a forced kv_splits,
+// else 1 (the plan's rule splits only batches with fewer items than SMs,
+// into no more chunks than keep them below the SM count).
+int64_t forced_splits(const PrefillConfig& c) { return c.kv_splits > 1 ? c.kv_splits : 1; }
+
 // What plan_prefill adds for the schedule, once the config is valid and the
-// query tiles can be counted: the persistent schedule lists at most
-// kMaxListedItems work items, so forcing it, or asking kAuto for it with
-// max_ctas > 0, is unsupported past them.
+// query tiles can be counted: a forced kv_splits lists at most
+// kMaxListedItems split tiles and 2^31 - 1 work items; the persistent
+// schedule lists at most kMaxListedItems work items (split ones), so forcing
+// it, or asking kAuto for it with max_ctas > 0, is unsupported past them.
 void schedule_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   Rules config;
   config_rules(c, config);
   if (!config.ok() || idx.num_requests < 0) return;
   Rules qo;
   if (!indptr_rules(idx.qo_indptr, idx.num_requests, qo, "", "", "", "")) return;
-  const i128 items = i128(count_tiles(idx)) * c.num_qo_heads;
+  const i128 splits = forced_splits(c);
+  if (splits > 1) {
+    const i128 split_tiles = i128(count_tiles(idx)) * splits;
+    r.expect(split_tiles <= kMaxListedItems, "kv_splits > 1: at most 2^22 split tiles", StatusCode::kUnsupported,
+             "config.kv_splits");
+    if (split_tiles > kMaxListedItems) return;
+    r.invalid(split_tiles * c.num_qo_heads <= kInt32Max, "kv_splits > 1: at most 2^31 - 1 work items",
+              "config.kv_splits");
+  }
+  const i128 items = i128(count_tiles(idx)) * c.num_qo_heads * splits;
   if (c.schedule == WorkSchedule::kPersistent)
     r.expect(items <= kMaxListedItems, "schedule = kPersistent: at most 2^22 work items (tiles x qo heads)",
              StatusCode::kUnsupported, "schedule");
@@ -538,7 +557,7 @@ void schedule_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
 // Whether a plan the rules accept would list so many items that making it
 // would dominate the run (kMaxCheaplyListedItems).
 bool lists_too_many(const Fuzzer& fuzzer, const PrefillConfig& c, const BatchIndices& idx) {
-  const int64_t items = count_tiles(idx) * c.num_qo_heads;
+  const int64_t items = count_tiles(idx) * c.num_qo_heads * forced_splits(c);
   if (items <= kMaxCheaplyListedItems || items > kMaxListedItems) return false;
   return fuzzer.have_gpu() || required_schedule(c, items) == WorkSchedule::kOneItemPerCta;
 }
@@ -659,7 +678,17 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                  "the wide block (ragged head_dim 128 on the TMA path with no mask cutting blocks short)",
                  input);
   const WorkSchedule schedule = plan.chosen_schedule();
-  const WorkSchedule required = required_schedule(c, count_tiles(idx) * c.num_qo_heads);
+  const WorkSchedule required = required_schedule(c, plan.num_work_tiles() * c.num_qo_heads);
+  const int32_t splits = plan.chosen_kv_splits();
+  fuzzer.require(c.kv_splits > 0 ? splits == c.kv_splits
+                                 : splits >= 1 && splits <= ptxattn::detail::kMaxKvSplits &&
+                                       (splits == 1 || count_tiles(idx) * c.num_qo_heads * splits <= 1024),
+                 entry,
+                 "plan.chosen_kv_splits() is the forced count; kAuto: 1, or a count that keeps the split items "
+                 "within one wave of SMs",
+                 input);
+  fuzzer.require(plan.num_work_tiles() == count_tiles(idx) * splits, entry,
+                 "plan.num_work_tiles() is the query tiles times the chosen chunk count", input);
   fuzzer.require((schedule == WorkSchedule::kOneItemPerCta || schedule == WorkSchedule::kPersistent) &&
                      (required == WorkSchedule::kAuto || schedule == required),
                  entry,
@@ -800,6 +829,7 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   config.schedule = int32_t(cpp.schedule);
   config.max_ctas = cpp.max_ctas;
   config.kv_block = int32_t(cpp.kv_block);
+  config.kv_splits = cpp.kv_splits;
   const ptxattn_batch_indices indices{random_struct_size<ptxattn_batch_indices>(rng), idx.num_requests,
                                       idx.qo_indptr, idx.kv_indptr, idx.kv_indices, idx.kv_last_page_len};
 

@@ -413,4 +413,102 @@ TEST_CASE("prefill: shared prefix pages and a page repeated in one request", "[g
   CHECK(checked == 8);
 }
 
+
+namespace {
+
+// Every forced chunk count of [split-kv] against the reference, on every
+// load path the case takes; each count twice, for identical bits. The
+// workspace is NaN before each run (prefill_runner), so a state the kernel
+// does not write reaches the merge as NaN.
+std::string check_forced_splits(const HostCase& c, const References& refs) {
+  static constexpr int32_t kForcedSplits[] = {1, 2, 3, 7, 16};
+  DevicePrefillCase device(c);
+  std::string failures;
+  for (KvLoadPath path : load_paths_for(c)) {
+    for (int32_t splits : kForcedSplits) {
+      const std::string name = std::string(load_path_name(path)) + "/" + std::to_string(splits) + " chunks";
+      const ScheduleChoice schedule{WorkSchedule::kAuto, 0, "auto"};
+      const PrefillRun run = device.run(path, pollute_smem_nan, schedule, KvBlock::kAuto, splits);
+      if (!run.status.ok()) {
+        failures += name + ": " + run.status.message + "\n";
+        continue;
+      }
+      if (run.kv_splits != splits)
+        failures += name + ": the plan chose " + std::to_string(run.kv_splits) + " chunks\n";
+      const CompareResult r = compare_prefill(c, refs, run.out.data(), run.lse_or_null());
+      if (!r.pass) failures += name + ": " + r.summary() + "\n";
+      const PrefillRun again = device.run(path, pollute_smem_nan, schedule, KvBlock::kAuto, splits);
+      if (!again.status.ok())
+        failures += name + ", again: " + again.status.message + "\n";
+      else if (const std::string difference = bit_difference(run, again); !difference.empty())
+        failures += name + ": two runs differ: " + difference + "\n";
+    }
+  }
+  return failures;
+}
+
+}  // namespace
+
+TEST_CASE("prefill: split-KV with forced chunk counts matches the reference", "[gpu][prefill][split-kv]") {
+  std::vector<CaseSpec> specs;
+  // Chunks without a visible key for every row: a causal decode over 300
+  // keys (3 blocks, at most 5 at head_dim 256) in 7 or 16 chunks, and a
+  // 40-key window at the end of 3000 keys.
+  CaseSpec causal_short;
+  causal_short.num_qo_heads = 4, causal_short.num_kv_heads = 2;
+  causal_short.qo_lens = {1, 5}, causal_short.kv_lens = {300, 290};
+  causal_short.options.causal = true;
+  causal_short.options.return_lse = true;
+  specs.push_back(causal_short);
+  CaseSpec window = causal_short;
+  window.qo_lens = {3, 130}, window.kv_lens = {3000, 2500};
+  window.options.window_left = 40;
+  window.head_dim = 64;
+  window.page_size = 64;
+  specs.push_back(window);
+  RandomLimits limits;
+  limits.max_requests = 3;
+  limits.max_qo_len = 200;
+  limits.max_kv_len = 3000;
+  limits.page_sizes = {1, 16, 64, 128};
+  for (int i = 0; i < 24; ++i) {
+    CaseSpec spec = random_spec(7000 + uint64_t(i), limits);
+    spec.options.return_lse = i % 2 == 0;
+    specs.push_back(spec);
+  }
+  int failed = 0;
+  for (const CaseSpec& spec : specs) {
+    const HostCase c = make_case(spec);
+    const References refs = compute_references(c);
+    const std::string failure = check_forced_splits(c, refs);
+    if (!failure.empty()) {
+      ++failed;
+      UNSCOPED_INFO(c.describe() << "\n" << failure);
+      std::printf("FAILED %s\n%s", c.describe().c_str(), failure.c_str());
+    }
+  }
+  std::printf("split-KV suite: %zu cases x chunk counts {1, 2, 3, 7, 16} x load paths, %d failed\n", specs.size(),
+              failed);
+  CHECK(failed == 0);
+}
+
+TEST_CASE("prefill: the split-KV rule splits a decode batch that leaves SMs idle", "[gpu][prefill][split-kv]") {
+  // 8 work items (one token, 8 qo heads) over 8192 keys: far fewer than SMs.
+  CaseSpec spec;
+  spec.num_qo_heads = 8, spec.num_kv_heads = 2;
+  spec.qo_lens = {1}, spec.kv_lens = {8192};
+  spec.options.return_lse = true;
+  const HostCase c = make_case(spec);
+  const References refs = compute_references(c);
+  DevicePrefillCase device(c);
+  for (KvLoadPath path : load_paths_for(c)) {
+    const PrefillRun run = device.run(path, pollute_smem_nan);
+    REQUIRE(run.status.ok());
+    CHECK(run.kv_splits == std::min<int64_t>({sm_count() / 8, detail::kMaxKvSplits, 8192 / 128 / 4}));
+    const CompareResult r = compare_prefill(c, refs, run.out.data(), run.lse_or_null());
+    INFO(load_path_name(path) << ": " << r.summary());
+    CHECK(r.pass);
+  }
+}
+
 }  // namespace ptxattn::testing
