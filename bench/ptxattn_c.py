@@ -14,6 +14,7 @@ PTXATTN_DTYPE_BF16 = 0
 PTXATTN_KV_LAYOUT_NHD = 0
 PTXATTN_KV_FORMAT_PAGED, PTXATTN_KV_FORMAT_RAGGED = 0, 1
 PTXATTN_KV_BLOCK_AUTO, PTXATTN_KV_BLOCK_STANDARD, PTXATTN_KV_BLOCK_WIDE = 0, 1, 2
+PTXATTN_GQA_PACKING_AUTO, PTXATTN_GQA_PACKING_OFF, PTXATTN_GQA_PACKING_ON = 0, 1, 2
 I32P = ctypes.POINTER(ctypes.c_int32)
 
 
@@ -27,7 +28,8 @@ class PrefillConfig(ctypes.Structure):
                 ("num_kv_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32), ("kv_format", ctypes.c_int32),
                 ("kv_layout", ctypes.c_int32), ("page_size", ctypes.c_int32), ("num_pages", ctypes.c_int32),
                 ("options", PrefillOptions), ("load_path", ctypes.c_int32), ("schedule", ctypes.c_int32),
-                ("max_ctas", ctypes.c_int32), ("kv_block", ctypes.c_int32), ("kv_splits", ctypes.c_int32)]
+                ("max_ctas", ctypes.c_int32), ("kv_block", ctypes.c_int32), ("kv_splits", ctypes.c_int32),
+                ("gqa_packing", ctypes.c_int32)]
 
 
 class BatchIndices(ctypes.Structure):

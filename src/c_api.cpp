@@ -157,6 +157,7 @@ Status to_cpp(const ptxattn_prefill_config& c, ptxattn::PrefillConfig* out) {
   out->max_ctas = c.max_ctas;
   out->kv_block = static_cast<ptxattn::KvBlock>(c.kv_block);
   out->kv_splits = c.kv_splits;
+  out->gqa_packing = static_cast<ptxattn::GqaPacking>(c.gqa_packing);
   PTXATTN_RETURN_IF_ERROR(to_bool(c.options.causal, "config.options.causal", &out->options.causal));
   return to_bool(c.options.return_lse, "config.options.return_lse", &out->options.return_lse);
 }
@@ -188,6 +189,7 @@ ptxattn_prefill_config to_c(const ptxattn::PrefillConfig& config) {
   c.max_ctas = config.max_ctas;
   c.kv_block = int32_t(config.kv_block);
   c.kv_splits = config.kv_splits;
+  c.gqa_packing = int32_t(config.gqa_packing);
   return c;
 }
 
@@ -430,6 +432,7 @@ int ptxattn_prefill_plan_get_info(const ptxattn_prefill_plan* plan, ptxattn_pref
     info->num_work_tiles = p.num_work_tiles();
     info->num_ctas = p.num_ctas();
     info->chosen_kv_splits = p.chosen_kv_splits();
+    info->chosen_tile_heads = p.chosen_tile_heads();
     return Status::Ok();
   });
 }

@@ -11,6 +11,7 @@
 #include "ptx/ld_st.cuh"
 #include "prefill_mainloop.cuh"
 #include "prefill_params.hpp"
+#include "prefill_scheduler.cuh"
 #include "prefill_traits.cuh"
 
 namespace ptxattn::detail {
@@ -53,23 +54,20 @@ template <class T>
 __device__ __forceinline__ void store_output(const PrefillParams& p, const float (&out)[T::kHeadDim / 2],
                                              const RowState& rows, int item, int row_in_tile, int lane,
                                              uint8_t* staging) {
-  const WorkTile tile = p.tiles[item / p.num_qo_heads];
-  const RequestInfo req = p.requests[tile.request];
-  const int head = item % p.num_qo_heads;
-  const int first_q_row = tile.q_block * T::kBlockQ + row_in_tile;
+  const Work w = work_at<T>(p, item);
   const RowResult result = row_result(p, rows);
   const float(&inv)[2] = result.inv;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int q_row = first_q_row + 8 * h;
-    if (p.lse != nullptr && lane % 4 == 0 && q_row < req.qo_len)
-      p.lse[int64_t(req.qo_start + q_row) * p.num_qo_heads + head] = result.lse[h];
+    const TileRow at = tile_row(p, w, row_in_tile + 8 * h);
+    if (p.lse != nullptr && lane % 4 == 0 && at.q_row < w.req.qo_len)
+      p.lse[int64_t(w.req.qo_start + at.q_row) * p.num_qo_heads + at.head] = result.lse[h];
   }
 
   constexpr int kCols = T::kEpilogueCols;
   constexpr int kChunks = kCols / 8;  // 16-byte chunks per staged row
   constexpr int kStagedRowBytes = kCols * 2;
-  const int warp_first_q_row = first_q_row - lane / 4;
+  const int warp_first_row = row_in_tile - lane / 4;
   auto* o = static_cast<typename T::Element*>(p.o);
   // Chunk c of staged row r sits at slot c ^ (r % 8): the 8 rows of one
   // stmatrix matrix, and the 8 chunks of a row one read phase takes, land in
@@ -99,9 +97,9 @@ __device__ __forceinline__ void store_output(const PrefillParams& p, const float
     for (int i = 0; i < 16 * kChunks / 32; ++i) {
       const int row = (32 * i + lane) / kChunks, chunk = (32 * i + lane) % kChunks;
       const uint4 value = staging != nullptr ? ptx::ld_shared_v4(staged(row, chunk)) : uint4{0, 0, 0, 0};
-      const int q_row = warp_first_q_row + row;
-      if (q_row >= req.qo_len) continue;
-      const int64_t o_row = int64_t(req.qo_start + q_row) * p.num_qo_heads + head;
+      const TileRow at = tile_row(p, w, warp_first_row + row);
+      if (at.q_row >= w.req.qo_len) continue;
+      const int64_t o_row = int64_t(w.req.qo_start + at.q_row) * p.num_qo_heads + at.head;
       *reinterpret_cast<uint4*>(o + o_row * T::kHeadDim + pass * kCols + chunk * 8) = value;
     }
     if (staging != nullptr) __syncwarp();  // every lane has read the pass before the next overwrites it
@@ -117,15 +115,14 @@ __device__ __forceinline__ void store_output(const PrefillParams& p, const float
 template <class T>
 __device__ __forceinline__ void store_partial_state(const PrefillParams& p, const float (&out)[T::kHeadDim / 2],
                                                     const RowState& rows, int item, int row_in_tile, int lane) {
-  const WorkTile tile = p.tiles[item / p.num_qo_heads];
-  const RequestInfo req = p.requests[tile.request];
-  const int head = item % p.num_qo_heads;
+  const Work w = work_at<T>(p, item);
   const RowResult result = row_result(p, rows);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int q_row = tile.q_block * T::kBlockQ + row_in_tile + 8 * h;
-    if (q_row >= req.qo_len) continue;
-    const int64_t state = (int64_t(req.qo_start + q_row) * p.kv_splits + tile.split) * p.num_qo_heads + head;
+    const TileRow at = tile_row(p, w, row_in_tile + 8 * h);
+    if (at.q_row >= w.req.qo_len) continue;
+    const int64_t state =
+        (int64_t(w.req.qo_start + at.q_row) * p.kv_splits + w.tile.split) * p.num_qo_heads + at.head;
     if (lane % 4 == 0) p.partial_lse[state] = result.lse[h];
     float* row = p.partial_o + state * T::kHeadDim + 2 * (lane % 4);
     // Accumulator register 4c + 2h (and + 1): this thread's row h, columns 8c + 2 (lane % 4) (and + 1).

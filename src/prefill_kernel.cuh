@@ -1,7 +1,9 @@
 // Batch prefill attention over a paged (or ragged) KV cache for SM90.
 //
-// A work item is BLOCK_Q = 128 query rows of one request for one qo head
-// (with split-KV, over one chunk of their KV blocks, prefill_params.hpp). A
+// A work item is BLOCK_Q = 128 query rows of one request: 128 tokens of one
+// qo head, or with GQA packing fewer tokens of several qo heads of one KV
+// group (and with split-KV, over one chunk of their KV blocks;
+// prefill_params.hpp). A
 // CTA takes its items from the plan's list (prefill_scheduler.cuh; one item,
 // or a persistent list), and every role loops over them:
 //   warpgroup 0  producer: each item's KV blocks from last to first into a

@@ -180,17 +180,19 @@ __device__ void produce_gather(PrefillSharedStorage<T>& s, const PrefillParams& 
 
 // Q is loaded by consumer thread 0: the consumers know when they are done
 // with the last Q, and the producer then never waits on anything but its
-// rings. Loads the Q tile of one item.
+// rings. Loads the Q tile of one item: one box of its tokens x heads per
+// column slice (the box shape is the plan's, prefill_params.hpp).
 template <class T>
-__device__ __forceinline__ void load_q(PrefillSharedStorage<T>& s, const CUtensorMap* q_map, const RequestInfo& req,
-                                       int q_block, int head) {
+__device__ __forceinline__ void load_q(PrefillSharedStorage<T>& s, const PrefillParams& p, const CUtensorMap* q_map,
+                                       const Work& w) {
   // Rows past the request belong to the next request (or are zero-filled past
   // the tensor): their results are never stored, and rows of S and O are
   // independent, so they cannot reach a stored row.
   ptx::mbarrier_arrive_expect_tx(&s.q_full, T::kSlices * tma_box_bytes(q_box_rows()));
+  const int32_t first_token = w.req.qo_start + w.tile.q_block * tile_tokens(p.heads_log2);
 #pragma unroll
   for (int slice = 0; slice < T::kSlices; ++slice) {
-    const int32_t coord[3] = {slice * T::kSliceCols, head, req.qo_start + q_block * T::kBlockQ};
+    const int32_t coord[3] = {slice * T::kSliceCols, w.head, first_token};
     ptx::cp_async_bulk_tensor_load<3>(s.q + slice * T::kQSliceBytes, q_map, &s.q_full, coord);
   }
 }
@@ -203,7 +205,7 @@ __device__ __forceinline__ void load_next_q(PrefillSharedStorage<T>& s, const Pr
   for (; position < end; ++position) {
     const Work w = work_at<T>(p, work_item(p, position));
     if (w.range.count() > 0) {
-      load_q<T>(s, q_map, w.req, w.q_block, w.head);
+      load_q<T>(s, p, q_map, w);
       return;
     }
   }

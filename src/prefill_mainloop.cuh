@@ -88,11 +88,13 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-// What the mask needs about this thread's rows: the absolute position of its
-// first row (the second is 8 rows further) and of the tile's first row.
+// What the mask needs about this thread's rows: the absolute positions of
+// its two rows (8 tile rows apart: 8 tokens apart token-major, fewer packed)
+// and of the tile's first and last tokens.
 struct RowPositions {
-  int first_row_pos;
+  int row_pos[2];
   int tile_first_pos;
+  int tile_last_pos;
 };
 
 // Only blocks that cross the sequence end, the causal diagonal or the
@@ -105,7 +107,7 @@ __device__ __forceinline__ bool block_needs_mask(const PrefillParams& p, const R
   const int key0 = n * T::kBlockKV;
   const bool crosses_end = key0 + T::kBlockKV > req.kv_len;
   const bool crosses_diagonal = p.causal && key0 + T::kBlockKV - 1 > at.tile_first_pos;
-  const bool crosses_window = p.window_left >= 0 && key0 < at.tile_first_pos + T::kBlockQ - 1 - p.window_left;
+  const bool crosses_window = p.window_left >= 0 && key0 < at.tile_last_pos - p.window_left;
   return crosses_end || crosses_diagonal || crosses_window;
 }
 
@@ -141,7 +143,7 @@ __device__ __forceinline__ void softmax_block(float (&scores)[T::kBlockKV / 2], 
     int first[2], end[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int pos = at.first_row_pos + 8 * h;
+      const int pos = at.row_pos[h];
       end[h] = (p.causal ? min(req.kv_len, pos + 1) : req.kv_len) - key_base;
 #ifdef PTXATTN_INJECT_BUG_WINDOW_OVERFLOW
       first[h] = p.window_left >= 0 ? pos - p.window_left - key_base : INT_MIN;  // the bug: wraps
@@ -242,7 +244,10 @@ __device__ __forceinline__ int consume_item(PrefillSharedStorage<T>& s, const Pr
   const int lane = tid % 32;
   const RequestInfo& req = w.req;
   const int shift_to_pos = req.kv_len - req.qo_len;
-  const RowPositions at{shift_to_pos + w.q_block * T::kBlockQ + row_in_tile, shift_to_pos + w.q_block * T::kBlockQ};
+  const int tile_first_pos = shift_to_pos + w.tile.q_block * tile_tokens(p.heads_log2);
+  const RowPositions at{{shift_to_pos + tile_row(p, w, row_in_tile).q_row, shift_to_pos + tile_row(p, w, row_in_tile + 8).q_row},
+                        tile_first_pos,
+                        tile_first_pos + tile_tokens(p.heads_log2) - 1};
   const uint8_t* q_rows = s.q + consumer * T::kRowsPerConsumer * T::kRowBytes;
   const int count = w.range.count();
 

@@ -26,8 +26,10 @@ PTXATTN_HOST_DEVICE constexpr int32_t prefill_block_kv(int32_t head_dim, bool wi
 // (prefill_run.cpp) and the device's expected transaction bytes
 // (prefill_load.cuh): a box is kTmaBoxCols columns of one head (a 128-byte
 // swizzled row of 16-bit elements) by some rows. A Q box holds a tile's
-// rows; a K/V box holds a block's rows (ragged), or the rows of one page
-// within a block (paged: the block's pages are boxes of their own).
+// rows: tile_tokens tokens of tile_heads heads (GQA packing, below), the
+// head fastest, 128 rows in all; a K/V box holds a block's rows (ragged),
+// or the rows of one page within a block (paged: the block's pages are
+// boxes of their own).
 constexpr int32_t kTmaBoxCols = 64;
 constexpr int32_t kTmaBoxRowBytes = kTmaBoxCols * 2;
 PTXATTN_HOST_DEVICE constexpr int32_t q_box_rows() { return kPrefillBlockQ; }
@@ -44,10 +46,20 @@ struct RequestInfo {
   int32_t kv_len;
 };
 
-// BLOCK_Q query rows of one request, over chunk `split` of their KV blocks
-// (split-KV, kv_split_range below; 0 without it). A work item is a tile for
-// one qo head, numbered tile_index * num_qo_heads + head over the plan's
-// tile list.
+// GQA packing: a tile's BLOCK_Q rows are (token, head) pairs of
+// 2^heads_log2 qo heads of one KV group, the head fastest: row r is token
+// r >> heads_log2 of the tile and head r & (2^heads_log2 - 1) of its heads.
+// heads_log2 = 0 is token-major (one head, BLOCK_Q tokens). Packed, the
+// tile covers fewer tokens, and one pass over a KV head's blocks serves
+// several qo heads (decode: one token per request fills 1/BLOCK_Q of a
+// token-major tile).
+PTXATTN_HOST_DEVICE constexpr int32_t tile_tokens(int32_t heads_log2) { return kPrefillBlockQ >> heads_log2; }
+
+// BLOCK_Q query rows of one request (tile_tokens tokens of its heads), over
+// chunk `split` of their KV blocks (split-KV, kv_split_range below; 0
+// without it). A work item is a tile for one group of tile heads (1 <<
+// heads_log2 of them), numbered tile_index * (num_qo_heads >> heads_log2) +
+// head group over the plan's tile list.
 struct WorkTile {
   int32_t request;
   int32_t q_block;
@@ -81,6 +93,8 @@ struct PrefillParams {
   float* partial_lse;
   int32_t num_qo_heads;
   int32_t group_size;  // num_qo_heads / num_kv_heads
+  int32_t heads_log2;  // GQA packing: a tile holds 1 << heads_log2 qo heads (0: token-major)
+  int32_t item_heads;  // head groups per tile: num_qo_heads >> heads_log2
   int32_t page_size;   // paged only
   bool paged;
   bool hnd;  // paged only: [page][head][slot][d] instead of [page][slot][head][d]

@@ -123,6 +123,24 @@ Status resolve_block_kv(const PrefillConfig& c, KvLoadPath path, int32_t window_
   return detail::invalid_argument("kv_block = ", int(c.kv_block), " is not a KvBlock");
 }
 
+Status resolve_tile_heads(const PrefillConfig& c, const std::vector<RequestInfo>& requests, int32_t* heads_log2) {
+  const int32_t group = c.num_qo_heads / c.num_kv_heads;
+  const bool packable = detail::gqa_packable(group);
+  switch (c.gqa_packing) {
+    case GqaPacking::kOff: *heads_log2 = 0; return Status::Ok();
+    case GqaPacking::kOn:
+      if (!packable)
+        return detail::unsupported("gqa_packing = kOn needs the GQA group (num_qo_heads / num_kv_heads = ", group,
+                                   ") to divide 128, the query tile's rows");
+      *heads_log2 = detail::log2_of(group);
+      return Status::Ok();
+    case GqaPacking::kAuto:
+      *heads_log2 = packable && detail::gqa_packing_pays(requests, group) ? detail::log2_of(group) : 0;
+      return Status::Ok();
+  }
+  return detail::invalid_argument("gqa_packing = ", int(c.gqa_packing), " is not a GqaPacking");
+}
+
 // NOTES: the persistent schedule measured faster than one CTA per item on
 // every shape where both ran, on both load paths (docs/benchmarks.md,
 // "2026-12-04, second session": +2% to +19%).
@@ -187,6 +205,8 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
 
   int32_t block_kv = 0;
   PTXATTN_RETURN_IF_ERROR(resolve_block_kv(config, path, window, requests, &block_kv));
+  int32_t heads_log2 = 0;
+  PTXATTN_RETURN_IF_ERROR(resolve_tile_heads(config, requests, &heads_log2));
   detail::ScheduleInputs schedule_inputs{&requests,
                                          config.num_qo_heads,
                                          config.num_qo_heads / config.num_kv_heads,
@@ -194,11 +214,12 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
                                          block_kv,
                                          config.options.causal,
                                          window};
+  schedule_inputs.heads_log2 = heads_log2;
   std::vector<WorkTile> tiles = detail::tiles_longest_first(schedule_inputs);
-  int64_t num_items = int64_t(tiles.size()) * config.num_qo_heads;
+  int64_t num_items = int64_t(tiles.size()) * schedule_inputs.item_heads();
   if (num_items > std::numeric_limits<int32_t>::max())
     return detail::invalid_argument("the batch has ", num_items, " work items (", tiles.size(), " tiles x ",
-                                    config.num_qo_heads, " heads), more than one launch holds (2^31 - 1)");
+                                    schedule_inputs.item_heads(), " head groups), more than one launch holds (2^31 - 1)");
   // The SM count of the current device, asked only where needed (so an
   // empty batch plans without a device).
   int32_t num_sms = 0;
@@ -224,8 +245,8 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
     const int64_t split_items = num_items * splits;
     if (split_items > std::numeric_limits<int32_t>::max())
       return detail::invalid_argument("config.kv_splits = ", splits, " makes ", split_items, " work items (",
-                                      tiles.size(), " tiles x ", splits, " chunks x ", config.num_qo_heads,
-                                      " heads), more than one launch holds (2^31 - 1)");
+                                      tiles.size(), " tiles x ", splits, " chunks x ", schedule_inputs.item_heads(),
+                                      " head groups), more than one launch holds (2^31 - 1)");
     schedule_inputs.kv_splits = splits;
     tiles = detail::tiles_longest_first(schedule_inputs);
     num_items = split_items;
@@ -274,6 +295,7 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   impl.load_path = path;
   impl.block_kv = block_kv;
   impl.kv_splits = kv_splits;
+  impl.heads_log2 = heads_log2;
   impl.num_q_tokens = indices.qo_indptr[n];
   impl.num_kv_rows = kv_units;
   impl.schedule = schedule;
@@ -294,6 +316,7 @@ const PrefillConfig& PrefillPlan::config() const { return impl_->config; }
 KvLoadPath PrefillPlan::chosen_load_path() const { return impl_->load_path; }
 int32_t PrefillPlan::chosen_block_kv() const { return impl_->block_kv; }
 int32_t PrefillPlan::chosen_kv_splits() const { return impl_->kv_splits; }
+int32_t PrefillPlan::chosen_tile_heads() const { return 1 << impl_->heads_log2; }
 int64_t PrefillPlan::num_q_tokens() const { return impl_->num_q_tokens; }
 int64_t PrefillPlan::num_kv_rows() const { return impl_->num_kv_rows; }
 int64_t PrefillPlan::num_work_tiles() const { return impl_->num_tiles; }

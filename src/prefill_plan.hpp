@@ -46,9 +46,10 @@ class PrefillPlanImpl {
   DeviceArena requests;         // detail::RequestInfo[num_requests]
   DeviceArena tiles;            // detail::WorkTile[num_tiles], longest first
   DeviceArena cta_work_indptr;  // persistent: int32[num_ctas + 1]
-  DeviceArena cta_work_items;   // int32[num_tiles * num_qo_heads], when listed
+  DeviceArena cta_work_items;   // int32[num_tiles * head groups], when listed
   DeviceArena kv_indices;  // int32[num_kv_rows], paged only
   int32_t kv_splits = 1;   // split-KV chunks per query tile (1: none)
+  int32_t heads_log2 = 0;  // GQA packing: qo heads per query tile, log2 (0: token-major)
   // Split-KV workspace (kv_splits > 1), written by every run's kernel and
   // read by its merge (prefill_params.hpp): float32
   // [num_q_tokens][kv_splits][num_qo_heads][head_dim] and

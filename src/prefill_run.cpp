@@ -24,9 +24,9 @@ CUtensorMapDataType tensor_map_type(DType dtype) {
   return dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
 }
 
-// q: dims (d, head, token), one box = a tile's query rows of one head
-// (prefill_params.hpp describes the boxes).
-Status encode_q_map(const PrefillConfig& c, const PrefillTensors& t, CUtensorMap* map) {
+// q: dims (d, head, token), one box = a tile's query rows: its tokens of its
+// 1 << heads_log2 heads (prefill_params.hpp describes the boxes).
+Status encode_q_map(const PrefillConfig& c, int32_t heads_log2, const PrefillTensors& t, CUtensorMap* map) {
   const uint64_t elem = 2, d = uint64_t(c.head_dim), heads = uint64_t(c.num_qo_heads);
   ptx::TensorMapSpec spec;
   spec.data_type = tensor_map_type(c.dtype);
@@ -34,7 +34,7 @@ Status encode_q_map(const PrefillConfig& c, const PrefillTensors& t, CUtensorMap
   spec.global_address = t.q;
   spec.dims[0] = d, spec.dims[1] = heads, spec.dims[2] = uint64_t(t.num_q_tokens);
   spec.byte_strides[1] = d * elem, spec.byte_strides[2] = heads * d * elem;
-  spec.box[0] = detail::kTmaBoxCols, spec.box[1] = 1, spec.box[2] = uint32_t(detail::q_box_rows());
+  spec.box[0] = detail::kTmaBoxCols, spec.box[1] = 1u << heads_log2, spec.box[2] = uint32_t(detail::tile_tokens(heads_log2));
   return ptx::encode_tensor_map(spec, map);
 }
 
@@ -92,6 +92,8 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
   }
   p.num_qo_heads = c.num_qo_heads;
   p.group_size = c.num_qo_heads / c.num_kv_heads;
+  p.heads_log2 = plan.heads_log2;
+  p.item_heads = c.num_qo_heads >> plan.heads_log2;
   p.paged = c.kv_format == KvFormat::kPaged;
   p.page_size = p.paged ? c.page_size : 0;
   p.hnd = p.paged && c.kv_layout == KvLayout::kHND;
@@ -165,7 +167,7 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
   l.tma = impl.load_path == KvLoadPath::kTma;
   l.block_kv = impl.block_kv;
   l.num_ctas = uint32_t(impl.num_ctas);
-  PTXATTN_RETURN_IF_ERROR(encode_q_map(c, tensors, &l.q_map));
+  PTXATTN_RETURN_IF_ERROR(encode_q_map(c, impl.heads_log2, tensors, &l.q_map));
   if (l.tma && tensors.num_kv_rows > 0) {  // no rows: no block is ever loaded
     PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, impl.block_kv, tensors, tensors.k, &l.k_map));
     PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, impl.block_kv, tensors, tensors.v, &l.v_map));

@@ -10,9 +10,13 @@ namespace ptxattn::detail {
 
 namespace {
 KvBlockRange tile_blocks(const ScheduleInputs& in, int32_t request, int32_t q_block) {
-  return kv_block_range((*in.requests)[request], q_block, kPrefillBlockQ, in.block_kv, in.causal, in.window_left);
+  return kv_block_range((*in.requests)[request], q_block, tile_tokens(in.heads_log2), in.block_kv, in.causal,
+                        in.window_left);
 }
-int32_t query_blocks(const RequestInfo& r) { return (r.qo_len + kPrefillBlockQ - 1) / kPrefillBlockQ; }
+int32_t query_blocks(const ScheduleInputs& in, const RequestInfo& r) {
+  const int32_t tokens = tile_tokens(in.heads_log2);
+  return (r.qo_len + tokens - 1) / tokens;
+}
 }  // namespace
 
 int64_t tile_cost(const ScheduleInputs& in, const WorkTile& tile) {
@@ -23,7 +27,7 @@ std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in) {
   std::vector<WorkTile> tiles;
   std::vector<int64_t> cost;
   for (int32_t b = 0; b < int32_t(in.requests->size()); ++b) {
-    for (int32_t qb = 0; qb < query_blocks((*in.requests)[b]); ++qb) {
+    for (int32_t qb = 0; qb < query_blocks(in, (*in.requests)[b]); ++qb) {
       for (int32_t split = 0; split < in.kv_splits; ++split) {
         tiles.push_back({b, qb, split});
         cost.push_back(tile_cost(in, tiles.back()));
@@ -41,9 +45,19 @@ std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in) {
 int32_t longest_tile_blocks(const ScheduleInputs& in) {
   int32_t longest = 0;
   for (int32_t b = 0; b < int32_t(in.requests->size()); ++b)
-    for (int32_t qb = 0; qb < query_blocks((*in.requests)[b]); ++qb)
+    for (int32_t qb = 0; qb < query_blocks(in, (*in.requests)[b]); ++qb)
       longest = std::max(longest, tile_blocks(in, b, qb).count());
   return longest;
+}
+
+bool gqa_packing_pays(const std::vector<RequestInfo>& requests, int32_t group) {
+  if (group <= 1) return false;
+  int64_t token_major = 0, packed = 0;  // 128-row tiles over one KV group's qo heads
+  for (const RequestInfo& r : requests) {
+    token_major += group * ((int64_t(r.qo_len) + kPrefillBlockQ - 1) / kPrefillBlockQ);
+    packed += (int64_t(r.qo_len) * group + kPrefillBlockQ - 1) / kPrefillBlockQ;
+  }
+  return packed < token_major;
 }
 
 int32_t auto_kv_splits(int64_t items, int32_t sms, int32_t longest_blocks) {
@@ -83,14 +97,15 @@ std::vector<int32_t> items_in_l2_order(const ScheduleInputs& in, const std::vect
     int32_t section, unit, item;
   };
   std::vector<Ordered> order;
-  order.reserve(tiles.size() * size_t(in.num_qo_heads));
+  const int32_t item_heads = in.item_heads();
+  order.reserve(tiles.size() * size_t(item_heads));
   std::vector<int64_t> section_max(size_t(sections) + 1, 0);
   for (int32_t t = 0; t < int32_t(tiles.size()); ++t) {
     const int64_t cost = tile_cost(in, tiles[t]);
-    for (int32_t head = 0; head < in.num_qo_heads; ++head) {
-      const int32_t unit = first_unit[tiles[t].request] + head / in.group_size;
+    for (int32_t group = 0; group < item_heads; ++group) {
+      const int32_t unit = first_unit[tiles[t].request] + (group << in.heads_log2) / in.group_size;
       const int32_t section = section_of_unit[unit];
-      order.push_back({cost, section, unit, t * in.num_qo_heads + head});
+      order.push_back({cost, section, unit, t * item_heads + group});
       section_max[section] = std::max(section_max[section], cost);
     }
   }
@@ -121,7 +136,7 @@ PersistentLists persistent_work_lists(const ScheduleInputs& in, const std::vecto
     const auto [load, cta] = least_loaded.top();
     least_loaded.pop();
     cta_of[i] = cta;
-    least_loaded.push({load + tile_cost(in, tiles[order[i] / in.num_qo_heads]), cta});
+    least_loaded.push({load + tile_cost(in, tiles[order[i] / in.item_heads()]), cta});
   }
 
   // The lists, CTA by CTA, each in dealing order (a counting sort by CTA).

@@ -1,7 +1,9 @@
 // The order in which CTAs take the prefill's work items, made on the host by
 // the plan (pure functions of the batch, tested on the CPU). A work item is
-// one tile of `tiles` for one qo head, numbered tile_index * num_qo_heads + head;
-// with split-KV a tile is one chunk of a query block's KV blocks.
+// one tile of `tiles` for one group of tile heads (one qo head, or with GQA
+// packing 2^heads_log2 of one KV group), numbered
+// tile_index * item_heads() + head group; with split-KV a tile is one chunk
+// of a query block's KV blocks.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,8 @@ struct ScheduleInputs {
   bool causal;
   int32_t window_left;  // as the kernel sees it (-1: off)
   int32_t kv_splits = 1;  // chunks per query block (split-KV; 1: none)
+  int32_t heads_log2 = 0;  // qo heads per tile, log2 (GQA packing; 0: token-major)
+  int32_t item_heads() const { return num_qo_heads >> heads_log2; }  // head groups: items per tile
 };
 
 // Estimated time of a tile (for any head), in KV blocks: the blocks of its
@@ -34,6 +38,21 @@ std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in);
 // The KV blocks of the batch's longest tile before any split: what split-KV
 // can cut.
 int32_t longest_tile_blocks(const ScheduleInputs& in);
+
+// GQA packing (prefill_params.hpp): a group of qo heads packs into a tile
+// when it divides the tile's rows; log2_of is its exponent.
+constexpr bool gqa_packable(int32_t group) { return group >= 1 && group <= kPrefillBlockQ && kPrefillBlockQ % group == 0; }
+constexpr int32_t log2_of(int32_t power_of_two) {
+  int32_t log2 = 0;
+  while ((1 << log2) < power_of_two) ++log2;
+  return log2;
+}
+
+// The rule of GqaPacking::kAuto: pack where the batch's tiles then hold
+// fewer rows, counted over a KV group's qo heads: token-major,
+// group x ceil(qo_len / 128) tiles per request; packed, ceil(qo_len x group
+// / 128). Equal counts (every qo_len a multiple of 128) stay token-major.
+bool gqa_packing_pays(const std::vector<RequestInfo>& requests, int32_t group);
 
 // NOTES: a chunk keeps at least this many KV blocks, so that filling the
 // pipeline and storing the chunk's state stay small beside its work. Not

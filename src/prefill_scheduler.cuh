@@ -21,20 +21,34 @@ __device__ __forceinline__ int work_item(const PrefillParams& p, int position) {
   return p.cta_work_items == nullptr ? position : p.cta_work_items[position];
 }
 
-// What a role needs of one work item: its request, tile, qo head and KV
-// blocks (its chunk of them, with split-KV).
+// What a role needs of one work item: its request, tile, first qo head (of
+// 1 << heads_log2, GQA packing) and KV blocks (its chunk of them, with
+// split-KV).
 struct Work {
   RequestInfo req;
-  int q_block;
+  WorkTile tile;
   int head;
   KvBlockRange range;
 };
 template <class T>
 __device__ __forceinline__ Work work_at(const PrefillParams& p, int item) {
-  const WorkTile tile = p.tiles[item / p.num_qo_heads];
+  const WorkTile tile = p.tiles[item / p.item_heads];
   const RequestInfo req = p.requests[tile.request];
-  const KvBlockRange blocks = kv_block_range(req, tile.q_block, T::kBlockQ, T::kBlockKV, p.causal, p.window_left);
-  return {req, tile.q_block, item % p.num_qo_heads, kv_split_range(blocks, tile.split, p.kv_splits)};
+  const KvBlockRange blocks =
+      kv_block_range(req, tile.q_block, tile_tokens(p.heads_log2), T::kBlockKV, p.causal, p.window_left);
+  return {req, tile, (item % p.item_heads) << p.heads_log2, kv_split_range(blocks, tile.split, p.kv_splits)};
+}
+
+// Where row `row` (0 .. BLOCK_Q - 1) of a work item's tile belongs: its
+// query token within the request and its qo head (prefill_params.hpp, GQA
+// packing).
+struct TileRow {
+  int q_row;
+  int head;
+};
+__device__ __forceinline__ TileRow tile_row(const PrefillParams& p, const Work& w, int row) {
+  return {w.tile.q_block * tile_tokens(p.heads_log2) + (row >> p.heads_log2),
+          w.head + (row & ((1 << p.heads_log2) - 1))};
 }
 
 }  // namespace ptxattn::detail

@@ -116,6 +116,10 @@ Status validate_prefill_config(const PrefillConfig& config) {
   if (config.kv_block != KvBlock::kAuto && config.kv_block != KvBlock::kStandard && config.kv_block != KvBlock::kWide)
     return invalid_argument("config.kv_block = ", int(config.kv_block),
                             " is not a KvBlock (0 = auto, 1 = standard, 2 = wide)");
+  if (config.gqa_packing != GqaPacking::kAuto && config.gqa_packing != GqaPacking::kOff &&
+      config.gqa_packing != GqaPacking::kOn)
+    return invalid_argument("config.gqa_packing = ", int(config.gqa_packing),
+                            " is not a GqaPacking (0 = auto, 1 = off, 2 = on)");
   if (config.max_ctas < 0) return invalid_argument("config.max_ctas = ", config.max_ctas, " is negative");
   if (config.max_ctas > 0 && config.schedule == WorkSchedule::kOneItemPerCta)
     return invalid_argument("config.max_ctas = ", config.max_ctas,

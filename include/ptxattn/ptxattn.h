@@ -64,6 +64,7 @@ enum {
   PTXATTN_WORK_SCHEDULE_PERSISTENT = 2
 };
 enum { PTXATTN_KV_BLOCK_AUTO = 0, PTXATTN_KV_BLOCK_STANDARD = 1, PTXATTN_KV_BLOCK_WIDE = 2 };
+enum { PTXATTN_GQA_PACKING_AUTO = 0, PTXATTN_GQA_PACKING_OFF = 1, PTXATTN_GQA_PACKING_ON = 2 };
 enum { PTXATTN_STATE_DTYPE_BF16 = 0, PTXATTN_STATE_DTYPE_FP16 = 1, PTXATTN_STATE_DTYPE_FP32 = 2 };
 
 /* Part of ptxattn_prefill_config (its struct_size covers this). */
@@ -91,6 +92,7 @@ typedef struct ptxattn_prefill_config {
   int32_t max_ctas;  /* persistent schedule: at most this many CTAs; 0: one per SM */
   int32_t kv_block;  /* PTXATTN_KV_BLOCK_* */
   int32_t kv_splits; /* split-KV chunks per query tile: 0 auto, 1 none, 2..64 forced */
+  int32_t gqa_packing; /* PTXATTN_GQA_PACKING_* */
 } ptxattn_prefill_config;
 
 /* Host arrays, read only during ptxattn_plan_prefill. */
@@ -128,6 +130,7 @@ typedef struct ptxattn_prefill_plan_info {
   int64_t num_work_tiles;
   int64_t num_ctas;
   int32_t chosen_kv_splits;      /* 1 (no split) to 64 */
+  int32_t chosen_tile_heads;     /* qo heads per query tile: 1 token-major, the GQA group packed */
 } ptxattn_prefill_plan_info;
 
 typedef struct ptxattn_rope_config {

@@ -80,6 +80,18 @@ enum class WorkSchedule : int { kAuto = 0, kOneItemPerCta = 1, kPersistent = 2 }
 // other keys: their results differ in rounding.
 enum class KvBlock : int { kAuto = 0, kStandard = 1, kWide = 2 };
 
+// How a 128-row query tile is filled (PrefillPlan::chosen_tile_heads).
+// kOff: token-major, 128 tokens of one qo head. kOn: GQA-packed, the
+// (token, qo head) pairs of one KV group's heads, the head fastest: 128 /
+// group tokens of `group` heads (group = num_qo_heads / num_kv_heads, which
+// must then divide 128), so one pass over a KV head's blocks serves all its
+// qo heads and a decode step fills `group` rows of a tile instead of one.
+// kAuto packs where the batch's query tiles then hold fewer padding rows
+// (docs/kernels.md, "GQA packing"); the others force one, for tests and
+// benchmarks. The two differ in the order of nothing a row computes: their
+// results are bit-identical.
+enum class GqaPacking : int { kAuto = 0, kOff = 1, kOn = 2 };
+
 struct PrefillOptions {
   bool causal = false;
   int32_t window_left = -1;      // keys >= pos - window_left are visible; -1: off
@@ -116,6 +128,7 @@ struct PrefillConfig {
   // are bit-identical from run to run for a given count; counts differ from
   // each other in rounding.
   int32_t kv_splits = 0;
+  GqaPacking gqa_packing = GqaPacking::kAuto;
 };
 
 // Host copies of the batch index arrays (read only during plan_prefill).
@@ -167,6 +180,7 @@ class PrefillPlan {
   WorkSchedule chosen_schedule() const;  // kOneItemPerCta or kPersistent after planning
   int32_t chosen_block_kv() const;      // keys per KV block the kernel walks: 176, 128 or 64 (docs/kernels.md)
   int32_t chosen_kv_splits() const;     // KV chunks per query tile: 1 (no split) to 64
+  int32_t chosen_tile_heads() const;    // qo heads per query tile: 1 (token-major) or the GQA group (packed)
   int64_t num_q_tokens() const;         // qo_indptr[num_requests]
   int64_t num_kv_rows() const;          // paged: kv_indptr[num_requests] pages used; ragged: kv rows
   int64_t num_work_tiles() const;       // 128-row query tiles (each runs once per qo head)

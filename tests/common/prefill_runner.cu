@@ -36,7 +36,8 @@ PrefillTensors DevicePrefillCase::tensors() const {
 }
 
 PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& before_run,
-                                  const ScheduleChoice& schedule, KvBlock kv_block, int32_t kv_splits) {
+                                  const ScheduleChoice& schedule, KvBlock kv_block, int32_t kv_splits,
+                                  GqaPacking gqa_packing) {
   PrefillRun result;
   PrefillConfig config = host_.config;
   config.load_path = path;
@@ -44,6 +45,7 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   config.max_ctas = schedule.max_ctas;
   config.kv_block = kv_block;
   config.kv_splits = kv_splits;
+  config.gqa_packing = gqa_packing;
   PrefillPlan plan;
   result.status = plan_prefill(config, host_.indices(), plan);
   if (!result.status.ok()) return result;
@@ -51,8 +53,9 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   result.schedule = plan.chosen_schedule();
   result.block_kv = plan.chosen_block_kv();
   result.kv_splits = plan.chosen_kv_splits();
+  result.tile_heads = plan.chosen_tile_heads();
   result.num_ctas = plan.num_ctas();
-  result.num_work_items = plan.num_work_tiles() * config.num_qo_heads;
+  result.num_work_items = plan.num_work_tiles() * (config.num_qo_heads / result.tile_heads);
 
   out_.fill_u32(kNaNWord);
   lse_.fill_u32(kNaNWord);

@@ -35,8 +35,9 @@ struct PrefillRun {
   WorkSchedule schedule = WorkSchedule::kAuto;  // the schedule the plan chose
   int32_t block_kv = 0;                         // the KV block the plan chose (PrefillPlan::chosen_block_kv)
   int32_t kv_splits = 0;                        // the KV chunks the plan chose (PrefillPlan::chosen_kv_splits)
+  int32_t tile_heads = 0;                       // qo heads per tile the plan chose (PrefillPlan::chosen_tile_heads)
   int64_t num_ctas = 0;                         // the plan's grid
-  int64_t num_work_items = 0;                   // 128-row tiles x qo heads
+  int64_t num_work_items = 0;                   // 128-row tiles x head groups
   std::vector<uint16_t> out;    // [num_q_tokens][H_qo][D] raw bits
   std::vector<float> lse;       // [num_q_tokens][H_qo]; empty when the case's return_lse is off
   int64_t lse_written_at = -1;  // return_lse off: the first LSE word the run changed (-1: none)
@@ -52,15 +53,16 @@ class DevicePrefillCase {
  public:
   explicit DevicePrefillCase(const HostCase& c);
 
-  // Plans for `path`, `schedule`, `kv_block` and `kv_splits` (config.kv_splits:
-  // 0 the plan's rule), poisons o, lse and the split-KV workspace with NaN, calls
+  // Plans for `path`, `schedule`, `kv_block`, `kv_splits` (config.kv_splits:
+  // 0 the plan's rule) and `gqa_packing`, poisons o, lse and the split-KV
+  // workspace with NaN, calls
   // `before_run` (a polluter; it may launch kernels), runs on the default
   // stream, synchronises and downloads. The case's options decide whether LSE
   // is written; when they do not, the LSE buffer (as `before_run` left it)
   // must come back unchanged.
   PrefillRun run(KvLoadPath path, const std::function<void()>& before_run = {},
                  const ScheduleChoice& schedule = {WorkSchedule::kAuto, 0, "auto"}, KvBlock kv_block = KvBlock::kAuto,
-                 int32_t kv_splits = 0);
+                 int32_t kv_splits = 0, GqaPacking gqa_packing = GqaPacking::kAuto);
 
   const HostCase& host() const { return host_; }
   DeviceBuffer& q() { return q_; }

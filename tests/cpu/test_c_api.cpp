@@ -118,6 +118,7 @@ TEST_CASE("c api: config_init gives the C++ defaults", "[c_api]") {
   CHECK(config.max_ctas == 0);
   CHECK(config.kv_block == PTXATTN_KV_BLOCK_AUTO);
   CHECK(config.kv_splits == 0);
+  CHECK(config.gqa_packing == PTXATTN_GQA_PACKING_AUTO);
   CHECK(config.options.causal == 0);
   CHECK(config.options.window_left == -1);
   CHECK(config.options.logits_soft_cap == 0.0f);
@@ -419,6 +420,23 @@ TEST_CASE_METHOD(EmptyBatchPlan, "c api: kv_splits reaches the C++ plan", "[c_ap
     REQUIRE(ptxattn_prefill_plan_get_info(plan, &info) == PTXATTN_STATUS_OK);
     CHECK(info.config.kv_splits == 7);
     CHECK(info.chosen_kv_splits == 7);
+  }
+}
+
+TEST_CASE_METHOD(EmptyBatchPlan, "c api: gqa_packing reaches the C++ plan", "[c_api][gqa-pack]") {
+  SECTION("outside the enum") {
+    config.gqa_packing = 3;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.gqa_packing = 3 is not a GqaPacking");
+  }
+  SECTION("forced on, and the tile's heads reported") {
+    config.num_qo_heads = 8;
+    config.num_kv_heads = 2;
+    config.gqa_packing = PTXATTN_GQA_PACKING_ON;
+    REQUIRE(ptxattn_plan_prefill(plan, &config, &indices) == PTXATTN_STATUS_OK);
+    ptxattn_prefill_plan_info info = initialised(ptxattn_prefill_plan_info_init);
+    REQUIRE(ptxattn_prefill_plan_get_info(plan, &info) == PTXATTN_STATUS_OK);
+    CHECK(info.config.gqa_packing == PTXATTN_GQA_PACKING_ON);
+    CHECK(info.chosen_tile_heads == 4);
   }
 }
 

@@ -35,7 +35,7 @@ struct Checked {
 // Every item exactly once, no CTA without work, and the lists' loads.
 Checked check_lists(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, const PersistentLists& lists,
                     int32_t max_ctas) {
-  const int64_t num_items = int64_t(tiles.size()) * in.num_qo_heads;
+  const int64_t num_items = int64_t(tiles.size()) * in.item_heads();
   REQUIRE(lists.num_ctas() == std::min<int64_t>(max_ctas, num_items));
   REQUIRE(lists.cta_indptr.front() == 0);
   REQUIRE(lists.cta_indptr.back() == num_items);
@@ -50,7 +50,7 @@ Checked check_lists(const ScheduleInputs& in, const std::vector<WorkTile>& tiles
       REQUIRE(item >= 0);
       REQUIRE(item < num_items);
       ++seen[size_t(item)];
-      const int64_t cost = tile_cost(in, tiles[item / in.num_qo_heads]);
+      const int64_t cost = tile_cost(in, tiles[item / in.item_heads()]);
       load += cost;
       c.max_cost = std::max(c.max_cost, cost);
     }
@@ -402,6 +402,67 @@ TEST_CASE("split-KV: kv_splits is validated, and a split tile list too long is r
   c.kv_splits = 0;  // an empty batch plans without a device, and needs no split
   REQUIRE(plan_prefill(c, kEmptyBatch, plan).ok());
   CHECK(plan.chosen_kv_splits() == 1);
+}
+
+TEST_CASE("GQA packing: the rule packs where tiles then hold fewer rows", "[schedule][gqa-pack]") {
+  CHECK(gqa_packable(1));
+  CHECK(gqa_packable(4));
+  CHECK(gqa_packable(128));
+  CHECK_FALSE(gqa_packable(3));
+  CHECK_FALSE(gqa_packable(256));
+  CHECK(log2_of(1) == 0);
+  CHECK(log2_of(8) == 3);
+  CHECK(log2_of(128) == 7);
+  CHECK_FALSE(gqa_packing_pays(make_requests({1, 1}, {100, 100}), 1));  // no group: nothing to pack
+  CHECK(gqa_packing_pays(make_requests({1, 1}, {100, 100}), 4));        // decode: 8 tiles or 2
+  CHECK(gqa_packing_pays(make_requests({4}, {100}), 8));                // 8 tiles or 1
+  CHECK(gqa_packing_pays(make_requests({200}, {300}), 4));              // 8 tiles or 7
+  CHECK_FALSE(gqa_packing_pays(make_requests({128, 256}, {300, 300}), 4));  // whole tiles: 12 either way
+  CHECK_FALSE(gqa_packing_pays(make_requests({0}, {10}), 4));
+}
+
+TEST_CASE("GQA packing: tiles of 128 / group tokens, one item per head group", "[schedule][gqa-pack]") {
+  const std::vector<RequestInfo> requests = make_requests({1, 70, 33, 0}, {900, 70, 2000, 5});
+  for (const bool causal : {false, true}) {
+    for (int32_t heads_log2 = 0; heads_log2 <= 3; ++heads_log2) {
+      ScheduleInputs in{&requests, 16, 8, 128, 128, causal, -1};
+      in.heads_log2 = heads_log2;
+      CHECK(in.item_heads() == 16 >> heads_log2);
+      const int32_t tokens = kPrefillBlockQ >> heads_log2;
+      const std::vector<WorkTile> tiles = tiles_longest_first(in);
+      int64_t expected_tiles = 0;
+      for (const RequestInfo& r : requests) expected_tiles += (r.qo_len + tokens - 1) / tokens;
+      CHECK(int64_t(tiles.size()) == expected_tiles);
+      for (const WorkTile& t : tiles) {
+        // A packed tile's KV blocks are those of its own tokens.
+        const KvBlockRange blocks = kv_block_range(requests[t.request], t.q_block, tokens, 128, causal, -1);
+        CHECK(tile_cost(in, t) == 1 + blocks.count());
+      }
+      const PersistentLists lists = persistent_work_lists(in, tiles, 7);
+      check_lists(in, tiles, lists, 7);
+    }
+  }
+}
+
+TEST_CASE("GQA packing: forced on a group that does not divide the tile is refused", "[schedule][gqa-pack]") {
+  PrefillConfig c = ragged_config(128, KvBlock::kStandard);
+  c.num_qo_heads = 6;
+  c.num_kv_heads = 2;
+  c.gqa_packing = GqaPacking::kOn;
+  PrefillPlan plan;
+  const Status status = plan_prefill(c, kEmptyBatch, plan);
+  CHECK(status.code == StatusCode::kUnsupported);
+  CHECK_THAT(status.message, Catch::Contains("gqa_packing = kOn needs the GQA group (num_qo_heads / num_kv_heads = 3)"));
+  c.num_qo_heads = 8;  // group 4: packed
+  REQUIRE(plan_prefill(c, kEmptyBatch, plan).ok());
+  CHECK(plan.chosen_tile_heads() == 4);
+  c.gqa_packing = GqaPacking::kAuto;  // an empty batch gains nothing from packing
+  REQUIRE(plan_prefill(c, kEmptyBatch, plan).ok());
+  CHECK(plan.chosen_tile_heads() == 1);
+  c.gqa_packing = static_cast<GqaPacking>(3);
+  const Status bad = validate_prefill_config(c);
+  CHECK(bad.code == StatusCode::kInvalidArgument);
+  CHECK_THAT(bad.message, Catch::Contains("config.gqa_packing = 3 is not a GqaPacking"));
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ namespace {
 
 using ptxattn::BatchIndices;
 using ptxattn::DType;
+using ptxattn::GqaPacking;
 using ptxattn::KvBlock;
 using ptxattn::KvFormat;
 using ptxattn::KvLayout;
@@ -113,12 +114,13 @@ PrefillConfig random_config(Rng& rng) {
   if (c.schedule != WorkSchedule::kOneItemPerCta && rng.percent(30))
     c.max_ctas = rng.percent(70) ? rng.pick({1, 2, 3, 16, 132, 264}) : int32_t(rng.range(1, INT32_MAX));
   if (rng.percent(20)) c.kv_splits = rng.pick({1, 2, 7, 64});
+  c.gqa_packing = GqaPacking(rng.pick({0, 0, 1, 2}));
   return c;
 }
 
 // One change, usually to a value that breaks a rule or sits next to a limit.
 void mutate_config(Rng& rng, PrefillConfig& c) {
-  switch (rng.below(18)) {
+  switch (rng.below(19)) {
     case 0: c.dtype = static_cast<DType>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 1: c.kv_format = static_cast<KvFormat>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 2: c.kv_layout = static_cast<KvLayout>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
@@ -149,6 +151,7 @@ void mutate_config(Rng& rng, PrefillConfig& c) {
       break;
     case 15: c.kv_block = static_cast<KvBlock>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 3))); break;
     case 16: c.kv_splits = rng.percent(50) ? rng.edge_int32() : rng.pick({-1, 0, 1, 64, 65}); break;
+    case 17: c.gqa_packing = static_cast<GqaPacking>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 3))); break;
     default:  // ragged with HND, or a format switch that leaves the other fields as they are
       c.kv_format = c.kv_format == KvFormat::kPaged ? KvFormat::kRagged : KvFormat::kPaged;
       if (rng.percent(50)) c.kv_layout = KvLayout::kHND;
@@ -169,6 +172,7 @@ void config_rules(const PrefillConfig& c, Rules& r) {
             "config.max_ctas > 0 only without schedule = kOneItemPerCta", "config.max_ctas");
   r.invalid(c.kv_splits >= 0 && c.kv_splits <= ptxattn::detail::kMaxKvSplits, "config.kv_splits in [0, 64]",
             "config.kv_splits");
+  r.invalid(in_enum(int(c.gqa_packing), 3), "config.gqa_packing is a GqaPacking", "config.gqa_packing");
   r.invalid(c.num_qo_heads > 0, "config.num_qo_heads > 0", "num_qo_heads");
   r.invalid(c.num_kv_heads > 0, "config.num_kv_heads > 0", "num_kv_heads");
   if (c.num_qo_heads > 0 && c.num_kv_heads > 0)
@@ -254,7 +258,7 @@ std::string describe(const PrefillConfig& c) {
       << c.options.window_left << ", soft_cap " << float_text(c.options.logits_soft_cap) << ", sm_scale "
       << float_text(c.options.sm_scale) << ", return_lse " << c.options.return_lse << ", load_path "
       << int(c.load_path) << ", schedule " << int(c.schedule) << ", max_ctas " << c.max_ctas << ", kv_block "
-      << int(c.kv_block) << ", kv_splits " << c.kv_splits << "}";
+      << int(c.kv_block) << ", kv_splits " << c.kv_splits << ", gqa_packing " << int(c.gqa_packing) << "}";
   return out.str();
 }
 
@@ -479,6 +483,39 @@ void batch_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   }
 }
 
+// Whether the GQA group packs into a 128-row tile (GqaPacking's comment).
+bool packable_group(const PrefillConfig& c) { return 128 % (c.num_qo_heads / c.num_kv_heads) == 0; }
+
+// The qo heads per tile a valid plan takes, from GqaPacking's comment: kOff
+// one; kOn the group; kAuto the group where the batch's tiles then hold
+// fewer rows (group x ceil(qo_len / 128) tiles token-major against
+// ceil(qo_len x group / 128) packed), else one.
+int32_t tile_heads(const PrefillConfig& c, const BatchIndices& idx) {
+  const int32_t group = c.num_qo_heads / c.num_kv_heads;
+  if (c.gqa_packing == GqaPacking::kOff || !packable_group(c)) return 1;
+  if (c.gqa_packing == GqaPacking::kOn) return group;
+  i128 token_major = 0, packed = 0;
+  for (int32_t b = 0; b < idx.num_requests; ++b) {
+    const i128 qo = i128(idx.qo_indptr[b + 1]) - idx.qo_indptr[b];
+    token_major += group * ((qo + 127) / 128);
+    packed += (qo * group + 127) / 128;
+  }
+  return packed < token_major ? group : 1;
+}
+
+// Query tiles of a valid batch: 128 rows each, of tile_heads(c, idx) heads
+// (kPrefillBlockQ / heads tokens).
+int64_t count_tiles(const PrefillConfig& c, const BatchIndices& idx) {
+  const int64_t heads = tile_heads(c, idx);
+  int64_t tiles = 0;
+  for (int32_t b = 0; b < idx.num_requests; ++b)
+    tiles += ((int64_t(idx.qo_indptr[b + 1]) - idx.qo_indptr[b]) * heads + 127) / 128;
+  return tiles;
+}
+
+// Work items per tile: one per group of tile heads.
+int64_t item_heads(const PrefillConfig& c, const BatchIndices& idx) { return c.num_qo_heads / tile_heads(c, idx); }
+
 // What plan_prefill adds to the validators: a forced TMA path must fit the
 // pages, and a forced wide KV block the config and batch (on the path ragged
 // K/V take: TMA unless gather is forced). The latter is stated only where
@@ -490,6 +527,9 @@ void plan_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   if (c.load_path == KvLoadPath::kTma)
     r.expect(tma_supported(c), "load_path = kTma: page_size divides, or is a multiple of, the KV block",
              StatusCode::kUnsupported, "load_path");
+  if (c.gqa_packing == GqaPacking::kOn)
+    r.expect(packable_group(c), "gqa_packing = kOn: the GQA group divides 128", StatusCode::kUnsupported,
+             "gqa_packing = kOn");
   Rules kv;
   if (c.kv_block != KvBlock::kWide || idx.num_requests < 0 ||
       !indptr_rules(idx.kv_indptr, idx.num_requests, kv, "", "", "", ""))
@@ -501,13 +541,6 @@ void plan_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
            StatusCode::kUnsupported, "kv_block = kWide");
 }
 
-// Query tiles of a valid batch: 128 query rows each (kPrefillBlockQ).
-int64_t count_tiles(const BatchIndices& idx) {
-  int64_t tiles = 0;
-  for (int32_t b = 0; b < idx.num_requests; ++b)
-    tiles += (int64_t(idx.qo_indptr[b + 1]) - idx.qo_indptr[b] + 127) / 128;
-  return tiles;
-}
 
 // The schedule a plan of `items` work items (tiles x qo heads) must run
 // under, from WorkSchedule's and max_ctas's comments and docs/kernels.md
@@ -538,14 +571,14 @@ void schedule_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   if (!indptr_rules(idx.qo_indptr, idx.num_requests, qo, "", "", "", "")) return;
   const i128 splits = forced_splits(c);
   if (splits > 1) {
-    const i128 split_tiles = i128(count_tiles(idx)) * splits;
+    const i128 split_tiles = i128(count_tiles(c, idx)) * splits;
     r.expect(split_tiles <= kMaxListedItems, "kv_splits > 1: at most 2^22 split tiles", StatusCode::kUnsupported,
              "config.kv_splits");
     if (split_tiles > kMaxListedItems) return;
-    r.invalid(split_tiles * c.num_qo_heads <= kInt32Max, "kv_splits > 1: at most 2^31 - 1 work items",
+    r.invalid(split_tiles * item_heads(c, idx) <= kInt32Max, "kv_splits > 1: at most 2^31 - 1 work items",
               "config.kv_splits");
   }
-  const i128 items = i128(count_tiles(idx)) * c.num_qo_heads * splits;
+  const i128 items = i128(count_tiles(c, idx)) * item_heads(c, idx) * splits;
   if (c.schedule == WorkSchedule::kPersistent)
     r.expect(items <= kMaxListedItems, "schedule = kPersistent: at most 2^22 work items (tiles x qo heads)",
              StatusCode::kUnsupported, "schedule");
@@ -557,7 +590,7 @@ void schedule_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
 // Whether a plan the rules accept would list so many items that making it
 // would dominate the run (kMaxCheaplyListedItems).
 bool lists_too_many(const Fuzzer& fuzzer, const PrefillConfig& c, const BatchIndices& idx) {
-  const int64_t items = count_tiles(idx) * c.num_qo_heads * forced_splits(c);
+  const int64_t items = count_tiles(c, idx) * item_heads(c, idx) * forced_splits(c);
   if (items <= kMaxCheaplyListedItems || items > kMaxListedItems) return false;
   return fuzzer.have_gpu() || required_schedule(c, items) == WorkSchedule::kOneItemPerCta;
 }
@@ -678,16 +711,21 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                  "the wide block (ragged head_dim 128 on the TMA path with no mask cutting blocks short)",
                  input);
   const WorkSchedule schedule = plan.chosen_schedule();
-  const WorkSchedule required = required_schedule(c, plan.num_work_tiles() * c.num_qo_heads);
+  fuzzer.require(plan.chosen_tile_heads() == tile_heads(c, idx), entry,
+                 "plan.chosen_tile_heads() is 1 with gqa_packing kOff, the group with kOn, and with kAuto the group "
+                 "where packed tiles are fewer",
+                 input);
+  const int64_t groups = c.num_qo_heads / plan.chosen_tile_heads();
+  const WorkSchedule required = required_schedule(c, plan.num_work_tiles() * groups);
   const int32_t splits = plan.chosen_kv_splits();
   fuzzer.require(c.kv_splits > 0 ? splits == c.kv_splits
                                  : splits >= 1 && splits <= ptxattn::detail::kMaxKvSplits &&
-                                       (splits == 1 || count_tiles(idx) * c.num_qo_heads * splits <= 1024),
+                                       (splits == 1 || count_tiles(c, idx) * item_heads(c, idx) * splits <= 1024),
                  entry,
                  "plan.chosen_kv_splits() is the forced count; kAuto: 1, or a count that keeps the split items "
                  "within one wave of SMs",
                  input);
-  fuzzer.require(plan.num_work_tiles() == count_tiles(idx) * splits, entry,
+  fuzzer.require(plan.num_work_tiles() == count_tiles(c, idx) * splits, entry,
                  "plan.num_work_tiles() is the query tiles times the chosen chunk count", input);
   fuzzer.require((schedule == WorkSchedule::kOneItemPerCta || schedule == WorkSchedule::kPersistent) &&
                      (required == WorkSchedule::kAuto || schedule == required),
@@ -695,11 +733,11 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                  "plan.chosen_schedule() is the forced one; kAuto: persistent with max_ctas > 0, one item per CTA "
                  "past 2^22 items, one of the two otherwise",
                  input);
-  const int64_t items = plan.num_work_tiles() * c.num_qo_heads, ctas = plan.num_ctas();
+  const int64_t items = plan.num_work_tiles() * groups, ctas = plan.num_ctas();
   fuzzer.require((ctas == 0) == (items == 0), entry, "plan.num_ctas() is 0 exactly when there is no work item",
                  input);
   if (schedule == WorkSchedule::kOneItemPerCta)
-    fuzzer.require(ctas == items, entry, "one item per CTA: plan.num_ctas() == num_work_tiles() * num_qo_heads",
+    fuzzer.require(ctas == items, entry, "one item per CTA: plan.num_ctas() == num_work_tiles() x head groups",
                    input);
   if (schedule == WorkSchedule::kPersistent && items > 0)
     fuzzer.require(ctas >= 1 && ctas <= items && (c.max_ctas == 0 || ctas <= c.max_ctas), entry,
@@ -737,7 +775,7 @@ void fuzz_prefill(Rng& rng, Fuzzer& fuzzer) {
 
   Rules plan_ok = batch_and_config;
   plan_rules(c, idx, plan_ok);
-  if (plan_ok.ok() && count_tiles(idx) > kMaxPlannedTiles) return;
+  if (plan_ok.ok() && count_tiles(c, idx) > kMaxPlannedTiles) return;
   schedule_rules(c, idx, plan_ok);
   if (plan_ok.ok() && lists_too_many(fuzzer, c, idx)) return;
   PrefillPlan plan;
@@ -830,6 +868,7 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   config.max_ctas = cpp.max_ctas;
   config.kv_block = int32_t(cpp.kv_block);
   config.kv_splits = cpp.kv_splits;
+  config.gqa_packing = int32_t(cpp.gqa_packing);
   const ptxattn_batch_indices indices{random_struct_size<ptxattn_batch_indices>(rng), idx.num_requests,
                                       idx.qo_indptr, idx.kv_indptr, idx.kv_indices, idx.kv_last_page_len};
 
@@ -865,7 +904,7 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
     batch_rules(cpp, idx, rules);
     plan_rules(cpp, idx, rules);
   }
-  if (rules.ok() && count_tiles(idx) > kMaxPlannedTiles) {
+  if (rules.ok() && count_tiles(cpp, idx) > kMaxPlannedTiles) {
     ptxattn_prefill_plan_destroy(plan);
     return;
   }

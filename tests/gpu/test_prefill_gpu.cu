@@ -511,4 +511,83 @@ TEST_CASE("prefill: the split-KV rule splits a decode batch that leaves SMs idle
   }
 }
 
+
+TEST_CASE("prefill: GQA-packed and token-major tiles give the reference and the same bits", "[gpu][prefill][gqa-pack]") {
+  RandomLimits limits;
+  limits.max_requests = 4;
+  limits.max_qo_len = 300;
+  limits.max_kv_len = 2000;
+  limits.page_sizes = {1, 16, 64, 128};
+  limits.gqa_group_sizes = {2, 4, 8};
+  int failed = 0, cases = 0;
+  for (int i = 0; i < 40; ++i) {
+    CaseSpec spec = random_spec(9000 + uint64_t(i), limits);
+    if (i % 4 == 0) spec.qo_lens.assign(spec.qo_lens.size(), 1);  // decode steps
+    if (i % 4 == 1)  // speculative verification: a few tokens per request
+      for (int32_t& qo : spec.qo_lens) qo = 1 + int32_t(i % 7);
+    for (size_t b = 0; b < spec.qo_lens.size(); ++b)
+      if (spec.options.causal) spec.kv_lens[b] = std::max(spec.kv_lens[b], spec.qo_lens[b]);
+    spec.options.return_lse = i % 2 == 0;
+    const HostCase c = make_case(spec);
+    const References refs = compute_references(c);
+    DevicePrefillCase device(c);
+    std::string failures;
+    const ScheduleChoice schedule{WorkSchedule::kAuto, 0, "auto"};
+    for (KvLoadPath path : load_paths_for(c)) {
+      const std::string name = load_path_name(path);
+      // Unsplit, so both walk the same chunks: packed must give token-major's bits.
+      const PrefillRun token_major = device.run(path, pollute_smem_nan, schedule, KvBlock::kAuto, 1, GqaPacking::kOff);
+      const PrefillRun packed = device.run(path, pollute_smem_nan, schedule, KvBlock::kAuto, 1, GqaPacking::kOn);
+      const PrefillRun chosen = device.run(path, pollute_smem_nan);  // the plan's packing and split rules
+      for (const auto* run : {&token_major, &packed, &chosen}) {
+        const char* which = run == &token_major ? "token-major" : run == &packed ? "packed" : "auto";
+        if (!run->status.ok()) {
+          failures += name + "/" + which + ": " + run->status.message + "\n";
+          continue;
+        }
+        const CompareResult r = compare_prefill(c, refs, run->out.data(), run->lse_or_null());
+        if (!r.pass) failures += name + "/" + which + ": " + r.summary() + "\n";
+      }
+      if (!token_major.status.ok() || !packed.status.ok()) continue;
+      if (token_major.tile_heads != 1 || packed.tile_heads != c.config.num_qo_heads / c.config.num_kv_heads)
+        failures += name + ": the plans took " + std::to_string(token_major.tile_heads) + " and " +
+                    std::to_string(packed.tile_heads) + " heads per tile\n";
+      if (const std::string difference = bit_difference(token_major, packed); !difference.empty())
+        failures += name + ": packed and token-major differ: " + difference + "\n";
+    }
+    ++cases;
+    if (!failures.empty()) {
+      ++failed;
+      UNSCOPED_INFO(c.describe() << "\n" << failures);
+      std::printf("FAILED %s\n%s", c.describe().c_str(), failures.c_str());
+    }
+  }
+  std::printf("GQA packing suite: %d cases x load paths x {token-major, packed, auto}, %d failed\n", cases, failed);
+  CHECK(failed == 0);
+}
+
+TEST_CASE("prefill: the packing rule packs decode and speculative batches, not whole tiles", "[gpu][prefill][gqa-pack]") {
+  struct Expectation {
+    std::vector<int32_t> qo_lens;
+    int32_t tile_heads;
+  };
+  // 32/8 heads: groups of 4. Decode and 4-token steps pack; 128-token
+  // requests fill token-major tiles already.
+  for (const Expectation& e : {Expectation{{1, 1, 1}, 4}, Expectation{{4, 4}, 4}, Expectation{{128, 256}, 1}}) {
+    CaseSpec spec;
+    spec.num_qo_heads = 32, spec.num_kv_heads = 8;
+    spec.qo_lens = e.qo_lens;
+    spec.kv_lens.assign(e.qo_lens.size(), 700);
+    spec.options.causal = true;
+    const HostCase c = make_case(spec);
+    DevicePrefillCase device(c);
+    const PrefillRun run = device.run(KvLoadPath::kAuto, pollute_smem_nan);
+    REQUIRE(run.status.ok());
+    CHECK(run.tile_heads == e.tile_heads);
+    const CompareResult r = compare_prefill(c, compute_references(c), run.out.data(), run.lse_or_null());
+    INFO(r.summary());
+    CHECK(r.pass);
+  }
+}
+
 }  // namespace ptxattn::testing
