@@ -56,6 +56,7 @@ struct PrefillBenchmark {
   WorkSchedule schedule = WorkSchedule::kAuto;
   KvBlock kv_block = KvBlock::kAuto;
   int32_t kv_splits = 0;  // config.kv_splits: 0 the plan's rule
+  GqaPacking gqa_packing = GqaPacking::kAuto;
 };
 
 std::string storage_name(int32_t page_size) { return page_size > 0 ? "paged" + std::to_string(page_size) : "ragged"; }
@@ -127,13 +128,26 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
   for (const DecodeShape& d : {DecodeShape{1, 32768, 64}, DecodeShape{1, 131072, 1}, DecodeShape{4, 8192, 128}}) {
     add("decode", "qo:" + std::to_string(d.qo_len) + "/kv:" + std::to_string(d.kv_len) + "/B:" + std::to_string(d.requests),
         decode_spec(d.qo_len, d.kv_len, d.requests));
-    // Split-KV off beside the plan's rule ("-unsplit"), on the shape it splits.
+    // Split-KV off ("-unsplit", on the shape the rule splits) and GQA
+    // packing off ("-token-major") beside the plan's rules.
+    const PrefillBenchmark chosen = list.back();
     if (d.requests == 1) {
-      PrefillBenchmark unsplit = list.back();
+      PrefillBenchmark unsplit = chosen;
       unsplit.storage += "-unsplit";
       unsplit.kv_splits = 1;
       list.push_back(unsplit);
     }
+    PrefillBenchmark token_major = chosen;
+    token_major.storage += "-token-major";
+    token_major.gqa_packing = GqaPacking::kOff;
+    list.push_back(token_major);
+  }
+  // W2 (GQA 32/8, query lengths that leave partial tiles) with packing forced each way.
+  for (GqaPacking packing : {GqaPacking::kOff, GqaPacking::kOn}) {
+    PrefillBenchmark forced{"W2/causal", packing == GqaPacking::kOn ? "paged16-packed" : "paged16-token-major",
+                            testing::w2_spec()};
+    forced.gqa_packing = packing;
+    list.push_back(forced);
   }
   // The schedules, each forced, beside the default rows on shapes of every
   // family ("-one-item-per-cta" and "-persistent" rows).
@@ -141,6 +155,7 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
   for (const PrefillBenchmark& bench : defaults) {
     const bool w1 = bench.workload.rfind("W1/", 0) == 0;
     if (is_decode(bench)) continue;  // its host data alone is gigabytes: the default schedule only
+    if (bench.gqa_packing != GqaPacking::kAuto) continue;  // the packing rows: the default schedule only
     if (!(bench.storage == "paged16" || (w1 && bench.storage == "ragged") || bench.workload == "W2/causal")) continue;
     for (WorkSchedule schedule : {WorkSchedule::kOneItemPerCta, WorkSchedule::kPersistent}) {
       PrefillBenchmark forced = bench;
@@ -200,16 +215,16 @@ CaseSpec validation_spec(const CaseSpec& timed) {
   return spec;
 }
 
-// Runs the validation case of `timed` on `path`, `schedule`, `kv_block` and
-// `kv_splits` (once per distinct case, path, schedule, block and chunk count
-// in this process) and returns "" on a pass, else what failed.
+// Runs the validation case of `timed` on `path`, `schedule`, `kv_block`,
+// `kv_splits` and `gqa_packing` (once per distinct combination in this
+// process) and returns "" on a pass, else what failed.
 std::string validate(const CaseSpec& timed, KvLoadPath path, WorkSchedule schedule, KvBlock kv_block,
-                     int32_t kv_splits, std::string* summary) {
+                     int32_t kv_splits, GqaPacking gqa_packing, std::string* summary) {
   static std::map<std::string, std::pair<std::string, std::string>> verdicts;  // key -> (error, summary)
   const HostCase host = testing::make_case(validation_spec(timed));
   const std::string key = host.describe() + " path=" + testing::load_path_name(path) +
                           " schedule=" + std::to_string(int(schedule)) + " kv_block=" + std::to_string(int(kv_block)) +
-                          " kv_splits=" + std::to_string(kv_splits);
+                          " kv_splits=" + std::to_string(kv_splits) + " gqa_packing=" + std::to_string(int(gqa_packing));
   if (const auto it = verdicts.find(key); it != verdicts.end()) {
     *summary = it->second.second;
     return it->second.first;
@@ -218,7 +233,7 @@ std::string validate(const CaseSpec& timed, KvLoadPath path, WorkSchedule schedu
   testing::DevicePrefillCase device(host);
   const testing::PrefillRun run =
       device.run(path, [] { testing::pollute_shared_memory(testing::pattern::kQuietNaN); }, {schedule, 0, ""},
-                 kv_block, kv_splits);
+                 kv_block, kv_splits, gqa_packing);
   if (!run.status.ok()) {
     error = "validation run failed: " + run.status.message;
   } else if (run.path != path) {
@@ -306,6 +321,7 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
   config.schedule = bench.schedule;
   config.kv_block = bench.kv_block;
   config.kv_splits = bench.kv_splits;
+  config.gqa_packing = bench.gqa_packing;
   if (const Status status = plan_prefill(config, c.host.indices(), c.plan); !status.ok()) {
     c.error = std::string(status_code_name(status.code)) + ": " + status.message;
     return c;
@@ -315,12 +331,15 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
   // chunk count, whatever kAuto would take there.
   const KvBlock block = c.plan.chosen_block_kv() == detail::kWideBlockKV ? KvBlock::kWide : KvBlock::kStandard;
   const int32_t splits = c.plan.chosen_kv_splits();
+  const GqaPacking packing = c.plan.chosen_tile_heads() > 1 ? GqaPacking::kOn : GqaPacking::kOff;
   std::string summary;
-  c.error = validate(bench.spec, path, bench.schedule, block, splits, &summary);
+  c.error = validate(bench.spec, path, bench.schedule, block, splits, packing, &summary);
   if (!c.error.empty()) return c;
   c.label = std::string("path=") + testing::load_path_name(path) +
             "; KV block " + std::to_string(c.plan.chosen_block_kv()) +
             (splits > 1 ? "; " + std::to_string(splits) + " KV chunks" : std::string()) +
+            (c.plan.chosen_tile_heads() > 1 ? "; " + std::to_string(c.plan.chosen_tile_heads()) + " heads per tile"
+                                            : std::string()) +
             (c.plan.chosen_schedule() == WorkSchedule::kPersistent
                  ? "; persistent on " + std::to_string(c.plan.num_ctas()) + " CTAs"
                  : std::string("; one item per CTA")) +
