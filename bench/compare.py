@@ -233,10 +233,15 @@ def validate_against_reference(w, d, out):
 # --------------------------------------------------------------------------
 # ptxattn through its C API (include/ptxattn/ptxattn.h)
 # --------------------------------------------------------------------------
+GQA_PACKING = {"auto": ptxattn_c.PTXATTN_GQA_PACKING_AUTO, "off": ptxattn_c.PTXATTN_GQA_PACKING_OFF,
+               "on": ptxattn_c.PTXATTN_GQA_PACKING_ON}
+
+
 class Ptxattn:
-    def __init__(self, path):
+    def __init__(self, path, kv_splits=0, gqa_packing="auto"):
         self.c = ptxattn_c.Library(path)
         self.path = path
+        self.kv_splits, self.gqa_packing = kv_splits, gqa_packing
 
     def prepare(self, w, d, page_size):
         """A callable running one ptxattn prefill into its own output, on torch's current stream."""
@@ -245,6 +250,7 @@ class Ptxattn:
         config.dtype = ptxattn_c.PTXATTN_DTYPE_BF16
         config.num_qo_heads, config.num_kv_heads, config.head_dim = w.qo_heads, w.kv_heads, w.head_dim
         config.options.causal = int(w.causal)
+        config.kv_splits, config.gqa_packing = self.kv_splits, GQA_PACKING[self.gqa_packing]
         indptr_q = ptxattn_c.int32_array(d.qo_starts)
         if page_size:
             pool = d.pools[page_size]
@@ -447,6 +453,8 @@ def describe_environment(args, ptx, peers):
         "cudnn": torch.backends.cudnn.version(),
         "ptxattn_commit": args.commit or os.environ.get("PTXATTN_COMMIT", "unknown"),
         "ptxattn_lib": ptx.path if ptx else None,
+        "ptxattn_kv_splits": args.kv_splits,
+        "ptxattn_gqa_packing": args.gqa_packing,
         "python": sys.version.split()[0],
     }
     try:
@@ -657,13 +665,17 @@ def main():
     parser.add_argument("--min-reps", type=int, default=10)
     parser.add_argument("--max-reps", type=int, default=50)
     parser.add_argument("--commit", default=None, help="ptxattn commit to record (default $PTXATTN_COMMIT)")
+    parser.add_argument("--kv-splits", type=int, default=0,
+                        help="ptxattn's PrefillConfig::kv_splits (0: the plan's rule, 1: no split, 2..64 forced)")
+    parser.add_argument("--gqa-packing", choices=sorted(GQA_PACKING), default="auto",
+                        help="ptxattn's PrefillConfig::gqa_packing")
     args = parser.parse_args()
 
     if not torch.cuda.is_available():
         sys.exit("compare.py: needs a CUDA GPU")
     torch.cuda.init()
     try:
-        ptx = Ptxattn(args.lib)
+        ptx = Ptxattn(args.lib, args.kv_splits, args.gqa_packing)
     except OSError as e:
         print(f"compare.py: ptxattn UNAVAILABLE, cannot load {args.lib}: {e}; timing peers only", flush=True)
         ptx = None
