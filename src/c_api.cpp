@@ -417,6 +417,15 @@ int ptxattn_run_prefill(const ptxattn_prefill_plan* plan, const ptxattn_prefill_
   });
 }
 
+int ptxattn_plan_attention(ptxattn_prefill_plan* plan, const ptxattn_prefill_config* config,
+                           const ptxattn_batch_indices* indices) {
+  return ptxattn_plan_prefill(plan, config, indices);
+}
+
+int ptxattn_run_attention(const ptxattn_prefill_plan* plan, const ptxattn_prefill_tensors* tensors, void* cuda_stream) {
+  return ptxattn_run_prefill(plan, tensors, cuda_stream);
+}
+
 int ptxattn_prefill_plan_get_info(const ptxattn_prefill_plan* plan, ptxattn_prefill_plan_info* info) {
   return guarded([&] {
     PTXATTN_RETURN_IF_ERROR(require(plan, "plan"));

@@ -290,6 +290,12 @@ void ptxattn_prefill_plan_destroy(ptxattn_prefill_plan* plan); /* NULL is a no-o
 int ptxattn_plan_prefill(ptxattn_prefill_plan* plan, const ptxattn_prefill_config* config,
                          const ptxattn_batch_indices* indices);
 int ptxattn_run_prefill(const ptxattn_prefill_plan* plan, const ptxattn_prefill_tensors* tensors, void* cuda_stream);
+/* The same two calls under names for every query length (decode, speculative
+ * verification, prefill): ptxattn_plan_attention is ptxattn_plan_prefill,
+ * ptxattn_run_attention is ptxattn_run_prefill. */
+int ptxattn_plan_attention(ptxattn_prefill_plan* plan, const ptxattn_prefill_config* config,
+                           const ptxattn_batch_indices* indices);
+int ptxattn_run_attention(const ptxattn_prefill_plan* plan, const ptxattn_prefill_tensors* tensors, void* cuda_stream);
 /* info->struct_size must be set (ptxattn_prefill_plan_info_init). */
 int ptxattn_prefill_plan_get_info(const ptxattn_prefill_plan* plan, ptxattn_prefill_plan_info* info);
 /* *supported = 1 when the TMA load path can serve config (ptxattn::tma_load_path_supported). */

@@ -204,6 +204,21 @@ bool tma_load_path_supported(const PrefillConfig& config);
 // (pointers, 16-byte alignment, shapes) before launching.
 Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaStream_t stream);
 
+// One API for every query length. Decode (qo_len 1), speculative
+// verification (a few tokens per request) and prefill are all batches of
+// this plan: for short queries it packs a KV group's qo heads into a tile
+// (GqaPacking) and splits long KV ranges over idle SMs (kv_splits). These
+// names say so; they are the same types and functions as the prefill ones.
+using AttentionConfig = PrefillConfig;
+using AttentionTensors = PrefillTensors;
+using AttentionPlan = PrefillPlan;
+inline Status plan_attention(const AttentionConfig& config, const BatchIndices& indices, AttentionPlan& plan) {
+  return plan_prefill(config, indices, plan);
+}
+inline Status run_attention(const AttentionPlan& plan, const AttentionTensors& tensors, cudaStream_t stream) {
+  return run_prefill(plan, tensors, stream);
+}
+
 // Validation only (no CUDA calls): used by plan_prefill, exposed for tests
 // and for callers that want to check inputs on a machine without a GPU.
 Status validate_prefill_config(const PrefillConfig& config);

@@ -440,6 +440,17 @@ TEST_CASE_METHOD(EmptyBatchPlan, "c api: gqa_packing reaches the C++ plan", "[c_
   }
 }
 
+TEST_CASE_METHOD(EmptyBatchPlan, "c api: plan_attention and run_attention are plan_prefill and run_prefill",
+                 "[c_api]") {
+  config.kv_splits = 65;
+  require_invalid(ptxattn_plan_attention(plan, &config, &indices), "config.kv_splits = 65 is outside [0, 64]");
+  config.kv_splits = 0;
+  REQUIRE(ptxattn_plan_attention(plan, &config, &indices) == PTXATTN_STATUS_OK);
+  const ptxattn_prefill_tensors tensors = initialised(ptxattn_prefill_tensors_init);
+  CHECK(ptxattn_run_attention(plan, &tensors, nullptr) == ptxattn_run_prefill(plan, &tensors, nullptr));
+  CHECK(ptxattn_run_attention(nullptr, &tensors, nullptr) != PTXATTN_STATUS_OK);
+}
+
 TEST_CASE("c api: the last error message belongs to the calling thread", "[c_api]") {
   require_invalid(ptxattn_prefill_plan_create(nullptr), "out is null");
   std::string seen_by_other_thread = "unset";

@@ -453,8 +453,8 @@ TEST_CASE("GQA packing: forced on a group that does not divide the tile is refus
   const Status status = plan_prefill(c, kEmptyBatch, plan);
   CHECK(status.code == StatusCode::kUnsupported);
   CHECK_THAT(status.message, Catch::Contains("gqa_packing = kOn needs the GQA group (num_qo_heads / num_kv_heads = 3)"));
-  c.num_qo_heads = 8;  // group 4: packed
-  REQUIRE(plan_prefill(c, kEmptyBatch, plan).ok());
+  c.num_qo_heads = 8;  // group 4: packed (plan_attention is plan_prefill)
+  REQUIRE(plan_attention(c, kEmptyBatch, plan).ok());
   CHECK(plan.chosen_tile_heads() == 4);
   c.gqa_packing = GqaPacking::kAuto;  // an empty batch gains nothing from packing
   REQUIRE(plan_prefill(c, kEmptyBatch, plan).ok());
