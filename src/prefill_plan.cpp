@@ -150,14 +150,14 @@ Status resolve_schedule(const PrefillConfig& c, int64_t num_items, WorkSchedule*
     case WorkSchedule::kPersistent:
       if (!listed)
         return detail::unsupported("schedule = kPersistent lists at most ", detail::kMaxListedItems,
-                                   " work items (128-row tiles x qo heads); the batch has ", num_items);
+                                   " work items (128-row tiles x head groups x KV chunks); the batch has ", num_items);
       *schedule = WorkSchedule::kPersistent;
       return Status::Ok();
     case WorkSchedule::kOneItemPerCta: *schedule = WorkSchedule::kOneItemPerCta; return Status::Ok();
     case WorkSchedule::kAuto:
       if (c.max_ctas > 0 && !listed)
         return detail::unsupported("config.max_ctas = ", c.max_ctas, " needs the persistent schedule, which lists at most ",
-                                   detail::kMaxListedItems, " work items (128-row tiles x qo heads); the batch has ",
+                                   detail::kMaxListedItems, " work items (128-row tiles x head groups x KV chunks); the batch has ",
                                    num_items);
       *schedule = listed ? WorkSchedule::kPersistent : WorkSchedule::kOneItemPerCta;
       return Status::Ok();

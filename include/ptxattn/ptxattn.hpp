@@ -58,7 +58,8 @@ enum class KvFormat : int { kPaged = 0, kRagged = 1 };
 enum class KvLoadPath : int { kAuto = 0, kTma = 1, kGather = 2 };
 
 // How CTAs take the work items (a 128-row query tile of one request for one
-// qo head). Both schedules start items in one order: KV heads grouped into
+// qo head, or for a KV group's qo heads when GqaPacking packs them, over one
+// chunk of the tile's KV blocks when kv_splits splits them). Both schedules start items in one order: KV heads grouped into
 // sections whose K and V fit in the L2, longest items first, so CTAs reading
 // the same K/V run together. kPersistent: one CTA per SM (or max_ctas), each
 // walking a list the plan balances; kOneItemPerCta: one CTA per item. kAuto
@@ -183,7 +184,7 @@ class PrefillPlan {
   int32_t chosen_tile_heads() const;    // qo heads per query tile: 1 (token-major) or the GQA group (packed)
   int64_t num_q_tokens() const;         // qo_indptr[num_requests]
   int64_t num_kv_rows() const;          // paged: kv_indptr[num_requests] pages used; ragged: kv rows
-  int64_t num_work_tiles() const;       // 128-row query tiles (each runs once per qo head)
+  int64_t num_work_tiles() const;       // 128-row query tiles, times the KV chunks (each runs once per group of tile heads)
   int64_t num_ctas() const;             // the launch grid (0 when there is no work)
 
   PrefillPlanImpl* impl() const { return impl_.get(); }
