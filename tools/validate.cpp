@@ -242,18 +242,24 @@ class CaseRunner {
 
     testing::DevicePrefillCase device(prepared.host);
     const std::string shape = case_shape(c.spec);
-    const std::vector<KvLoadPath> paths = load_paths(options_.path, prepared.host.config);
+    std::vector<KvLoadPath> paths = load_paths(options_.path, prepared.host.config);
     const std::vector<testing::ScheduleChoice> schedules = schedule_choices(options_);
-    if (paths.empty()) {
+    auto skip = [&](const char* path, std::string why) {
       Row row;
       row.kernel = "prefill";
-      row.path = "tma";
+      row.path = path;
       row.schedule = "-";
       row.polluter = "-";
       row.shape = shape;
       row.verdict = Verdict::kSkip;
-      row.notes.push_back("the TMA load path cannot serve page size " + std::to_string(c.spec.page_size));
+      row.notes.push_back(std::move(why));
       report(std::move(row), "");
+    };
+    if (paths.empty()) skip("tma", "the TMA load path cannot serve page size " + std::to_string(c.spec.page_size));
+    const int32_t group = prepared.host.config.num_qo_heads / prepared.host.config.num_kv_heads;
+    if (options_.gqa_packing == GqaPacking::kOn && 128 % group != 0) {
+      skip("-", "--gqa-packing=on: the GQA group of " + std::to_string(group) + " qo heads does not divide 128");
+      paths.clear();
     }
     // Every path under every schedule; the first clean run of each KV block
     // is the one the later clean runs walking that block must reproduce bit
@@ -261,7 +267,8 @@ class CaseRunner {
     std::vector<FirstClean> firsts;
     for (size_t i = 0; i < paths.size(); ++i) {
       for (size_t j = 0; j < schedules.size(); ++j) {
-        const std::unique_ptr<Kernel> kernel = make_prefill_kernel(device, prepared.refs, paths[i], schedules[j]);
+        const std::unique_ptr<Kernel> kernel = make_prefill_kernel(
+            device, prepared.refs, paths[i], schedules[j], PlanOptions{options_.kv_splits, options_.gqa_packing});
         const RunFlags own{testing::load_path_name(paths[i]), schedule_name(schedules[j].schedule)};
         run_rows(*kernel, "prefill", shape, own, &firsts, i, j);
       }
@@ -330,6 +337,7 @@ class CaseRunner {
       if (!flags.schedule.empty() && flags.schedule != schedule_name(WorkSchedule::kOneItemPerCta) &&
           options_.max_ctas > 0)
         rerun += " --max-ctas=" + std::to_string(options_.max_ctas);
+      if (!flags.schedule.empty()) rerun += plan_option_flags(options_);  // prefill rows only
       if (polluter != nullptr)
         rerun += std::string(" --pollute=") + testing::polluter_name(*polluter) + " --pollute-seed=" +
                  std::to_string(seed_);
@@ -484,6 +492,8 @@ int validate_main(int argc, char** argv) {
           << " cases, path " << path_choice_name(options.path) << ", schedule "
           << schedule_selection_name(options.schedule);
   if (options.max_ctas > 0) heading << ", max_ctas " << options.max_ctas;
+  if (options.kv_splits > 0) heading << ", kv_splits " << options.kv_splits;
+  if (options.gqa_packing != GqaPacking::kAuto) heading << ", gqa_packing " << gqa_packing_name(options.gqa_packing);
   heading << ", polluters";
   if (options.polluters.empty()) heading << " none";
   for (Polluter p : options.polluters) heading << " " << testing::polluter_name(p);

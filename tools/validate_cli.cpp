@@ -9,6 +9,8 @@
 #include <functional>
 #include <sstream>
 
+#include "prefill_params.hpp"  // kMaxKvSplits
+
 namespace ptxattn::validator {
 namespace {
 
@@ -193,6 +195,15 @@ const std::vector<Flag>& flags() {
        }},
       {"--max-ctas", true, FlagKind::kRun,
        [](Str f, Str v, S& s) { return parse_int32(f, v, 0, INT32_MAX, &s.options->max_ctas); }},
+      {"--kv-splits", true, FlagKind::kRun,
+       [](Str f, Str v, S& s) { return parse_int32(f, v, 0, detail::kMaxKvSplits, &s.options->kv_splits); }},
+      {"--gqa-packing", true, FlagKind::kRun,
+       [](Str f, Str v, S& s) {
+         size_t i = 0;
+         std::string error = parse_choice(f, v, {"auto", "off", "on"}, &i);
+         s.options->gqa_packing = GqaPacking(i);
+         return error;
+       }},
       {"--pollute", true, FlagKind::kRun,
        [](Str f, Str v, S& s) {
          std::string error;
@@ -607,6 +618,23 @@ const char* schedule_selection_name(ScheduleSelection schedule) {
   return "both";
 }
 
+const char* gqa_packing_name(GqaPacking packing) {
+  switch (packing) {
+    case GqaPacking::kOff: return "off";
+    case GqaPacking::kOn: return "on";
+    case GqaPacking::kAuto: break;
+  }
+  return "auto";
+}
+
+std::string plan_option_flags(const Options& options) {
+  std::string flags;
+  if (options.kv_splits != 0) flags += " --kv-splits=" + std::to_string(options.kv_splits);
+  if (options.gqa_packing != GqaPacking::kAuto)
+    flags += std::string(" --gqa-packing=") + gqa_packing_name(options.gqa_packing);
+  return flags;
+}
+
 std::string parse_options(int argc, char** argv, Options* options) {
   *options = Options{};
   ParseState state(options);
@@ -751,6 +779,12 @@ Run options:
   --max-ctas=N       at most N persistent CTAs (config.max_ctas) in the
                      persistent and auto runs (default 0: one per SM; N > 0
                      makes auto persistent); not with --schedule=one-item-per-cta
+  --kv-splits=N      split-KV chunks per query tile in every prefill run
+                     (config.kv_splits): 0 (default) the plan's rule, 1 none,
+                     2..64 exactly N
+  --gqa-packing=G    auto (default): the plan's rule; off: token-major tiles;
+                     on: a KV group's qo heads packed in each tile (cases
+                     whose group does not divide 128 are skipped)
   --pollute=LIST     polluters run right before every kernel, besides a clean
                      run: all, or a comma list of
                        smem         every SM's shared memory filled (NaN, Inf, ...)

@@ -44,13 +44,14 @@ std::string hex_bits(uint32_t bits, int digits) {
 class PrefillKernel final : public Kernel {
  public:
   PrefillKernel(testing::DevicePrefillCase& device, const testing::References& refs, KvLoadPath path,
-                const testing::ScheduleChoice& schedule)
-      : device_(device), refs_(refs), path_(path), schedule_(schedule) {}
+                const testing::ScheduleChoice& schedule, const PlanOptions& plan)
+      : device_(device), refs_(refs), path_(path), schedule_(schedule), plan_(plan) {}
 
   KernelOutput run(const Polluter* polluter, uint64_t seed) override {
     std::function<void()> before;
     if (polluter != nullptr) before = [&] { testing::run_polluter(*polluter, device_, seed); };
-    testing::PrefillRun run = device_.run(path_, before, schedule_);
+    testing::PrefillRun run =
+        device_.run(path_, before, schedule_, KvBlock::kAuto, plan_.kv_splits, plan_.gqa_packing);
     if (polluter != nullptr && *polluter == Polluter::kCacheSlots) testing::restore_case_kv(device_);
     KernelOutput output;
     output.status = run.status;
@@ -105,6 +106,7 @@ class PrefillKernel final : public Kernel {
   const testing::References& refs_;
   KvLoadPath path_;
   testing::ScheduleChoice schedule_;
+  PlanOptions plan_;
 };
 
 // ---------------------------------------------------------------------------
@@ -350,8 +352,9 @@ std::string first_difference(const Kernel& kernel, const KernelOutput& a, const 
 }
 
 std::unique_ptr<Kernel> make_prefill_kernel(testing::DevicePrefillCase& device, const testing::References& refs,
-                                            KvLoadPath path, const testing::ScheduleChoice& schedule) {
-  return std::make_unique<PrefillKernel>(device, refs, path, schedule);
+                                            KvLoadPath path, const testing::ScheduleChoice& schedule,
+                                            const PlanOptions& plan) {
+  return std::make_unique<PrefillKernel>(device, refs, path, schedule, plan);
 }
 
 const char* schedule_name(WorkSchedule schedule) {

@@ -63,10 +63,17 @@ class Kernel {
 // "" when a and b have the same bits, else where they first differ.
 std::string first_difference(const Kernel& kernel, const KernelOutput& a, const KernelOutput& b);
 
-// run_prefill through `path` under `schedule`; `device` and `refs` must
-// outlive the kernel.
+// The plan options --kv-splits and --gqa-packing force on every prefill run.
+struct PlanOptions {
+  int32_t kv_splits = 0;
+  GqaPacking gqa_packing = GqaPacking::kAuto;
+};
+
+// run_prefill through `path` under `schedule` with `plan`'s options;
+// `device` and `refs` must outlive the kernel.
 std::unique_ptr<Kernel> make_prefill_kernel(testing::DevicePrefillCase& device, const testing::References& refs,
-                                            KvLoadPath path, const testing::ScheduleChoice& schedule);
+                                            KvLoadPath path, const testing::ScheduleChoice& schedule,
+                                            const PlanOptions& plan);
 
 // "auto", "one-item-per-cta" or "persistent" (the --schedule values).
 const char* schedule_name(WorkSchedule schedule);
