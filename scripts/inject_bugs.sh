@@ -11,7 +11,10 @@
 # matrix runs no merge) the merge test "[merge][empty]", whose empty states
 # hold NaN; for split_state_unwritten (a split-KV chunk without visible keys
 # leaves its workspace state unwritten) the split-KV tests "[split-kv]",
-# whose workspace is NaN before every run. Every injected bug must
+# whose workspace is NaN before every run; for page_index_unchecked (the
+# kernel uses a page-table entry given at run without checking it against
+# the pool) the device page-table tests "[device-page-table]", whose bad
+# entries must be reported and never read. Every injected bug must
 # make its test fail. A baseline build without a bug must pass every test the
 # listed bugs are judged by, or the attribution means nothing.
 #
@@ -21,7 +24,8 @@
 #                 carried here: only <prefix><bug>/ptxattn-tests-gpu is needed)
 #   --out DIR     logs go to DIR (default build-bugs-logs)
 #   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,
-#                 window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten;
+#                 window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,
+#                 page_index_unchecked;
 #                 "none" is the baseline)
 #   --prefix P    build dirs are P<bug> (default build-bug-)
 #   --random      also run the prefill random suite on each build
@@ -39,7 +43,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
-bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,page_index_unchecked
 while [ $# -gt 0 ]; do
   case $1 in
     --no-build) build=0 ;;
@@ -59,7 +63,7 @@ mkdir -p "$out"
 matrix_test="pollution matrix: prefill"
 # Bugs the matrix cannot see, each judged by a test of its own: the baseline
 # must pass every one of these tests, and each such bug must fail its own.
-declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]")
+declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [page_index_unchecked]="[device-page-table]")
 random_test="prefill: random cases match the reference through both load paths"
 summary=()
 all_ok=1 ran_any=0

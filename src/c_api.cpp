@@ -198,7 +198,7 @@ ptxattn::BatchIndices to_cpp(const ptxattn_batch_indices& c) {
 }
 
 ptxattn::PrefillTensors to_cpp(const ptxattn_prefill_tensors& c) {
-  return {c.q, c.k, c.v, c.o, c.lse, c.num_q_tokens, c.num_kv_rows};
+  return {c.q, c.k, c.v, c.o, c.lse, c.num_q_tokens, c.num_kv_rows, c.kv_indices};
 }
 
 // A checked rope argument, converted.
@@ -414,6 +414,13 @@ int ptxattn_run_prefill(const ptxattn_prefill_plan* plan, const ptxattn_prefill_
     PTXATTN_RETURN_IF_ERROR(require(plan, "plan"));
     PTXATTN_RETURN_IF_ERROR(require_struct(tensors, "tensors"));
     return ptxattn::run_prefill(plan->plan, to_cpp(*tensors), to_stream(cuda_stream));
+  });
+}
+
+int ptxattn_check_page_table_errors(const ptxattn_prefill_plan* plan, void* cuda_stream) {
+  return guarded([&] {
+    PTXATTN_RETURN_IF_ERROR(require(plan, "plan"));
+    return ptxattn::check_page_table_errors(plan->plan, to_stream(cuda_stream));
   });
 }
 

@@ -16,6 +16,21 @@
 
 namespace ptxattn::detail {
 
+// The pool page of page-table entry `entry`. RULE: an entry outside the pool
+// is never used as an address: page 0 stands in (the request's output is
+// then wrong, and the run reports it), and the lowest such entry is recorded
+// for check_page_table_errors.
+__device__ __forceinline__ int32_t pool_page(const PrefillParams& p, int32_t entry) {
+  const int32_t page = p.kv_indices[entry];
+#ifndef PTXATTN_INJECT_BUG_PAGE_INDEX_UNCHECKED
+  if (page < 0 || page >= p.num_pages) {
+    atomicMin(p.page_table_error, kv_page_error_code(entry, page));
+    return 0;
+  }
+#endif
+  return page;
+}
+
 // TMA path: one K or V block, in the boxes prefill_params.hpp describes.
 // Paged: one box per page (and 64-column slice) of kv_box_rows = min(page_size,
 // BLOCK_KV) rows, only for pages the request owns; a page larger than the
@@ -40,7 +55,7 @@ __device__ __forceinline__ void load_kv_block_tma(const PrefillParams& p, const 
   const int32_t slot = first % p.page_size;
   ptx::mbarrier_arrive_expect_tx(bar, boxes * T::kSlices * tma_box_bytes(rows_per_box));
   for (int box = 0; box < boxes; ++box) {
-    const int32_t page = p.kv_indices[first_entry + box];
+    const int32_t page = pool_page(p, first_entry + box);
 #pragma unroll
     for (int slice = 0; slice < T::kSlices; ++slice) {
       // The map's dims are (d, head, slot, page) for NHD and (d, slot, head, page) for HND.
@@ -90,7 +105,7 @@ __device__ void produce_tma(PrefillSharedStorage<T>& s, const PrefillParams& p, 
 // Gather path: the pool page holding `token` (paged only; 0 past the sequence
 // end, where nothing is read).
 __device__ __forceinline__ int32_t kv_page(const PrefillParams& p, const RequestInfo& req, int token) {
-  return p.paged && token < req.kv_len ? p.kv_indices[req.kv_start + token / p.page_size] : 0;
+  return p.paged && token < req.kv_len ? pool_page(p, req.kv_start + token / p.page_size) : 0;
 }
 
 // Gather path: element offset of K/V token `token` in `page` (kv_page), 0 past

@@ -66,6 +66,13 @@ struct WorkTile {
   int32_t split;
 };
 
+// A bad page-table entry as the kernel records it: the entry's position in
+// the high word (the lowest is kept: atomicMin), its value in the low word.
+constexpr unsigned long long kNoPageTableError = ~0ull;
+PTXATTN_HOST_DEVICE constexpr unsigned long long kv_page_error_code(int32_t entry, int32_t value) {
+  return (static_cast<unsigned long long>(static_cast<uint32_t>(entry)) << 32) | static_cast<uint32_t>(value);
+}
+
 // Split-KV: at most this many chunks per tile (PrefillConfig::kv_splits).
 constexpr int32_t kMaxKvSplits = 64;
 
@@ -82,7 +89,15 @@ struct PrefillParams {
   // per CTA), or item c when both are null (batches too large to list).
   const int32_t* cta_work_indptr;
   const int32_t* cta_work_items;
-  const int32_t* kv_indices;  // paged only
+  // Paged only: the page table (the plan's copy, or the caller's device
+  // table at run), read through pool_page (prefill_load.cuh), which never
+  // lets an entry outside [0, num_pages) address K or V and records the
+  // first such entry in page_table_error.
+  const int32_t* kv_indices;
+  int32_t num_pages;
+  // The lowest bad entry seen, as kv_page_error_code(entry, value); all ones
+  // when none (plan-owned, cleared by check_page_table_errors).
+  unsigned long long* page_table_error;
   // Split-KV (kv_splits > 1): each tile's KV blocks are cut into kv_splits
   // chunks (kv_split_range); the item of chunk k writes its rows' state,
   // normalised O in float32 and LSE, to partial_o[token][k][head][d] and

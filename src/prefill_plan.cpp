@@ -282,8 +282,17 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
       impl.cta_work_indptr.upload(lists.cta_indptr.data(), lists.cta_indptr.size() * sizeof(int32_t)));
   PTXATTN_RETURN_IF_ERROR(impl.cta_work_items.upload(lists.items.data(), lists.items.size() * sizeof(int32_t)));
   const int64_t kv_units = indices.kv_indptr[n];
-  if (paged)
+  const bool device_page_table = paged && indices.kv_indices == nullptr;
+  if (paged && !device_page_table)
     PTXATTN_RETURN_IF_ERROR(impl.kv_indices.upload(indices.kv_indices, size_t(kv_units) * sizeof(int32_t)));
+  if (paged && kv_units > 0) {
+    const unsigned long long none = detail::kNoPageTableError;
+    PTXATTN_RETURN_IF_ERROR(impl.page_table_error.upload(&none, sizeof(none)));
+  }
+  // The device the uploads went to (an empty batch, which launches nothing,
+  // plans without one).
+  int device = -1;
+  if (num_items > 0) PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   if (kv_splits > 1) {
     const size_t states = size_t(indices.qo_indptr[n]) * size_t(kv_splits) * size_t(config.num_qo_heads);
     PTXATTN_RETURN_IF_ERROR(impl.partial_o.reserve(states * size_t(config.head_dim) * sizeof(float)));
@@ -291,6 +300,9 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   }
 
   impl.config = config;
+  impl.device_page_table = device_page_table;
+  impl.kv_indptr.assign(indices.kv_indptr, indices.kv_indptr + n + 1);
+  impl.device = device;
   impl.window_left = window;
   impl.load_path = path;
   impl.block_kv = block_kv;

@@ -47,7 +47,14 @@ class PrefillPlanImpl {
   DeviceArena tiles;            // detail::WorkTile[num_tiles], longest first
   DeviceArena cta_work_indptr;  // persistent: int32[num_ctas + 1]
   DeviceArena cta_work_items;   // int32[num_tiles * head groups], when listed
-  DeviceArena kv_indices;  // int32[num_kv_rows], paged only
+  DeviceArena kv_indices;  // int32[num_kv_rows], paged with host indices.kv_indices only
+  bool device_page_table = false;  // paged without host kv_indices: the run gives the table (PrefillTensors::kv_indices)
+  // uint64: the lowest bad page-table entry the runs met (PrefillParams::
+  // page_table_error), kNoPageTableError when none. Mutable: runs write it
+  // through a const plan.
+  mutable DeviceArena page_table_error;
+  std::vector<int32_t> kv_indptr;  // host copy, to name the request of a bad entry
+  int device = -1;                 // the CUDA device the plan was made on
   int32_t kv_splits = 1;   // split-KV chunks per query tile (1: none)
   int32_t heads_log2 = 0;  // GQA packing: qo heads per query tile, log2 (0: token-major)
   // Split-KV workspace (kv_splits > 1), written by every run's kernel and

@@ -4,6 +4,7 @@
 // captured in a CUDA graph.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "prefill_launch.hpp"
@@ -84,7 +85,9 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
   if (plan.items_listed) p.cta_work_items = static_cast<const int32_t*>(plan.cta_work_items.get());
   if (plan.schedule == WorkSchedule::kPersistent)
     p.cta_work_indptr = static_cast<const int32_t*>(plan.cta_work_indptr.get());
-  p.kv_indices = static_cast<const int32_t*>(plan.kv_indices.get());
+  p.kv_indices = plan.device_page_table ? t.kv_indices : static_cast<const int32_t*>(plan.kv_indices.get());
+  p.num_pages = c.num_pages;
+  p.page_table_error = static_cast<unsigned long long*>(plan.page_table_error.get());
   p.kv_splits = plan.kv_splits;
   if (plan.kv_splits > 1) {
     p.partial_o = static_cast<float*>(plan.partial_o.get());
@@ -150,13 +153,43 @@ Status merge_chunks(const PrefillPlanImpl& plan, const PrefillTensors& t, cudaSt
 
 }  // namespace
 
+Status check_page_table_errors(const PrefillPlan& plan, cudaStream_t stream) {
+  if (!plan.valid())
+    return detail::invalid_argument("plan: not made (plan_prefill has not succeeded on this plan)");
+  const PrefillPlanImpl& impl = *plan.impl();
+  if (!impl.device_page_table || impl.num_kv_rows == 0) return Status::Ok();  // no table the kernel checks
+  unsigned long long code = detail::kNoPageTableError;
+  auto* record = static_cast<unsigned long long*>(impl.page_table_error.get());
+  PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&code, record, sizeof(code), cudaMemcpyDeviceToHost, stream));
+  PTXATTN_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  if (code == detail::kNoPageTableError) return Status::Ok();
+  const unsigned long long none = detail::kNoPageTableError;
+  PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(record, &none, sizeof(none), cudaMemcpyHostToDevice, stream));
+  PTXATTN_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // `none` is on this stack
+  const int32_t entry = int32_t(code >> 32), value = int32_t(uint32_t(code));
+  // The request whose pages hold the entry: the last b with kv_indptr[b] <= entry.
+  const auto owner = std::upper_bound(impl.kv_indptr.begin(), impl.kv_indptr.end(), entry) - 1;
+  const int64_t request = owner - impl.kv_indptr.begin();
+  return detail::invalid_argument("tensors.kv_indices[", entry, "] = ", value, " (request ", request, ", its page ",
+                                  entry - *owner, ") is outside the page pool [0, ", impl.config.num_pages,
+                                  ") (config.num_pages): the run read page 0 in its place, so request ", request,
+                                  "'s output is wrong");
+}
+
 Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaStream_t stream) {
   if (!plan.valid())
     return detail::invalid_argument("plan: not made (plan_prefill has not succeeded on this plan)");
   const PrefillPlanImpl& impl = *plan.impl();
   const PrefillConfig& c = impl.config;
-  PTXATTN_RETURN_IF_ERROR(validate_prefill_tensors(c, impl.num_q_tokens, impl.num_kv_rows, tensors));
+  PTXATTN_RETURN_IF_ERROR(
+      validate_prefill_tensors(c, impl.num_q_tokens, impl.num_kv_rows, tensors, impl.device_page_table));
   if (impl.num_tiles == 0) return Status::Ok();  // no query rows: nothing to write
+  int device = -1;
+  PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  if (device != impl.device)
+    return detail::plan_mismatch("the current device is ", device, " but the plan was made on device ", impl.device,
+                                 ": its buffers live there (plan again on this device, or cudaSetDevice(",
+                                 impl.device, ") first)");
 
   PrefillLaunch l{};
   l.params = make_params(impl, tensors);

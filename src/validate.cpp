@@ -185,8 +185,10 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
 
   const bool paged = config.kv_format == KvFormat::kPaged;
   if (paged) {
+    // kv_indices null: the page table comes at run (PrefillTensors::kv_indices).
     PTXATTN_RETURN_IF_ERROR(detail::check_page_table(config.num_pages, num_requests, indices.kv_indptr,
-                                                      indices.kv_indices, indices.kv_last_page_len));
+                                                      indices.kv_indices, indices.kv_last_page_len,
+                                                      /*table_at_run=*/true));
   } else {
     const int32_t num_kv_rows = indices.kv_indptr[num_requests];
     if (num_kv_rows > kMaxTokens)
@@ -211,7 +213,7 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
 }
 
 Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_tokens, int64_t plan_num_kv_rows,
-                                const PrefillTensors& tensors) {
+                                const PrefillTensors& tensors, bool device_page_table) {
   if (tensors.num_q_tokens != plan_num_q_tokens)
     return plan_mismatch("tensors.num_q_tokens = ", tensors.num_q_tokens, " differs from the plan's ",
                          plan_num_q_tokens, " query tokens (indices.qo_indptr[num_requests])");
@@ -241,6 +243,18 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
     return invalid_argument("tensors.lse is null but config.options.return_lse is set (", lse_elements,
                             " values to write)");
   PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.lse", tensors.lse, lse_elements, kTensorAlignment));
+  if (device_page_table) {
+    if (tensors.kv_indices == nullptr && plan_num_kv_rows > 0)
+      return invalid_argument("tensors.kv_indices is null, but the plan was made without host indices.kv_indices "
+                              "and lists ", plan_num_kv_rows, " pages: it reads the page table from the device at run");
+    PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.kv_indices", tensors.kv_indices, plan_num_kv_rows,
+                                                         sizeof(int32_t)));
+  } else if (tensors.kv_indices != nullptr) {
+    return invalid_argument("tensors.kv_indices = ", static_cast<const void*>(tensors.kv_indices),
+                            " must be null: ",
+                            paged ? "the plan was made with host indices.kv_indices and holds its own copy"
+                                  : "ragged K/V has no page table");
+  }
 
   // Outputs must not alias inputs or each other: CTAs read q/k/v while others write o/lse.
   using detail::TensorRange;
@@ -249,8 +263,10 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
   const TensorRange v{"tensors.v", tensors.v, kv_elements * kElementBytes};
   const TensorRange o{"tensors.o", tensors.o, q_elements * kElementBytes};
   const TensorRange lse{"tensors.lse", tensors.lse, lse_elements * kLseBytes};
+  const TensorRange kv_indices{"tensors.kv_indices", tensors.kv_indices,
+                               device_page_table ? plan_num_kv_rows * int64_t(sizeof(int32_t)) : 0};
   for (const TensorRange& output : {o, lse})
-    for (const TensorRange& other : {q, k, v, o})
+    for (const TensorRange& other : {q, k, v, kv_indices, o})
       if (output.name != other.name && output.overlaps(other))
         return invalid_argument(output.name, " [", output.ptr, ", +", output.bytes, " bytes) overlaps ", other.name,
                                 " [", other.ptr, ", +", other.bytes,
@@ -272,12 +288,12 @@ Status check_indptr(const char* name, const int32_t* indptr, int32_t num_request
 }
 
 Status check_page_table(int32_t num_pages, int32_t num_requests, const int32_t* kv_indptr, const int32_t* kv_indices,
-                        const int32_t* kv_last_page_len) {
+                        const int32_t* kv_last_page_len, bool table_at_run) {
   const int32_t num_pages_used = kv_indptr[num_requests];
-  if (num_pages_used > 0 && kv_indices == nullptr)
+  if (num_pages_used > 0 && kv_indices == nullptr && !table_at_run)
     return invalid_argument("indices.kv_indices is null but indices.kv_indptr[num_requests] = ", num_pages_used,
                             " pages are listed");
-  for (int32_t i = 0; i < num_pages_used; ++i) {
+  for (int32_t i = 0; kv_indices != nullptr && i < num_pages_used; ++i) {
     const int32_t page = kv_indices[i];
     if (page < 0 || page >= num_pages)
       return invalid_argument("indices.kv_indices[", i, "] = ", page, " is outside the page pool [0, ", num_pages,

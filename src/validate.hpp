@@ -38,9 +38,12 @@ bool dtype_is_built(DType dtype);
 // config.num_pages (paged) or be at least the plan's K/V rows (ragged), else kPlanMismatch.
 // Pointers must be non-null (unless their tensor is empty), 16-byte aligned,
 // and the outputs (o, lse) must not overlap each other or an input.
+// tensors.kv_indices is required (4-byte aligned) when the plan takes the
+// page table at run (device_page_table: paged, planned without host
+// kv_indices, plan_num_kv_rows > 0 pages listed) and must be null otherwise.
 // `config` is the plan's (already validated) config.
 Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_tokens, int64_t plan_num_kv_rows,
-                                const PrefillTensors& tensors);
+                                const PrefillTensors& tensors, bool device_page_table = false);
 
 namespace detail {
 
@@ -49,9 +52,10 @@ Status check_indptr(const char* name, const int32_t* indptr, int32_t num_request
 
 // The pages listed in indices.kv_indices (kv_indptr[num_requests] of them,
 // kv_indptr already checked) lie in the pool [0, num_pages), and
-// indices.kv_last_page_len is present. Messages name the indices.* fields.
+// indices.kv_last_page_len is present. A null kv_indices passes when
+// `table_at_run` (the table then comes at run). Messages name the indices.* fields.
 Status check_page_table(int32_t num_pages, int32_t num_requests, const int32_t* kv_indptr, const int32_t* kv_indices,
-                        const int32_t* kv_last_page_len);
+                        const int32_t* kv_last_page_len, bool table_at_run = false);
 
 // Null only when it holds no elements; aligned to `alignment` bytes.
 Status check_device_pointer(const char* name, const void* ptr, int64_t elements, uintptr_t alignment);

@@ -101,7 +101,7 @@ typedef struct ptxattn_batch_indices {
   int32_t num_requests;
   const int32_t* qo_indptr;        /* [num_requests + 1] */
   const int32_t* kv_indptr;        /* [num_requests + 1] */
-  const int32_t* kv_indices;       /* paged: [kv_indptr[num_requests]] */
+  const int32_t* kv_indices;       /* paged: [kv_indptr[num_requests]], or NULL: device table at run */
   const int32_t* kv_last_page_len; /* paged: [num_requests] */
 } ptxattn_batch_indices;
 
@@ -115,6 +115,9 @@ typedef struct ptxattn_prefill_tensors {
   float* lse; /* required when options.return_lse */
   int64_t num_q_tokens;
   int64_t num_kv_rows; /* paged: num_pages; ragged: total K/V rows */
+  /* Paged, planned with indices.kv_indices NULL: the device page table
+   * (PrefillTensors::kv_indices in ptxattn.hpp); NULL otherwise. */
+  const int32_t* kv_indices;
 } ptxattn_prefill_tensors;
 
 /* What a plan holds (ptxattn_prefill_plan_get_info). */
@@ -290,6 +293,10 @@ void ptxattn_prefill_plan_destroy(ptxattn_prefill_plan* plan); /* NULL is a no-o
 int ptxattn_plan_prefill(ptxattn_prefill_plan* plan, const ptxattn_prefill_config* config,
                          const ptxattn_batch_indices* indices);
 int ptxattn_run_prefill(const ptxattn_prefill_plan* plan, const ptxattn_prefill_tensors* tensors, void* cuda_stream);
+/* check_page_table_errors (ptxattn.hpp): waits for the stream, reports and
+ * clears the lowest device page-table entry outside the pool that the
+ * plan's runs met (PTXATTN_STATUS_INVALID_ARGUMENT), else PTXATTN_STATUS_OK. */
+int ptxattn_check_page_table_errors(const ptxattn_prefill_plan* plan, void* cuda_stream);
 /* The same two calls under names for every query length (decode, speculative
  * verification, prefill): ptxattn_plan_attention is ptxattn_plan_prefill,
  * ptxattn_run_attention is ptxattn_run_prefill. */

@@ -133,11 +133,17 @@ struct PrefillConfig {
 };
 
 // Host copies of the batch index arrays (read only during plan_prefill).
+// Paged K/V: the page table either comes here (kv_indices on the host: the
+// plan checks every entry and keeps a device copy) or, with kv_indices null,
+// at every run as a device array (PrefillTensors::kv_indices), which is how
+// an engine that keeps its block tables on the GPU plans a step from lengths
+// alone. A device page table is checked by the kernel as it reads it:
+// check_page_table_errors says what it found.
 struct BatchIndices {
   int32_t num_requests = 0;
   const int32_t* qo_indptr = nullptr;         // [num_requests + 1]
   const int32_t* kv_indptr = nullptr;         // [num_requests + 1]
-  const int32_t* kv_indices = nullptr;        // paged: [kv_indptr[num_requests]]
+  const int32_t* kv_indices = nullptr;        // paged: [kv_indptr[num_requests]], or null (device table at run)
   const int32_t* kv_last_page_len = nullptr;  // paged: [num_requests]
 };
 
@@ -151,6 +157,15 @@ struct PrefillTensors {
   float* lse = nullptr;  // required when options.return_lse
   int64_t num_q_tokens = 0;
   int64_t num_kv_rows = 0;  // paged: num_pages; ragged: rows in k and v (>= kv_indptr[num_requests])
+  // Paged K/V planned without host kv_indices: the page table on the device,
+  // int32 [kv_indptr[num_requests]] at the plan's positions (request b's
+  // pages at kv_indptr[b] ..), 4-byte aligned. Null otherwise. The kernel
+  // reads it during the run, so it may change between runs of one plan (a
+  // captured graph reads it as it is at replay). An entry outside [0,
+  // config.num_pages) is never used to address K or V: the kernel reads
+  // page 0 in its place, so that request's output is wrong, and records the
+  // entry for check_page_table_errors.
+  const int32_t* kv_indices = nullptr;
 };
 
 class PrefillPlanImpl;
@@ -202,8 +217,19 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
 bool tma_load_path_supported(const PrefillConfig& config);
 
 // Launches the prefill on `stream`. Checks the tensors against the plan
-// (pointers, 16-byte alignment, shapes) before launching.
+// (pointers, 16-byte alignment, shapes) and that the current device is the
+// one the plan was made on before launching.
 Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaStream_t stream);
+
+// The first page-table entry outside the pool that the runs of `plan` met
+// since it was made or last checked (only a device page table can hold one:
+// host tables are checked by plan_prefill). Waits for `stream` (the runs
+// must have been issued on it or finished before), then returns
+// kInvalidArgument naming the entry, its value and its request, or Ok; the
+// record is cleared either way. Entries are kept in order: of several bad
+// ones, the lowest position is reported. A run with a bad entry computes
+// its other requests correctly and never reads outside the pool.
+Status check_page_table_errors(const PrefillPlan& plan, cudaStream_t stream);
 
 // One API for every query length. Decode (qo_len 1), speculative
 // verification (a few tokens per request) and prefill are all batches of

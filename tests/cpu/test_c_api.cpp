@@ -267,6 +267,8 @@ TEST_CASE("c api: null pointers give invalid_argument and a message", "[c_api]")
   require_invalid(ptxattn_plan_prefill(nullptr, &config, &indices), "plan is null");
   require_invalid(ptxattn_plan_prefill(plan, nullptr, &indices), "config is null");
   require_invalid(ptxattn_plan_prefill(plan, &config, nullptr), "indices is null");
+  require_invalid(ptxattn_check_page_table_errors(nullptr, nullptr), "plan is null");
+  require_invalid(ptxattn_check_page_table_errors(plan, nullptr), "plan: not made");
   require_invalid(ptxattn_run_prefill(nullptr, &tensors, nullptr), "plan is null");
   require_invalid(ptxattn_run_prefill(plan, nullptr, nullptr), "tensors is null");
   require_invalid(ptxattn_prefill_plan_get_info(nullptr, nullptr), "plan is null");

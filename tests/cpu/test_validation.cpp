@@ -334,10 +334,9 @@ TEST_CASE("validation: null index arrays", "[validation]") {
     require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
                    {"indices.kv_indptr is null"});
   }
-  SECTION("kv_indices with pages listed") {
+  SECTION("kv_indices with pages listed: the page table comes at run") {
     indices.kv_indices = nullptr;
-    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
-                   {"indices.kv_indices is null", "kv_indptr[num_requests] = 5"});
+    require_ok(validate_batch_indices(batch.config, indices));
   }
   SECTION("kv_last_page_len") {
     indices.kv_last_page_len = nullptr;
@@ -528,14 +527,52 @@ struct TensorCase {
                          12,
                          8};
 
+  bool device_page_table = false;  // the plan was made without host kv_indices
+
   Status validate() const {
-    return validate_prefill_tensors(batch.config, plan_num_q_tokens, plan_num_kv_rows, tensors);
+    return validate_prefill_tensors(batch.config, plan_num_q_tokens, plan_num_kv_rows, tensors, device_page_table);
   }
 };
 
 }  // namespace
 
 TEST_CASE("validation: valid tensors pass", "[validation]") { require_ok(TensorCase().validate()); }
+
+TEST_CASE("validation: the page table at run", "[validation][device-page-table]") {
+  TensorCase t;
+  SECTION("refused where the plan holds its own copy") {
+    t.tensors.kv_indices = static_cast<const int32_t*>(fake_device_pointer(5));
+    require_status(t.validate(), StatusCode::kInvalidArgument,
+                   {"tensors.kv_indices = ", "must be null: the plan was made with host indices.kv_indices"});
+  }
+  SECTION("refused for ragged K/V") {
+    t.batch.config.kv_format = KvFormat::kRagged;
+    t.tensors.kv_indices = static_cast<const int32_t*>(fake_device_pointer(5));
+    require_status(t.validate(), StatusCode::kInvalidArgument, {"must be null: ragged K/V has no page table"});
+  }
+  t.device_page_table = true;
+  SECTION("required where the plan was made without one") {
+    require_status(t.validate(), StatusCode::kInvalidArgument,
+                   {"tensors.kv_indices is null", "lists 5 pages", "reads the page table from the device at run"});
+  }
+  SECTION("not required when no page is listed") {
+    t.plan_num_kv_rows = 0;
+    require_ok(t.validate());
+  }
+  SECTION("4-byte aligned") {
+    t.tensors.kv_indices =
+        reinterpret_cast<const int32_t*>(static_cast<const char*>(fake_device_pointer(5)) + 2);
+    require_status(t.validate(), StatusCode::kInvalidArgument, {"tensors.kv_indices", "is not 4-byte aligned"});
+  }
+  SECTION("given: valid") {
+    t.tensors.kv_indices = static_cast<const int32_t*>(fake_device_pointer(5));
+    require_ok(t.validate());
+  }
+  SECTION("an output over the table is refused") {
+    t.tensors.kv_indices = static_cast<const int32_t*>(t.tensors.o);
+    require_status(t.validate(), StatusCode::kInvalidArgument, {"tensors.o", "overlaps tensors.kv_indices"});
+  }
+}
 
 TEST_CASE("validation: tensor counts must match the plan", "[validation]") {
   TensorCase paged;

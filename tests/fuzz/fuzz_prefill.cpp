@@ -407,7 +407,7 @@ void mutate_batch(Rng& rng, const PrefillConfig& c, Batch& batch) {
 
 // Keeps the promise of Batch: a well-formed paged kv_indptr never lists more
 // pages than kv_indices holds. Past kMaxListedPages, kv_indices becomes null
-// instead (which the library must refuse before reading it).
+// instead (a page table given at run, which the library must not read).
 void keep_claims(const PrefillConfig& c, Batch& batch) {
   if (c.kv_format == KvFormat::kRagged || batch.null_kv || batch.num_requests < 0) return;
   const std::vector<int32_t>& kv = batch.kv_indptr;
@@ -446,9 +446,8 @@ void batch_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
               "kv_indptr");
     for (int32_t b = 0; b < n; ++b) kv_len[size_t(b)] = int64_t(idx.kv_indptr[b + 1]) - idx.kv_indptr[b];
   } else if (c.kv_format == KvFormat::kPaged) {
+    // kv_indices null: the page table comes at run, and nothing of it is checked here.
     const int64_t pages_listed = idx.kv_indptr[n];
-    r.invalid(pages_listed == 0 || idx.kv_indices != nullptr, "paged: kv_indices is not null when pages are listed",
-              "kv_indices");
     if (idx.kv_indices != nullptr) {
       bool in_pool = true;
       for (int64_t i = 0; i < pages_listed; ++i)

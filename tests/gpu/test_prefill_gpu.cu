@@ -613,4 +613,165 @@ TEST_CASE("prefill: the packing rule packs decode and speculative batches, not w
   }
 }
 
+
+// ============================================================================
+// Page tables given at run (PrefillTensors::kv_indices)
+// ============================================================================
+
+namespace {
+
+// One run of `c` planned without host kv_indices, the page table `table`
+// (device, the plan's positions) given at run; o and lse NaN before it.
+struct TableRun {
+  Status run_status, check_status;
+  std::vector<uint16_t> out;
+  std::vector<float> lse;
+};
+
+TableRun run_with_device_table(DevicePrefillCase& device, const PrefillPlan& plan, const DeviceBuffer& table) {
+  const HostCase& c = device.host();
+  TableRun result;
+  device.out().fill_u32(pattern::kQuietNaN);
+  device.lse().fill_u32(pattern::kQuietNaN);
+  pollute_smem_nan();
+  PrefillTensors tensors = device.tensors();
+  tensors.kv_indices = table.as<int32_t>();
+  result.run_status = run_prefill(plan, tensors, nullptr);
+  PTXATTN_CUDA_CHECK(cudaDeviceSynchronize());
+  result.check_status = check_page_table_errors(plan, nullptr);
+  result.out = download_vector<uint16_t>(device.out(), c.q.size());
+  if (c.config.options.return_lse)
+    result.lse = download_vector<float>(device.lse(), size_t(c.num_q_tokens) * c.config.num_qo_heads);
+  return result;
+}
+
+PrefillPlan plan_without_host_table(const HostCase& c, KvLoadPath path) {
+  PrefillConfig config = c.config;
+  config.load_path = path;
+  BatchIndices indices = c.indices();
+  indices.kv_indices = nullptr;
+  PrefillPlan plan;
+  const Status status = plan_prefill(config, indices, plan);
+  INFO(status.message);
+  REQUIRE(status.ok());
+  return plan;
+}
+
+}  // namespace
+
+TEST_CASE("prefill: a page table given at run gives the bits of the plan's own copy, and is read at every run",
+          "[gpu][prefill][device-page-table]") {
+  RandomLimits limits;
+  limits.page_sizes = {1, 7, 16, 64, 128};
+  limits.ragged_fraction = 0;
+  std::vector<CaseSpec> specs;
+  for (int i = 0; i < 12; ++i) {
+    CaseSpec spec = random_spec(9100 + uint64_t(i), limits);
+    spec.options.return_lse = i % 2 == 0;
+    specs.push_back(spec);
+  }
+  CaseSpec decode;  // split by the plan's rule, and packed
+  decode.num_qo_heads = 8, decode.num_kv_heads = 2;
+  decode.qo_lens = {1, 3}, decode.kv_lens = {3000, 1200};
+  decode.options.causal = decode.options.return_lse = true;
+  specs.push_back(decode);
+  int checked = 0;
+  for (const CaseSpec& spec : specs) {
+    const HostCase c = make_case(spec);
+    if (!built_here(c)) continue;
+    DevicePrefillCase device(c);
+    for (KvLoadPath path : load_paths_for(c)) {
+      INFO(load_path_name(path) << " | " << c.describe());
+      const PrefillRun own = device.run(path, pollute_smem_nan);
+      REQUIRE(own.status.ok());
+      const PrefillPlan plan = plan_without_host_table(c, path);
+      // First a table of wrong pages (every entry one page further, wrapping
+      // in the pool), then the right one in the same buffer: the second run
+      // must read the new contents.
+      std::vector<int32_t> shifted = c.kv_indices;
+      for (int32_t& page : shifted) page = int32_t((page + 1) % c.config.num_pages);
+      DeviceBuffer table = upload_vector(shifted);
+      const TableRun wrong = run_with_device_table(device, plan, table);
+      REQUIRE(wrong.run_status.ok());
+      CHECK(wrong.check_status.ok());  // wrong pages, but all inside the pool
+      table.upload(c.kv_indices.data(), c.kv_indices.size() * sizeof(int32_t));
+      const TableRun right = run_with_device_table(device, plan, table);
+      INFO(right.run_status.message << right.check_status.message);
+      REQUIRE(right.run_status.ok());
+      CHECK(right.check_status.ok());
+      CHECK(first_bit_difference(own.out.data(), right.out.data(), int64_t(own.out.size())) == -1);
+      if (c.config.options.return_lse)
+        CHECK(first_bit_difference(own.lse.data(), right.lse.data(), int64_t(own.lse.size())) == -1);
+      ++checked;
+    }
+  }
+  CHECK(checked > 0);
+}
+
+TEST_CASE("prefill: page-table entries outside the pool are reported, never read, and spare the other requests",
+          "[gpu][prefill][device-page-table]") {
+  // Three requests; request 1's pages get bad entries. INT32_MAX pages past
+  // the pool's base is far outside any allocation: a read there faults.
+  CaseSpec spec;
+  spec.num_qo_heads = 4, spec.num_kv_heads = 2;
+  spec.qo_lens = {20, 5, 1}, spec.kv_lens = {300, 500, 260};
+  spec.options.causal = spec.options.return_lse = true;
+  const int32_t page_sizes[] = {16, 64};
+  for (int32_t page_size : page_sizes) {
+    spec.page_size = page_size;
+    const HostCase c = make_case(spec);
+    DevicePrefillCase device(c);
+    for (KvLoadPath path : load_paths_for(c)) {
+      INFO(load_path_name(path) << " | " << c.describe());
+      const PrefillRun own = device.run(path, pollute_smem_nan);
+      REQUIRE(own.status.ok());
+      const PrefillPlan plan = plan_without_host_table(c, path);
+      std::vector<int32_t> bad = c.kv_indices;
+      const int32_t first = c.kv_indptr[1], pages = c.kv_indptr[2] - c.kv_indptr[1];
+      REQUIRE(pages >= 3);
+      bad[first + 1] = std::numeric_limits<int32_t>::max();
+      bad[first + 2] = -1;
+      bad[first + pages - 1] = c.config.num_pages;
+      DeviceBuffer table = upload_vector(bad);
+      const TableRun run = run_with_device_table(device, plan, table);
+      REQUIRE(run.run_status.ok());
+      PTXATTN_CUDA_CHECK(cudaGetLastError());  // no fault
+      CHECK(run.check_status.code == StatusCode::kInvalidArgument);
+      CHECK_THAT(run.check_status.message,
+                 Catch::Contains("tensors.kv_indices[" + std::to_string(first + 1) + "] = 2147483647 (request 1, its "
+                                 "page 1) is outside the page pool [0, " +
+                                 std::to_string(c.config.num_pages) + ")"));
+      CHECK(check_page_table_errors(plan, nullptr).ok());  // reported once, then cleared
+      // Requests 0 and 2 keep the bits of the run with a good table.
+      const int64_t heads = c.config.num_qo_heads, d = c.config.head_dim;
+      for (int32_t b : {0, 2}) {
+        const int64_t row0 = c.qo_indptr[b] * heads, rows = (c.qo_indptr[b + 1] - c.qo_indptr[b]) * heads;
+        CHECK(first_bit_difference(own.out.data() + row0 * d, run.out.data() + row0 * d, rows * d) == -1);
+        CHECK(first_bit_difference(own.lse.data() + row0, run.lse.data() + row0, rows) == -1);
+      }
+    }
+  }
+}
+
+TEST_CASE("prefill: the page table at run is required, and refused where the plan holds its own",
+          "[gpu][prefill][device-page-table]") {
+  CaseSpec spec;
+  spec.qo_lens = {3}, spec.kv_lens = {40};
+  const HostCase c = make_case(spec);
+  DevicePrefillCase device(c);
+  const PrefillPlan without = plan_without_host_table(c, KvLoadPath::kAuto);
+  const Status missing = run_prefill(without, device.tensors(), nullptr);
+  CHECK(missing.code == StatusCode::kInvalidArgument);
+  CHECK_THAT(missing.message, Catch::Contains("tensors.kv_indices is null"));
+  PrefillPlan with;
+  REQUIRE(plan_prefill(c.config, c.indices(), with).ok());
+  DeviceBuffer table = upload_vector(c.kv_indices);
+  PrefillTensors tensors = device.tensors();
+  tensors.kv_indices = table.as<int32_t>();
+  const Status both = run_prefill(with, tensors, nullptr);
+  CHECK(both.code == StatusCode::kInvalidArgument);
+  CHECK_THAT(both.message, Catch::Contains("must be null: the plan was made with host indices.kv_indices"));
+  CHECK(check_page_table_errors(with, nullptr).ok());
+}
+
 }  // namespace ptxattn::testing
