@@ -815,7 +815,8 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
   };
   // 20 small prefills: page sizes 1..256 with partial last pages, both load
   // paths (also on the same case), ragged rows, NHD and HND, causal, window and
-  // soft cap, every head dim, both dtypes, GQA, empty requests.
+  // soft cap, every head dim, both dtypes, GQA, empty requests; then a page
+  // table given at run with an entry past the pool.
   const std::vector<PrefillLaunch> prefills = {
       {B(601, bf16, 128, 2, 1).paged(nhd, 7).lengths({20, 3}, {40, 17}).causal(), KvLoadPath::kGather},
       {B(602, bf16, 128, 2, 1).paged(hnd, 16).lengths({20, 3}, {150, 17}).causal().window(40), KvLoadPath::kTma},
@@ -854,6 +855,31 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
     REQUIRE(run.status.ok());
     CHECK(reference_failure(c, refs, run) == "");
     ++launched;
+  }
+  // A page table given at run whose last entry is one page past the pool:
+  // memcheck sees any read there (state rule 8 of docs/kernels.md).
+  const HostCase table_case = make_case(B(632, bf16, 128, 4, 1).paged(nhd, 16).lengths({2, 1}, {70, 40}).causal());
+  if (validate_prefill_config(table_case.config).code == StatusCode::kUnsupported) {
+    ++skipped;
+  } else {
+    DevicePrefillCase device(table_case);
+    std::vector<int32_t> table = table_case.kv_indices;
+    table.back() = table_case.config.num_pages;
+    const DeviceBuffer device_table = upload_vector(table);
+    for (KvLoadPath path : load_paths_for(table_case)) {
+      INFO("page table at run, " << load_path_name(path) << " | " << table_case.describe());
+      PrefillConfig config = table_case.config;
+      config.load_path = path;
+      BatchIndices indices = table_case.indices();
+      indices.kv_indices = nullptr;
+      PrefillPlan plan;
+      REQUIRE(plan_prefill(config, indices, plan).ok());
+      PrefillTensors tensors = device.tensors();
+      tensors.kv_indices = device_table.as<int32_t>();
+      REQUIRE(run_prefill(plan, tensors, nullptr).ok());
+      CHECK(check_page_table_errors(plan, nullptr).code == StatusCode::kInvalidArgument);
+      ++launched;
+    }
   }
   const RopeConfig neox64 = make_rope(64, false), gptj32 = make_rope(32, true);
   std::vector<std::unique_ptr<RopeMatrixCase>> ropes;
