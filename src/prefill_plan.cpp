@@ -37,9 +37,33 @@ Status DeviceArena::reserve(size_t bytes) {
   return Status::Ok();
 }
 
+Status DeviceArena::release() {
+  if (ptr_) PTXATTN_CUDA_RETURN_IF_ERROR(cudaFree(ptr_));
+  ptr_ = nullptr;
+  capacity_ = 0;
+  return Status::Ok();
+}
+
 Status DeviceArena::upload(const void* host, size_t bytes) {
   PTXATTN_RETURN_IF_ERROR(reserve(bytes));
   if (bytes > 0) PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
+  return Status::Ok();
+}
+
+Status PrefillPlanImpl::release_buffers() {
+  for (DeviceArena* arena : {&requests, &tiles, &cta_work_indptr, &cta_work_items, &kv_indices, &page_table_error,
+                             &partial_o, &partial_lse})
+    PTXATTN_RETURN_IF_ERROR(arena->release());
+  return Status::Ok();
+}
+
+Status PrefillPlanImpl::check_device() const {
+  int current = -1;
+  PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&current));
+  if (current != device)
+    return detail::plan_mismatch("the current device is ", current, " but the plan was made on device ", device,
+                                 ": its buffers live there (plan again on this device, or cudaSetDevice(", device,
+                                 ") first)");
   return Status::Ok();
 }
 
@@ -276,6 +300,14 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
     lists.items = detail::items_in_l2_order(schedule_inputs, tiles);
   }
 
+  // The device the uploads go to (a batch without requests uploads nothing
+  // and plans without one). Buffers of a plan made on another device are
+  // not reused.
+  int device = impl.device;
+  if (n > 0) {
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    if (impl.device >= 0 && impl.device != device) PTXATTN_RETURN_IF_ERROR(impl.release_buffers());
+  }
   PTXATTN_RETURN_IF_ERROR(impl.requests.upload(requests.data(), requests.size() * sizeof(RequestInfo)));
   PTXATTN_RETURN_IF_ERROR(impl.tiles.upload(tiles.data(), tiles.size() * sizeof(WorkTile)));
   PTXATTN_RETURN_IF_ERROR(
@@ -289,10 +321,6 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
     const unsigned long long none = detail::kNoPageTableError;
     PTXATTN_RETURN_IF_ERROR(impl.page_table_error.upload(&none, sizeof(none)));
   }
-  // The device the uploads went to (an empty batch, which launches nothing,
-  // plans without one).
-  int device = -1;
-  if (num_items > 0) PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   if (kv_splits > 1) {
     const size_t states = size_t(indices.qo_indptr[n]) * size_t(kv_splits) * size_t(config.num_qo_heads);
     PTXATTN_RETURN_IF_ERROR(impl.partial_o.reserve(states * size_t(config.head_dim) * sizeof(float)));

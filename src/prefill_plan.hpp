@@ -23,6 +23,7 @@ class DeviceArena {
 
   Status upload(const void* host, size_t bytes);  // grows if needed, then copies
   Status reserve(size_t bytes);                   // grows if needed; contents undefined
+  Status release();                               // frees (the next upload allocates anew)
   const void* get() const { return ptr_; }
   void* get() { return ptr_; }
 
@@ -54,7 +55,11 @@ class PrefillPlanImpl {
   // through a const plan.
   mutable DeviceArena page_table_error;
   std::vector<int32_t> kv_indptr;  // host copy, to name the request of a bad entry
-  int device = -1;                 // the CUDA device the plan was made on
+  int device = -1;                 // the CUDA device the plan was made on (-1: an empty batch, no device)
+  // Frees every device buffer (re-planning on another device must not reuse them).
+  Status release_buffers();
+  // Ok when the current device is `device`; kPlanMismatch otherwise.
+  Status check_device() const;
   int32_t kv_splits = 1;   // split-KV chunks per query tile (1: none)
   int32_t heads_log2 = 0;  // GQA packing: qo heads per query tile, log2 (0: token-major)
   // Split-KV workspace (kv_splits > 1), written by every run's kernel and

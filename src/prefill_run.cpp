@@ -157,7 +157,9 @@ Status check_page_table_errors(const PrefillPlan& plan, cudaStream_t stream) {
   if (!plan.valid())
     return detail::invalid_argument("plan: not made (plan_prefill has not succeeded on this plan)");
   const PrefillPlanImpl& impl = *plan.impl();
-  if (!impl.device_page_table || impl.num_kv_rows == 0) return Status::Ok();  // no table the kernel checks
+  if (!impl.device_page_table || impl.num_tiles == 0 || impl.num_kv_rows == 0)
+    return Status::Ok();  // no table the kernel checks
+  PTXATTN_RETURN_IF_ERROR(impl.check_device());
   unsigned long long code = detail::kNoPageTableError;
   auto* record = static_cast<unsigned long long*>(impl.page_table_error.get());
   PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&code, record, sizeof(code), cudaMemcpyDeviceToHost, stream));
@@ -184,12 +186,7 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
   PTXATTN_RETURN_IF_ERROR(
       validate_prefill_tensors(c, impl.num_q_tokens, impl.num_kv_rows, tensors, impl.device_page_table));
   if (impl.num_tiles == 0) return Status::Ok();  // no query rows: nothing to write
-  int device = -1;
-  PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  if (device != impl.device)
-    return detail::plan_mismatch("the current device is ", device, " but the plan was made on device ", impl.device,
-                                 ": its buffers live there (plan again on this device, or cudaSetDevice(",
-                                 impl.device, ") first)");
+  PTXATTN_RETURN_IF_ERROR(impl.check_device());
 
   PrefillLaunch l{};
   l.params = make_params(impl, tensors);

@@ -293,6 +293,11 @@ Status check_page_table(int32_t num_pages, int32_t num_requests, const int32_t* 
   if (num_pages_used > 0 && kv_indices == nullptr && !table_at_run)
     return invalid_argument("indices.kv_indices is null but indices.kv_indptr[num_requests] = ", num_pages_used,
                             " pages are listed");
+  // A bad entry of a table given at run reads page 0 instead, which needs a pool.
+  if (num_pages_used > 0 && kv_indices == nullptr && num_pages < 1)
+    return invalid_argument("indices.kv_indices is null (the page table comes at run) and indices.kv_indptr["
+                            "num_requests] = ", num_pages_used, " pages are listed, but config.num_pages = ",
+                            num_pages, ": there is no page they can name");
   for (int32_t i = 0; kv_indices != nullptr && i < num_pages_used; ++i) {
     const int32_t page = kv_indices[i];
     if (page < 0 || page >= num_pages)

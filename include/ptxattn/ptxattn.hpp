@@ -217,18 +217,20 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
 bool tma_load_path_supported(const PrefillConfig& config);
 
 // Launches the prefill on `stream`. Checks the tensors against the plan
-// (pointers, 16-byte alignment, shapes) and that the current device is the
-// one the plan was made on before launching.
+// (pointers, 16-byte alignment, shapes) and, when there is work to launch,
+// that the current device is the one the plan was made on (kPlanMismatch).
+// Re-planning on another device frees the plan's buffers and allocates anew.
 Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaStream_t stream);
 
-// The first page-table entry outside the pool that the runs of `plan` met
-// since it was made or last checked (only a device page table can hold one:
-// host tables are checked by plan_prefill). Waits for `stream` (the runs
-// must have been issued on it or finished before), then returns
-// kInvalidArgument naming the entry, its value and its request, or Ok; the
-// record is cleared either way. Entries are kept in order: of several bad
-// ones, the lowest position is reported. A run with a bad entry computes
-// its other requests correctly and never reads outside the pool.
+// The page-table entry outside the pool, of the lowest position, that the
+// runs of `plan` met since it was made or last checked (only a device page
+// table can hold one: host tables are checked by plan_prefill). Waits for
+// `stream` (the runs must have been issued on it or finished before; not
+// while a stream is being captured), then returns kInvalidArgument naming
+// the entry, its value and its request, or Ok, and clears the record. A
+// run with a bad entry computes its other requests correctly and never
+// reads outside the pool. Refuses (kPlanMismatch) a current device other
+// than the plan's.
 Status check_page_table_errors(const PrefillPlan& plan, cudaStream_t stream);
 
 // One API for every query length. Decode (qo_len 1), speculative

@@ -337,6 +337,9 @@ TEST_CASE("validation: null index arrays", "[validation]") {
   SECTION("kv_indices with pages listed: the page table comes at run") {
     indices.kv_indices = nullptr;
     require_ok(validate_batch_indices(batch.config, indices));
+    batch.config.num_pages = 0;  // ... which needs a pool
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.kv_indices is null (the page table comes at run)", "config.num_pages = 0"});
   }
   SECTION("kv_last_page_len") {
     indices.kv_last_page_len = nullptr;

@@ -446,8 +446,11 @@ void batch_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
               "kv_indptr");
     for (int32_t b = 0; b < n; ++b) kv_len[size_t(b)] = int64_t(idx.kv_indptr[b + 1]) - idx.kv_indptr[b];
   } else if (c.kv_format == KvFormat::kPaged) {
-    // kv_indices null: the page table comes at run, and nothing of it is checked here.
+    // kv_indices null: the page table comes at run, and nothing of it is
+    // checked here, but a bad entry then reads page 0, which must exist.
     const int64_t pages_listed = idx.kv_indptr[n];
+    r.invalid(pages_listed == 0 || idx.kv_indices != nullptr || c.num_pages >= 1,
+              "paged: a page table at run (kv_indices null) with pages listed needs num_pages >= 1", "kv_indices");
     if (idx.kv_indices != nullptr) {
       bool in_pool = true;
       for (int64_t i = 0; i < pages_listed; ++i)
@@ -646,10 +649,19 @@ PrefillTensors random_tensors(Rng& rng, const PrefillConfig& c, int64_t plan_q, 
   t.v = as_pointer(at[2]);
   t.o = as_mutable_pointer(at[3]);
   t.lse = static_cast<float*>(as_mutable_pointer(c.options.return_lse || rng.percent(50) ? at[4] : 0));
+  // A page table at run: mostly none, else anywhere, misaligned or over an output.
+  if (rng.percent(40)) {
+    const uintptr_t table = rng.pick<uintptr_t>(
+        {uintptr_t(0x7000000000), uintptr_t(0x7000000002), at[3], at[4], uintptr_t(rng.edge_int64()) & ~uintptr_t(3)});
+    t.kv_indices = static_cast<const int32_t*>(as_pointer(table));
+  }
   return t;
 }
 
-void tensor_rules(const PrefillConfig& c, int64_t plan_q, int64_t plan_kv, const PrefillTensors& t, Rules& r) {
+// device_page_table: the plan was made without host kv_indices (paged), so
+// the run gives the page table.
+void tensor_rules(const PrefillConfig& c, int64_t plan_q, int64_t plan_kv, const PrefillTensors& t,
+                  bool device_page_table, Rules& r) {
   r.expect(t.num_q_tokens == plan_q, "tensors.num_q_tokens == the plan's qo_indptr[num_requests]",
            StatusCode::kPlanMismatch, "num_q_tokens");
   if (c.kv_format == KvFormat::kPaged) {
@@ -679,13 +691,24 @@ void tensor_rules(const PrefillConfig& c, int64_t plan_q, int64_t plan_kv, const
   r.invalid(!overlaps(lse, q) && !overlaps(lse, k) && !overlaps(lse, v), "tensors.lse overlaps no input",
             "tensors.lse");
   r.invalid(!overlaps(o, lse), "tensors.o and tensors.lse do not overlap", "tensors.o|tensors.lse");
+  const uintptr_t table = uintptr_t(t.kv_indices);
+  if (device_page_table) {
+    const Span kv_indices{table, i128(plan_kv) * 4};
+    r.invalid(plan_kv == 0 || table != 0, "page table at run: tensors.kv_indices is not null when pages are listed",
+              "tensors.kv_indices");
+    r.invalid(table % 4 == 0, "page table at run: tensors.kv_indices is 4-byte aligned", "tensors.kv_indices");
+    r.invalid(!overlaps(o, kv_indices) && !overlaps(lse, kv_indices), "tensors.o and tensors.lse overlap no page table",
+              "tensors.kv_indices");
+  } else {
+    r.invalid(table == 0, "tensors.kv_indices is null without a page table at run", "tensors.kv_indices");
+  }
 }
 
 std::string describe(const PrefillTensors& t) {
   std::ostringstream out;
   out << "tensors{q " << hex(uintptr_t(t.q)) << ", k " << hex(uintptr_t(t.k)) << ", v " << hex(uintptr_t(t.v))
       << ", o " << hex(uintptr_t(t.o)) << ", lse " << hex(uintptr_t(t.lse)) << ", num_q_tokens " << t.num_q_tokens
-      << ", num_kv_rows " << t.num_kv_rows << "}";
+      << ", num_kv_rows " << t.num_kv_rows << ", kv_indices " << hex(uintptr_t(t.kv_indices)) << "}";
   return out.str();
 }
 
@@ -791,7 +814,7 @@ void fuzz_prefill(Rng& rng, Fuzzer& fuzzer) {
     check_plan(fuzzer, "plan_prefill", plan, c, idx, input);
     const int64_t plan_q = idx.qo_indptr[idx.num_requests], plan_kv = idx.kv_indptr[idx.num_requests];
     t = random_tensors(rng, c, plan_q, plan_kv);
-    tensor_rules(c, plan_q, plan_kv, t, run);
+    tensor_rules(c, plan_q, plan_kv, t, c.kv_format == KvFormat::kPaged && idx.kv_indices == nullptr, run);
     launches = plan.num_work_tiles() > 0;
   } else {
     t = random_tensors(rng, random_config(rng), rng.range(0, 100), rng.range(0, 100));
@@ -816,15 +839,17 @@ void fuzz_prefill_tensors(Rng& rng, Fuzzer& fuzzer) {
     plan_kv = rng.percent(70) ? rng.range(0, 500) : rng.pick<int64_t>({max_kv, max_kv - 1, rng.range(0, max_kv)});
   }
   const PrefillTensors t = random_tensors(rng, c, plan_q, plan_kv);
+  const bool device_page_table = c.kv_format == KvFormat::kPaged && rng.percent(50);
   const auto input = [&] {
     return describe(c) + "\n    plan{num_q_tokens " + std::to_string(plan_q) + ", num_kv_rows " +
            std::to_string(plan_kv) + "}\n    " + describe(t);
   };
   fuzzer.show(input);
   Rules rules;
-  tensor_rules(c, plan_q, plan_kv, t, rules);
-  fuzzer.check("validate_prefill_tensors", ptxattn::validate_prefill_tensors(c, plan_q, plan_kv, t), rules,
-               WhenValid::kOk, input);
+  tensor_rules(c, plan_q, plan_kv, t, device_page_table, rules);
+  fuzzer.check("validate_prefill_tensors",
+               ptxattn::validate_prefill_tensors(c, plan_q, plan_kv, t, device_page_table), rules, WhenValid::kOk,
+               input);
 }
 
 namespace {
@@ -930,7 +955,7 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   const int64_t plan_kv = plan_made ? idx.kv_indptr[idx.num_requests] : 0;
   const PrefillTensors t = random_tensors(rng, cpp, plan_q, plan_kv);
   const ptxattn_prefill_tensors tensors{random_struct_size<ptxattn_prefill_tensors>(rng), t.q, t.k, t.v, t.o, t.lse,
-                                        t.num_q_tokens, t.num_kv_rows};
+                                        t.num_q_tokens, t.num_kv_rows, t.kv_indices};
   const ptxattn_prefill_plan* run_plan = rng.percent(5) ? nullptr : plan;
   const ptxattn_prefill_tensors* tensors_arg = rng.percent(5) ? nullptr : &tensors;
   Rules run;
@@ -939,7 +964,8 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   struct_size_rule(run, tensors_arg, "C: tensors.struct_size is sizeof(ptxattn_prefill_tensors)");
   if (run_plan != nullptr) {
     run.invalid(plan_made, "run_prefill needs a plan whose plan_prefill succeeded", "plan");
-    if (plan_made && tensors_arg != nullptr) tensor_rules(cpp, plan_q, plan_kv, t, run);
+    if (plan_made && tensors_arg != nullptr)
+      tensor_rules(cpp, plan_q, plan_kv, t, cpp.kv_format == KvFormat::kPaged && idx.kv_indices == nullptr, run);
   }
   const bool launches = plan_q > 0;
   if (fuzzer.may_call("ptxattn_run_prefill", run, launches)) {
