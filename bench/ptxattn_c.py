@@ -34,7 +34,8 @@ class PrefillConfig(ctypes.Structure):
 
 class BatchIndices(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("num_requests", ctypes.c_int32), ("qo_indptr", I32P),
-                ("kv_indptr", I32P), ("kv_indices", I32P), ("kv_last_page_len", I32P)]
+                ("kv_indptr", I32P), ("kv_indices", I32P), ("kv_last_page_len", I32P), ("kv_lens", I32P),
+                ("block_table_stride", ctypes.c_int32)]
 
 
 class PrefillTensors(ctypes.Structure):

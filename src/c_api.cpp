@@ -194,7 +194,7 @@ ptxattn_prefill_config to_c(const ptxattn::PrefillConfig& config) {
 }
 
 ptxattn::BatchIndices to_cpp(const ptxattn_batch_indices& c) {
-  return {c.num_requests, c.qo_indptr, c.kv_indptr, c.kv_indices, c.kv_last_page_len};
+  return {c.num_requests, c.qo_indptr, c.kv_indptr, c.kv_indices, c.kv_last_page_len, c.kv_lens, c.block_table_stride};
 }
 
 ptxattn::PrefillTensors to_cpp(const ptxattn_prefill_tensors& c) {

@@ -207,12 +207,9 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
     RequestInfo& r = requests[b];
     r.qo_start = indices.qo_indptr[b];
     r.qo_len = indices.qo_indptr[b + 1] - indices.qo_indptr[b];
-    r.kv_start = indices.kv_indptr[b];
-    const int32_t kv_units = indices.kv_indptr[b + 1] - indices.kv_indptr[b];
-    // validate_batch_indices has checked that this fits int32.
-    r.kv_len = !paged ? kv_units
-               : kv_units == 0 ? 0
-                               : config.page_size * (kv_units - 1) + indices.kv_last_page_len[b];
+    const detail::RequestKv kv = detail::request_kv(config, indices, b);
+    r.kv_start = kv.start;
+    r.kv_len = kv.len;
   }
 
   // A query sits at a position below its request's kv_len, so a window
@@ -313,7 +310,7 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   PTXATTN_RETURN_IF_ERROR(
       impl.cta_work_indptr.upload(lists.cta_indptr.data(), lists.cta_indptr.size() * sizeof(int32_t)));
   PTXATTN_RETURN_IF_ERROR(impl.cta_work_items.upload(lists.items.data(), lists.items.size() * sizeof(int32_t)));
-  const int64_t kv_units = indices.kv_indptr[n];
+  const int64_t kv_units = detail::kv_units(config, indices);
   const bool device_page_table = paged && indices.kv_indices == nullptr;
   if (paged && !device_page_table)
     PTXATTN_RETURN_IF_ERROR(impl.kv_indices.upload(indices.kv_indices, size_t(kv_units) * sizeof(int32_t)));
@@ -329,7 +326,9 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
 
   impl.config = config;
   impl.device_page_table = device_page_table;
-  impl.kv_indptr.assign(indices.kv_indptr, indices.kv_indptr + n + 1);
+  impl.kv_indptr.resize(size_t(n) + 1);  // each request's first table entry, and the end
+  for (int32_t b = 0; b < n; ++b) impl.kv_indptr[b] = requests[b].kv_start;
+  impl.kv_indptr[n] = int32_t(kv_units);
   impl.device = device;
   impl.window_left = window;
   impl.load_path = path;

@@ -39,7 +39,7 @@ class PrefillPlanImpl {
   int32_t block_kv = 0;  // KV block rows the kernel walks (prefill_params.hpp)
   int32_t window_left = -1;  // config.options.window_left, or -1 where it reaches past every key
   int64_t num_q_tokens = 0;
-  int64_t num_kv_rows = 0;  // paged: pages referenced (kv_indptr[n]); ragged: K/V rows used
+  int64_t num_kv_rows = 0;  // paged: page-table entries (detail::kv_units); ragged: K/V rows used
   WorkSchedule schedule = WorkSchedule::kAuto;  // resolved: kOneItemPerCta or kPersistent
   int64_t num_tiles = 0;
   int64_t num_ctas = 0;
@@ -54,7 +54,7 @@ class PrefillPlanImpl {
   // page_table_error), kNoPageTableError when none. Mutable: runs write it
   // through a const plan.
   mutable DeviceArena page_table_error;
-  std::vector<int32_t> kv_indptr;  // host copy, to name the request of a bad entry
+  std::vector<int32_t> kv_indptr;  // each request's first page-table entry, then the entry count: names a bad entry's request
   int device = -1;                 // the CUDA device the plan was made on (-1: an empty batch, no device)
   // Frees every device buffer (re-planning on another device must not reuse them).
   Status release_buffers();

@@ -65,6 +65,40 @@ Status paged_kv_len(const PrefillConfig& config, const BatchIndices& indices, in
   return Status::Ok();
 }
 
+// The block-table form: paged K/V, the table at run, lengths from kv_lens.
+Status check_block_table_form(const PrefillConfig& config, const BatchIndices& indices) {
+  const int32_t n = indices.num_requests, stride = indices.block_table_stride;
+  if (config.kv_format != KvFormat::kPaged)
+    return invalid_argument("indices.block_table_stride = ", stride, " or indices.kv_lens set: the block-table form "
+                            "is for paged K/V, and config.kv_format is kRagged");
+  if (stride <= 0)
+    return invalid_argument("indices.block_table_stride = ", stride,
+                            " must be positive with indices.kv_lens (the block-table form)");
+  if (indices.kv_indptr != nullptr || indices.kv_indices != nullptr || indices.kv_last_page_len != nullptr)
+    return invalid_argument("indices.kv_indptr, kv_indices and kv_last_page_len must be null in the block-table form "
+                            "(indices.block_table_stride = ", stride,
+                            "): the table comes at run and indices.kv_lens gives the lengths");
+  if (n > 0 && indices.kv_lens == nullptr)
+    return invalid_argument("indices.kv_lens is null (the block-table form needs num_requests = ", n, " entries)");
+  if (int64_t(n) * stride > kMaxRows)
+    return invalid_argument("indices.num_requests * indices.block_table_stride = ", n, " * ", stride,
+                            " table entries exceed INT32_MAX (entries are indexed with int32)");
+  for (int32_t b = 0; b < n; ++b) {
+    const int32_t len = indices.kv_lens[b];
+    if (len < 0 || len > kMaxTokens)
+      return invalid_argument("indices.kv_lens[", b, "] = ", len, " is outside [0, 2^30 = ", kMaxTokens, "]");
+    const int64_t pages = (int64_t(len) + config.page_size - 1) / config.page_size;
+    if (pages > stride)
+      return invalid_argument("indices.kv_lens[", b, "] = ", len, " needs ", pages, " pages of config.page_size = ",
+                              config.page_size, ", more than a row of the block table holds (indices.block_table_stride = ",
+                              stride, ")");
+    if (len > 0 && config.num_pages < 1)
+      return invalid_argument("indices.kv_lens[", b, "] = ", len, " but config.num_pages = ", config.num_pages,
+                              ": there is no page the table can name");
+  }
+  return Status::Ok();
+}
+
 // Whether a * b > limit, for a, b, limit >= 0, without forming the product.
 bool product_exceeds(int64_t a, int64_t b, int64_t limit) { return b != 0 && a > limit / b; }
 
@@ -173,7 +207,11 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
   const int32_t num_requests = indices.num_requests;
   if (num_requests < 0) return invalid_argument("indices.num_requests = ", num_requests, " must be >= 0");
   PTXATTN_RETURN_IF_ERROR(detail::check_indptr("indices.qo_indptr", indices.qo_indptr, num_requests));
-  PTXATTN_RETURN_IF_ERROR(detail::check_indptr("indices.kv_indptr", indices.kv_indptr, num_requests));
+  const bool block_table = detail::block_table_form(indices);
+  if (block_table)
+    PTXATTN_RETURN_IF_ERROR(check_block_table_form(config, indices));
+  else
+    PTXATTN_RETURN_IF_ERROR(detail::check_indptr("indices.kv_indptr", indices.kv_indptr, num_requests));
 
   const int32_t num_q_tokens = indices.qo_indptr[num_requests];
   if (num_q_tokens > kMaxTokens)
@@ -184,7 +222,9 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
                             config.num_qo_heads, " query rows exceed INT32_MAX (rows are indexed with int32)");
 
   const bool paged = config.kv_format == KvFormat::kPaged;
-  if (paged) {
+  if (block_table) {
+    // Checked above.
+  } else if (paged) {
     // kv_indices null: the page table comes at run (PrefillTensors::kv_indices).
     PTXATTN_RETURN_IF_ERROR(detail::check_page_table(config.num_pages, num_requests, indices.kv_indptr,
                                                       indices.kv_indices, indices.kv_last_page_len,
@@ -200,8 +240,8 @@ Status validate_batch_indices(const PrefillConfig& config, const BatchIndices& i
   }
 
   for (int32_t b = 0; b < num_requests; ++b) {
-    int64_t kv_len = indices.kv_indptr[b + 1] - indices.kv_indptr[b];
-    if (paged) PTXATTN_RETURN_IF_ERROR(paged_kv_len(config, indices, b, &kv_len));
+    int64_t kv_len = block_table ? indices.kv_lens[b] : indices.kv_indptr[b + 1] - indices.kv_indptr[b];
+    if (paged && !block_table) PTXATTN_RETURN_IF_ERROR(paged_kv_len(config, indices, b, &kv_len));
     const int32_t qo_len = indices.qo_indptr[b + 1] - indices.qo_indptr[b];
     // Ragged kv_len and every qo_len are bounded by the batch totals checked above.
     if (config.options.causal && qo_len > kv_len)
@@ -275,6 +315,19 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
 }
 
 namespace detail {
+
+RequestKv request_kv(const PrefillConfig& config, const BatchIndices& indices, int32_t b) {
+  if (block_table_form(indices)) return {b * indices.block_table_stride, indices.kv_lens[b]};
+  const int32_t start = indices.kv_indptr[b], units = indices.kv_indptr[b + 1] - start;
+  if (config.kv_format == KvFormat::kRagged) return {start, units};
+  // Validated: the product fits int32 (kv_len <= 2^30).
+  return {start, units == 0 ? 0 : config.page_size * (units - 1) + indices.kv_last_page_len[b]};
+}
+
+int64_t kv_units(const PrefillConfig& /*config*/, const BatchIndices& indices) {
+  if (block_table_form(indices)) return int64_t(indices.num_requests) * indices.block_table_stride;
+  return indices.kv_indptr[indices.num_requests];
+}
 
 Status check_indptr(const char* name, const int32_t* indptr, int32_t num_requests) {
   if (indptr == nullptr)

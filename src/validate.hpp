@@ -47,6 +47,24 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
 
 namespace detail {
 
+// Where request b's K/V lie, from indices validate_batch_indices accepted:
+// its first page-table entry (paged; the CSR position kv_indptr[b], or b *
+// block_table_stride) or ragged row, and its kv_len.
+struct RequestKv {
+  int32_t start;
+  int32_t len;
+};
+RequestKv request_kv(const PrefillConfig& config, const BatchIndices& indices, int32_t b);
+
+// Page-table entries a paged batch's table holds (kv_indptr[num_requests],
+// or num_requests * block_table_stride), or a ragged batch's K/V rows.
+int64_t kv_units(const PrefillConfig& config, const BatchIndices& indices);
+
+// Whether indices are in the block-table form (either of its fields set).
+inline bool block_table_form(const BatchIndices& indices) {
+  return indices.block_table_stride != 0 || indices.kv_lens != nullptr;
+}
+
 // indptr (named `name`) is non-null, indptr[0] == 0 and non-decreasing over num_requests + 1 entries.
 Status check_indptr(const char* name, const int32_t* indptr, int32_t num_requests);
 

@@ -103,6 +103,8 @@ typedef struct ptxattn_batch_indices {
   const int32_t* kv_indptr;        /* [num_requests + 1] */
   const int32_t* kv_indices;       /* paged: [kv_indptr[num_requests]], or NULL: device table at run */
   const int32_t* kv_last_page_len; /* paged: [num_requests] */
+  const int32_t* kv_lens;          /* block-table form (ptxattn.hpp BatchIndices): [num_requests] */
+  int32_t block_table_stride;      /* block-table form: entries per request row; 0: CSR form */
 } ptxattn_batch_indices;
 
 /* Device tensors for one run. */

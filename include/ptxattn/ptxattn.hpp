@@ -139,12 +139,20 @@ struct PrefillConfig {
 // an engine that keeps its block tables on the GPU plans a step from lengths
 // alone. A device page table is checked by the kernel as it reads it:
 // check_page_table_errors says what it found.
+//
+// Paged K/V may instead come as a block table (the form of FA3 and vLLM):
+// block_table_stride > 0 entries per request, request b's pages being
+// entries [b * block_table_stride, + ceil(kv_lens[b] / page_size)) of the
+// device table given at run, and kv_lens[b] its K/V tokens. kv_indptr,
+// kv_indices and kv_last_page_len are then null.
 struct BatchIndices {
   int32_t num_requests = 0;
   const int32_t* qo_indptr = nullptr;         // [num_requests + 1]
-  const int32_t* kv_indptr = nullptr;         // [num_requests + 1]
+  const int32_t* kv_indptr = nullptr;         // [num_requests + 1]; null in the block-table form
   const int32_t* kv_indices = nullptr;        // paged: [kv_indptr[num_requests]], or null (device table at run)
-  const int32_t* kv_last_page_len = nullptr;  // paged: [num_requests]
+  const int32_t* kv_last_page_len = nullptr;  // paged: [num_requests]; null in the block-table form
+  const int32_t* kv_lens = nullptr;           // block-table form: K/V tokens per request [num_requests]
+  int32_t block_table_stride = 0;             // block-table form: entries per request row (> 0); 0: CSR form
 };
 
 // Device tensors for one run. The counts restate the shapes the caller
@@ -159,7 +167,8 @@ struct PrefillTensors {
   int64_t num_kv_rows = 0;  // paged: num_pages; ragged: rows in k and v (>= kv_indptr[num_requests])
   // Paged K/V planned without host kv_indices: the page table on the device,
   // int32 [kv_indptr[num_requests]] at the plan's positions (request b's
-  // pages at kv_indptr[b] ..), 4-byte aligned. Null otherwise. The kernel
+  // pages at kv_indptr[b] ..), or in the block-table form int32
+  // [num_requests][block_table_stride]; 4-byte aligned. Null otherwise. The kernel
   // reads it during the run, so it may change between runs of one plan (a
   // captured graph reads it as it is at replay). An entry outside [0,
   // config.num_pages) is never used to address K or V: the kernel reads
@@ -198,7 +207,7 @@ class PrefillPlan {
   int32_t chosen_kv_splits() const;     // KV chunks per query tile: 1 (no split) to 64
   int32_t chosen_tile_heads() const;    // qo heads per query tile: 1 (token-major) or the GQA group (packed)
   int64_t num_q_tokens() const;         // qo_indptr[num_requests]
-  int64_t num_kv_rows() const;          // paged: kv_indptr[num_requests] pages used; ragged: kv rows
+  int64_t num_kv_rows() const;          // paged: page-table entries (kv_indptr[num_requests], or num_requests x block_table_stride); ragged: kv rows
   int64_t num_work_tiles() const;       // 128-row query tiles, times the KV chunks (each runs once per group of tile heads)
   int64_t num_ctas() const;             // the launch grid (0 when there is no work)
 

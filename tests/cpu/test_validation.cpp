@@ -321,6 +321,67 @@ TEST_CASE("validation: num_requests must be >= 0; an empty batch is valid", "[va
   require_ok(validate_batch_indices(batch.config, indices));
 }
 
+TEST_CASE("validation: the block-table form", "[validation][device-page-table]") {
+  // PagedBatch's lengths (20, 0, 48 keys in pages of 16) as a block table of
+  // rows of 4 entries.
+  PagedBatch batch;
+  const std::vector<int32_t> kv_lens{20, 0, 48};
+  BatchIndices indices{3, batch.qo_indptr.data(), nullptr, nullptr, nullptr, kv_lens.data(), 4};
+  require_ok(validate_batch_indices(batch.config, indices));
+  const detail::RequestKv second = detail::request_kv(batch.config, indices, 2);
+  CHECK(second.start == 8);
+  CHECK(second.len == 48);
+  CHECK(detail::kv_units(batch.config, indices) == 12);
+  SECTION("paged only") {
+    batch.config.kv_format = KvFormat::kRagged;
+    batch.config.page_size = 0, batch.config.num_pages = 0;
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"the block-table form is for paged K/V"});
+  }
+  SECTION("stride positive") {
+    indices.block_table_stride = 0;  // kv_lens alone still selects the form
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.block_table_stride = 0 must be positive"});
+  }
+  SECTION("the CSR arrays null") {
+    indices.kv_last_page_len = batch.kv_last_page_len.data();
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"must be null in the block-table form"});
+  }
+  SECTION("kv_lens given") {
+    indices.kv_lens = nullptr;
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.kv_lens is null", "3 entries"});
+  }
+  SECTION("a row holds the request's pages") {
+    indices.block_table_stride = 2;  // 48 keys need 3 pages
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.kv_lens[2] = 48 needs 3 pages", "indices.block_table_stride = 2"});
+  }
+  SECTION("lengths in [0, 2^30]") {
+    const std::vector<int32_t> negative{20, -1, 48};
+    indices.kv_lens = negative.data();
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.kv_lens[1] = -1 is outside [0, 2^30"});
+  }
+  SECTION("entries fit int32") {
+    indices.block_table_stride = 1 << 30;
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"3 * 1073741824 table entries exceed INT32_MAX"});
+  }
+  SECTION("a pool to name") {
+    batch.config.num_pages = 0;
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"indices.kv_lens[0] = 20 but config.num_pages = 0"});
+  }
+  SECTION("causal: qo_len <= kv_len") {
+    const std::vector<int32_t> short_first{4, 0, 48};  // request 0 has 5 queries
+    indices.kv_lens = short_first.data();
+    require_status(validate_batch_indices(batch.config, indices), StatusCode::kInvalidArgument,
+                   {"request 0: qo_len = 5", "kv_len = 4"});
+  }
+}
+
 TEST_CASE("validation: null index arrays", "[validation]") {
   PagedBatch batch;
   BatchIndices indices = batch.indices();

@@ -274,12 +274,48 @@ struct Batch {
   int32_t num_requests = 0;
   std::vector<int32_t> qo_indptr, kv_indptr, kv_indices, last_page_len;
   bool null_qo = false, null_kv = false, null_indices = false, null_last = false;
+  // The block-table form: kv_lens (num_requests entries; empty: null) and the row stride.
+  std::vector<int32_t> kv_lens;
+  int32_t block_table_stride = 0;
 
   BatchIndices view() const {
-    return {num_requests, null_qo ? nullptr : qo_indptr.data(), null_kv ? nullptr : kv_indptr.data(),
-            null_indices ? nullptr : kv_indices.data(), null_last ? nullptr : last_page_len.data()};
+    return {num_requests,
+            null_qo ? nullptr : qo_indptr.data(),
+            null_kv ? nullptr : kv_indptr.data(),
+            null_indices ? nullptr : kv_indices.data(),
+            null_last ? nullptr : last_page_len.data(),
+            kv_lens.empty() ? nullptr : kv_lens.data(),
+            block_table_stride};
   }
 };
+
+bool block_table_form(const BatchIndices& idx) { return idx.block_table_stride != 0 || idx.kv_lens != nullptr; }
+
+// Page-table entries (paged) or K/V rows (ragged) a plan of a valid batch
+// holds: num_requests x block_table_stride in the block-table form, else
+// kv_indptr[num_requests].
+int64_t kv_units(const BatchIndices& idx) {
+  return block_table_form(idx) ? int64_t(idx.num_requests) * idx.block_table_stride : idx.kv_indptr[idx.num_requests];
+}
+
+// Turns a well-formed paged batch into the block-table form, mostly valid:
+// each request's kv_len, rows of at least its pages, the CSR arrays null.
+void to_block_table(Rng& rng, const PrefillConfig& c, Batch& batch) {
+  const int32_t n = batch.num_requests;
+  const int64_t page_size = std::max(1, c.page_size);
+  int64_t widest = 0;
+  for (int32_t b = 0; b < n; ++b) {
+    const int64_t pages = int64_t(batch.kv_indptr[b + 1]) - batch.kv_indptr[b];
+    const int64_t len = pages == 0 ? 0 : page_size * (pages - 1) + batch.last_page_len[b];
+    batch.kv_lens.push_back(int32_t(std::min<int64_t>(len, kInt32Max)));
+    widest = std::max(widest, pages);
+  }
+  if (batch.kv_lens.empty()) batch.kv_lens.push_back(0);  // data() of an empty vector may be null
+  batch.block_table_stride = int32_t(rng.percent(85) ? std::min<int64_t>(widest + rng.range(0, 3), kInt32Max)
+                                                     : rng.pick<int64_t>({0, -1, std::max<int64_t>(widest - 1, 0),
+                                                                          kInt32Max, rng.edge_int32()}));
+  batch.null_kv = batch.null_indices = batch.null_last = rng.percent(92);
+}
 
 // Lengths of one request.
 struct Lengths {
@@ -350,6 +386,7 @@ Batch random_batch(Rng& rng, const PrefillConfig& c) {
     batch.last_page_len.assign(1, rng.edge_int32());
     batch.null_indices = rng.percent(50);
     batch.null_last = rng.percent(50);
+    if (rng.percent(3)) batch.block_table_stride = 1;  // the paged-only form on ragged K/V
     return batch;
   }
   const int64_t pool = std::max<int64_t>(1, c.num_pages);
@@ -362,6 +399,7 @@ Batch random_batch(Rng& rng, const PrefillConfig& c) {
                                                             : int32_t((one_page + i) % pool);
   if (batch.last_page_len.empty()) batch.last_page_len.push_back(0);  // data() of an empty vector may be null
   if (batch.kv_indices.empty()) batch.kv_indices.push_back(0);
+  if (rng.percent(12)) to_block_table(rng, c, batch);
   return batch;
 }
 
@@ -392,8 +430,12 @@ void mutate_batch(Rng& rng, const PrefillConfig& c, Batch& batch) {
     case 9:
       any_entry(batch.last_page_len) = rng.pick({0, -1, c.page_size, wrap32(int64_t(c.page_size) + 1), 1, rng.edge_int32()});
       break;
-    case 10:  // a page shared by two places (allowed)
-      any_entry(batch.kv_indices) = batch.kv_indices[rng.below(batch.kv_indices.size())];
+    case 10:  // a page shared by two places (allowed), or a block-table length at an edge
+      if (!batch.kv_lens.empty())
+        any_entry(batch.kv_lens) = rng.pick<int32_t>({-1, 0, int32_t(kMaxTokens), wrap32(int64_t(kMaxTokens) + 1), INT32_MAX,
+                                             rng.edge_int32()});
+      else
+        any_entry(batch.kv_indices) = batch.kv_indices[rng.below(batch.kv_indices.size())];
       break;
     default: {  // a total near a limit: the last request grows to it
       std::vector<int32_t>& v = rng.percent(50) ? batch.qo_indptr : batch.kv_indptr;
@@ -429,17 +471,40 @@ void batch_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   if (n < 0) return;
   const bool qo_ok = indptr_rules(idx.qo_indptr, n, r, "indices.qo_indptr is not null", "indices.qo_indptr[0] == 0",
                                   "indices.qo_indptr is non-decreasing", "qo_indptr");
-  const bool kv_ok = indptr_rules(idx.kv_indptr, n, r, "indices.kv_indptr is not null", "indices.kv_indptr[0] == 0",
-                                  "indices.kv_indptr is non-decreasing", "kv_indptr");
   if (qo_ok) {
     const int64_t q_tokens = idx.qo_indptr[n];
     r.invalid(q_tokens <= kMaxTokens, "qo_indptr[num_requests] <= 2^30", "qo_indptr");
     r.invalid(i128(q_tokens) * c.num_qo_heads <= kInt32Max, "qo_indptr[num_requests] * num_qo_heads <= INT32_MAX",
               "qo_indptr");
   }
-  if (!kv_ok) return;
   std::vector<int64_t> kv_len(size_t(n), -1);  // -1: unknown (a rule about it is broken)
-  if (c.kv_format == KvFormat::kRagged) {
+  if (block_table_form(idx)) {
+    // BatchIndices' block-table form: paged, the table at run, lengths from kv_lens.
+    const int64_t stride = idx.block_table_stride;
+    r.invalid(c.kv_format == KvFormat::kPaged, "block-table form: paged K/V only", "block-table form is for paged");
+    r.invalid(stride > 0, "block-table form: block_table_stride > 0", "block_table_stride");
+    r.invalid(idx.kv_indptr == nullptr && idx.kv_indices == nullptr && idx.kv_last_page_len == nullptr,
+              "block-table form: kv_indptr, kv_indices and kv_last_page_len are null",
+              "must be null in the block-table form");
+    r.invalid(n == 0 || idx.kv_lens != nullptr, "block-table form: kv_lens is not null", "kv_lens is null");
+    r.invalid(i128(n) * stride <= kInt32Max, "block-table form: num_requests * block_table_stride <= INT32_MAX",
+              "table entries exceed INT32_MAX");
+    for (int32_t b = 0; idx.kv_lens != nullptr && b < n; ++b) {
+      const int64_t len = idx.kv_lens[b];
+      const bool len_ok = len >= 0 && len <= kMaxTokens;
+      r.invalid(len_ok, "block-table form: kv_lens[b] in [0, 2^30]", "kv_lens[");
+      if (!len_ok || c.page_size < 1) continue;
+      r.invalid((len + c.page_size - 1) / c.page_size <= stride,
+                "block-table form: ceil(kv_lens[b] / page_size) <= block_table_stride",
+                "more than a row of the block table holds");
+      r.invalid(len == 0 || c.num_pages >= 1, "block-table form: num_pages >= 1 where a request has keys",
+                "no page the table can name");
+      kv_len[size_t(b)] = len;
+    }
+  } else if (!indptr_rules(idx.kv_indptr, n, r, "indices.kv_indptr is not null", "indices.kv_indptr[0] == 0",
+                           "indices.kv_indptr is non-decreasing", "kv_indptr")) {
+    return;
+  } else if (c.kv_format == KvFormat::kRagged) {
     const int64_t rows = idx.kv_indptr[n];
     r.invalid(rows <= kMaxTokens, "ragged: kv_indptr[num_requests] <= 2^30", "kv_indptr");
     r.invalid(i128(rows) * c.num_kv_heads <= kInt32Max, "ragged: kv_indptr[num_requests] * num_kv_heads <= INT32_MAX",
@@ -533,9 +598,11 @@ void plan_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
     r.expect(packable_group(c), "gqa_packing = kOn: the GQA group divides 128", StatusCode::kUnsupported,
              "gqa_packing = kOn");
   Rules kv;
-  if (c.kv_block != KvBlock::kWide || idx.num_requests < 0 ||
-      !indptr_rules(idx.kv_indptr, idx.num_requests, kv, "", "", "", ""))
-    return;
+  if (c.kv_block != KvBlock::kWide || idx.num_requests < 0) return;
+  // The block-table form is paged (never wide) and has no kv_indptr to read.
+  const bool kv_known = block_table_form(idx) ? c.kv_format == KvFormat::kPaged
+                                              : indptr_rules(idx.kv_indptr, idx.num_requests, kv, "", "", "", "");
+  if (!kv_known) return;
   const KvLoadPath path = c.load_path == KvLoadPath::kGather ? KvLoadPath::kGather : KvLoadPath::kTma;
   r.expect(wide_block_fits(c, idx, path),
            "kv_block = kWide: head_dim 128, ragged K/V on the TMA path, no causal mask, no window below the longest "
@@ -601,8 +668,15 @@ std::string describe(const BatchIndices& idx, const PrefillConfig& c) {
   std::ostringstream out;
   const int32_t n = idx.num_requests;
   const int64_t entries = n >= 0 ? int64_t(n) + 1 : 0;
-  out << "indices{num_requests " << n << ", qo_indptr " << list(idx.qo_indptr, entries) << ", kv_indptr "
-      << list(idx.kv_indptr, entries);
+  out << "indices{num_requests " << n << ", qo_indptr " << list(idx.qo_indptr, entries);
+  if (block_table_form(idx)) {
+    out << ", kv_lens " << list(idx.kv_lens, std::max(0, n)) << ", block_table_stride " << idx.block_table_stride
+        << ", kv_indptr " << (idx.kv_indptr ? "(set)" : "null") << ", kv_indices "
+        << (idx.kv_indices ? "(set)" : "null") << ", kv_last_page_len " << (idx.kv_last_page_len ? "(set)" : "null")
+        << "}";
+    return out.str();
+  }
+  out << ", kv_indptr " << list(idx.kv_indptr, entries);
   if (c.kv_format != KvFormat::kRagged) {
     bool listed = n >= 0 && idx.kv_indptr != nullptr && idx.kv_indptr[0] == 0;
     for (int32_t b = 0; listed && b < n; ++b) listed = idx.kv_indptr[b + 1] >= idx.kv_indptr[b];
@@ -719,8 +793,8 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
   fuzzer.require(plan.valid(), entry, "plan.valid() after a plan that succeeded", input);
   fuzzer.require(plan.num_q_tokens() == idx.qo_indptr[n], entry, "plan.num_q_tokens() == qo_indptr[num_requests]",
                  input);
-  fuzzer.require(plan.num_kv_rows() == idx.kv_indptr[n], entry, "plan.num_kv_rows() == kv_indptr[num_requests]",
-                 input);
+  fuzzer.require(plan.num_kv_rows() == kv_units(idx), entry,
+                 "plan.num_kv_rows() == kv_indptr[num_requests], or num_requests x block_table_stride", input);
   fuzzer.require((plan.num_work_tiles() == 0) == (idx.qo_indptr[n] == 0), entry,
                  "plan.num_work_tiles() is 0 exactly when there are no query rows", input);
   const KvLoadPath path = plan.chosen_load_path();
@@ -812,7 +886,7 @@ void fuzz_prefill(Rng& rng, Fuzzer& fuzzer) {
   bool launches = false;
   if (planned.ok()) {
     check_plan(fuzzer, "plan_prefill", plan, c, idx, input);
-    const int64_t plan_q = idx.qo_indptr[idx.num_requests], plan_kv = idx.kv_indptr[idx.num_requests];
+    const int64_t plan_q = idx.qo_indptr[idx.num_requests], plan_kv = kv_units(idx);
     t = random_tensors(rng, c, plan_q, plan_kv);
     tensor_rules(c, plan_q, plan_kv, t, c.kv_format == KvFormat::kPaged && idx.kv_indices == nullptr, run);
     launches = plan.num_work_tiles() > 0;
@@ -893,8 +967,14 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   config.kv_block = int32_t(cpp.kv_block);
   config.kv_splits = cpp.kv_splits;
   config.gqa_packing = int32_t(cpp.gqa_packing);
-  const ptxattn_batch_indices indices{random_struct_size<ptxattn_batch_indices>(rng), idx.num_requests,
-                                      idx.qo_indptr, idx.kv_indptr, idx.kv_indices, idx.kv_last_page_len};
+  const ptxattn_batch_indices indices{random_struct_size<ptxattn_batch_indices>(rng),
+                                      idx.num_requests,
+                                      idx.qo_indptr,
+                                      idx.kv_indptr,
+                                      idx.kv_indices,
+                                      idx.kv_last_page_len,
+                                      idx.kv_lens,
+                                      idx.block_table_stride};
 
   ptxattn_prefill_plan* plan = nullptr;
   fuzzer.require(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK && plan != nullptr,
@@ -952,7 +1032,7 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   // ptxattn_run_prefill with this plan (or a NULL one) and random tensors.
   const bool plan_made = planned.ok() && plan_arg != nullptr;
   const int64_t plan_q = plan_made ? idx.qo_indptr[idx.num_requests] : 0;
-  const int64_t plan_kv = plan_made ? idx.kv_indptr[idx.num_requests] : 0;
+  const int64_t plan_kv = plan_made ? kv_units(idx) : 0;
   const PrefillTensors t = random_tensors(rng, cpp, plan_q, plan_kv);
   const ptxattn_prefill_tensors tensors{random_struct_size<ptxattn_prefill_tensors>(rng), t.q, t.k, t.v, t.o, t.lse,
                                         t.num_q_tokens, t.num_kv_rows, t.kv_indices};

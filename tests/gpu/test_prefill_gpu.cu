@@ -753,6 +753,66 @@ TEST_CASE("prefill: page-table entries outside the pool are reported, never read
   }
 }
 
+TEST_CASE("prefill: the block-table form gives the bits of the CSR form, and never reads a row's unused entries",
+          "[gpu][prefill][device-page-table]") {
+  RandomLimits limits;
+  limits.page_sizes = {1, 16, 64, 128};
+  limits.ragged_fraction = 0;
+  int checked = 0;
+  for (int i = 0; i < 8; ++i) {
+    CaseSpec spec = random_spec(9300 + uint64_t(i), limits);
+    spec.qo_lens.push_back(1), spec.kv_lens.push_back(spec.page_size + 1);  // a last request with 2 pages
+    spec.options.return_lse = true;
+    const HostCase c = make_case(spec);
+    if (!built_here(c)) continue;
+    const int32_t n = c.num_requests();
+    int32_t widest = 0;
+    for (int32_t b = 0; b < n; ++b) widest = std::max(widest, c.kv_indptr[b + 1] - c.kv_indptr[b]);
+    // Rows of widest + 2 entries; the entries past a request's pages hold
+    // values outside the pool, which a read would report.
+    const int32_t stride = widest + 2;
+    std::vector<int32_t> table(size_t(n) * stride, std::numeric_limits<int32_t>::min());
+    std::vector<int32_t> kv_lens(static_cast<size_t>(n));
+    for (int32_t b = 0; b < n; ++b) {
+      kv_lens[b] = int32_t(c.kv_len(b));
+      std::copy(c.kv_indices.begin() + c.kv_indptr[b], c.kv_indices.begin() + c.kv_indptr[b + 1],
+                table.begin() + size_t(b) * stride);
+    }
+    DevicePrefillCase device(c);
+    for (KvLoadPath path : load_paths_for(c)) {
+      INFO(load_path_name(path) << " | " << c.describe());
+      const PrefillRun own = device.run(path, pollute_smem_nan);
+      REQUIRE(own.status.ok());
+      PrefillConfig config = c.config;
+      config.load_path = path;
+      const BatchIndices indices{n, c.qo_indptr.data(), nullptr, nullptr, nullptr, kv_lens.data(), stride};
+      PrefillPlan plan;
+      const Status planned = plan_prefill(config, indices, plan);
+      INFO(planned.message);
+      REQUIRE(planned.ok());
+      CHECK(plan.num_kv_rows() == int64_t(n) * stride);
+      DeviceBuffer device_table = upload_vector(table);
+      const TableRun run = run_with_device_table(device, plan, device_table);
+      INFO(run.run_status.message << run.check_status.message);
+      REQUIRE(run.run_status.ok());
+      CHECK(run.check_status.ok());
+      CHECK(first_bit_difference(own.out.data(), run.out.data(), int64_t(own.out.size())) == -1);
+      CHECK(first_bit_difference(own.lse.data(), run.lse.data(), int64_t(own.lse.size())) == -1);
+      // A bad entry in the last request's row is named by its row and column.
+      std::vector<int32_t> bad = table;
+      bad[size_t(n - 1) * stride + 1] = -3;
+      device_table.upload(bad.data(), bad.size() * sizeof(int32_t));
+      const TableRun reported = run_with_device_table(device, plan, device_table);
+      REQUIRE(reported.run_status.ok());
+      CHECK_THAT(reported.check_status.message,
+                 Catch::Contains("tensors.kv_indices[" + std::to_string((n - 1) * stride + 1) + "] = -3 (request " +
+                                 std::to_string(n - 1) + ", its page 1)"));
+      ++checked;
+    }
+  }
+  CHECK(checked > 0);
+}
+
 TEST_CASE("prefill: the page table at run is required, and refused where the plan holds its own",
           "[gpu][prefill][device-page-table]") {
   CaseSpec spec;
