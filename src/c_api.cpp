@@ -103,6 +103,9 @@ PTXATTN_C_STRUCT(ptxattn_append_plan_info)
 PTXATTN_C_STRUCT(ptxattn_merge_states_tensors)
 PTXATTN_C_STRUCT(ptxattn_merge_state_tensors)
 PTXATTN_C_STRUCT(ptxattn_wait_timeout)
+PTXATTN_C_STRUCT(ptxattn_plan_capacity)
+PTXATTN_C_STRUCT(ptxattn_workspace_sizes)
+PTXATTN_C_STRUCT(ptxattn_plan_workspace)
 #undef PTXATTN_C_STRUCT
 
 template <typename T>
@@ -354,6 +357,15 @@ int ptxattn_prefill_tensors_init(ptxattn_prefill_tensors* out, size_t struct_siz
 int ptxattn_prefill_plan_info_init(ptxattn_prefill_plan_info* out, size_t struct_size) {
   return init_struct(out, struct_size, {});
 }
+int ptxattn_plan_capacity_init(ptxattn_plan_capacity* out, size_t struct_size) {
+  return init_struct(out, struct_size, {});
+}
+int ptxattn_workspace_sizes_init(ptxattn_workspace_sizes* out, size_t struct_size) {
+  return init_struct(out, struct_size, {});
+}
+int ptxattn_plan_workspace_init(ptxattn_plan_workspace* out, size_t struct_size) {
+  return init_struct(out, struct_size, {});
+}
 int ptxattn_rope_config_init(ptxattn_rope_config* out, size_t struct_size) {
   return init_struct(out, struct_size, to_c(ptxattn::RopeConfig{}));
 }
@@ -406,6 +418,37 @@ int ptxattn_plan_prefill(ptxattn_prefill_plan* plan, const ptxattn_prefill_confi
     PTXATTN_RETURN_IF_ERROR(config_arg(config, &cpp_config));
     PTXATTN_RETURN_IF_ERROR(require_struct(indices, "indices"));
     return ptxattn::plan_prefill(cpp_config, to_cpp(*indices), plan->plan);
+  });
+}
+
+int ptxattn_prefill_workspace_size(const ptxattn_prefill_config* config, const ptxattn_plan_capacity* capacity,
+                                   ptxattn_workspace_sizes* sizes) {
+  return guarded([&] {
+    ptxattn::PrefillConfig cpp_config;
+    PTXATTN_RETURN_IF_ERROR(config_arg(config, &cpp_config));
+    PTXATTN_RETURN_IF_ERROR(require_struct(capacity, "capacity"));
+    PTXATTN_RETURN_IF_ERROR(require_struct(sizes, "sizes"));
+    const ptxattn::PlanCapacity cpp_capacity{capacity->max_requests, capacity->max_q_tokens, capacity->max_kv_entries,
+                                             capacity->num_sms};
+    ptxattn::WorkspaceSizes cpp_sizes;
+    PTXATTN_RETURN_IF_ERROR(ptxattn::prefill_workspace_size(cpp_config, cpp_capacity, &cpp_sizes));
+    sizes->device_bytes = cpp_sizes.device_bytes;
+    sizes->host_bytes = cpp_sizes.host_bytes;
+    return Status::Ok();
+  });
+}
+
+int ptxattn_plan_prefill_in(ptxattn_prefill_plan* plan, const ptxattn_prefill_config* config,
+                            const ptxattn_batch_indices* indices, const ptxattn_plan_workspace* workspace) {
+  return guarded([&] {
+    PTXATTN_RETURN_IF_ERROR(require(plan, "plan"));
+    ptxattn::PrefillConfig cpp_config;
+    PTXATTN_RETURN_IF_ERROR(config_arg(config, &cpp_config));
+    PTXATTN_RETURN_IF_ERROR(require_struct(indices, "indices"));
+    PTXATTN_RETURN_IF_ERROR(require_struct(workspace, "workspace"));
+    const ptxattn::PlanWorkspace cpp_workspace{workspace->device, workspace->device_bytes, workspace->host,
+                                               workspace->host_bytes, to_stream(workspace->cuda_stream)};
+    return ptxattn::plan_prefill(cpp_config, to_cpp(*indices), cpp_workspace, plan->plan);
   });
 }
 

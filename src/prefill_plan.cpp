@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -50,11 +51,28 @@ Status DeviceArena::upload(const void* host, size_t bytes) {
   return Status::Ok();
 }
 
-Status PrefillPlanImpl::release_buffers() {
-  for (DeviceArena* arena : {&requests, &tiles, &cta_work_indptr, &cta_work_items, &kv_indices, &page_table_error,
-                             &partial_o, &partial_lse})
-    PTXATTN_RETURN_IF_ERROR(arena->release());
+PinnedArena::~PinnedArena() {
+  if (ptr_) cudaFreeHost(ptr_);
+}
+
+Status PinnedArena::reserve(size_t bytes) {
+  if (bytes > capacity_) {
+    if (ptr_) PTXATTN_CUDA_RETURN_IF_ERROR(cudaFreeHost(ptr_));
+    ptr_ = nullptr;
+    capacity_ = 0;
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&ptr_, bytes, cudaHostAllocDefault));
+    capacity_ = bytes;
+  }
   return Status::Ok();
+}
+
+PrefillPlanImpl::~PrefillPlanImpl() {
+  if (uploaded != nullptr) cudaEventDestroy(uploaded);
+}
+
+Status PrefillPlanImpl::release_buffers() {
+  if (uploaded != nullptr) PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(uploaded));
+  return owned_device.release();
 }
 
 Status PrefillPlanImpl::check_device() const {
@@ -68,6 +86,27 @@ Status PrefillPlanImpl::check_device() const {
 }
 
 namespace detail {
+
+PlanLayout plan_layout(const PlanCounts& c) {
+  PlanLayout layout;
+  size_t end = 0;
+  auto place = [&](int64_t count, size_t element_bytes) {
+    const size_t offset = (end + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment;
+    end = offset + size_t(count) * element_bytes;
+    return offset;
+  };
+  layout.requests = place(c.requests, sizeof(RequestInfo));
+  layout.tiles = place(c.tiles, sizeof(WorkTile));
+  layout.cta_indptr = place(c.cta_indptr, sizeof(int32_t));
+  layout.items = place(c.items, sizeof(int32_t));
+  layout.kv_entries = place(c.kv_entries, sizeof(int32_t));
+  layout.page_table_error = place(c.page_table_error ? 1 : 0, sizeof(unsigned long long));
+  layout.uploaded_bytes = end;
+  layout.partial_o = place(c.partial_states * c.head_dim, sizeof(float));
+  layout.partial_lse = place(c.partial_states, sizeof(float));
+  layout.device_bytes = end;
+  return layout;
+}
 
 const char* wide_kv_block_obstacle(const PrefillConfig& c, KvLoadPath path, int32_t window_left) {
   if (c.head_dim != 128) return "config.head_dim is not 128";
@@ -191,7 +230,10 @@ Status resolve_schedule(const PrefillConfig& c, int64_t num_items, WorkSchedule*
 
 }  // namespace
 
-Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, PrefillPlan& plan) {
+// plan_prefill into the caller's workspace, or (workspace null) into the
+// plan's own, grown as needed and uploaded synchronously.
+Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, const PlanWorkspace* workspace,
+                  PrefillPlan& plan) {
   if (plan.impl() == nullptr) plan = PrefillPlan();  // a moved-from plan becomes a fresh one
   PrefillPlanImpl& impl = *plan.impl();
   impl.valid = false;
@@ -297,33 +339,81 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
     lists.items = detail::items_in_l2_order(schedule_inputs, tiles);
   }
 
-  // The device the uploads go to (a batch without requests uploads nothing
-  // and plans without one). Buffers of a plan made on another device are
-  // not reused.
-  int device = impl.device;
-  if (n > 0) {
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    if (impl.device >= 0 && impl.device != device) PTXATTN_RETURN_IF_ERROR(impl.release_buffers());
-  }
-  PTXATTN_RETURN_IF_ERROR(impl.requests.upload(requests.data(), requests.size() * sizeof(RequestInfo)));
-  PTXATTN_RETURN_IF_ERROR(impl.tiles.upload(tiles.data(), tiles.size() * sizeof(WorkTile)));
-  PTXATTN_RETURN_IF_ERROR(
-      impl.cta_work_indptr.upload(lists.cta_indptr.data(), lists.cta_indptr.size() * sizeof(int32_t)));
-  PTXATTN_RETURN_IF_ERROR(impl.cta_work_items.upload(lists.items.data(), lists.items.size() * sizeof(int32_t)));
   const int64_t kv_units = detail::kv_units(config, indices);
   const bool device_page_table = paged && indices.kv_indices == nullptr;
-  if (paged && !device_page_table)
-    PTXATTN_RETURN_IF_ERROR(impl.kv_indices.upload(indices.kv_indices, size_t(kv_units) * sizeof(int32_t)));
-  if (paged && kv_units > 0) {
-    const unsigned long long none = detail::kNoPageTableError;
-    PTXATTN_RETURN_IF_ERROR(impl.page_table_error.upload(&none, sizeof(none)));
+  detail::PlanCounts counts;
+  counts.requests = n;
+  counts.tiles = int64_t(tiles.size());
+  counts.cta_indptr = int64_t(lists.cta_indptr.size());
+  counts.items = int64_t(lists.items.size());
+  counts.kv_entries = paged && !device_page_table ? kv_units : 0;
+  counts.page_table_error = paged && kv_units > 0;
+  counts.partial_states = kv_splits > 1 ? int64_t(indices.qo_indptr[n]) * kv_splits * config.num_qo_heads : 0;
+  counts.head_dim = config.head_dim;
+  const detail::PlanLayout layout = detail::plan_layout(counts);
+
+  uint8_t* base = nullptr;
+  void* staging = nullptr;
+  cudaStream_t stream = nullptr;
+  if (workspace != nullptr) {
+    if (layout.device_bytes > workspace->device_bytes)
+      return detail::invalid_argument("workspace.device_bytes = ", workspace->device_bytes, " is less than the ",
+                                      layout.device_bytes, " bytes this batch needs (prefill_workspace_size gives "
+                                      "the size for a capacity)");
+    if (layout.uploaded_bytes > workspace->host_bytes)
+      return detail::invalid_argument("workspace.host_bytes = ", workspace->host_bytes, " is less than the ",
+                                      layout.uploaded_bytes, " bytes of staging this batch needs "
+                                      "(prefill_workspace_size gives the size for a capacity)");
+    if (layout.device_bytes > 0 && workspace->device == nullptr)
+      return detail::invalid_argument("workspace.device is null but the batch needs ", layout.device_bytes, " bytes");
+    if (reinterpret_cast<uintptr_t>(workspace->device) % detail::kWorkspaceAlignment != 0)
+      return detail::invalid_argument("workspace.device = ", workspace->device, " is not ",
+                                      detail::kWorkspaceAlignment, "-byte aligned");
+    if (layout.uploaded_bytes > 0 && workspace->host == nullptr)
+      return detail::invalid_argument("workspace.host is null but the batch needs ", layout.uploaded_bytes,
+                                      " bytes of staging");
+    base = static_cast<uint8_t*>(workspace->device);
+    staging = workspace->host;
+    stream = workspace->stream;
   }
-  if (kv_splits > 1) {
-    const size_t states = size_t(indices.qo_indptr[n]) * size_t(kv_splits) * size_t(config.num_qo_heads);
-    PTXATTN_RETURN_IF_ERROR(impl.partial_o.reserve(states * size_t(config.head_dim) * sizeof(float)));
-    PTXATTN_RETURN_IF_ERROR(impl.partial_lse.reserve(states * sizeof(float)));
+  // The device the uploads go to (a batch without requests uploads nothing
+  // and plans without one). Owned buffers of a plan made on another device
+  // are not reused.
+  int device = impl.device;
+  if (n > 0) PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  if (workspace == nullptr) {
+    if (n > 0 && impl.device >= 0 && impl.device != device) PTXATTN_RETURN_IF_ERROR(impl.release_buffers());
+    PTXATTN_RETURN_IF_ERROR(impl.owned_device.reserve(layout.device_bytes));
+    PTXATTN_RETURN_IF_ERROR(impl.owned_staging.reserve(layout.uploaded_bytes));
+    base = static_cast<uint8_t*>(impl.owned_device.get());
+    staging = impl.owned_staging.get();
   }
 
+  if (layout.uploaded_bytes > 0) {
+    // The staging buffer may still feed the previous plan's copy.
+    if (impl.uploaded != nullptr) PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(impl.uploaded));
+    auto* out = static_cast<uint8_t*>(staging);
+    std::memcpy(out + layout.requests, requests.data(), requests.size() * sizeof(RequestInfo));
+    std::memcpy(out + layout.tiles, tiles.data(), tiles.size() * sizeof(WorkTile));
+    std::memcpy(out + layout.cta_indptr, lists.cta_indptr.data(), lists.cta_indptr.size() * sizeof(int32_t));
+    std::memcpy(out + layout.items, lists.items.data(), lists.items.size() * sizeof(int32_t));
+    if (counts.kv_entries > 0)
+      std::memcpy(out + layout.kv_entries, indices.kv_indices, size_t(counts.kv_entries) * sizeof(int32_t));
+    if (counts.page_table_error) {
+      const unsigned long long none = detail::kNoPageTableError;
+      std::memcpy(out + layout.page_table_error, &none, sizeof(none));
+    }
+    PTXATTN_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(base, staging, layout.uploaded_bytes, cudaMemcpyHostToDevice, stream));
+    if (impl.uploaded == nullptr)
+      PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&impl.uploaded, cudaEventDisableTiming));
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventRecord(impl.uploaded, stream));
+    // A plan that owns its workspace keeps plan_prefill's synchronous contract.
+    if (workspace == nullptr) PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(impl.uploaded));
+  }
+
+  impl.workspace = base;
+  impl.layout = layout;
   impl.config = config;
   impl.device_page_table = device_page_table;
   impl.kv_indptr.resize(size_t(n) + 1);  // each request's first table entry, and the end
@@ -342,6 +432,77 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, Pr
   impl.num_ctas = schedule == WorkSchedule::kPersistent && num_items > 0 ? lists.num_ctas() : num_items;
   impl.items_listed = !lists.items.empty();
   impl.valid = true;
+  return Status::Ok();
+}
+
+Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, PrefillPlan& plan) {
+  return plan_batch(config, indices, nullptr, plan);
+}
+
+Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, const PlanWorkspace& workspace,
+                    PrefillPlan& plan) {
+  return plan_batch(config, indices, &workspace, plan);
+}
+
+Status prefill_workspace_size(const PrefillConfig& config, const PlanCapacity& capacity, WorkspaceSizes* sizes) {
+  if (sizes == nullptr) return detail::invalid_argument("sizes is null");
+  PTXATTN_RETURN_IF_ERROR(validate_prefill_config(config));
+  if (capacity.max_requests < 0)
+    return detail::invalid_argument("capacity.max_requests = ", capacity.max_requests, " must be >= 0");
+  if (capacity.max_q_tokens < 0 || capacity.max_q_tokens > kMaxTokens)
+    return detail::invalid_argument("capacity.max_q_tokens = ", capacity.max_q_tokens, " is outside [0, 2^30]");
+  if (capacity.max_q_tokens * config.num_qo_heads > kMaxRows)
+    return detail::invalid_argument("capacity.max_q_tokens * config.num_qo_heads = ", capacity.max_q_tokens, " * ",
+                                    config.num_qo_heads, " query rows exceed INT32_MAX, which no batch may");
+  if (capacity.max_kv_entries < 0 || capacity.max_kv_entries > std::numeric_limits<int32_t>::max())
+    return detail::invalid_argument("capacity.max_kv_entries = ", capacity.max_kv_entries,
+                                    " is outside [0, INT32_MAX]");
+  if (capacity.num_sms < 0) return detail::invalid_argument("capacity.num_sms = ", capacity.num_sms, " must be >= 0");
+  int32_t sms = capacity.num_sms;
+  if (sms == 0) {
+    int device = 0;
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  }
+
+  // Upper bounds of what any batch within the capacity makes the plan hold.
+  // A request's tiles hold at least one token each and at most 128 rows, so
+  // its ceil(rows / 128) tiles are at most rows / 128 + 1 and at most its
+  // tokens; GQA packing gives rows = tokens x group per KV group.
+  const int64_t q = capacity.max_q_tokens, r = capacity.max_requests;
+  const int32_t group = config.num_qo_heads / config.num_kv_heads;
+  auto tiles_for = [&](int64_t rows_per_token) { return std::min(q, q * rows_per_token / 128 + r); };
+  const bool token_major = config.gqa_packing != GqaPacking::kOn || !detail::gqa_packable(group);
+  const bool packed = config.gqa_packing != GqaPacking::kOff && detail::gqa_packable(group);
+  int64_t tiles = 0, items = 0;
+  if (token_major) tiles = tiles_for(1), items = tiles_for(1) * config.num_qo_heads;
+  if (packed) tiles = std::max(tiles, tiles_for(group)), items = std::max(items, tiles_for(group) * config.num_kv_heads);
+  int64_t states = 0;
+  if (config.kv_splits > 1) {
+    tiles *= config.kv_splits, items *= config.kv_splits;
+    states = q * config.kv_splits * config.num_qo_heads;
+  } else if (config.kv_splits == 0) {
+    // The rule splits only batches of fewer items than SMs, into at most
+    // SMs items: (token, head) rows are at most 128 per item, so the states
+    // (rows x chunks) are at most 128 x SMs.
+    tiles = std::max<int64_t>(tiles, sms), items = std::max<int64_t>(items, sms);
+    states = std::min<int64_t>(int64_t(detail::kPrefillBlockQ) * sms, q * detail::kMaxKvSplits * config.num_qo_heads);
+  }
+  detail::PlanCounts counts;
+  counts.requests = r;
+  counts.tiles = tiles;
+  counts.cta_indptr = int64_t(config.max_ctas > 0 ? config.max_ctas : sms) + 1;
+  counts.items = std::min(items, detail::kMaxListedItems);
+  counts.kv_entries = config.kv_format == KvFormat::kPaged ? capacity.max_kv_entries : 0;
+  counts.page_table_error = config.kv_format == KvFormat::kPaged;
+  counts.partial_states = states;
+  counts.head_dim = config.head_dim;
+  // Query rows (tokens x heads) are at most 2^31, so every count here is at
+  // most 2^31 x 64 (chunks) and the bytes at most 2^47 per region: the
+  // layout's sums cannot wrap.
+  const detail::PlanLayout layout = detail::plan_layout(counts);
+  sizes->device_bytes = layout.device_bytes;
+  sizes->host_bytes = layout.uploaded_bytes;
   return Status::Ok();
 }
 

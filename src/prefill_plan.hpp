@@ -1,7 +1,9 @@
-// The prefill plan's contents: device copies of the per-request summary, the
-// work tiles and per-CTA work lists, and the page indices, the split-KV
-// workspace, plus what run() checks.
+// The prefill plan's contents: its workspace (the per-request summary, the
+// work tiles and per-CTA work lists, the page indices, the page-table error
+// word, the split-KV states) and where each part lies, plus what run() checks.
 #pragma once
+
+#include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -32,8 +34,62 @@ class DeviceArena {
   size_t capacity_ = 0;
 };
 
+// A grow-only pinned host allocation (cudaHostAlloc): the staging buffer of
+// a plan that owns its workspace.
+class PinnedArena {
+ public:
+  PinnedArena() = default;
+  ~PinnedArena();
+  PinnedArena(const PinnedArena&) = delete;
+  PinnedArena& operator=(const PinnedArena&) = delete;
+
+  Status reserve(size_t bytes);  // grows if needed; contents undefined
+  void* get() const { return ptr_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+namespace detail {
+
+// How many of each thing a plan's workspace holds (a batch's, or a
+// capacity's upper bounds).
+struct PlanCounts {
+  int64_t requests = 0;         // RequestInfo
+  int64_t tiles = 0;            // WorkTile (query tiles x KV chunks)
+  int64_t cta_indptr = 0;       // int32, persistent schedule: CTAs + 1
+  int64_t items = 0;            // int32, listed work items
+  int64_t kv_entries = 0;       // int32, the plan's copy of a host page table
+  bool page_table_error = false;  // one uint64 (paged K/V)
+  int64_t partial_states = 0;   // split-KV (token, chunk, head) states
+  int32_t head_dim = 0;
+};
+
+// Where each part lies in the workspace: byte offsets, each 256-byte
+// aligned. The parts the plan writes (requests .. page_table_error) come
+// first and are uploaded as one copy of `uploaded_bytes` from the staging
+// buffer; the split-KV states after them are written by the runs.
+struct PlanLayout {
+  size_t requests = 0, tiles = 0, cta_indptr = 0, items = 0, kv_entries = 0, page_table_error = 0;
+  size_t partial_o = 0, partial_lse = 0;
+  size_t uploaded_bytes = 0;  // the staging copy: also the host staging bytes needed
+  size_t device_bytes = 0;    // the whole workspace
+};
+PlanLayout plan_layout(const PlanCounts& counts);
+
+// Workspace regions start at multiples of this (and so must the workspace).
+constexpr size_t kWorkspaceAlignment = 256;
+
+}  // namespace detail
+
 class PrefillPlanImpl {
  public:
+  PrefillPlanImpl() = default;
+  ~PrefillPlanImpl();
+  PrefillPlanImpl(const PrefillPlanImpl&) = delete;
+  PrefillPlanImpl& operator=(const PrefillPlanImpl&) = delete;
+
   PrefillConfig config;
   KvLoadPath load_path = KvLoadPath::kAuto;  // resolved: kTma or kGather
   int32_t block_kv = 0;  // KV block rows the kernel walks (prefill_params.hpp)
@@ -43,33 +99,41 @@ class PrefillPlanImpl {
   WorkSchedule schedule = WorkSchedule::kAuto;  // resolved: kOneItemPerCta or kPersistent
   int64_t num_tiles = 0;
   int64_t num_ctas = 0;
-  bool items_listed = false;  // cta_work_items holds the items' order
-  DeviceArena requests;         // detail::RequestInfo[num_requests]
-  DeviceArena tiles;            // detail::WorkTile[num_tiles], longest first
-  DeviceArena cta_work_indptr;  // persistent: int32[num_ctas + 1]
-  DeviceArena cta_work_items;   // int32[num_tiles * head groups], when listed
-  DeviceArena kv_indices;  // int32[num_kv_rows], paged with host indices.kv_indices only
+  bool items_listed = false;  // the items region holds the items' order
+  int32_t kv_splits = 1;   // split-KV chunks per query tile (1: none)
+  int32_t heads_log2 = 0;  // GQA packing: qo heads per query tile, log2 (0: token-major)
   bool device_page_table = false;  // paged without host kv_indices: the run gives the table (PrefillTensors::kv_indices)
-  // uint64: the lowest bad page-table entry the runs met (PrefillParams::
-  // page_table_error), kNoPageTableError when none. Mutable: runs write it
-  // through a const plan.
-  mutable DeviceArena page_table_error;
   std::vector<int32_t> kv_indptr;  // each request's first page-table entry, then the entry count: names a bad entry's request
   int device = -1;                 // the CUDA device the plan was made on (-1: an empty batch, no device)
-  // Frees every device buffer (re-planning on another device must not reuse them).
+  bool valid = false;
+
+  // The workspace (the caller's, or owned_device) and where its parts lie:
+  // RequestInfo[requests], WorkTile[num_tiles] longest first, int32
+  // cta_indptr[num_ctas + 1] (persistent), int32 items (when listed), the
+  // page-table copy int32[num_kv_rows] (host table only), the page-table
+  // error word (uint64: the lowest bad entry the runs met, PrefillParams::
+  // page_table_error; kNoPageTableError when none), and the split-KV states
+  // float32 [num_q_tokens][kv_splits][num_qo_heads][head_dim] and
+  // [num_q_tokens][kv_splits][num_qo_heads], which the runs write and merge
+  // (through a const plan: one plan's runs must not overlap in time).
+  uint8_t* workspace = nullptr;
+  detail::PlanLayout layout;
+  template <class T>
+  T* region(size_t offset) const {
+    return reinterpret_cast<T*>(workspace + offset);
+  }
+
+  // A plan made without a caller's workspace owns one, and its staging.
+  DeviceArena owned_device;
+  PinnedArena owned_staging;
+  // Recorded after each upload; the next plan waits for it before it
+  // rewrites the staging buffer (that copy only, not the device).
+  cudaEvent_t uploaded = nullptr;
+
+  // Frees the owned buffers (re-planning on another device must not reuse them).
   Status release_buffers();
   // Ok when the current device is `device`; kPlanMismatch otherwise.
   Status check_device() const;
-  int32_t kv_splits = 1;   // split-KV chunks per query tile (1: none)
-  int32_t heads_log2 = 0;  // GQA packing: qo heads per query tile, log2 (0: token-major)
-  // Split-KV workspace (kv_splits > 1), written by every run's kernel and
-  // read by its merge (prefill_params.hpp): float32
-  // [num_q_tokens][kv_splits][num_qo_heads][head_dim] and
-  // [num_q_tokens][kv_splits][num_qo_heads]. Mutable: a run writes it
-  // through a const plan, so one plan's runs must not overlap in time.
-  mutable DeviceArena partial_o;
-  mutable DeviceArena partial_lse;
-  bool valid = false;
 };
 
 namespace detail {

@@ -80,18 +80,18 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
   detail::PrefillParams p{};
   p.q = t.q, p.k = t.k, p.v = t.v, p.o = t.o;
   p.lse = o.return_lse ? t.lse : nullptr;
-  p.requests = static_cast<const detail::RequestInfo*>(plan.requests.get());
-  p.tiles = static_cast<const detail::WorkTile*>(plan.tiles.get());
-  if (plan.items_listed) p.cta_work_items = static_cast<const int32_t*>(plan.cta_work_items.get());
-  if (plan.schedule == WorkSchedule::kPersistent)
-    p.cta_work_indptr = static_cast<const int32_t*>(plan.cta_work_indptr.get());
-  p.kv_indices = plan.device_page_table ? t.kv_indices : static_cast<const int32_t*>(plan.kv_indices.get());
+  const detail::PlanLayout& at = plan.layout;
+  p.requests = plan.region<const detail::RequestInfo>(at.requests);
+  p.tiles = plan.region<const detail::WorkTile>(at.tiles);
+  if (plan.items_listed) p.cta_work_items = plan.region<const int32_t>(at.items);
+  if (plan.schedule == WorkSchedule::kPersistent) p.cta_work_indptr = plan.region<const int32_t>(at.cta_indptr);
+  p.kv_indices = plan.device_page_table ? t.kv_indices : plan.region<const int32_t>(at.kv_entries);
   p.num_pages = c.num_pages;
-  p.page_table_error = static_cast<unsigned long long*>(plan.page_table_error.get());
+  p.page_table_error = plan.region<unsigned long long>(at.page_table_error);
   p.kv_splits = plan.kv_splits;
   if (plan.kv_splits > 1) {
-    p.partial_o = static_cast<float*>(plan.partial_o.get());
-    p.partial_lse = static_cast<float*>(plan.partial_lse.get());
+    p.partial_o = plan.region<float>(at.partial_o);
+    p.partial_lse = plan.region<float>(at.partial_lse);
   }
   p.num_qo_heads = c.num_qo_heads;
   p.group_size = c.num_qo_heads / c.num_kv_heads;
@@ -144,8 +144,8 @@ Status merge_chunks(const PrefillPlanImpl& plan, const PrefillTensors& t, cudaSt
   m.num_heads = c.num_qo_heads;
   m.head_dim = c.head_dim;
   m.num_tokens = plan.num_q_tokens;
-  m.v = plan.partial_o.get();
-  m.lse = static_cast<const float*>(plan.partial_lse.get());
+  m.v = plan.region<const float>(plan.layout.partial_o);
+  m.lse = plan.region<const float>(plan.layout.partial_lse);
   m.v_out = t.o;
   m.lse_out = c.options.return_lse ? t.lse : nullptr;
   return merge_states(m, stream);
@@ -161,7 +161,7 @@ Status check_page_table_errors(const PrefillPlan& plan, cudaStream_t stream) {
     return Status::Ok();  // no table the kernel checks
   PTXATTN_RETURN_IF_ERROR(impl.check_device());
   unsigned long long code = detail::kNoPageTableError;
-  auto* record = static_cast<unsigned long long*>(impl.page_table_error.get());
+  auto* record = impl.region<unsigned long long>(impl.layout.page_table_error);
   PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&code, record, sizeof(code), cudaMemcpyDeviceToHost, stream));
   PTXATTN_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   if (code == detail::kNoPageTableError) return Status::Ok();

@@ -122,6 +122,31 @@ typedef struct ptxattn_prefill_tensors {
   const int32_t* kv_indices;
 } ptxattn_prefill_tensors;
 
+/* Plans in the caller's memory (ptxattn.hpp PlanCapacity, WorkspaceSizes,
+ * PlanWorkspace; ptxattn_prefill_workspace_size, ptxattn_plan_prefill_in). */
+typedef struct ptxattn_plan_capacity {
+  uint32_t struct_size;
+  int32_t max_requests;
+  int64_t max_q_tokens;
+  int64_t max_kv_entries; /* host kv_indices entries the plan copies (0: table at run) */
+  int32_t num_sms;        /* 0: the current device's */
+} ptxattn_plan_capacity;
+
+typedef struct ptxattn_workspace_sizes {
+  uint32_t struct_size;
+  size_t device_bytes;
+  size_t host_bytes; /* pinned */
+} ptxattn_workspace_sizes;
+
+typedef struct ptxattn_plan_workspace {
+  uint32_t struct_size;
+  void* device; /* 256-byte aligned */
+  size_t device_bytes;
+  void* host; /* pinned: the staging of the upload */
+  size_t host_bytes;
+  void* cuda_stream; /* the upload is ordered on it */
+} ptxattn_plan_workspace;
+
 /* What a plan holds (ptxattn_prefill_plan_get_info). */
 typedef struct ptxattn_prefill_plan_info {
   uint32_t struct_size;
@@ -286,6 +311,9 @@ int ptxattn_append_plan_info_init(ptxattn_append_plan_info* out, size_t struct_s
 int ptxattn_merge_states_tensors_init(ptxattn_merge_states_tensors* out, size_t struct_size);
 int ptxattn_merge_state_tensors_init(ptxattn_merge_state_tensors* out, size_t struct_size);
 int ptxattn_wait_timeout_init(ptxattn_wait_timeout* out, size_t struct_size);
+int ptxattn_plan_capacity_init(ptxattn_plan_capacity* out, size_t struct_size);
+int ptxattn_workspace_sizes_init(ptxattn_workspace_sizes* out, size_t struct_size);
+int ptxattn_plan_workspace_init(ptxattn_plan_workspace* out, size_t struct_size);
 
 /* ---- Prefill ---- */
 int ptxattn_prefill_plan_create(ptxattn_prefill_plan** out);
@@ -295,6 +323,12 @@ void ptxattn_prefill_plan_destroy(ptxattn_prefill_plan* plan); /* NULL is a no-o
 int ptxattn_plan_prefill(ptxattn_prefill_plan* plan, const ptxattn_prefill_config* config,
                          const ptxattn_batch_indices* indices);
 int ptxattn_run_prefill(const ptxattn_prefill_plan* plan, const ptxattn_prefill_tensors* tensors, void* cuda_stream);
+/* prefill_workspace_size and plan_prefill with a PlanWorkspace (ptxattn.hpp):
+ * sizes->struct_size must be set (ptxattn_workspace_sizes_init). */
+int ptxattn_prefill_workspace_size(const ptxattn_prefill_config* config, const ptxattn_plan_capacity* capacity,
+                                   ptxattn_workspace_sizes* sizes);
+int ptxattn_plan_prefill_in(ptxattn_prefill_plan* plan, const ptxattn_prefill_config* config,
+                            const ptxattn_batch_indices* indices, const ptxattn_plan_workspace* workspace);
 /* check_page_table_errors (ptxattn.hpp): waits for the stream, reports and
  * clears the lowest device page-table entry outside the pool that the
  * plan's runs met (PTXATTN_STATUS_INVALID_ARGUMENT), else PTXATTN_STATUS_OK. */

@@ -218,8 +218,50 @@ class PrefillPlan {
 };
 
 // Validates config and indices (every rule in README "Validation") and builds
-// the schedule. Uses the current CUDA device; allocates and copies synchronously.
+// the schedule. Uses the current CUDA device; allocates the plan's own
+// workspace (growing it when a batch needs more) and copies synchronously.
 Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, PrefillPlan& plan);
+
+// ---- Plans in the caller's memory, ordered on the caller's stream ----
+// The largest batch a workspace must serve.
+struct PlanCapacity {
+  int32_t max_requests = 0;
+  int64_t max_q_tokens = 0;    // qo_indptr[num_requests] at most
+  int64_t max_kv_entries = 0;  // host kv_indices entries the plan copies (0 when the page table comes at run)
+  int32_t num_sms = 0;         // SMs of the device the plans run on (0: the current device's)
+};
+
+struct WorkspaceSizes {
+  size_t device_bytes = 0;  // device memory, 256-byte aligned
+  size_t host_bytes = 0;    // pinned host memory (cudaHostAlloc / cudaMallocHost): the upload's staging
+};
+
+// What a plan of `config` needs for any batch within `capacity` (with the
+// config's kv_splits, gqa_packing and schedule: a forced kv_splits sizes
+// that many partial states per token and head, the rule at most 128 x
+// num_sms). Host only, no CUDA call unless num_sms is 0.
+Status prefill_workspace_size(const PrefillConfig& config, const PlanCapacity& capacity, WorkspaceSizes* sizes);
+
+struct PlanWorkspace {
+  void* device = nullptr;      // device_bytes, 256-byte aligned, on the current device
+  size_t device_bytes = 0;
+  void* host = nullptr;        // host_bytes of pinned memory: the staging of the upload
+  size_t host_bytes = 0;
+  cudaStream_t stream = nullptr;  // the upload is ordered on it
+};
+
+// plan_prefill without allocating and without waiting for the device: the
+// plan lives in `workspace`, written by one copy from workspace.host issued
+// on workspace.stream. Runs of the plan must be ordered after that copy (on
+// the same stream, or after an event recorded there), and the workspace
+// must outlive them and stay untouched meanwhile. Re-planning writes the
+// staging buffer again only after the plan's previous copy has finished
+// (it waits for that copy, not for the device); a staging buffer must serve
+// one plan at a time. A batch that needs more than the workspace holds is
+// refused (kInvalidArgument, naming the bytes needed) before anything is
+// written.
+Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, const PlanWorkspace& workspace,
+                    PrefillPlan& plan);
 
 // Whether the TMA load path can serve `config` (ragged K/V always; paged when
 // a KV block is a whole number of pages or a page a whole number of blocks).
@@ -252,6 +294,10 @@ using AttentionTensors = PrefillTensors;
 using AttentionPlan = PrefillPlan;
 inline Status plan_attention(const AttentionConfig& config, const BatchIndices& indices, AttentionPlan& plan) {
   return plan_prefill(config, indices, plan);
+}
+inline Status plan_attention(const AttentionConfig& config, const BatchIndices& indices,
+                             const PlanWorkspace& workspace, AttentionPlan& plan) {
+  return plan_prefill(config, indices, workspace, plan);
 }
 inline Status run_attention(const AttentionPlan& plan, const AttentionTensors& tensors, cudaStream_t stream) {
   return run_prefill(plan, tensors, stream);

@@ -64,8 +64,9 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
     // reaches the merge as NaN.
     PrefillPlanImpl& impl = *plan.impl();
     const size_t states = size_t(host_.num_q_tokens) * size_t(result.kv_splits) * size_t(config.num_qo_heads);
-    PTXATTN_CUDA_CHECK(cudaMemset(impl.partial_o.get(), 0xFF, states * size_t(config.head_dim) * sizeof(float)));
-    PTXATTN_CUDA_CHECK(cudaMemset(impl.partial_lse.get(), 0xFF, states * sizeof(float)));
+    PTXATTN_CUDA_CHECK(
+        cudaMemset(impl.region<float>(impl.layout.partial_o), 0xFF, states * size_t(config.head_dim) * sizeof(float)));
+    PTXATTN_CUDA_CHECK(cudaMemset(impl.region<float>(impl.layout.partial_lse), 0xFF, states * sizeof(float)));
   }
   if (before_run) before_run();
   const size_t lse_count = size_t(host_.num_q_tokens) * config.num_qo_heads;

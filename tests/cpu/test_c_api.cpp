@@ -177,6 +177,36 @@ TEST_CASE("c api: every _init refuses another layout and writes nothing then", "
   check_init(ptxattn_merge_states_tensors_init, "ptxattn_merge_states_tensors");
   check_init(ptxattn_merge_state_tensors_init, "ptxattn_merge_state_tensors");
   check_init(ptxattn_wait_timeout_init, "ptxattn_wait_timeout");
+  check_init(ptxattn_plan_capacity_init, "ptxattn_plan_capacity");
+  check_init(ptxattn_workspace_sizes_init, "ptxattn_workspace_sizes");
+  check_init(ptxattn_plan_workspace_init, "ptxattn_plan_workspace");
+}
+
+TEST_CASE("c api: workspace sizes and plans in the caller's workspace", "[c_api][workspace]") {
+  const ptxattn_prefill_config config = small_paged_config();
+  ptxattn_plan_capacity capacity = initialised(ptxattn_plan_capacity_init);
+  capacity.max_requests = 4, capacity.max_q_tokens = 300, capacity.max_kv_entries = 64, capacity.num_sms = 132;
+  ptxattn_workspace_sizes sizes = initialised(ptxattn_workspace_sizes_init);
+  REQUIRE(ptxattn_prefill_workspace_size(&config, &capacity, &sizes) == PTXATTN_STATUS_OK);
+  ptxattn::PrefillConfig cpp;  // the same config through the C++ API gives the same sizes
+  cpp.num_qo_heads = config.num_qo_heads, cpp.num_kv_heads = config.num_kv_heads, cpp.head_dim = config.head_dim;
+  cpp.dtype = ptxattn::DType(config.dtype), cpp.page_size = config.page_size, cpp.num_pages = config.num_pages;
+  ptxattn::WorkspaceSizes cpp_sizes;
+  REQUIRE(ptxattn::prefill_workspace_size(cpp, {4, 300, 64, 132}, &cpp_sizes).ok());
+  CHECK(sizes.device_bytes == cpp_sizes.device_bytes);
+  CHECK(sizes.host_bytes == cpp_sizes.host_bytes);
+  require_invalid(ptxattn_prefill_workspace_size(&config, nullptr, &sizes), "capacity is null");
+  require_invalid(ptxattn_prefill_workspace_size(&config, &capacity, nullptr), "sizes is null");
+  capacity.max_requests = -1;
+  require_invalid(ptxattn_prefill_workspace_size(&config, &capacity, &sizes), "capacity.max_requests = -1");
+
+  ptxattn_prefill_plan* plan = nullptr;
+  REQUIRE(ptxattn_prefill_plan_create(&plan) == PTXATTN_STATUS_OK);
+  const ptxattn_batch_indices indices = batch_indices(1, kQoIndptr, kKvIndptr, kKvIndices, kLastPageLen);
+  ptxattn_plan_workspace workspace = initialised(ptxattn_plan_workspace_init);
+  require_invalid(ptxattn_plan_prefill_in(plan, &config, &indices, nullptr), "workspace is null");
+  require_invalid(ptxattn_plan_prefill_in(nullptr, &config, &indices, &workspace), "plan is null");
+  ptxattn_prefill_plan_destroy(plan);
 }
 
 TEST_CASE("c api: every entry point refuses a struct of another layout", "[c_api]") {

@@ -382,6 +382,58 @@ TEST_CASE("validation: the block-table form", "[validation][device-page-table]")
   }
 }
 
+TEST_CASE("workspace: sizes cover the batches of a capacity, and grow with it", "[validation][workspace]") {
+  PagedBatch batch;  // 8 / 2 heads: GQA packing may pack 4 heads per tile
+  const PlanCapacity small{4, 300, 64, 132};
+  WorkspaceSizes sizes;
+  REQUIRE(prefill_workspace_size(batch.config, small, &sizes).ok());
+  CHECK(sizes.device_bytes % 256 == 0);
+  CHECK(sizes.host_bytes <= sizes.device_bytes);
+  // The rule's split states: at most 128 x SMs (token, chunk, head) states of
+  // head_dim floats, which dominate this small capacity.
+  CHECK(sizes.device_bytes >= size_t(128) * 132 * size_t(batch.config.head_dim) * sizeof(float));
+  WorkspaceSizes more_tokens, more_entries, unsplit, forced;
+  REQUIRE(prefill_workspace_size(batch.config, {4, 30000, 64, 132}, &more_tokens).ok());
+  REQUIRE(prefill_workspace_size(batch.config, {4, 300, 6400, 132}, &more_entries).ok());
+  CHECK(more_tokens.host_bytes > sizes.host_bytes);
+  CHECK(more_entries.host_bytes >= sizes.host_bytes + 6336 * sizeof(int32_t));
+  PrefillConfig config = batch.config;
+  config.kv_splits = 1;
+  REQUIRE(prefill_workspace_size(config, small, &unsplit).ok());
+  CHECK(unsplit.device_bytes < sizes.device_bytes);
+  config.kv_splits = 7;
+  REQUIRE(prefill_workspace_size(config, small, &forced).ok());
+  CHECK(forced.device_bytes >= size_t(300) * 7 * 8 * size_t(config.head_dim) * sizeof(float));
+  SECTION("refused capacities") {
+    require_status(prefill_workspace_size(batch.config, {-1, 300, 64, 132}, &sizes), StatusCode::kInvalidArgument,
+                   {"capacity.max_requests = -1"});
+    require_status(prefill_workspace_size(batch.config, {4, int64_t(1) << 31, 64, 132}, &sizes),
+                   StatusCode::kInvalidArgument, {"capacity.max_q_tokens = 2147483648 is outside [0, 2^30]"});
+    require_status(prefill_workspace_size(batch.config, {4, 1 << 30, 64, 132}, &sizes), StatusCode::kInvalidArgument,
+                   {"capacity.max_q_tokens * config.num_qo_heads", "exceed INT32_MAX"});
+    require_status(prefill_workspace_size(batch.config, {4, 300, -5, 132}, &sizes), StatusCode::kInvalidArgument,
+                   {"capacity.max_kv_entries = -5"});
+    require_status(prefill_workspace_size(batch.config, {4, 300, 64, -1}, &sizes), StatusCode::kInvalidArgument,
+                   {"capacity.num_sms = -1"});
+    require_status(prefill_workspace_size(batch.config, small, nullptr), StatusCode::kInvalidArgument,
+                   {"sizes is null"});
+  }
+}
+
+TEST_CASE("workspace: a batch larger than the workspace is refused before anything is written",
+          "[validation][workspace]") {
+  // One item per CTA and no split: the plan needs no SM count, so this runs
+  // without a GPU up to the size check.
+  PagedBatch batch;
+  batch.config.schedule = WorkSchedule::kOneItemPerCta;
+  batch.config.kv_splits = 1;
+  PlanWorkspace workspace;  // no memory at all
+  PrefillPlan plan;
+  const Status refused = plan_prefill(batch.config, batch.indices(), workspace, plan);
+  require_status(refused, StatusCode::kInvalidArgument, {"workspace.device_bytes = 0 is less than the", "bytes this batch needs"});
+  CHECK_FALSE(plan.valid());
+}
+
 TEST_CASE("validation: null index arrays", "[validation]") {
   PagedBatch batch;
   BatchIndices indices = batch.indices();
