@@ -60,7 +60,7 @@ Status PinnedArena::reserve(size_t bytes) {
     if (ptr_) PTXATTN_CUDA_RETURN_IF_ERROR(cudaFreeHost(ptr_));
     ptr_ = nullptr;
     capacity_ = 0;
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&ptr_, bytes, cudaHostAllocDefault));
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&ptr_, bytes, cudaHostAllocPortable));
     capacity_ = bytes;
   }
   return Status::Ok();
@@ -71,7 +71,11 @@ PrefillPlanImpl::~PrefillPlanImpl() {
 }
 
 Status PrefillPlanImpl::release_buffers() {
-  if (uploaded != nullptr) PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(uploaded));
+  if (uploaded != nullptr) {  // an event of the old device: recorded on none of the new one's streams
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(uploaded));
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventDestroy(uploaded));
+    uploaded = nullptr;
+  }
   return owned_device.release();
 }
 
@@ -381,8 +385,8 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   // are not reused.
   int device = impl.device;
   if (n > 0) PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  if (impl.device >= 0 && impl.device != device) PTXATTN_RETURN_IF_ERROR(impl.release_buffers());
   if (workspace == nullptr) {
-    if (n > 0 && impl.device >= 0 && impl.device != device) PTXATTN_RETURN_IF_ERROR(impl.release_buffers());
     PTXATTN_RETURN_IF_ERROR(impl.owned_device.reserve(layout.device_bytes));
     PTXATTN_RETURN_IF_ERROR(impl.owned_staging.reserve(layout.uploaded_bytes));
     base = static_cast<uint8_t*>(impl.owned_device.get());

@@ -130,7 +130,8 @@ class PrefillPlanImpl {
   // rewrites the staging buffer (that copy only, not the device).
   cudaEvent_t uploaded = nullptr;
 
-  // Frees the owned buffers (re-planning on another device must not reuse them).
+  // Frees the owned device buffer and the upload event (re-planning on
+  // another device must not reuse them).
   Status release_buffers();
   // Ok when the current device is `device`; kPlanMismatch otherwise.
   Status check_device() const;

@@ -179,17 +179,20 @@ struct PrefillTensors {
 
 class PrefillPlanImpl;
 
-// The work schedule of one batch, made on the host. It owns device copies of
-// the index arrays and the tile list, so run() only launches (CUDA-graph
-// capturable). A captured graph replays the run as captured: its grid, its
-// tensor maps and the plan's device buffers. Re-planning copies into those
-// buffers synchronously, unordered with work in flight on other streams, and
-// reallocates them when they grow: re-plan only after the runs of the
-// previous plan have finished, and do not replay a graph captured before a
-// re-plan for another batch. With split-KV (chosen_kv_splits() > 1) the
-// plan also owns the chunks' float32 workspace, which each run writes and
-// then merges (two launches on the run's stream): runs of one plan must not
-// overlap in time (on two streams, say); separate plans may.
+// The work schedule of one batch, made on the host. Its workspace (its own,
+// or the caller's: PlanWorkspace) holds device copies of the index arrays
+// and the tile list, so run() only launches (CUDA-graph capturable). A
+// captured graph replays the run as captured: its grid, its tensor maps and
+// the workspace addresses of that plan. Re-planning rewrites the workspace
+// (a plan that owns it copies synchronously, unordered with work in flight
+// on other streams, and reallocates it when a batch needs more; one in the
+// caller's workspace copies in order on the caller's stream): re-plan only
+// after the runs of the previous plan have finished or are ordered before
+// the new copy, and do not replay a graph captured before a re-plan for
+// another batch. With split-KV (chosen_kv_splits() > 1) the workspace also
+// holds the chunks' float32 states, which each run writes and then merges
+// (two launches on the run's stream): runs of one plan must not overlap in
+// time (on two streams, say); separate plans may.
 class PrefillPlan {
  public:
   PrefillPlan();

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <limits>
+#include <memory>
 #include <future>
 #include <string>
 #include <vector>
@@ -811,6 +812,95 @@ TEST_CASE("prefill: the block-table form gives the bits of the CSR form, and nev
     }
   }
   CHECK(checked > 0);
+}
+
+TEST_CASE("prefill: plans in one caller's workspace, re-planned on a stream without waiting, give the bits of owned plans",
+          "[gpu][prefill][workspace]") {
+  // Decode, verification and prefill batches of one head configuration, with
+  // the page table on the host and at run, planned one after another into
+  // one workspace and run on one non-blocking stream: each plan's upload is
+  // ordered after the previous run, and nothing waits for the device between
+  // them.
+  std::vector<CaseSpec> specs;
+  CaseSpec decode;
+  decode.num_qo_heads = 8, decode.num_kv_heads = 2;
+  decode.qo_lens = {1, 1, 1}, decode.kv_lens = {3000, 700, 5000};
+  decode.options.causal = decode.options.return_lse = true;
+  specs.push_back(decode);
+  CaseSpec verify = decode;
+  verify.qo_lens = {4, 6}, verify.kv_lens = {900, 2000};
+  specs.push_back(verify);
+  RandomLimits limits;
+  limits.ragged_fraction = 0;
+  for (int i = 0; i < 4; ++i) {
+    CaseSpec spec = random_spec(9500 + uint64_t(i), limits);
+    spec.num_qo_heads = 8, spec.num_kv_heads = 2, spec.head_dim = 128, spec.dtype = DType::kBF16;
+    spec.options.return_lse = true;
+    specs.push_back(spec);
+  }
+  std::vector<HostCase> cases;
+  for (const CaseSpec& spec : specs) cases.push_back(make_case(spec));
+  if (!built_here(cases.front())) {
+    std::printf("workspace plans: head_dim 128 bf16 not built in this configuration\n");
+    return;
+  }
+  WorkspaceSizes sizes;
+  for (const HostCase& c : cases) {
+    PlanCapacity capacity;
+    capacity.max_requests = c.num_requests();
+    capacity.max_q_tokens = c.num_q_tokens;
+    capacity.max_kv_entries = int64_t(c.kv_indices.size());
+    WorkspaceSizes need;
+    REQUIRE(prefill_workspace_size(c.config, capacity, &need).ok());
+    sizes.device_bytes = std::max(sizes.device_bytes, need.device_bytes);
+    sizes.host_bytes = std::max(sizes.host_bytes, need.host_bytes);
+  }
+  DeviceBuffer device_workspace(sizes.device_bytes);
+  device_workspace.fill_u32(pattern::kQuietNaN);  // nothing in it is assumed
+  void* staging = nullptr;
+  PTXATTN_CUDA_CHECK(cudaMallocHost(&staging, sizes.host_bytes));
+  cudaStream_t stream;
+  PTXATTN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const PlanWorkspace workspace{device_workspace.get(), sizes.device_bytes, staging, sizes.host_bytes, stream};
+
+  std::vector<std::unique_ptr<DevicePrefillCase>> devices;
+  std::vector<PrefillRun> owned;
+  std::vector<DeviceBuffer> tables;
+  for (const HostCase& c : cases) {
+    devices.push_back(std::make_unique<DevicePrefillCase>(c));
+    owned.push_back(devices.back()->run(KvLoadPath::kAuto, pollute_smem_nan));
+    REQUIRE(owned.back().status.ok());
+    devices.back()->out().fill_u32(pattern::kQuietNaN);
+    devices.back()->lse().fill_u32(pattern::kQuietNaN);
+    tables.push_back(upload_vector(c.kv_indices));
+  }
+  PrefillPlan plan;  // one plan object, re-planned for every batch
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const HostCase& c = cases[i];
+    BatchIndices indices = c.indices();
+    PrefillTensors tensors = devices[i]->tensors();
+    if (i % 2 == 1) {  // every other batch takes its page table at run
+      indices.kv_indices = nullptr;
+      tensors.kv_indices = tables[i].as<int32_t>();
+    }
+    const Status planned = plan_prefill(c.config, indices, workspace, plan);
+    INFO(c.describe() << ": " << planned.message);
+    REQUIRE(planned.ok());
+    const Status ran = run_prefill(plan, tensors, stream);
+    INFO(ran.message);
+    REQUIRE(ran.ok());
+  }
+  PTXATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const HostCase& c = cases[i];
+    INFO(c.describe());
+    const auto out = download_vector<uint16_t>(devices[i]->out(), c.q.size());
+    const auto lse = download_vector<float>(devices[i]->lse(), size_t(c.num_q_tokens) * c.config.num_qo_heads);
+    CHECK(first_bit_difference(owned[i].out.data(), out.data(), int64_t(out.size())) == -1);
+    CHECK(first_bit_difference(owned[i].lse.data(), lse.data(), int64_t(lse.size())) == -1);
+  }
+  PTXATTN_CUDA_CHECK(cudaStreamDestroy(stream));
+  PTXATTN_CUDA_CHECK(cudaFreeHost(staging));
 }
 
 TEST_CASE("prefill: the page table at run is required, and refused where the plan holds its own",
