@@ -200,6 +200,10 @@ ptxattn::BatchIndices to_cpp(const ptxattn_batch_indices& c) {
   return {c.num_requests, c.qo_indptr, c.kv_indptr, c.kv_indices, c.kv_last_page_len, c.kv_lens, c.block_table_stride};
 }
 
+ptxattn::PlanCapacity to_cpp(const ptxattn_plan_capacity& c) {
+  return {c.max_requests, c.max_q_tokens, c.max_kv_entries, c.num_sms};
+}
+
 ptxattn::PrefillTensors to_cpp(const ptxattn_prefill_tensors& c) {
   return {c.q, c.k, c.v, c.o, c.lse, c.num_q_tokens, c.num_kv_rows, c.kv_indices};
 }
@@ -428,10 +432,8 @@ int ptxattn_prefill_workspace_size(const ptxattn_prefill_config* config, const p
     PTXATTN_RETURN_IF_ERROR(config_arg(config, &cpp_config));
     PTXATTN_RETURN_IF_ERROR(require_struct(capacity, "capacity"));
     PTXATTN_RETURN_IF_ERROR(require_struct(sizes, "sizes"));
-    const ptxattn::PlanCapacity cpp_capacity{capacity->max_requests, capacity->max_q_tokens, capacity->max_kv_entries,
-                                             capacity->num_sms};
     ptxattn::WorkspaceSizes cpp_sizes;
-    PTXATTN_RETURN_IF_ERROR(ptxattn::prefill_workspace_size(cpp_config, cpp_capacity, &cpp_sizes));
+    PTXATTN_RETURN_IF_ERROR(ptxattn::prefill_workspace_size(cpp_config, to_cpp(*capacity), &cpp_sizes));
     sizes->device_bytes = cpp_sizes.device_bytes;
     sizes->host_bytes = cpp_sizes.host_bytes;
     return Status::Ok();
@@ -446,8 +448,17 @@ int ptxattn_plan_prefill_in(ptxattn_prefill_plan* plan, const ptxattn_prefill_co
     PTXATTN_RETURN_IF_ERROR(config_arg(config, &cpp_config));
     PTXATTN_RETURN_IF_ERROR(require_struct(indices, "indices"));
     PTXATTN_RETURN_IF_ERROR(require_struct(workspace, "workspace"));
-    const ptxattn::PlanWorkspace cpp_workspace{workspace->device, workspace->device_bytes, workspace->host,
-                                               workspace->host_bytes, to_stream(workspace->cuda_stream)};
+    ptxattn::PlanCapacity graph;
+    if (workspace->graph_capacity != nullptr) {
+      PTXATTN_RETURN_IF_ERROR(require_struct(workspace->graph_capacity, "workspace.graph_capacity"));
+      graph = to_cpp(*workspace->graph_capacity);
+    }
+    const ptxattn::PlanWorkspace cpp_workspace{workspace->device,
+                                               workspace->device_bytes,
+                                               workspace->host,
+                                               workspace->host_bytes,
+                                               to_stream(workspace->cuda_stream),
+                                               workspace->graph_capacity != nullptr ? &graph : nullptr};
     return ptxattn::plan_prefill(cpp_config, to_cpp(*indices), cpp_workspace, plan->plan);
   });
 }

@@ -105,7 +105,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
   const int32_t units = p.head_dim / kMergeUnitElements;
   const int64_t thread = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t row = thread / units;  // token · num_heads + head
-  if (row >= p.num_tokens * p.num_heads) return;
+  const int64_t tokens = p.live_tokens != nullptr ? *p.live_tokens : p.num_tokens;
+  if (row >= tokens * p.num_heads) return;
   const int32_t begin = int32_t(thread - row * units) * kMergeUnitElements;
   const int64_t token = row / p.num_heads;
   const int64_t head = row - token * p.num_heads;

@@ -70,6 +70,10 @@ Status check_pointers(std::initializer_list<Operand> inputs, const Operand& v_ou
 }  // namespace
 
 Status merge_states(const MergeStatesTensors& t, cudaStream_t stream) {
+  return detail::merge_states_of_tokens(t, nullptr, stream);
+}
+
+Status detail::merge_states_of_tokens(const MergeStatesTensors& t, const int64_t* live_tokens, cudaStream_t stream) {
   PTXATTN_RETURN_IF_ERROR(check_merge_shape(t.v_dtype, t.out_dtype, t.num_heads, t.head_dim, t.num_tokens));
   if (t.num_states < 1 || t.num_states > detail::kMergeMaxStates)
     return invalid_argument("tensors.num_states = ", t.num_states, " is outside [1, ", detail::kMergeMaxStates, "]");
@@ -96,6 +100,7 @@ Status merge_states(const MergeStatesTensors& t, cudaStream_t stream) {
   p.v_out = t.v_out;
   p.lse_out = t.lse_out;
   p.num_tokens = t.num_tokens;
+  p.live_tokens = live_tokens;
   p.num_states = t.num_states;
   p.num_heads = t.num_heads;
   p.head_dim = t.head_dim;

@@ -47,6 +47,9 @@ struct MergeParams {
   void* v_out;     // [num_tokens][num_heads][head_dim]
   float* lse_out;  // [num_tokens][num_heads] or null
   int64_t num_tokens;
+  // Null, or the tokens to merge, on the device (at most num_tokens): a
+  // graph plan's batch, which its upload writes. Rows past it are left alone.
+  const int64_t* live_tokens;
   int32_t num_states;
   int32_t num_heads;
   int32_t head_dim;
@@ -56,5 +59,10 @@ struct MergeParams {
 // (cudaGetLastError), if any.
 cudaError_t launch_merge_states(const MergeParams& params, StateDType v_dtype, StateDType out_dtype,
                                 cudaStream_t stream);
+
+// merge_states, checked the same way, merging only the first *live_tokens
+// of t.num_tokens tokens when live_tokens (device) is not null: a graph
+// plan's split-KV merge (prefill_run.cpp).
+Status merge_states_of_tokens(const MergeStatesTensors& t, const int64_t* live_tokens, cudaStream_t stream);
 
 }  // namespace ptxattn::detail

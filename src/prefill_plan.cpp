@@ -105,6 +105,7 @@ PlanLayout plan_layout(const PlanCounts& c) {
   layout.items = place(c.items, sizeof(int32_t));
   layout.kv_entries = place(c.kv_entries, sizeof(int32_t));
   layout.page_table_error = place(c.page_table_error ? 1 : 0, sizeof(unsigned long long));
+  layout.live_q_tokens = place(c.live_q_tokens ? 1 : 0, sizeof(int64_t));
   layout.uploaded_bytes = end;
   layout.partial_o = place(c.partial_states * c.head_dim, sizeof(float));
   layout.partial_lse = place(c.partial_states, sizeof(float));
@@ -234,6 +235,104 @@ Status resolve_schedule(const PrefillConfig& c, int64_t num_items, WorkSchedule*
 
 }  // namespace
 
+namespace {
+
+// Checks a capacity against a valid config and fills in its SM count.
+Status check_capacity(const PrefillConfig& config, const PlanCapacity& capacity, int32_t* sms) {
+  if (capacity.max_requests < 0)
+    return detail::invalid_argument("capacity.max_requests = ", capacity.max_requests, " must be >= 0");
+  if (capacity.max_q_tokens < 0 || capacity.max_q_tokens > kMaxTokens)
+    return detail::invalid_argument("capacity.max_q_tokens = ", capacity.max_q_tokens, " is outside [0, 2^30]");
+  if (capacity.max_q_tokens * config.num_qo_heads > kMaxRows)
+    return detail::invalid_argument("capacity.max_q_tokens * config.num_qo_heads = ", capacity.max_q_tokens, " * ",
+                                    config.num_qo_heads, " query rows exceed INT32_MAX, which no batch may");
+  if (capacity.max_kv_entries < 0 || capacity.max_kv_entries > std::numeric_limits<int32_t>::max())
+    return detail::invalid_argument("capacity.max_kv_entries = ", capacity.max_kv_entries,
+                                    " is outside [0, INT32_MAX]");
+  if (capacity.num_sms < 0) return detail::invalid_argument("capacity.num_sms = ", capacity.num_sms, " must be >= 0");
+  *sms = capacity.num_sms;
+  if (*sms == 0) {
+    int device = 0;
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, device));
+  }
+  return Status::Ok();
+}
+
+// Upper bounds of what any batch within a (checked) capacity makes a plan
+// of `config` hold. A request's tiles hold at least one token each and at
+// most 128 rows, so its ceil(rows / 128) tiles are at most rows / 128 + 1
+// and at most its tokens; GQA packing gives rows = tokens x group per KV
+// group.
+detail::PlanCounts capacity_counts(const PrefillConfig& config, const PlanCapacity& capacity, int32_t sms) {
+  const int64_t q = capacity.max_q_tokens, r = capacity.max_requests;
+  const int32_t group = config.num_qo_heads / config.num_kv_heads;
+  auto tiles_for = [&](int64_t rows_per_token) { return std::min(q, q * rows_per_token / 128 + r); };
+  const bool token_major = config.gqa_packing != GqaPacking::kOn || !detail::gqa_packable(group);
+  const bool packed = config.gqa_packing != GqaPacking::kOff && detail::gqa_packable(group);
+  int64_t tiles = 0, items = 0;
+  if (token_major) tiles = tiles_for(1), items = tiles_for(1) * config.num_qo_heads;
+  if (packed) tiles = std::max(tiles, tiles_for(group)), items = std::max(items, tiles_for(group) * config.num_kv_heads);
+  int64_t states = 0;
+  if (config.kv_splits > 1) {
+    tiles *= config.kv_splits, items *= config.kv_splits;
+    states = q * config.kv_splits * config.num_qo_heads;
+  } else if (config.kv_splits == 0) {
+    // The rule splits only batches of fewer items than SMs, into at most
+    // SMs items: (token, head) rows are at most 128 per item, so the states
+    // (rows x chunks) are at most 128 x SMs.
+    tiles = std::max<int64_t>(tiles, sms), items = std::max<int64_t>(items, sms);
+    states = std::min<int64_t>(int64_t(detail::kPrefillBlockQ) * sms, q * detail::kMaxKvSplits * config.num_qo_heads);
+  }
+  // Query rows (tokens x heads) are at most 2^31, so every count here is at
+  // most 2^31 x 64 (chunks) and the bytes at most 2^47 per region: the
+  // layout's sums cannot wrap.
+  detail::PlanCounts counts;
+  counts.requests = r;
+  counts.tiles = tiles;
+  counts.cta_indptr = int64_t(config.max_ctas > 0 ? config.max_ctas : sms) + 1;
+  counts.items = std::min(items, detail::kMaxListedItems);
+  counts.kv_entries = config.kv_format == KvFormat::kPaged ? capacity.max_kv_entries : 0;
+  counts.page_table_error = config.kv_format == KvFormat::kPaged;
+  counts.partial_states = states;
+  counts.head_dim = config.head_dim;
+  return counts;
+}
+
+}  // namespace
+
+// What a graph plan asks of its config and batch: every choice the plan
+// would otherwise make per batch forced, and the batch within the capacity.
+Status check_graph_plan(const PrefillConfig& config, const BatchIndices& indices, const PlanCapacity& capacity,
+                        int32_t* sms) {
+  PTXATTN_RETURN_IF_ERROR(check_capacity(config, capacity, sms));
+  if (config.kv_splits == 0)
+    return detail::unsupported("a graph plan needs config.kv_splits fixed (1 to 64): the rule's count depends on "
+                               "the batch");
+  if (config.gqa_packing == GqaPacking::kAuto)
+    return detail::unsupported("a graph plan needs config.gqa_packing kOn or kOff: kAuto depends on the batch");
+  if (config.kv_block == KvBlock::kAuto)
+    return detail::unsupported("a graph plan needs config.kv_block kStandard or kWide: kAuto depends on the batch");
+  if (config.schedule == WorkSchedule::kOneItemPerCta)
+    return detail::unsupported("a graph plan needs the persistent schedule (config.schedule kAuto or kPersistent): "
+                               "one item per CTA sizes the grid by the batch");
+  const int32_t n = indices.num_requests;
+  if (n > capacity.max_requests)
+    return detail::invalid_argument("indices.num_requests = ", n, " exceeds the graph capacity's max_requests = ",
+                                    capacity.max_requests);
+  if (indices.qo_indptr[n] > capacity.max_q_tokens)
+    return detail::invalid_argument("indices.qo_indptr[num_requests] = ", indices.qo_indptr[n],
+                                    " query tokens exceed the graph capacity's max_q_tokens = ", capacity.max_q_tokens);
+  const int64_t copied = config.kv_format == KvFormat::kPaged && indices.kv_indices != nullptr
+                             ? detail::kv_units(config, indices)
+                             : 0;
+  if (copied > capacity.max_kv_entries)
+    return detail::invalid_argument("indices.kv_indices holds ", copied,
+                                    " entries, more than the graph capacity's max_kv_entries = ",
+                                    capacity.max_kv_entries);
+  return Status::Ok();
+}
+
 // plan_prefill into the caller's workspace, or (workspace null) into the
 // plan's own, grown as needed and uploaded synchronously.
 Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, const PlanWorkspace* workspace,
@@ -245,6 +344,9 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   PTXATTN_RETURN_IF_ERROR(validate_batch_indices(config, indices));
   KvLoadPath path{};
   PTXATTN_RETURN_IF_ERROR(resolve_load_path(config, &path));
+  const PlanCapacity* graph = workspace != nullptr ? workspace->graph_capacity : nullptr;
+  int32_t graph_sms = 0;
+  if (graph != nullptr) PTXATTN_RETURN_IF_ERROR(check_graph_plan(config, indices, *graph, &graph_sms));
 
   const bool paged = config.kv_format == KvFormat::kPaged;
   const int32_t n = indices.num_requests;
@@ -264,10 +366,16 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   // position arithmetic inside int32 (validate.hpp).
   int32_t max_kv_len = 0;
   for (const RequestInfo& r : requests) max_kv_len = std::max(max_kv_len, r.kv_len);
+  // A graph plan's launch must not depend on the batch: there the window is
+  // off only where it reaches past every possible key (2^30, which keeps the
+  // same bound); a window between a batch's longest kv_len and that hides
+  // nothing either.
+  const int32_t window_end = graph != nullptr ? int32_t(kMaxTokens) : max_kv_len;
 #ifdef PTXATTN_INJECT_BUG_WINDOW_OVERFLOW
   const int32_t window = config.options.window_left;  // the bug: windows near INT32_MAX reach the kernel
+  (void)window_end;
 #else
-  const int32_t window = config.options.window_left >= max_kv_len ? -1 : config.options.window_left;
+  const int32_t window = config.options.window_left >= window_end ? -1 : config.options.window_left;
 #endif
 
   int32_t block_kv = 0;
@@ -336,11 +444,22 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   }
   detail::PersistentLists lists;
   if (schedule == WorkSchedule::kPersistent && num_items > 0) {
-    int32_t sms = 0;  // asked also with max_ctas: no list is made without a device
-    PTXATTN_RETURN_IF_ERROR(sm_count(&sms));
+    int32_t sms = graph_sms;  // asked also with max_ctas: no list is made without a device
+    if (sms == 0) PTXATTN_RETURN_IF_ERROR(sm_count(&sms));
     lists = detail::persistent_work_lists(schedule_inputs, tiles, config.max_ctas > 0 ? config.max_ctas : sms);
   } else if (num_items <= detail::kMaxListedItems) {
     lists.items = detail::items_in_l2_order(schedule_inputs, tiles);
+  }
+  // A graph plan launches the same grid for every batch: the CTAs past the
+  // batch's get empty lists.
+  int64_t num_ctas = schedule == WorkSchedule::kPersistent && num_items > 0 ? lists.num_ctas() : num_items;
+  if (graph != nullptr) {
+    if (schedule != WorkSchedule::kPersistent)
+      return detail::unsupported("a graph plan needs the persistent schedule, which lists at most ",
+                                 detail::kMaxListedItems, " work items; the batch has ", num_items);
+    num_ctas = config.max_ctas > 0 ? config.max_ctas : graph_sms;
+    if (lists.cta_indptr.empty()) lists.cta_indptr.push_back(0);
+    lists.cta_indptr.resize(size_t(num_ctas) + 1, lists.cta_indptr.back());
   }
 
   const int64_t kv_units = detail::kv_units(config, indices);
@@ -354,6 +473,10 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   counts.page_table_error = paged && kv_units > 0;
   counts.partial_states = kv_splits > 1 ? int64_t(indices.qo_indptr[n]) * kv_splits * config.num_qo_heads : 0;
   counts.head_dim = config.head_dim;
+  if (graph != nullptr) {  // the same layout for every batch within the capacity
+    counts = capacity_counts(config, *graph, graph_sms);
+    counts.live_q_tokens = true;
+  }
   const detail::PlanLayout layout = detail::plan_layout(counts);
 
   uint8_t* base = nullptr;
@@ -381,10 +504,10 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
     stream = workspace->stream;
   }
   // The device the uploads go to (a batch without requests uploads nothing
-  // and plans without one). Owned buffers of a plan made on another device
+  // and plans without one, unless it is a graph plan's, which launches). Owned buffers of a plan made on another device
   // are not reused.
   int device = impl.device;
-  if (n > 0) PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  if (n > 0 || graph != nullptr) PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   if (impl.device >= 0 && impl.device != device) PTXATTN_RETURN_IF_ERROR(impl.release_buffers());
   if (workspace == nullptr) {
     PTXATTN_RETURN_IF_ERROR(impl.owned_device.reserve(layout.device_bytes));
@@ -406,6 +529,10 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
     if (counts.page_table_error) {
       const unsigned long long none = detail::kNoPageTableError;
       std::memcpy(out + layout.page_table_error, &none, sizeof(none));
+    }
+    if (counts.live_q_tokens) {
+      const int64_t live = indices.qo_indptr[n];
+      std::memcpy(out + layout.live_q_tokens, &live, sizeof(live));
     }
     PTXATTN_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(base, staging, layout.uploaded_bytes, cudaMemcpyHostToDevice, stream));
@@ -429,11 +556,12 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   impl.block_kv = block_kv;
   impl.kv_splits = kv_splits;
   impl.heads_log2 = heads_log2;
-  impl.num_q_tokens = indices.qo_indptr[n];
+  impl.graph = graph != nullptr;
+  impl.num_q_tokens = graph != nullptr ? graph->max_q_tokens : indices.qo_indptr[n];
   impl.num_kv_rows = kv_units;
   impl.schedule = schedule;
   impl.num_tiles = int64_t(tiles.size());
-  impl.num_ctas = schedule == WorkSchedule::kPersistent && num_items > 0 ? lists.num_ctas() : num_items;
+  impl.num_ctas = num_ctas;
   impl.items_listed = !lists.items.empty();
   impl.valid = true;
   return Status::Ok();
@@ -451,60 +579,9 @@ Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, co
 Status prefill_workspace_size(const PrefillConfig& config, const PlanCapacity& capacity, WorkspaceSizes* sizes) {
   if (sizes == nullptr) return detail::invalid_argument("sizes is null");
   PTXATTN_RETURN_IF_ERROR(validate_prefill_config(config));
-  if (capacity.max_requests < 0)
-    return detail::invalid_argument("capacity.max_requests = ", capacity.max_requests, " must be >= 0");
-  if (capacity.max_q_tokens < 0 || capacity.max_q_tokens > kMaxTokens)
-    return detail::invalid_argument("capacity.max_q_tokens = ", capacity.max_q_tokens, " is outside [0, 2^30]");
-  if (capacity.max_q_tokens * config.num_qo_heads > kMaxRows)
-    return detail::invalid_argument("capacity.max_q_tokens * config.num_qo_heads = ", capacity.max_q_tokens, " * ",
-                                    config.num_qo_heads, " query rows exceed INT32_MAX, which no batch may");
-  if (capacity.max_kv_entries < 0 || capacity.max_kv_entries > std::numeric_limits<int32_t>::max())
-    return detail::invalid_argument("capacity.max_kv_entries = ", capacity.max_kv_entries,
-                                    " is outside [0, INT32_MAX]");
-  if (capacity.num_sms < 0) return detail::invalid_argument("capacity.num_sms = ", capacity.num_sms, " must be >= 0");
-  int32_t sms = capacity.num_sms;
-  if (sms == 0) {
-    int device = 0;
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  }
-
-  // Upper bounds of what any batch within the capacity makes the plan hold.
-  // A request's tiles hold at least one token each and at most 128 rows, so
-  // its ceil(rows / 128) tiles are at most rows / 128 + 1 and at most its
-  // tokens; GQA packing gives rows = tokens x group per KV group.
-  const int64_t q = capacity.max_q_tokens, r = capacity.max_requests;
-  const int32_t group = config.num_qo_heads / config.num_kv_heads;
-  auto tiles_for = [&](int64_t rows_per_token) { return std::min(q, q * rows_per_token / 128 + r); };
-  const bool token_major = config.gqa_packing != GqaPacking::kOn || !detail::gqa_packable(group);
-  const bool packed = config.gqa_packing != GqaPacking::kOff && detail::gqa_packable(group);
-  int64_t tiles = 0, items = 0;
-  if (token_major) tiles = tiles_for(1), items = tiles_for(1) * config.num_qo_heads;
-  if (packed) tiles = std::max(tiles, tiles_for(group)), items = std::max(items, tiles_for(group) * config.num_kv_heads);
-  int64_t states = 0;
-  if (config.kv_splits > 1) {
-    tiles *= config.kv_splits, items *= config.kv_splits;
-    states = q * config.kv_splits * config.num_qo_heads;
-  } else if (config.kv_splits == 0) {
-    // The rule splits only batches of fewer items than SMs, into at most
-    // SMs items: (token, head) rows are at most 128 per item, so the states
-    // (rows x chunks) are at most 128 x SMs.
-    tiles = std::max<int64_t>(tiles, sms), items = std::max<int64_t>(items, sms);
-    states = std::min<int64_t>(int64_t(detail::kPrefillBlockQ) * sms, q * detail::kMaxKvSplits * config.num_qo_heads);
-  }
-  detail::PlanCounts counts;
-  counts.requests = r;
-  counts.tiles = tiles;
-  counts.cta_indptr = int64_t(config.max_ctas > 0 ? config.max_ctas : sms) + 1;
-  counts.items = std::min(items, detail::kMaxListedItems);
-  counts.kv_entries = config.kv_format == KvFormat::kPaged ? capacity.max_kv_entries : 0;
-  counts.page_table_error = config.kv_format == KvFormat::kPaged;
-  counts.partial_states = states;
-  counts.head_dim = config.head_dim;
-  // Query rows (tokens x heads) are at most 2^31, so every count here is at
-  // most 2^31 x 64 (chunks) and the bytes at most 2^47 per region: the
-  // layout's sums cannot wrap.
-  const detail::PlanLayout layout = detail::plan_layout(counts);
+  int32_t sms = 0;
+  PTXATTN_RETURN_IF_ERROR(check_capacity(config, capacity, &sms));
+  const detail::PlanLayout layout = detail::plan_layout(capacity_counts(config, capacity, sms));
   sizes->device_bytes = layout.device_bytes;
   sizes->host_bytes = layout.uploaded_bytes;
   return Status::Ok();

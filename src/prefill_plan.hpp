@@ -62,6 +62,7 @@ struct PlanCounts {
   int64_t items = 0;            // int32, listed work items
   int64_t kv_entries = 0;       // int32, the plan's copy of a host page table
   bool page_table_error = false;  // one uint64 (paged K/V)
+  bool live_q_tokens = false;     // one int64: a graph plan's query tokens, which its merge reads
   int64_t partial_states = 0;   // split-KV (token, chunk, head) states
   int32_t head_dim = 0;
 };
@@ -71,7 +72,7 @@ struct PlanCounts {
 // first and are uploaded as one copy of `uploaded_bytes` from the staging
 // buffer; the split-KV states after them are written by the runs.
 struct PlanLayout {
-  size_t requests = 0, tiles = 0, cta_indptr = 0, items = 0, kv_entries = 0, page_table_error = 0;
+  size_t requests = 0, tiles = 0, cta_indptr = 0, items = 0, kv_entries = 0, page_table_error = 0, live_q_tokens = 0;
   size_t partial_o = 0, partial_lse = 0;
   size_t uploaded_bytes = 0;  // the staging copy: also the host staging bytes needed
   size_t device_bytes = 0;    // the whole workspace
@@ -94,8 +95,9 @@ class PrefillPlanImpl {
   KvLoadPath load_path = KvLoadPath::kAuto;  // resolved: kTma or kGather
   int32_t block_kv = 0;  // KV block rows the kernel walks (prefill_params.hpp)
   int32_t window_left = -1;  // config.options.window_left, or -1 where it reaches past every key
-  int64_t num_q_tokens = 0;
+  int64_t num_q_tokens = 0;  // the rows q, o and lse hold: the batch's, or a graph plan's capacity
   int64_t num_kv_rows = 0;  // paged: page-table entries (detail::kv_units); ragged: K/V rows used
+  bool graph = false;       // made for a capacity (PlanWorkspace::graph_capacity)
   WorkSchedule schedule = WorkSchedule::kAuto;  // resolved: kOneItemPerCta or kPersistent
   int64_t num_tiles = 0;
   int64_t num_ctas = 0;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "merge_states_params.hpp"
 #include "prefill_launch.hpp"
 #include "prefill_plan.hpp"
 #include "ptx/tma_host.hpp"
@@ -83,7 +84,8 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
   const detail::PlanLayout& at = plan.layout;
   p.requests = plan.region<const detail::RequestInfo>(at.requests);
   p.tiles = plan.region<const detail::WorkTile>(at.tiles);
-  if (plan.items_listed) p.cta_work_items = plan.region<const int32_t>(at.items);
+  // A graph plan's launch is the same for every batch, its empty ones too.
+  if (plan.items_listed || plan.graph) p.cta_work_items = plan.region<const int32_t>(at.items);
   if (plan.schedule == WorkSchedule::kPersistent) p.cta_work_indptr = plan.region<const int32_t>(at.cta_indptr);
   p.kv_indices = plan.device_page_table ? t.kv_indices : plan.region<const int32_t>(at.kv_entries);
   p.num_pages = c.num_pages;
@@ -148,7 +150,8 @@ Status merge_chunks(const PrefillPlanImpl& plan, const PrefillTensors& t, cudaSt
   m.lse = plan.region<const float>(plan.layout.partial_lse);
   m.v_out = t.o;
   m.lse_out = c.options.return_lse ? t.lse : nullptr;
-  return merge_states(m, stream);
+  return detail::merge_states_of_tokens(
+      m, plan.graph ? plan.region<const int64_t>(plan.layout.live_q_tokens) : nullptr, stream);
 }
 
 }  // namespace
@@ -185,7 +188,9 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
   const PrefillConfig& c = impl.config;
   PTXATTN_RETURN_IF_ERROR(
       validate_prefill_tensors(c, impl.num_q_tokens, impl.num_kv_rows, tensors, impl.device_page_table));
-  if (impl.num_tiles == 0) return Status::Ok();  // no query rows: nothing to write
+  // No query rows: nothing to write (a graph plan launches all the same,
+  // since a replay of it may serve a batch that has some).
+  if (impl.num_tiles == 0 && !impl.graph) return Status::Ok();
   PTXATTN_RETURN_IF_ERROR(impl.check_device());
 
   PrefillLaunch l{};

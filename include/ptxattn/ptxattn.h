@@ -145,6 +145,7 @@ typedef struct ptxattn_plan_workspace {
   void* host; /* pinned: the staging of the upload */
   size_t host_bytes;
   void* cuda_stream; /* the upload is ordered on it */
+  const ptxattn_plan_capacity* graph_capacity; /* NULL, or a plan for CUDA graphs across batches (ptxattn.hpp) */
 } ptxattn_plan_workspace;
 
 /* What a plan holds (ptxattn_prefill_plan_get_info). */

@@ -209,7 +209,7 @@ class PrefillPlan {
   int32_t chosen_block_kv() const;      // keys per KV block the kernel walks: 176, 128 or 64 (docs/kernels.md)
   int32_t chosen_kv_splits() const;     // KV chunks per query tile: 1 (no split) to 64
   int32_t chosen_tile_heads() const;    // qo heads per query tile: 1 (token-major) or the GQA group (packed)
-  int64_t num_q_tokens() const;         // qo_indptr[num_requests]
+  int64_t num_q_tokens() const;         // qo_indptr[num_requests] (a graph plan: its capacity's max_q_tokens)
   int64_t num_kv_rows() const;          // paged: page-table entries (kv_indptr[num_requests], or num_requests x block_table_stride); ragged: kv rows
   int64_t num_work_tiles() const;       // 128-row query tiles, times the KV chunks (each runs once per group of tile heads)
   int64_t num_ctas() const;             // the launch grid (0 when there is no work)
@@ -251,6 +251,25 @@ struct PlanWorkspace {
   void* host = nullptr;        // host_bytes of pinned memory: the staging of the upload
   size_t host_bytes = 0;
   cudaStream_t stream = nullptr;  // the upload is ordered on it
+  // CUDA graphs across batches: when set, the plan is laid out for this
+  // capacity (size the workspace with prefill_workspace_size for it) and
+  // its runs launch the same kernels with the same arguments for every
+  // batch within it, reading the batch from the workspace. So a run
+  // captured in a graph once replays correctly after plan_prefill has made
+  // this plan (the same PrefillPlan, workspace and capacity) for any other
+  // batch within the capacity, provided that:
+  //  - the config asks for every choice the plan would otherwise make per
+  //    batch: kv_splits 1 to 64, gqa_packing kOn or kOff, kv_block kStandard
+  //    or kWide, and schedule kAuto or kPersistent (kUnsupported otherwise);
+  //  - the run's tensors are the captured ones, at the same addresses: q, o
+  //    (and lse) hold capacity.max_q_tokens rows (tensors.num_q_tokens is
+  //    that), of which the batch's first qo_indptr[num_requests] are
+  //    computed and the rest left as they are; K/V are the same pool, and a
+  //    page table at run is read from the same address at every replay;
+  //  - each re-plan is ordered after the previous replay and before the
+  //    next (plan and replay on the same stream).
+  // A batch beyond the capacity is refused (kInvalidArgument).
+  const PlanCapacity* graph_capacity = nullptr;
 };
 
 // plan_prefill without allocating and without waiting for the device: the

@@ -434,6 +434,38 @@ TEST_CASE("workspace: a batch larger than the workspace is refused before anythi
   CHECK_FALSE(plan.valid());
 }
 
+TEST_CASE("workspace: graph plans refuse choices made per batch, and batches beyond their capacity",
+          "[validation][workspace][graph]") {
+  // Everything here is refused before any CUDA call (num_sms is given).
+  PagedBatch batch;  // 3 requests, 12 query tokens, 5 host page-table entries
+  PlanCapacity capacity{4, 300, 64, 132};
+  PlanWorkspace workspace;
+  workspace.graph_capacity = &capacity;
+  PrefillPlan plan;
+  auto plan_it = [&] { return plan_prefill(batch.config, batch.indices(), workspace, plan); };
+  require_status(plan_it(), StatusCode::kUnsupported, {"a graph plan needs config.kv_splits fixed"});
+  batch.config.kv_splits = 1;
+  require_status(plan_it(), StatusCode::kUnsupported, {"config.gqa_packing kOn or kOff"});
+  batch.config.gqa_packing = GqaPacking::kOff;
+  require_status(plan_it(), StatusCode::kUnsupported, {"config.kv_block kStandard or kWide"});
+  batch.config.kv_block = KvBlock::kStandard;
+  batch.config.schedule = WorkSchedule::kOneItemPerCta;
+  require_status(plan_it(), StatusCode::kUnsupported, {"a graph plan needs the persistent schedule"});
+  batch.config.schedule = WorkSchedule::kAuto;
+  capacity.max_requests = 2;
+  require_status(plan_it(), StatusCode::kInvalidArgument,
+                 {"indices.num_requests = 3 exceeds the graph capacity's max_requests = 2"});
+  capacity.max_requests = 4, capacity.max_q_tokens = 10;
+  require_status(plan_it(), StatusCode::kInvalidArgument,
+                 {"12 query tokens exceed the graph capacity's max_q_tokens = 10"});
+  capacity.max_q_tokens = 300, capacity.max_kv_entries = 4;
+  require_status(plan_it(), StatusCode::kInvalidArgument,
+                 {"indices.kv_indices holds 5 entries, more than the graph capacity's max_kv_entries = 4"});
+  capacity.max_q_tokens = -1;
+  require_status(plan_it(), StatusCode::kInvalidArgument, {"capacity.max_q_tokens = -1"});
+  CHECK_FALSE(plan.valid());
+}
+
 TEST_CASE("validation: null index arrays", "[validation]") {
   PagedBatch batch;
   BatchIndices indices = batch.indices();

@@ -7,6 +7,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
+#include <random>
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -901,6 +903,121 @@ TEST_CASE("prefill: plans in one caller's workspace, re-planned on a stream with
   }
   PTXATTN_CUDA_CHECK(cudaStreamDestroy(stream));
   PTXATTN_CUDA_CHECK(cudaFreeHost(staging));
+}
+
+TEST_CASE("prefill: a graph captured once replays correctly after re-planning ten batches within its capacity",
+          "[gpu][prefill][graph][workspace]") {
+  // One head configuration (8 / 2 heads, head_dim 128, pages of 16 in one
+  // pool, causal), decode, verification and prefill mixes. Before each
+  // replay the batch's q, K and V are copied into the captured buffers and
+  // its page table into the captured table (all on the stream), the plan is
+  // made again for it, o and lse are filled with NaN, and shared memory is
+  // polluted; rows past the batch's tokens must keep their NaN.
+  constexpr int32_t kCapRequests = 6, kCapTokens = 300, kPoolPages = 1024, kBatches = 10;
+  PrefillConfig config;
+  config.dtype = DType::kBF16, config.num_qo_heads = 8, config.num_kv_heads = 2, config.head_dim = 128;
+  config.page_size = 16, config.num_pages = kPoolPages;
+  config.options.causal = config.options.return_lse = true;
+  config.gqa_packing = GqaPacking::kOn;
+  config.kv_block = KvBlock::kStandard;
+  if (validate_prefill_config(config).code == StatusCode::kUnsupported) {
+    std::printf("graph plans: head_dim 128 bf16 not built in this configuration\n");
+    return;
+  }
+  std::mt19937 rng(4711);
+  auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  std::vector<HostCase> cases;
+  for (int i = 0; i <= kBatches; ++i) {  // case 0 is also the one captured
+    CaseSpec spec;
+    spec.seed = 6000 + uint64_t(i);
+    spec.num_qo_heads = 8, spec.num_kv_heads = 2, spec.head_dim = 128, spec.page_size = 16;
+    spec.options = config.options;
+    const int kind = i % 3, requests = uniform(1, kCapRequests);
+    int tokens_left = kCapTokens;
+    for (int b = 0; b < requests; ++b) {
+      const int qo = std::min(tokens_left, kind == 0 ? 1 : kind == 1 ? uniform(2, 8) : uniform(0, 120));
+      tokens_left -= qo;
+      spec.qo_lens.push_back(qo);
+      spec.kv_lens.push_back(qo + uniform(0, kind == 2 ? 600 : 2000));
+    }
+    cases.push_back(make_case(spec));
+  }
+  const int64_t q_row = int64_t(config.num_qo_heads) * config.head_dim;
+  const int64_t page_elements = int64_t(config.page_size) * config.num_kv_heads * config.head_dim;
+  DeviceBuffer q(sizeof(uint16_t) * kCapTokens * q_row), o(sizeof(uint16_t) * kCapTokens * q_row),
+      lse(sizeof(float) * kCapTokens * config.num_qo_heads), k(sizeof(uint16_t) * kPoolPages * page_elements),
+      v(sizeof(uint16_t) * kPoolPages * page_elements), table(sizeof(int32_t) * kPoolPages);
+  for (DeviceBuffer* buffer : {&q, &k, &v, &table}) buffer->fill_u32(0);
+  const PrefillTensors tensors{q.get(), k.get(), v.get(), o.get(), lse.as<float>(), kCapTokens, kPoolPages,
+                               table.as<int32_t>()};
+  PlanCapacity capacity;
+  capacity.max_requests = kCapRequests, capacity.max_q_tokens = kCapTokens;  // the page table comes at run
+  cudaStream_t stream;
+  PTXATTN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int32_t splits : {1, 3}) {
+    INFO("kv_splits " << splits);
+    config.kv_splits = splits;
+    WorkspaceSizes sizes;
+    REQUIRE(prefill_workspace_size(config, capacity, &sizes).ok());
+    DeviceBuffer device_workspace(sizes.device_bytes);
+    device_workspace.fill_u32(pattern::kQuietNaN);
+    void* staging = nullptr;
+    PTXATTN_CUDA_CHECK(cudaMallocHost(&staging, sizes.host_bytes));
+    const PlanWorkspace workspace{device_workspace.get(), sizes.device_bytes, staging, sizes.host_bytes, stream,
+                                  &capacity};
+    PrefillPlan plan;
+    // Loads batch c into the captured buffers and plans it, all in stream order.
+    auto load_and_plan = [&](const HostCase& c) {
+      PTXATTN_CUDA_CHECK(cudaMemcpyAsync(q.get(), c.q.data(), c.q.size() * sizeof(uint16_t), cudaMemcpyHostToDevice,
+                                         stream));
+      PTXATTN_CUDA_CHECK(cudaMemcpyAsync(k.get(), c.k.data(), c.k.size() * sizeof(uint16_t), cudaMemcpyHostToDevice,
+                                         stream));
+      PTXATTN_CUDA_CHECK(cudaMemcpyAsync(v.get(), c.v.data(), c.v.size() * sizeof(uint16_t), cudaMemcpyHostToDevice,
+                                         stream));
+      PTXATTN_CUDA_CHECK(cudaMemcpyAsync(table.get(), c.kv_indices.data(), c.kv_indices.size() * sizeof(int32_t),
+                                         cudaMemcpyHostToDevice, stream));
+      BatchIndices indices = c.indices();
+      indices.kv_indices = nullptr;
+      const Status planned = plan_prefill(config, indices, workspace, plan);
+      INFO(c.describe() << ": " << planned.message);
+      REQUIRE(planned.ok());
+      PTXATTN_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host arrays of c are copied before c goes
+    };
+    load_and_plan(cases[0]);
+    cudaGraph_t graph;
+    PTXATTN_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    const Status captured = run_prefill(plan, tensors, stream);
+    PTXATTN_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    INFO(captured.message);
+    REQUIRE(captured.ok());
+    cudaGraphExec_t exec;
+    PTXATTN_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    for (const HostCase& c : cases) {
+      INFO(c.describe());
+      load_and_plan(c);
+      o.fill_u32(pattern::kQuietNaN);
+      lse.fill_u32(pattern::kQuietNaN);
+      pollute_smem_nan();
+      PTXATTN_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+      PTXATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const auto out = download_vector<uint16_t>(o, size_t(kCapTokens * q_row));
+      const auto lse_out = download_vector<float>(lse, size_t(kCapTokens) * config.num_qo_heads);
+      const CompareResult r = compare_prefill(c, compute_references(c), out.data(), lse_out.data());
+      INFO(r.summary());
+      CHECK(r.pass);
+      // The fill's 32-bit words, seen as pairs of 16-bit elements.
+      const uint16_t fill[2] = {uint16_t(pattern::kQuietNaN & 0xFFFFu), uint16_t(pattern::kQuietNaN >> 16)};
+      int64_t changed = 0;
+      for (int64_t i = c.num_q_tokens * q_row; i < int64_t(out.size()); ++i) changed += out[i] != fill[i % 2];
+      CHECK(changed == 0);
+      CHECK(std::all_of(lse_out.begin() + c.num_q_tokens * config.num_qo_heads, lse_out.end(),
+                        [](float x) { return std::isnan(x); }));
+    }
+    PTXATTN_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    PTXATTN_CUDA_CHECK(cudaGraphDestroy(graph));
+    PTXATTN_CUDA_CHECK(cudaFreeHost(staging));
+  }
+  PTXATTN_CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
 TEST_CASE("prefill: the page table at run is required, and refused where the plan holds its own",
