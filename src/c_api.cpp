@@ -201,7 +201,7 @@ ptxattn::BatchIndices to_cpp(const ptxattn_batch_indices& c) {
 }
 
 ptxattn::PlanCapacity to_cpp(const ptxattn_plan_capacity& c) {
-  return {c.max_requests, c.max_q_tokens, c.max_kv_entries, c.num_sms};
+  return {c.max_requests, c.max_q_tokens, c.max_kv_entries, c.num_sms, c.max_kv_units};
 }
 
 ptxattn::PrefillTensors to_cpp(const ptxattn_prefill_tensors& c) {

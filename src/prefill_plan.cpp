@@ -250,6 +250,8 @@ Status check_capacity(const PrefillConfig& config, const PlanCapacity& capacity,
     return detail::invalid_argument("capacity.max_kv_entries = ", capacity.max_kv_entries,
                                     " is outside [0, INT32_MAX]");
   if (capacity.num_sms < 0) return detail::invalid_argument("capacity.num_sms = ", capacity.num_sms, " must be >= 0");
+  if (capacity.max_kv_units < 0 || capacity.max_kv_units > std::numeric_limits<int32_t>::max())
+    return detail::invalid_argument("capacity.max_kv_units = ", capacity.max_kv_units, " is outside [0, INT32_MAX]");
   *sms = capacity.num_sms;
   if (*sms == 0) {
     int device = 0;
@@ -296,6 +298,7 @@ detail::PlanCounts capacity_counts(const PrefillConfig& config, const PlanCapaci
   counts.page_table_error = config.kv_format == KvFormat::kPaged;
   counts.partial_states = states;
   counts.head_dim = config.head_dim;
+  counts.live_q_tokens = true;  // graph plans use it; the sizes must hold for them too
   return counts;
 }
 
@@ -323,13 +326,26 @@ Status check_graph_plan(const PrefillConfig& config, const BatchIndices& indices
   if (indices.qo_indptr[n] > capacity.max_q_tokens)
     return detail::invalid_argument("indices.qo_indptr[num_requests] = ", indices.qo_indptr[n],
                                     " query tokens exceed the graph capacity's max_q_tokens = ", capacity.max_q_tokens);
-  const int64_t copied = config.kv_format == KvFormat::kPaged && indices.kv_indices != nullptr
-                             ? detail::kv_units(config, indices)
-                             : 0;
-  if (copied > capacity.max_kv_entries)
-    return detail::invalid_argument("indices.kv_indices holds ", copied,
+  // The form of the page table is part of the launch (which table the
+  // kernel reads), so it is the capacity's, and what the captured tensors
+  // hold bounds what a batch may name.
+  const bool paged = config.kv_format == KvFormat::kPaged;
+  const bool table_at_run = paged && indices.kv_indices == nullptr;
+  if (paged && table_at_run != (capacity.max_kv_entries == 0))
+    return detail::invalid_argument(
+        table_at_run ? "indices.kv_indices is null (the page table comes at run), but the graph capacity's "
+                       "max_kv_entries = "
+                     : "indices.kv_indices is given, but the graph capacity's max_kv_entries = ",
+        capacity.max_kv_entries, ": a graph plan keeps one form of the page table (max_kv_entries 0: at run)");
+  const int64_t units = detail::kv_units(config, indices);
+  if (paged && !table_at_run && units > capacity.max_kv_entries)
+    return detail::invalid_argument("indices.kv_indices holds ", units,
                                     " entries, more than the graph capacity's max_kv_entries = ",
                                     capacity.max_kv_entries);
+  if ((!paged || table_at_run) && units > capacity.max_kv_units)
+    return detail::invalid_argument("the batch names ", units, paged ? " page-table entries given at run" : " K/V rows",
+                                    ", more than the graph capacity's max_kv_units = ", capacity.max_kv_units,
+                                    " (what the captured tensors hold)");
   return Status::Ok();
 }
 
@@ -473,10 +489,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   counts.page_table_error = paged && kv_units > 0;
   counts.partial_states = kv_splits > 1 ? int64_t(indices.qo_indptr[n]) * kv_splits * config.num_qo_heads : 0;
   counts.head_dim = config.head_dim;
-  if (graph != nullptr) {  // the same layout for every batch within the capacity
-    counts = capacity_counts(config, *graph, graph_sms);
-    counts.live_q_tokens = true;
-  }
+  if (graph != nullptr) counts = capacity_counts(config, *graph, graph_sms);  // one layout for every batch
   const detail::PlanLayout layout = detail::plan_layout(counts);
 
   uint8_t* base = nullptr;
@@ -517,8 +530,12 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   }
 
   if (layout.uploaded_bytes > 0) {
-    // The staging buffer may still feed the previous plan's copy.
-    if (impl.uploaded != nullptr) PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(impl.uploaded));
+    // The staging buffer may still feed the previous plan's copy. (The host
+    // thus stays at most one plan ahead of the copies on the stream.)
+    if (impl.uploaded != nullptr)
+      PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(impl.uploaded));
+    else
+      PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&impl.uploaded, cudaEventDisableTiming));
     auto* out = static_cast<uint8_t*>(staging);
     std::memcpy(out + layout.requests, requests.data(), requests.size() * sizeof(RequestInfo));
     std::memcpy(out + layout.tiles, tiles.data(), tiles.size() * sizeof(WorkTile));
@@ -536,9 +553,10 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
     }
     PTXATTN_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(base, staging, layout.uploaded_bytes, cudaMemcpyHostToDevice, stream));
-    if (impl.uploaded == nullptr)
-      PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&impl.uploaded, cudaEventDisableTiming));
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventRecord(impl.uploaded, stream));
+    if (const cudaError_t err = cudaEventRecord(impl.uploaded, stream); err != cudaSuccess) {
+      cudaStreamSynchronize(stream);  // the copy may still read the staging, which the next plan rewrites
+      return detail::cuda_error(err, "cudaEventRecord(impl.uploaded, stream)", __FILE__, __LINE__);
+    }
     // A plan that owns its workspace keeps plan_prefill's synchronous contract.
     if (workspace == nullptr) PTXATTN_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(impl.uploaded));
   }
@@ -558,7 +576,8 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   impl.heads_log2 = heads_log2;
   impl.graph = graph != nullptr;
   impl.num_q_tokens = graph != nullptr ? graph->max_q_tokens : indices.qo_indptr[n];
-  impl.num_kv_rows = kv_units;
+  // A graph plan's captured tensors hold its capacity: the run checks them for it.
+  impl.num_kv_rows = graph != nullptr && (!paged || device_page_table) ? graph->max_kv_units : kv_units;
   impl.schedule = schedule;
   impl.num_tiles = int64_t(tiles.size());
   impl.num_ctas = num_ctas;

@@ -68,7 +68,7 @@ struct PlanCounts {
 };
 
 // Where each part lies in the workspace: byte offsets, each 256-byte
-// aligned. The parts the plan writes (requests .. page_table_error) come
+// aligned. The parts the plan writes (requests .. live_q_tokens) come
 // first and are uploaded as one copy of `uploaded_bytes` from the staging
 // buffer; the split-KV states after them are written by the runs.
 struct PlanLayout {

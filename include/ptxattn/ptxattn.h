@@ -130,6 +130,7 @@ typedef struct ptxattn_plan_capacity {
   int64_t max_q_tokens;
   int64_t max_kv_entries; /* host kv_indices entries the plan copies (0: table at run) */
   int32_t num_sms;        /* 0: the current device's */
+  int64_t max_kv_units;   /* graph plans: entries given at run, or ragged rows, the captured tensors hold */
 } ptxattn_plan_capacity;
 
 typedef struct ptxattn_workspace_sizes {

@@ -210,9 +210,9 @@ class PrefillPlan {
   int32_t chosen_kv_splits() const;     // KV chunks per query tile: 1 (no split) to 64
   int32_t chosen_tile_heads() const;    // qo heads per query tile: 1 (token-major) or the GQA group (packed)
   int64_t num_q_tokens() const;         // qo_indptr[num_requests] (a graph plan: its capacity's max_q_tokens)
-  int64_t num_kv_rows() const;          // paged: page-table entries (kv_indptr[num_requests], or num_requests x block_table_stride); ragged: kv rows
+  int64_t num_kv_rows() const;          // paged: page-table entries (kv_indptr[num_requests], or num_requests x block_table_stride); ragged: kv rows; a graph plan's max_kv_units where its tensors hold them
   int64_t num_work_tiles() const;       // 128-row query tiles, times the KV chunks (each runs once per group of tile heads)
-  int64_t num_ctas() const;             // the launch grid (0 when there is no work)
+  int64_t num_ctas() const;             // the launch grid (0 when there is no work; a graph plan's is fixed)
 
   PrefillPlanImpl* impl() const { return impl_.get(); }
 
@@ -232,6 +232,11 @@ struct PlanCapacity {
   int64_t max_q_tokens = 0;    // qo_indptr[num_requests] at most
   int64_t max_kv_entries = 0;  // host kv_indices entries the plan copies (0 when the page table comes at run)
   int32_t num_sms = 0;         // SMs of the device the plans run on (0: the current device's)
+  // Graph plans only (PlanWorkspace::graph_capacity): the most K/V units a
+  // batch may name where the captured tensors, not the plan, hold them:
+  // page-table entries given at run (the captured table holds this many) or
+  // ragged K/V rows (the captured k and v hold this many).
+  int64_t max_kv_units = 0;
 };
 
 struct WorkspaceSizes {
@@ -260,14 +265,20 @@ struct PlanWorkspace {
   // batch within the capacity, provided that:
   //  - the config asks for every choice the plan would otherwise make per
   //    batch: kv_splits 1 to 64, gqa_packing kOn or kOff, kv_block kStandard
-  //    or kWide, and schedule kAuto or kPersistent (kUnsupported otherwise);
+  //    or kWide, and schedule kAuto or kPersistent, not kOneItemPerCta
+  //    (kUnsupported otherwise); the window counts as shorter than the
+  //    batch's keys unless it reaches 2^30, so kWide takes no window;
+  //  - every batch takes its page table in the same form: on the host (the
+  //    capacity's max_kv_entries > 0) or at run (max_kv_entries 0), and
+  //    names at most max_kv_units entries given at run or ragged rows;
   //  - the run's tensors are the captured ones, at the same addresses: q, o
   //    (and lse) hold capacity.max_q_tokens rows (tensors.num_q_tokens is
   //    that), of which the batch's first qo_indptr[num_requests] are
   //    computed and the rest left as they are; K/V are the same pool, and a
   //    page table at run is read from the same address at every replay;
   //  - each re-plan is ordered after the previous replay and before the
-  //    next (plan and replay on the same stream).
+  //    next (plan and replay on the same stream). A re-plan also clears the
+  //    page-table error word: call check_page_table_errors before it.
   // A batch beyond the capacity is refused (kInvalidArgument).
   const PlanCapacity* graph_capacity = nullptr;
 };
@@ -278,8 +289,9 @@ struct PlanWorkspace {
 // the same stream, or after an event recorded there), and the workspace
 // must outlive them and stay untouched meanwhile. Re-planning writes the
 // staging buffer again only after the plan's previous copy has finished
-// (it waits for that copy, not for the device); a staging buffer must serve
-// one plan at a time. A batch that needs more than the workspace holds is
+// (it waits for that copy alone, so the host stays at most one plan ahead
+// of the copies on the stream); a staging buffer must serve one plan at a
+// time. A batch that needs more than the workspace holds is
 // refused (kInvalidArgument, naming the bytes needed) before anything is
 // written.
 Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, const PlanWorkspace& workspace,

@@ -461,9 +461,46 @@ TEST_CASE("workspace: graph plans refuse choices made per batch, and batches bey
   capacity.max_q_tokens = 300, capacity.max_kv_entries = 4;
   require_status(plan_it(), StatusCode::kInvalidArgument,
                  {"indices.kv_indices holds 5 entries, more than the graph capacity's max_kv_entries = 4"});
+  capacity.max_kv_entries = 0;  // the capacity's form: the table at run
+  require_status(plan_it(), StatusCode::kInvalidArgument,
+                 {"indices.kv_indices is given, but the graph capacity's max_kv_entries = 0"});
+  BatchIndices at_run = batch.indices();
+  at_run.kv_indices = nullptr;
+  require_status(plan_prefill(batch.config, at_run, workspace, plan), StatusCode::kInvalidArgument,
+                 {"the batch names 5 page-table entries given at run, more than the graph capacity's max_kv_units = 0"});
+  capacity.max_kv_entries = 64;
+  require_status(plan_prefill(batch.config, at_run, workspace, plan), StatusCode::kInvalidArgument,
+                 {"indices.kv_indices is null (the page table comes at run), but the graph capacity's max_kv_entries = 64"});
   capacity.max_q_tokens = -1;
   require_status(plan_it(), StatusCode::kInvalidArgument, {"capacity.max_q_tokens = -1"});
   CHECK_FALSE(plan.valid());
+}
+
+TEST_CASE("workspace: a workspace of prefill_workspace_size's bytes is never refused for its size",
+          "[validation][workspace][graph]") {
+  // Graph and plain plans of a batch within the capacity, in a workspace of
+  // exactly the size given for it (addresses that are never dereferenced:
+  // without a GPU the plan stops at its first CUDA call, after the checks;
+  // the plain plan takes one item per CTA so that no SM count is asked
+  // before them).
+  PagedBatch batch;
+  batch.config.kv_splits = 3;
+  batch.config.gqa_packing = GqaPacking::kOn;
+  batch.config.kv_block = KvBlock::kStandard;
+  PlanCapacity capacity{4, 300, 64, 132};
+  WorkspaceSizes sizes;
+  REQUIRE(prefill_workspace_size(batch.config, capacity, &sizes).ok());
+  PlanWorkspace workspace{reinterpret_cast<void*>(uintptr_t(1) << 40), sizes.device_bytes,
+                          reinterpret_cast<void*>(uintptr_t(1) << 41), sizes.host_bytes, nullptr};
+  const PlanCapacity* const graphs[] = {nullptr, &capacity};
+  for (const PlanCapacity* graph : graphs) {
+    workspace.graph_capacity = graph;
+    batch.config.schedule = graph ? WorkSchedule::kAuto : WorkSchedule::kOneItemPerCta;
+    PrefillPlan plan;
+    const Status status = plan_prefill(batch.config, batch.indices(), workspace, plan);
+    INFO((graph ? "graph plan: " : "plain plan: ") << status.message);
+    CHECK_THAT(status.message, !Catch::Contains("workspace.device_bytes") && !Catch::Contains("workspace.host_bytes"));
+  }
 }
 
 TEST_CASE("validation: null index arrays", "[validation]") {

@@ -951,7 +951,8 @@ TEST_CASE("prefill: a graph captured once replays correctly after re-planning te
   const PrefillTensors tensors{q.get(), k.get(), v.get(), o.get(), lse.as<float>(), kCapTokens, kPoolPages,
                                table.as<int32_t>()};
   PlanCapacity capacity;
-  capacity.max_requests = kCapRequests, capacity.max_q_tokens = kCapTokens;  // the page table comes at run
+  capacity.max_requests = kCapRequests, capacity.max_q_tokens = kCapTokens;
+  capacity.max_kv_units = kPoolPages;  // the page table comes at run, in `table`
   cudaStream_t stream;
   PTXATTN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   for (int32_t splits : {1, 3}) {
