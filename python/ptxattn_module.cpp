@@ -113,7 +113,7 @@ const char* dtype_name(DType dtype) { return dtype == DType::kBF16 ? "bfloat16" 
 // A device tensor argument: on `device`, of `dtype`, of `shape`, contiguous.
 template <typename Tensor>
 void check_tensor(const Tensor& t, const char* name, int device, nb::dlpack::dtype dtype, const char* dtype_text,
-                  const std::vector<int64_t>& shape) {
+                  const std::vector<int64_t>& shape, bool rows_strided = false) {
   const Tensor& view = t;
   if (view.device_type() != nb::device::cuda::value)
     bad_argument(std::string(name) + " must be a CUDA tensor (DLPack device type " +
@@ -126,7 +126,25 @@ void check_tensor(const Tensor& t, const char* name, int device, nb::dlpack::dty
   for (size_t i = 0; same_shape && i < shape.size(); ++i) same_shape = int64_t(view.shape(i)) == shape[i];
   if (!same_shape)
     bad_argument(std::string(name) + " has shape " + shape_string(view) + ", expected " + shape_string(shape));
-  if (!contiguous(view)) bad_argument(std::string(name) + " must be contiguous (row-major)");
+  if (!rows_strided && !contiguous(view)) bad_argument(std::string(name) + " must be contiguous (row-major)");
+}
+
+// q or out of attention, [tokens][heads][head_dim]: as check_tensor, but the
+// token rows may lie any stride apart (q as a view into a fused QKV
+// projection), the heads and dims of a row contiguous; the library checks
+// the stride itself. Returns it in elements, 0 when the tensor is contiguous.
+template <typename Tensor>
+int64_t check_token_rows(const Tensor& t, const char* name, int device, nb::dlpack::dtype dtype,
+                         const char* dtype_text, const std::vector<int64_t>& shape) {
+  const bool strided = t.ndim() == 3 && !contiguous(t);
+  check_tensor(t, name, device, dtype, dtype_text, shape, /*rows_strided=*/strided);
+  if (!strided) return 0;
+  const bool rows_only =
+      (t.shape(2) == 1 || t.stride(2) == 1) && (t.shape(1) == 1 || t.stride(1) == int64_t(t.shape(2)));
+  if (!rows_only)
+    bad_argument(std::string(name) + " must be contiguous, or strided between tokens only (its heads and head_dim "
+                                     "contiguous)");
+  return t.shape(0) > 1 ? int64_t(t.stride(0)) : 0;
 }
 
 // The shape of a paged K or V pool (ptxattn.hpp's tensor conventions).
@@ -248,8 +266,8 @@ class Prefill {
     const PrefillConfig& c = plan_.config();
     const nb::dlpack::dtype element = dlpack_dtype(c.dtype);
     const int64_t tokens = plan_.num_q_tokens(), hd = c.head_dim;
-    check_tensor(q, "q", device_, element, dtype_name(c.dtype), {tokens, c.num_qo_heads, hd});
-    check_tensor(o, "out", device_, element, dtype_name(c.dtype), {tokens, c.num_qo_heads, hd});
+    const int64_t q_stride = check_token_rows(q, "q", device_, element, dtype_name(c.dtype), {tokens, c.num_qo_heads, hd});
+    const int64_t o_stride = check_token_rows(o, "out", device_, element, dtype_name(c.dtype), {tokens, c.num_qo_heads, hd});
     int64_t kv_rows = 0;
     if (c.kv_format == KvFormat::kPaged) {
       kv_rows = c.num_pages;
@@ -265,8 +283,9 @@ class Prefill {
       if (!lse) bad_argument("the plan returns lse: pass an lse tensor");
       check_tensor(*lse, "lse", device_, nb::dtype<float>(), "float32", {tokens, c.num_qo_heads});
     }
-    const PrefillTensors tensors{q.data(), k.data(), v.data(), o.data(), lse ? static_cast<float*>(lse->data()) : nullptr,
-                                 tokens, kv_rows};
+    PrefillTensors tensors{q.data(), k.data(), v.data(), o.data(), lse ? static_cast<float*>(lse->data()) : nullptr,
+                           tokens, kv_rows};
+    tensors.q_row_stride = q_stride, tensors.o_row_stride = o_stride;
     const DeviceGuard guard(device_);
     check(run_prefill(plan_, tensors, as_stream(stream)));
   }

@@ -112,6 +112,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
   const int64_t head = row - token * p.num_heads;
 
   const int64_t v_offset = token * p.v.token_stride + head * p.head_dim + begin;
+  Out* const out_at = static_cast<Out*>(p.v_out) + (token * p.out_token_stride + head * p.head_dim + begin);
   const In* v_first = static_cast<const In*>(p.v.first) + v_offset;
   const In* v_rest = static_cast<const In*>(p.v.rest) + v_offset;
   const float* lse_first = p.lse.first + token * p.lse.token_stride + head;
@@ -150,7 +151,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
     for (int e = 0; e < kMergeUnitElements; ++e) out[e] = s.acc[e] / s.sum;
     lse_out = s.max + logf(s.sum);
   }
-  store_unit(static_cast<Out*>(p.v_out) + row * p.head_dim + begin, out);
+  store_unit(out_at, out);
   if (p.lse_out != nullptr && begin == 0) p.lse_out[row] = lse_out;
 }
 

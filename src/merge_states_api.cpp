@@ -70,10 +70,11 @@ Status check_pointers(std::initializer_list<Operand> inputs, const Operand& v_ou
 }  // namespace
 
 Status merge_states(const MergeStatesTensors& t, cudaStream_t stream) {
-  return detail::merge_states_of_tokens(t, nullptr, stream);
+  return detail::merge_states_of_tokens(t, nullptr, int64_t(t.num_heads) * t.head_dim, stream);
 }
 
-Status detail::merge_states_of_tokens(const MergeStatesTensors& t, const int64_t* live_tokens, cudaStream_t stream) {
+Status detail::merge_states_of_tokens(const MergeStatesTensors& t, const int64_t* live_tokens,
+                                      int64_t out_token_stride, cudaStream_t stream) {
   PTXATTN_RETURN_IF_ERROR(check_merge_shape(t.v_dtype, t.out_dtype, t.num_heads, t.head_dim, t.num_tokens));
   if (t.num_states < 1 || t.num_states > detail::kMergeMaxStates)
     return invalid_argument("tensors.num_states = ", t.num_states, " is outside [1, ", detail::kMergeMaxStates, "]");
@@ -101,6 +102,7 @@ Status detail::merge_states_of_tokens(const MergeStatesTensors& t, const int64_t
   p.lse_out = t.lse_out;
   p.num_tokens = t.num_tokens;
   p.live_tokens = live_tokens;
+  p.out_token_stride = out_token_stride;
   p.num_states = t.num_states;
   p.num_heads = t.num_heads;
   p.head_dim = t.head_dim;
@@ -124,6 +126,7 @@ Status merge_state(const MergeStateTensors& t, cudaStream_t stream) {
   const int64_t v_token = int64_t(t.num_heads) * t.head_dim;
   detail::MergeParams p{};
   p.v = {t.v_a, t.v_b, v_token, 0};
+  p.out_token_stride = v_token;
   p.lse = {t.lse_a, t.lse_b, t.num_heads, 0};
   p.v_out = t.v_out;
   p.lse_out = t.lse_out;

@@ -44,7 +44,8 @@ struct MergeOperand {
 struct MergeParams {
   MergeOperand<const void*> v;  // rows of head_dim elements; head h at + h · head_dim
   MergeOperand<const float*> lse;  // head h at + h
-  void* v_out;     // [num_tokens][num_heads][head_dim]
+  void* v_out;     // [num_tokens][num_heads][head_dim], tokens out_token_stride elements apart
+  int64_t out_token_stride;
   float* lse_out;  // [num_tokens][num_heads] or null
   int64_t num_tokens;
   // Null, or the tokens to merge, on the device (at most num_tokens): a
@@ -61,8 +62,11 @@ cudaError_t launch_merge_states(const MergeParams& params, StateDType v_dtype, S
                                 cudaStream_t stream);
 
 // merge_states, checked the same way, merging only the first *live_tokens
-// of t.num_tokens tokens when live_tokens (device) is not null: a graph
-// plan's split-KV merge (prefill_run.cpp).
-Status merge_states_of_tokens(const MergeStatesTensors& t, const int64_t* live_tokens, cudaStream_t stream);
+// of t.num_tokens tokens when live_tokens (device) is not null (a graph
+// plan's split-KV merge, prefill_run.cpp), into v_out rows
+// out_token_stride elements apart (at least num_heads x head_dim: a
+// strided o; the caller has checked the span).
+Status merge_states_of_tokens(const MergeStatesTensors& t, const int64_t* live_tokens, int64_t out_token_stride,
+                              cudaStream_t stream);
 
 }  // namespace ptxattn::detail

@@ -99,8 +99,8 @@ __device__ __forceinline__ void store_output(const PrefillParams& p, const float
       const uint4 value = staging != nullptr ? ptx::ld_shared_v4(staged(row, chunk)) : uint4{0, 0, 0, 0};
       const TileRow at = tile_row(p, w, warp_first_row + row);
       if (at.q_row >= w.req.qo_len) continue;
-      const int64_t o_row = int64_t(w.req.qo_start + at.q_row) * p.num_qo_heads + at.head;
-      *reinterpret_cast<uint4*>(o + o_row * T::kHeadDim + pass * kCols + chunk * 8) = value;
+      const int64_t o_offset = int64_t(w.req.qo_start + at.q_row) * p.o_row_stride + at.head * T::kHeadDim;
+      *reinterpret_cast<uint4*>(o + o_offset + pass * kCols + chunk * 8) = value;
     }
     if (staging != nullptr) __syncwarp();  // every lane has read the pass before the next overwrites it
   }

@@ -81,6 +81,7 @@ struct PrefillParams {
   const void* k;
   const void* v;
   void* o;
+  int64_t o_row_stride;  // elements from one token's row of o to the next
   float* lse;  // null: not written
   const RequestInfo* requests;
   const WorkTile* tiles;

@@ -22,6 +22,11 @@ using detail::PrefillLaunch;
 
 constexpr float kLog2e = 1.4426950408889634f;
 
+// A row stride of q or o as given (PrefillTensors), 0 resolved to contiguous.
+int64_t row_stride(const PrefillConfig& c, int64_t stride) {
+  return stride != 0 ? stride : int64_t(c.num_qo_heads) * c.head_dim;
+}
+
 CUtensorMapDataType tensor_map_type(DType dtype) {
   return dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
 }
@@ -35,7 +40,7 @@ Status encode_q_map(const PrefillConfig& c, int32_t heads_log2, const PrefillTen
   spec.rank = 3;
   spec.global_address = t.q;
   spec.dims[0] = d, spec.dims[1] = heads, spec.dims[2] = uint64_t(t.num_q_tokens);
-  spec.byte_strides[1] = d * elem, spec.byte_strides[2] = heads * d * elem;
+  spec.byte_strides[1] = d * elem, spec.byte_strides[2] = uint64_t(row_stride(c, t.q_row_stride)) * elem;
   spec.box[0] = detail::kTmaBoxCols, spec.box[1] = 1u << heads_log2, spec.box[2] = uint32_t(detail::tile_tokens(heads_log2));
   return ptx::encode_tensor_map(spec, map);
 }
@@ -80,6 +85,7 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
   const PrefillOptions& o = c.options;
   detail::PrefillParams p{};
   p.q = t.q, p.k = t.k, p.v = t.v, p.o = t.o;
+  p.o_row_stride = row_stride(c, t.o_row_stride);
   p.lse = o.return_lse ? t.lse : nullptr;
   const detail::PlanLayout& at = plan.layout;
   p.requests = plan.region<const detail::RequestInfo>(at.requests);
@@ -150,8 +156,8 @@ Status merge_chunks(const PrefillPlanImpl& plan, const PrefillTensors& t, cudaSt
   m.lse = plan.region<const float>(plan.layout.partial_lse);
   m.v_out = t.o;
   m.lse_out = c.options.return_lse ? t.lse : nullptr;
-  return detail::merge_states_of_tokens(
-      m, plan.graph ? plan.region<const int64_t>(plan.layout.live_q_tokens) : nullptr, stream);
+  return detail::merge_states_of_tokens(m, plan.graph ? plan.region<const int64_t>(plan.layout.live_q_tokens) : nullptr,
+                                        row_stride(c, t.o_row_stride), stream);
 }
 
 }  // namespace

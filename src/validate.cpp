@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "prefill_params.hpp"  // kMaxKvSplits
 #include "status.hpp"
@@ -269,16 +270,28 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
     return invalid_argument("tensors.num_kv_rows * config.num_kv_heads = ", tensors.num_kv_rows, " * ",
                             config.num_kv_heads, " K/V rows exceed INT32_MAX (rows are indexed with int32)");
 
+  // Row strides of q and o: 0 (contiguous), or a whole row at least, in 16-byte units.
+  const int64_t row = int64_t(config.num_qo_heads) * config.head_dim;
+  for (const auto& [name, stride] : {std::pair<const char*, int64_t>{"tensors.q_row_stride", tensors.q_row_stride},
+                                     std::pair<const char*, int64_t>{"tensors.o_row_stride", tensors.o_row_stride}})
+    if (stride != 0 && (stride < row || stride > kMaxRows || stride % 8 != 0))
+      return invalid_argument(name, " = ", stride, " must be 0 (contiguous) or a multiple of 8 in [num_qo_heads * "
+                              "head_dim = ", row, ", INT32_MAX]");
+
   // The plan's checks bound every factor: tokens * heads and pool rows are at
-  // most INT32_MAX, so element and byte counts fit int64.
-  const int64_t q_elements = tensors.num_q_tokens * config.num_qo_heads * config.head_dim;
+  // most INT32_MAX, and strides too, so element and byte counts fit int64.
+  // A strided tensor spans (tokens - 1) strides and one row.
+  auto span = [&](int64_t stride) {
+    return tensors.num_q_tokens == 0 ? 0 : (tensors.num_q_tokens - 1) * (stride != 0 ? stride : row) + row;
+  };
+  const int64_t q_elements = span(tensors.q_row_stride), o_elements = span(tensors.o_row_stride);
   const int64_t kv_elements =
       tensors.num_kv_rows * (paged ? config.page_size : 1) * int64_t(config.num_kv_heads) * config.head_dim;
   const int64_t lse_elements = config.options.return_lse ? tensors.num_q_tokens * config.num_qo_heads : 0;
   PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.q", tensors.q, q_elements, kTensorAlignment));
   PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.k", tensors.k, kv_elements, kTensorAlignment));
   PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.v", tensors.v, kv_elements, kTensorAlignment));
-  PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.o", tensors.o, q_elements, kTensorAlignment));
+  PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.o", tensors.o, o_elements, kTensorAlignment));
   if (config.options.return_lse && tensors.lse == nullptr && lse_elements > 0)
     return invalid_argument("tensors.lse is null but config.options.return_lse is set (", lse_elements,
                             " values to write)");
@@ -301,7 +314,7 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
   const TensorRange q{"tensors.q", tensors.q, q_elements * kElementBytes};
   const TensorRange k{"tensors.k", tensors.k, kv_elements * kElementBytes};
   const TensorRange v{"tensors.v", tensors.v, kv_elements * kElementBytes};
-  const TensorRange o{"tensors.o", tensors.o, q_elements * kElementBytes};
+  const TensorRange o{"tensors.o", tensors.o, o_elements * kElementBytes};
   const TensorRange lse{"tensors.lse", tensors.lse, lse_elements * kLseBytes};
   const TensorRange kv_indices{"tensors.kv_indices", tensors.kv_indices,
                                device_page_table ? plan_num_kv_rows * int64_t(sizeof(int32_t)) : 0};

@@ -120,6 +120,8 @@ typedef struct ptxattn_prefill_tensors {
   /* Paged, planned with indices.kv_indices NULL: the device page table
    * (PrefillTensors::kv_indices in ptxattn.hpp); NULL otherwise. */
   const int32_t* kv_indices;
+  int64_t q_row_stride; /* elements between token rows of q; 0: contiguous (ptxattn.hpp) */
+  int64_t o_row_stride; /* the same for o */
 } ptxattn_prefill_tensors;
 
 /* Plans in the caller's memory (ptxattn.hpp PlanCapacity, WorkspaceSizes,

@@ -4,7 +4,8 @@
 // and reports problems as a Status value (code + message naming the argument
 // and the bad value); nothing here throws, aborts or clamps silently.
 //
-// Tensor conventions (all device tensors are contiguous, row-major):
+// Tensor conventions (device tensors are contiguous, row-major, but for the
+// token rows of q and o, which may be strided: PrefillTensors::q_row_stride):
 //   q, o        [num_q_tokens][num_qo_heads][head_dim]          (bf16 or fp16)
 //   lse         [num_q_tokens][num_qo_heads]                    float32, NATURAL log
 //   paged K/V   NHD: [num_pages][page_size][num_kv_heads][head_dim]
@@ -175,6 +176,13 @@ struct PrefillTensors {
   // page 0 in its place, so that request's output is wrong, and records the
   // entry for check_page_table_errors.
   const int32_t* kv_indices = nullptr;
+  // Elements from one token's row of q (of o) to the next: 0 means
+  // num_qo_heads x head_dim (contiguous). Otherwise at least that and a
+  // multiple of 8 (16 bytes), e.g. q as a view into a fused QKV projection
+  // [tokens][(num_qo_heads + 2 num_kv_heads) x head_dim]. Within a row the
+  // heads stay contiguous; lse stays [num_q_tokens][num_qo_heads].
+  int64_t q_row_stride = 0;
+  int64_t o_row_stride = 0;
 };
 
 class PrefillPlanImpl;

@@ -9,7 +9,8 @@ Entry points shaped like FlashInfer's (README, "Python"):
 - append_paged_kv_cache.
 
 Tensors come in through DLPack (torch, CuPy, JAX, ...), contiguous, on one CUDA
-device. Work runs on the caller's stream: torch's current stream for torch
+device; q and out of attention may be strided between tokens (q as a view into
+a fused QKV projection), with each token's heads and head_dim contiguous. Work runs on the caller's stream: torch's current stream for torch
 tensors, CuPy's current stream for CuPy arrays, else the `stream` argument (an
 int cudaStream_t; 0 is the legacy default stream). Where an output is not
 given, it is allocated with the input's framework (torch or CuPy). A bad

@@ -341,6 +341,30 @@ def test_paged_matches_the_reference_under_pollution(qo_lens, kv_lens, page_size
 
 
 @needs_gpu
+def test_q_as_a_view_into_a_fused_qkv_projection():
+    import torch
+    heads, kv_heads, head_dim, page_size = 8, 2, 128, 16
+    b = paged_batch(torch, [3, 40], [50, 300], page_size, heads, kv_heads, head_dim, torch.bfloat16)
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    wrapper.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size,
+                 causal=True)
+    tokens = b["q"].shape[0]
+    qkv = torch.full((tokens, (heads + 2 * kv_heads) * head_dim), float("nan"), dtype=torch.bfloat16, device="cuda")
+    qkv[:, :heads * head_dim] = b["q"].reshape(tokens, -1)
+    q_view = qkv[:, :heads * head_dim].view(tokens, heads, head_dim)
+    assert not q_view.is_contiguous()
+    padded = torch.full((tokens, heads * head_dim + 64), float("nan"), dtype=torch.bfloat16, device="cuda")
+    out_view = padded[:, :heads * head_dim].view(tokens, heads, head_dim)
+    want = wrapper.run(b["q"], b["k_cache"], b["v_cache"])
+    wrapper.run(q_view, b["k_cache"], b["v_cache"], out=out_view)
+    torch.cuda.synchronize()
+    assert torch.equal(out_view, want), "strided q and out differ from contiguous ones"
+    assert torch.isnan(padded[:, heads * head_dim:]).all(), "the padding of out was written"
+    with pytest.raises(ValueError, match="strided between tokens only"):
+        wrapper.run(b["q"].transpose(1, 2).contiguous().transpose(1, 2), b["k_cache"], b["v_cache"])
+
+
+@needs_gpu
 def test_ragged_matches_the_reference():
     import torch
     gen = torch.Generator(device="cuda").manual_seed(2)

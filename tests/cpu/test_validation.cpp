@@ -723,6 +723,37 @@ struct TensorCase {
 
 TEST_CASE("validation: valid tensors pass", "[validation]") { require_ok(TensorCase().validate()); }
 
+TEST_CASE("validation: row strides of q and o", "[validation][strided]") {
+  TensorCase t;  // 12 tokens of 8 heads x head_dim
+  const int64_t row = 8 * int64_t(t.batch.config.head_dim);
+  t.tensors.q_row_stride = row + 2 * 2 * t.batch.config.head_dim;  // a fused QKV row
+  t.tensors.o_row_stride = row + 8;
+  require_ok(t.validate());
+  SECTION("shorter than a row") {
+    t.tensors.o_row_stride = row - 8;
+    const std::string named = "tensors.o_row_stride = " + std::to_string(row - 8);
+    require_status(t.validate(), StatusCode::kInvalidArgument,
+                   {named.c_str(), "must be 0 (contiguous) or a multiple of 8"});
+  }
+  SECTION("not 16-byte rows") {
+    t.tensors.q_row_stride = row + 4;
+    const std::string named = "tensors.q_row_stride = " + std::to_string(row + 4);
+    require_status(t.validate(), StatusCode::kInvalidArgument, {named.c_str()});
+  }
+  SECTION("negative") {
+    t.tensors.q_row_stride = -8;
+    require_status(t.validate(), StatusCode::kInvalidArgument, {"tensors.q_row_stride = -8"});
+  }
+  SECTION("the strided span counts for overlaps") {
+    // o starts inside the last q row's span only when q's rows are strided.
+    const int64_t q_span_bytes = (11 * t.tensors.q_row_stride + row) * 2;
+    t.tensors.o = static_cast<char*>(const_cast<void*>(t.tensors.q)) + (q_span_bytes - 256);
+    require_status(t.validate(), StatusCode::kInvalidArgument, {"tensors.o", "overlaps tensors.q"});
+    t.tensors.q_row_stride = 0;  // contiguous q ends before o
+    require_ok(t.validate());
+  }
+}
+
 TEST_CASE("validation: the page table at run", "[validation][device-page-table]") {
   TensorCase t;
   SECTION("refused where the plan holds its own copy") {

@@ -692,13 +692,19 @@ std::string describe(const BatchIndices& idx, const PrefillConfig& c) {
 // ---------------------------------------------------------------------------
 
 struct TensorBytes {
-  i128 q, kv, lse;
+  i128 q, o, kv, lse;
 };
 
-// Element counts from the shapes the tensors claim, as README's tensor conventions define them.
+// Element counts from the shapes the tensors claim, as README's tensor
+// conventions define them: q and o span (tokens - 1) row strides and one
+// row (a stride of 0 is a row).
 TensorBytes tensor_bytes(const PrefillConfig& c, const PrefillTensors& t) {
   const i128 rows = c.kv_format == KvFormat::kPaged ? i128(t.num_kv_rows) * c.page_size : i128(t.num_kv_rows);
-  return {i128(t.num_q_tokens) * c.num_qo_heads * c.head_dim * 2, rows * c.num_kv_heads * c.head_dim * 2,
+  const i128 row = i128(c.num_qo_heads) * c.head_dim;
+  auto span = [&](int64_t stride) {
+    return t.num_q_tokens <= 0 ? i128(0) : ((t.num_q_tokens - 1) * (stride != 0 ? i128(stride) : row) + row) * 2;
+  };
+  return {span(t.q_row_stride), span(t.o_row_stride), rows * c.num_kv_heads * c.head_dim * 2,
           c.options.return_lse ? i128(t.num_q_tokens) * c.num_qo_heads * 4 : 0};
 }
 
@@ -716,8 +722,14 @@ PrefillTensors random_tensors(Rng& rng, const PrefillConfig& c, int64_t plan_q, 
                         ? plan_kv + rng.pick<int64_t>({0, 0, rng.range(0, 100), rng.range(0, max_rows - plan_kv)})
                         : rng.pick<int64_t>({plan_kv - 1, max_rows, max_rows + 1, rng.edge_int64()});
   }
+  // Row strides of q and o: mostly contiguous, else fused-QKV-like, padded or broken.
+  const int64_t row = int64_t(c.num_qo_heads) * c.head_dim;
+  for (int64_t* stride : {&t.q_row_stride, &t.o_row_stride})
+    if (rng.percent(25))
+      *stride = rng.pick<int64_t>({row, row + 8 * rng.range(1, 64), row + 4, row - 8, -8, kInt32Max & ~int64_t(7),
+                                   kInt32Max + int64_t(1), rng.edge_int64()});
   const TensorBytes bytes = tensor_bytes(c, t);
-  const std::vector<uintptr_t> at = place_tensors(rng, {bytes.q, bytes.kv, bytes.kv, bytes.q, bytes.lse});
+  const std::vector<uintptr_t> at = place_tensors(rng, {bytes.q, bytes.kv, bytes.kv, bytes.o, bytes.lse});
   t.q = as_pointer(at[0]);
   t.k = as_pointer(at[1]);
   t.v = as_pointer(at[2]);
@@ -747,9 +759,16 @@ void tensor_rules(const PrefillConfig& c, int64_t plan_q, int64_t plan_kv, const
     r.invalid(i128(t.num_kv_rows) * c.num_kv_heads <= kInt32Max,
               "ragged: tensors.num_kv_rows * num_kv_heads <= INT32_MAX", "num_kv_rows");
   }
+  const int64_t row = int64_t(c.num_qo_heads) * c.head_dim;
+  r.invalid(t.q_row_stride == 0 || (t.q_row_stride >= row && t.q_row_stride <= kInt32Max && t.q_row_stride % 8 == 0),
+            "tensors.q_row_stride is 0 or a multiple of 8 in [num_qo_heads * head_dim, INT32_MAX]",
+            "tensors.q_row_stride");
+  r.invalid(t.o_row_stride == 0 || (t.o_row_stride >= row && t.o_row_stride <= kInt32Max && t.o_row_stride % 8 == 0),
+            "tensors.o_row_stride is 0 or a multiple of 8 in [num_qo_heads * head_dim, INT32_MAX]",
+            "tensors.o_row_stride");
   const TensorBytes bytes = tensor_bytes(c, t);
   const Span q{uintptr_t(t.q), bytes.q}, k{uintptr_t(t.k), bytes.kv}, v{uintptr_t(t.v), bytes.kv},
-      o{uintptr_t(t.o), bytes.q}, lse{uintptr_t(t.lse), bytes.lse};
+      o{uintptr_t(t.o), bytes.o}, lse{uintptr_t(t.lse), bytes.lse};
   r.invalid(q.bytes == 0 || q.address != 0, "tensors.q is not null unless empty", "tensors.q");
   r.invalid(k.bytes == 0 || k.address != 0, "tensors.k is not null unless empty", "tensors.k");
   r.invalid(v.bytes == 0 || v.address != 0, "tensors.v is not null unless empty", "tensors.v");
@@ -782,7 +801,8 @@ std::string describe(const PrefillTensors& t) {
   std::ostringstream out;
   out << "tensors{q " << hex(uintptr_t(t.q)) << ", k " << hex(uintptr_t(t.k)) << ", v " << hex(uintptr_t(t.v))
       << ", o " << hex(uintptr_t(t.o)) << ", lse " << hex(uintptr_t(t.lse)) << ", num_q_tokens " << t.num_q_tokens
-      << ", num_kv_rows " << t.num_kv_rows << ", kv_indices " << hex(uintptr_t(t.kv_indices)) << "}";
+      << ", num_kv_rows " << t.num_kv_rows << ", kv_indices " << hex(uintptr_t(t.kv_indices)) << ", q_row_stride "
+      << t.q_row_stride << ", o_row_stride " << t.o_row_stride << "}";
   return out.str();
 }
 
@@ -1034,8 +1054,17 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   const int64_t plan_q = plan_made ? idx.qo_indptr[idx.num_requests] : 0;
   const int64_t plan_kv = plan_made ? kv_units(idx) : 0;
   const PrefillTensors t = random_tensors(rng, cpp, plan_q, plan_kv);
-  const ptxattn_prefill_tensors tensors{random_struct_size<ptxattn_prefill_tensors>(rng), t.q, t.k, t.v, t.o, t.lse,
-                                        t.num_q_tokens, t.num_kv_rows, t.kv_indices};
+  const ptxattn_prefill_tensors tensors{random_struct_size<ptxattn_prefill_tensors>(rng),
+                                        t.q,
+                                        t.k,
+                                        t.v,
+                                        t.o,
+                                        t.lse,
+                                        t.num_q_tokens,
+                                        t.num_kv_rows,
+                                        t.kv_indices,
+                                        t.q_row_stride,
+                                        t.o_row_stride};
   const ptxattn_prefill_plan* run_plan = rng.percent(5) ? nullptr : plan;
   const ptxattn_prefill_tensors* tensors_arg = rng.percent(5) ? nullptr : &tensors;
   Rules run;

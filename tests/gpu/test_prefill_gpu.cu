@@ -1021,6 +1021,68 @@ TEST_CASE("prefill: a graph captured once replays correctly after re-planning te
   PTXATTN_CUDA_CHECK(cudaStreamDestroy(stream));
 }
 
+TEST_CASE("prefill: q as a view into a fused QKV row and o with padded rows give the bits of contiguous tensors",
+          "[gpu][prefill][strided]") {
+  std::vector<CaseSpec> specs;
+  CaseSpec decode;  // packed and split by the plan's rules
+  decode.num_qo_heads = 8, decode.num_kv_heads = 2;
+  decode.qo_lens = {1, 2}, decode.kv_lens = {4000, 900};
+  decode.options.causal = decode.options.return_lse = true;
+  specs.push_back(decode);
+  for (int i = 0; i < 6; ++i) {
+    CaseSpec spec = random_spec(9700 + uint64_t(i));
+    spec.options.return_lse = true;
+    specs.push_back(spec);
+  }
+  int checked = 0;
+  for (const CaseSpec& spec : specs) {
+    const HostCase c = make_case(spec);
+    if (!built_here(c) || c.num_q_tokens == 0) continue;
+    const int64_t row = int64_t(c.config.num_qo_heads) * c.config.head_dim;
+    const int64_t q_stride = row + 2 * int64_t(c.config.num_kv_heads) * c.config.head_dim;  // [q | k | v] per token
+    const int64_t o_stride = row + 64;
+    const size_t row_bytes = size_t(row) * sizeof(uint16_t);
+    DevicePrefillCase device(c);
+    DeviceBuffer qkv(size_t(c.num_q_tokens * q_stride) * sizeof(uint16_t));
+    DeviceBuffer o(size_t(c.num_q_tokens * o_stride) * sizeof(uint16_t));
+    qkv.fill_u32(pattern::kQuietNaN);  // the k and v parts: never read as q
+    PTXATTN_CUDA_CHECK(cudaMemcpy2D(qkv.get(), size_t(q_stride) * sizeof(uint16_t), c.q.data(), row_bytes, row_bytes,
+                                    size_t(c.num_q_tokens), cudaMemcpyHostToDevice));
+    for (KvLoadPath path : load_paths_for(c)) {
+      INFO(load_path_name(path) << " | " << c.describe());
+      const PrefillRun own = device.run(path, pollute_smem_nan);
+      REQUIRE(own.status.ok());
+      PrefillConfig config = c.config;
+      config.load_path = path;
+      PrefillPlan plan;
+      REQUIRE(plan_prefill(config, c.indices(), plan).ok());
+      o.fill_u32(pattern::kQuietNaN);
+      device.lse().fill_u32(pattern::kQuietNaN);
+      pollute_smem_nan();
+      PrefillTensors tensors = device.tensors();
+      tensors.q = qkv.get(), tensors.q_row_stride = q_stride;
+      tensors.o = o.get(), tensors.o_row_stride = o_stride;
+      const Status ran = run_prefill(plan, tensors, nullptr);
+      INFO(ran.message);
+      REQUIRE(ran.ok());
+      PTXATTN_CUDA_CHECK(cudaDeviceSynchronize());
+      const auto strided = download_vector<uint16_t>(o, size_t(c.num_q_tokens * o_stride));
+      const auto lse = download_vector<float>(device.lse(), own.lse.size());
+      int64_t differing = 0, padding_written = 0;
+      const uint16_t fill[2] = {uint16_t(pattern::kQuietNaN & 0xFFFFu), uint16_t(pattern::kQuietNaN >> 16)};
+      for (int64_t t = 0; t < c.num_q_tokens; ++t) {
+        for (int64_t e = 0; e < row; ++e) differing += strided[t * o_stride + e] != own.out[t * row + e];
+        for (int64_t e = row; e < o_stride; ++e) padding_written += strided[t * o_stride + e] != fill[e % 2];
+      }
+      CHECK(differing == 0);
+      CHECK(padding_written == 0);
+      CHECK(first_bit_difference(own.lse.data(), lse.data(), int64_t(lse.size())) == -1);
+      ++checked;
+    }
+  }
+  CHECK(checked > 0);
+}
+
 TEST_CASE("prefill: the page table at run is required, and refused where the plan holds its own",
           "[gpu][prefill][device-page-table]") {
   CaseSpec spec;
