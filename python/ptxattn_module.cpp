@@ -147,6 +147,15 @@ int64_t check_token_rows(const Tensor& t, const char* name, int device, nb::dlpa
   return t.shape(0) > 1 ? int64_t(t.stride(0)) : 0;
 }
 
+// The StateDType of a merge operand: bf16, fp16 or float32.
+template <typename Tensor>
+StateDType state_dtype(const Tensor& t, const char* name) {
+  if (t.dtype() == dlpack_dtype(DType::kBF16)) return StateDType::kBF16;
+  if (t.dtype() == dlpack_dtype(DType::kFP16)) return StateDType::kFP16;
+  if (t.dtype() == nb::dtype<float>()) return StateDType::kFP32;
+  bad_argument(std::string(name) + " must have dtype bfloat16, float16 or float32");
+}
+
 // The shape of a paged K or V pool (ptxattn.hpp's tensor conventions).
 std::vector<int64_t> pool_shape(KvLayout layout, int64_t pages, int64_t page_size, int64_t heads, int64_t head_dim) {
   if (layout == KvLayout::kNHD) return {pages, page_size, heads, head_dim};
@@ -437,6 +446,64 @@ NB_MODULE(_ptxattn, m) {
            nb::arg("v_cache"), nb::arg("q").none(), nb::arg("q_out").none(), nb::arg("rope").none(),
            nb::arg("stream"))
       .def_prop_ro("num_append_tokens", [](const Append& a) { return a.planned().num_append_tokens(); });
+
+  // Merging attention states (merge_states / merge_state in ptxattn.hpp):
+  // v in bf16, fp16 or float32, lse float32 (natural log); shapes checked
+  // here, the rest by the library.
+  m.def(
+      "merge_states",
+      [](const Input& v, const Input& lse, const Output& v_out, const std::optional<Output>& lse_out,
+         uintptr_t stream) {
+        const Input& view = v;
+        if (view.ndim() != 4) bad_argument("v must be [num_tokens, num_states, num_heads, head_dim]");
+        const int64_t tokens = view.shape(0), states = view.shape(1), heads = view.shape(2), d = view.shape(3);
+        const int device = view.device_id();
+        MergeStatesTensors t;
+        t.v_dtype = state_dtype(v, "v");
+        t.out_dtype = state_dtype(v_out, "v_out");
+        check_tensor(v, "v", device, v.dtype(), "its own", {tokens, states, heads, d});
+        check_tensor(lse, "s", device, nb::dtype<float>(), "float32", {tokens, states, heads});
+        check_tensor(v_out, "v_out", device, v_out.dtype(), "its own", {tokens, heads, d});
+        if (lse_out) check_tensor(*lse_out, "s_out", device, nb::dtype<float>(), "float32", {tokens, heads});
+        t.num_states = int32_t(std::min<int64_t>(states, INT32_MAX));
+        t.num_heads = int32_t(std::min<int64_t>(heads, INT32_MAX));
+        t.head_dim = int32_t(std::min<int64_t>(d, INT32_MAX));
+        t.num_tokens = tokens;
+        t.v = v.data(), t.lse = static_cast<const float*>(lse.data());
+        t.v_out = v_out.data(), t.lse_out = lse_out ? static_cast<float*>(lse_out->data()) : nullptr;
+        const DeviceGuard guard(device);
+        check(merge_states(t, as_stream(stream)));
+      },
+      nb::arg("v"), nb::arg("s"), nb::arg("v_out"), nb::arg("s_out").none(), nb::arg("stream"));
+
+  m.def(
+      "merge_state",
+      [](const Input& v_a, const Input& s_a, const Input& v_b, const Input& s_b, const Output& v_out,
+         const std::optional<Output>& s_out, uintptr_t stream) {
+        const Input& view = v_a;
+        if (view.ndim() != 3) bad_argument("v_a must be [num_tokens, num_heads, head_dim]");
+        const int64_t tokens = view.shape(0), heads = view.shape(1), d = view.shape(2);
+        const int device = view.device_id();
+        MergeStateTensors t;
+        t.v_dtype = state_dtype(v_a, "v_a");
+        t.out_dtype = state_dtype(v_out, "v_out");
+        check_tensor(v_a, "v_a", device, v_a.dtype(), "its own", {tokens, heads, d});
+        check_tensor(v_b, "v_b", device, v_a.dtype(), "v_a's", {tokens, heads, d});
+        check_tensor(s_a, "s_a", device, nb::dtype<float>(), "float32", {tokens, heads});
+        check_tensor(s_b, "s_b", device, nb::dtype<float>(), "float32", {tokens, heads});
+        check_tensor(v_out, "v_out", device, v_out.dtype(), "its own", {tokens, heads, d});
+        if (s_out) check_tensor(*s_out, "s_out", device, nb::dtype<float>(), "float32", {tokens, heads});
+        t.num_heads = int32_t(std::min<int64_t>(heads, INT32_MAX));
+        t.head_dim = int32_t(std::min<int64_t>(d, INT32_MAX));
+        t.num_tokens = tokens;
+        t.v_a = v_a.data(), t.lse_a = static_cast<const float*>(s_a.data());
+        t.v_b = v_b.data(), t.lse_b = static_cast<const float*>(s_b.data());
+        t.v_out = v_out.data(), t.lse_out = s_out ? static_cast<float*>(s_out->data()) : nullptr;
+        const DeviceGuard guard(device);
+        check(merge_state(t, as_stream(stream)));
+      },
+      nb::arg("v_a"), nb::arg("s_a"), nb::arg("v_b"), nb::arg("s_b"), nb::arg("v_out"), nb::arg("s_out").none(),
+      nb::arg("stream"));
 
   m.def(
       "build_rope_cos_sin_cache",

@@ -6,7 +6,8 @@ Entry points shaped like FlashInfer's (README, "Python"):
   prefill, decode (qo_len 1) and speculative verification alike;
 - BatchPrefillWithRaggedKVCacheWrapper: the same over ragged K/V;
 - apply_rope, apply_rope_pos_ids, apply_rope_with_cos_sin_cache, build_rope_cos_sin_cache;
-- append_paged_kv_cache.
+- append_paged_kv_cache;
+- merge_state, merge_states (attention states: natural-log lse, where FlashInfer's is base 2).
 
 Tensors come in through DLPack (torch, CuPy, JAX, ...), contiguous, on one CUDA
 device; q and out of attention may be strided between tokens (q as a view into
@@ -35,6 +36,8 @@ __all__ = [
     "apply_rope_pos_ids",
     "apply_rope_with_cos_sin_cache",
     "build_rope_cos_sin_cache",
+    "merge_state",
+    "merge_states",
 ]
 
 
@@ -437,3 +440,44 @@ def append_paged_kv_cache(append_key, append_value, append_indptr, paged_kv_cach
         rope.get("rotary_dim"), head_dim, rope.get("interleave", False), rope.get("rope_scale", 1.0),
         rope.get("rope_theta", 1e4), rope.get("llama31")))
     plan.run(append_key, append_value, k_cache, v_cache, q, q_out, rope_config, _stream(append_key, stream))
+
+
+# ---------------------------------------------------------------------------
+# Merging attention states
+# ---------------------------------------------------------------------------
+def merge_states(v, s, *, out=None, s_out=None, stream=None):
+    """Merges num_states attention states per token and head: v [num_tokens, num_states, num_heads, head_dim]
+    (bfloat16, float16 or float32), s [num_tokens, num_states, num_heads] float32, the NATURAL log of each
+    state's softmax denominator (FlashInfer's s is base 2: multiply it by ln 2). Returns (v_merged, s_merged):
+    v_merged [num_tokens, num_heads, head_dim] in v's dtype (or out's), s_merged float32. A state with
+    s = -inf is empty and skipped, whatever its v holds."""
+    _device(v, "v")
+    if out is None:
+        out = _empty(v, (v.shape[0], v.shape[2], v.shape[3]))
+    if s_out is None:
+        s_out = _empty(v, (v.shape[0], v.shape[2]), _float32(v))
+    torch_op = _torch_op(v, stream)
+    if torch_op:
+        ops, op_stream = torch_op
+        ops.merge_states(v, s, out, s_out, op_stream)
+    else:
+        _ptxattn.merge_states(v, s, out, s_out, _stream(v, stream))
+    return out, s_out
+
+
+def merge_state(v_a, s_a, v_b, s_b, *, out=None, s_out=None, stream=None):
+    """Merges two attention states per token and head (FlashInfer's merge_state): v_a, v_b [num_tokens,
+    num_heads, head_dim] of one dtype (bfloat16, float16 or float32), s_a, s_b [num_tokens, num_heads] float32,
+    natural log. Returns (v_merged, s_merged), as merge_states does for the two stacked."""
+    _device(v_a, "v_a")
+    if out is None:
+        out = _empty(v_a, tuple(v_a.shape))
+    if s_out is None:
+        s_out = _empty(v_a, tuple(s_a.shape), _float32(v_a))
+    torch_op = _torch_op(v_a, stream)
+    if torch_op:
+        ops, op_stream = torch_op
+        ops.merge_state(v_a, s_a, v_b, s_b, out, s_out, op_stream)
+    else:
+        _ptxattn.merge_state(v_a, s_a, v_b, s_b, out, s_out, _stream(v_a, stream))
+    return out, s_out

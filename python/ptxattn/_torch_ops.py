@@ -111,7 +111,20 @@ def build_rope_cos_sin_cache(out: torch.Tensor, max_position: int, rotary_dim: i
     _ptxattn.build_rope_cos_sin_cache(out.detach(), max_position, rope, _stream(out, stream))
 
 
+@torch.library.custom_op("ptxattn::merge_states", mutates_args=("v_out", "s_out"))
+def merge_states(v: torch.Tensor, s: torch.Tensor, v_out: torch.Tensor, s_out: torch.Tensor, stream: int) -> None:
+    v, s, v_out, s_out = _detached(v, s, v_out, s_out)
+    _ptxattn.merge_states(v, s, v_out, s_out, _stream(v, stream))
+
+
+@torch.library.custom_op("ptxattn::merge_state", mutates_args=("v_out", "s_out"))
+def merge_state(v_a: torch.Tensor, s_a: torch.Tensor, v_b: torch.Tensor, s_b: torch.Tensor, v_out: torch.Tensor,
+                s_out: torch.Tensor, stream: int) -> None:
+    v_a, s_a, v_b, s_b, v_out, s_out = _detached(v_a, s_a, v_b, s_b, v_out, s_out)
+    _ptxattn.merge_state(v_a, s_a, v_b, s_b, v_out, s_out, _stream(v_a, stream))
+
+
 # Every op only writes into tensors it was given: nothing to describe to the tracer.
 for _op in (attention, apply_rope, apply_rope_inplace, apply_rope_with_cos_sin_cache,
-            apply_rope_with_cos_sin_cache_inplace, build_rope_cos_sin_cache):
+            apply_rope_with_cos_sin_cache_inplace, build_rope_cos_sin_cache, merge_states, merge_state):
     _op.register_fake(lambda *args: None)

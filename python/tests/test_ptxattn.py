@@ -252,6 +252,31 @@ def test_torch_ops_trace_with_fake_tensors():
     assert "torch.ops.ptxattn.apply_rope.default" in graph.code
 
 
+def test_merge_ops_trace_with_fake_tensors():
+    torch = pytest.importorskip("torch")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        v = torch.empty(5, 3, 4, 64, device="cuda", dtype=torch.float32)
+        s = torch.empty(5, 3, 4, device="cuda")
+        v_merged, s_merged = ptxattn.merge_states(v, s)
+        assert v_merged.shape == (5, 4, 64) and v_merged.dtype == torch.float32 and s_merged.shape == (5, 4)
+        a = torch.empty(5, 4, 64, device="cuda", dtype=torch.bfloat16)
+        s_a = torch.empty(5, 4, device="cuda")
+        out, s_out = ptxattn.merge_state(a, s_a, a, s_a, out=torch.empty(5, 4, 64, device="cuda",
+                                                                        dtype=torch.float16))
+        assert out.dtype == torch.float16 and s_out.dtype == torch.float32
+
+
+def test_merge_needs_cuda_tensors():
+    torch = pytest.importorskip("torch")
+    v = torch.zeros(2, 2, 1, 8)
+    with pytest.raises(ValueError, match="v must be a CUDA tensor"):
+        ptxattn.merge_states(v, torch.zeros(2, 2, 1))
+    with pytest.raises(ValueError, match="v_a must be a CUDA tensor"):
+        ptxattn.merge_state(v[:, 0], v[:, 0, :, 0], v[:, 0], v[:, 0, :, 0])
+
+
 def test_torch_cpu_tensors_are_refused():
     torch = pytest.importorskip("torch")
     q = torch.zeros(4, 2, 64, dtype=torch.bfloat16)
@@ -362,6 +387,32 @@ def test_q_as_a_view_into_a_fused_qkv_projection():
     assert torch.isnan(padded[:, heads * head_dim:]).all(), "the padding of out was written"
     with pytest.raises(ValueError, match="strided between tokens only"):
         wrapper.run(b["q"].transpose(1, 2).contiguous().transpose(1, 2), b["k_cache"], b["v_cache"])
+
+
+@needs_gpu
+def test_merge_states_and_merge_state_match_the_reference():
+    import torch
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    tokens, states, heads, d = 37, 5, 4, 128
+    v = torch.randn((tokens, states, heads, d), generator=gen, device="cuda")
+    s = torch.randn((tokens, states, heads), generator=gen, device="cuda") * 4
+    s[:, 1] = float("-inf")  # an empty state everywhere ...
+    v[:, 1] = float("nan")   # ... whose v is never weighted
+    s[0] = float("-inf")     # a token whose states are all empty
+    v_merged, s_merged = ptxattn.merge_states(v, s, out=torch.full((tokens, heads, d), float("nan"), device="cuda"))
+    torch.cuda.synchronize()
+    weights = torch.softmax(s[1:], dim=1).nan_to_num(0.0)
+    want_v = torch.einsum("tsh,tshd->thd", weights, v[1:].nan_to_num(0.0))
+    torch.testing.assert_close(v_merged[1:], want_v, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s_merged[1:], torch.logsumexp(s[1:], dim=1), atol=1e-5, rtol=1e-5)
+    assert torch.equal(v_merged[0], torch.zeros_like(v_merged[0])) and torch.isneginf(s_merged[0]).all()
+    # Two states in separate tensors give the bits of the two stacked, in bf16 out too.
+    a, b = v[:, 2].to(torch.bfloat16), v[:, 3].to(torch.bfloat16)
+    pair, pair_s = ptxattn.merge_state(a, s[:, 2].contiguous(), b, s[:, 3].contiguous())
+    stacked, stacked_s = ptxattn.merge_states(torch.stack([a, b], dim=1), s[:, 2:4].contiguous())
+    torch.cuda.synchronize()
+    assert pair.dtype == torch.bfloat16
+    assert torch.equal(pair, stacked) and torch.equal(pair_s, stacked_s)
 
 
 @needs_gpu
