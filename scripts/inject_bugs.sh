@@ -14,7 +14,10 @@
 # whose workspace is NaN before every run; for page_index_unchecked (the
 # kernel uses a page-table entry given at run without checking it against
 # the pool) the device page-table tests "[device-page-table]", whose bad
-# entries must be reported and never read. Every injected bug must
+# entries must be reported and never read; for merge_past_batch (a graph
+# plan's split-KV merge writes every row of the capacity, not the batch's)
+# the graph tests "[graph]", whose rows past the batch must keep their NaN.
+# Every injected bug must
 # make its test fail. A baseline build without a bug must pass every test the
 # listed bugs are judged by, or the attribution means nothing.
 #
@@ -25,7 +28,7 @@
 #   --out DIR     logs go to DIR (default build-bugs-logs)
 #   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,
 #                 window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,
-#                 page_index_unchecked;
+#                 page_index_unchecked,merge_past_batch;
 #                 "none" is the baseline)
 #   --prefix P    build dirs are P<bug> (default build-bug-)
 #   --random      also run the prefill random suite on each build
@@ -43,7 +46,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
-bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,page_index_unchecked
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,page_index_unchecked,merge_past_batch
 while [ $# -gt 0 ]; do
   case $1 in
     --no-build) build=0 ;;
@@ -63,7 +66,7 @@ mkdir -p "$out"
 matrix_test="pollution matrix: prefill"
 # Bugs the matrix cannot see, each judged by a test of its own: the baseline
 # must pass every one of these tests, and each such bug must fail its own.
-declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [page_index_unchecked]="[device-page-table]")
+declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [page_index_unchecked]="[device-page-table]" [merge_past_batch]="[graph]")
 random_test="prefill: random cases match the reference through both load paths"
 summary=()
 all_ok=1 ran_any=0

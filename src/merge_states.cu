@@ -105,7 +105,13 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
   const int32_t units = p.head_dim / kMergeUnitElements;
   const int64_t thread = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t row = thread / units;  // token · num_heads + head
+#ifndef PTXATTN_INJECT_BUG_MERGE_PAST_BATCH
+  // RULE: a graph plan's merge writes the batch's rows only; the rest of o
+  // belongs to the caller.
   const int64_t tokens = p.live_tokens != nullptr ? *p.live_tokens : p.num_tokens;
+#else
+  const int64_t tokens = p.num_tokens;  // the bug: every row the capacity holds is written
+#endif
   if (row >= tokens * p.num_heads) return;
   const int32_t begin = int32_t(thread - row * units) * kMergeUnitElements;
   const int64_t token = row / p.num_heads;
