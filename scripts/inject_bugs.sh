@@ -10,8 +10,10 @@
 # (the merge kernel weights an empty state by 0 instead of skipping it; the
 # matrix runs no merge) the merge test "[merge][empty]", whose empty states
 # hold NaN; for split_state_unwritten (a split-KV chunk without visible keys
-# leaves its workspace state unwritten) the split-KV tests "[split-kv]",
-# whose workspace is NaN before every run. Every injected bug must
+# leaves its workspace state unwritten) and merge_skips_grid_wait (the merge,
+# launched while the prefill kernel still runs, reads the workspace without
+# waiting for it) the split-KV tests "[split-kv]", whose workspace is NaN
+# before every run. Every injected bug must
 # make its test fail. A baseline build without a bug must pass every test the
 # listed bugs are judged by, or the attribution means nothing.
 #
@@ -21,7 +23,8 @@
 #                 carried here: only <prefix><bug>/ptxattn-tests-gpu is needed)
 #   --out DIR     logs go to DIR (default build-bugs-logs)
 #   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,
-#                 window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten;
+#                 window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,
+#                 merge_skips_grid_wait;
 #                 "none" is the baseline)
 #   --prefix P    build dirs are P<bug> (default build-bug-)
 #   --random      also run the prefill random suite on each build
@@ -39,7 +42,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
-bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,merge_skips_grid_wait
 while [ $# -gt 0 ]; do
   case $1 in
     --no-build) build=0 ;;
@@ -59,7 +62,8 @@ mkdir -p "$out"
 matrix_test="pollution matrix: prefill"
 # Bugs the matrix cannot see, each judged by a test of its own: the baseline
 # must pass every one of these tests, and each such bug must fail its own.
-declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]")
+declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]"
+                      [merge_skips_grid_wait]="[split-kv]")
 random_test="prefill: random cases match the reference through both load paths"
 summary=()
 all_ok=1 ran_any=0
