@@ -62,8 +62,7 @@ mkdir -p "$out"
 matrix_test="pollution matrix: prefill"
 # Bugs the matrix cannot see, each judged by a test of its own: the baseline
 # must pass every one of these tests, and each such bug must fail its own.
-declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]"
-                      [merge_skips_grid_wait]="[split-kv]")
+declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [merge_skips_grid_wait]="[split-kv]")
 random_test="prefill: random cases match the reference through both load paths"
 summary=()
 all_ok=1 ran_any=0
