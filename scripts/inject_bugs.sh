@@ -16,9 +16,10 @@
 # the pool) the device page-table tests "[device-page-table]", whose bad
 # entries must be reported and never read; for merge_past_batch (a graph
 # plan's split-KV merge writes every row of the capacity, not the batch's)
-# the graph tests "[graph]", whose rows past the batch must keep their NaN.
-# Every injected bug must
-# make its test fail. A baseline build without a bug must pass every test the
+# the graph tests "[graph]", whose rows past the batch must keep their NaN;
+# for merge_skips_grid_wait (the merge, launched while the prefill kernel
+# still runs, reads the workspace without waiting for it) the split-KV tests
+# "[split-kv]". Every injected bug must make its test fail. A baseline build without a bug must pass every test the
 # listed bugs are judged by, or the attribution means nothing.
 #
 #   scripts/inject_bugs.sh [--no-build] [--out DIR] [--bugs LIST] [--random] [--timeout S] [--jobs N]
@@ -28,7 +29,8 @@
 #   --out DIR     logs go to DIR (default build-bugs-logs)
 #   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,
 #                 window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,
-#                 page_index_unchecked,merge_past_batch;
+#                 page_index_unchecked,merge_past_batch,
+#                 merge_skips_grid_wait;
 #                 "none" is the baseline)
 #   --prefix P    build dirs are P<bug> (default build-bug-)
 #   --random      also run the prefill random suite on each build
@@ -46,7 +48,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
-bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,page_index_unchecked,merge_past_batch
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,page_index_unchecked,merge_past_batch,merge_skips_grid_wait
 while [ $# -gt 0 ]; do
   case $1 in
     --no-build) build=0 ;;
@@ -66,7 +68,7 @@ mkdir -p "$out"
 matrix_test="pollution matrix: prefill"
 # Bugs the matrix cannot see, each judged by a test of its own: the baseline
 # must pass every one of these tests, and each such bug must fail its own.
-declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [page_index_unchecked]="[device-page-table]" [merge_past_batch]="[graph]")
+declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [page_index_unchecked]="[device-page-table]" [merge_past_batch]="[graph]" [merge_skips_grid_wait]="[split-kv]")
 random_test="prefill: random cases match the reference through both load paths"
 summary=()
 all_ok=1 ran_any=0

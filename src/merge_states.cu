@@ -16,12 +16,17 @@
 //   states stacked.
 // - State: no shared memory. An empty state's v is loaded (it lies inside
 //   the tensor) but only ever selected away, never multiplied (RULE below).
+// - Launched as the programmatic dependent of whatever runs before it in the
+//   stream (launch_merge_states), so it may start while that grid still runs:
+//   split-KV's prefill kernel lets it in at once. RULE: nothing is read or
+//   written before griddepcontrol.wait.
 #include <cstdint>
 #include <limits>
 #include <type_traits>
 
 #include "element_type.cuh"
 #include "merge_states_params.hpp"
+#include "ptx/griddepcontrol.cuh"
 
 namespace ptxattn::detail {
 namespace {
@@ -105,14 +110,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
   const int32_t units = p.head_dim / kMergeUnitElements;
   const int64_t thread = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t row = thread / units;  // token · num_heads + head
-#ifndef PTXATTN_INJECT_BUG_MERGE_PAST_BATCH
-  // RULE: a graph plan's merge writes the batch's rows only; the rest of o
-  // belongs to the caller.
-  const int64_t tokens = p.live_tokens != nullptr ? *p.live_tokens : p.num_tokens;
-#else
-  const int64_t tokens = p.num_tokens;  // the bug: every row the capacity holds is written
-#endif
-  if (row >= tokens * p.num_heads) return;
+  if (row >= p.num_tokens * p.num_heads) return;
   const int32_t begin = int32_t(thread - row * units) * kMergeUnitElements;
   const int64_t token = row / p.num_heads;
   const int64_t head = row - token * p.num_heads;
@@ -124,6 +122,14 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
   const float* lse_first = p.lse.first + token * p.lse.token_stride + head;
   const float* lse_rest = p.lse.rest + token * p.lse.token_stride + head;
 
+#ifndef PTXATTN_INJECT_BUG_MERGE_SKIPS_GRID_WAIT
+  ptx::griddepcontrol_wait();  // the states may come from the grid before this one
+#endif
+#ifndef PTXATTN_INJECT_BUG_MERGE_PAST_BATCH
+  // RULE: a graph plan's merge writes the batch's rows only; the rest of o
+  // belongs to the caller.
+  if (p.live_tokens != nullptr && token >= *p.live_tokens) return;
+#endif
   RunningState s;
   for (int32_t k0 = 0; k0 < p.num_states; k0 += kStateBatch) {
     float lse[kStateBatch];
@@ -189,8 +195,18 @@ cudaError_t launch_merge_states(const MergeParams& p, StateDType v_dtype, StateD
   if (kernel == nullptr) return cudaErrorInvalidValue;  // unreachable: the API refuses values outside StateDType
   // At most INT32_MAX rows x 128 units (API limits): under 2^31 CTAs of 256.
   const int64_t threads = p.num_tokens * p.num_heads * (p.head_dim / kMergeUnitElements);
-  kernel<<<unsigned((threads + kMergeThreads - 1) / kMergeThreads), kMergeThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(unsigned((threads + kMergeThreads - 1) / kMergeThreads));
+  config.blockDim = dim3(kMergeThreads);
+  config.stream = stream;
+  // Programmatic dependent launch: the kernel may be scheduled before the
+  // grid ahead of it ends, and waits for that grid's writes itself.
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernel, p);
 }
 
 }  // namespace ptxattn::detail

@@ -32,6 +32,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "ptx/griddepcontrol.cuh"
 #include "ptx/mbarrier.cuh"
 #include "ptx/setmaxnreg.cuh"
 #include "ptx/tma.cuh"
@@ -150,6 +151,13 @@ __global__ void __launch_bounds__(T::kThreads, 1)
       ptx::mbarrier_init(&s.v_empty[i], kEmptyArrivals);
     }
     ptx::fence_mbarrier_init();
+    // Split-KV: the merge of the chunks is launched right after this grid as
+    // its programmatic dependent (prefill_run.cpp), and waits for this grid's
+    // writes before it reads any (merge_states.cu). Letting it be scheduled
+    // now puts its CTAs on SMs this grid leaves free, so it starts as soon as
+    // this grid ends instead of a launch later. Without a split no dependent
+    // of ours is told anything: the next kernel is the caller's.
+    if (p.kv_splits > 1) ptx::griddepcontrol_launch_dependents();
   }
   __syncthreads();
 

@@ -812,10 +812,14 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
   struct PrefillLaunch {
     CaseSpec spec;
     KvLoadPath path;
+    int32_t kv_splits = 0;  // 0: the plan's rule (which splits none of the small cases)
   };
-  // 20 small prefills: page sizes 1..256 with partial last pages, both load
+  // 22 small prefills: page sizes 1..256 with partial last pages, both load
   // paths (also on the same case), ragged rows, NHD and HND, causal, window and
-  // soft cap, every head dim, both dtypes, GQA, empty requests; then a page
+  // soft cap, every head dim, both dtypes, GQA (packed where the rule packs:
+  // 607, 609, 610, 630), empty requests, and split-KV on both paths with
+  // chunks that see no key (630, 631: the partial states, the merge launched
+  // while the kernel runs, and its wait for the kernel's writes); then a page
   // table given at run with an entry past the pool.
   const std::vector<PrefillLaunch> prefills = {
       {B(601, bf16, 128, 2, 1).paged(nhd, 7).lengths({20, 3}, {40, 17}).causal(), KvLoadPath::kGather},
@@ -838,6 +842,8 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
       {B(627, bf16, 128, 2, 1).ragged().lengths({140}, {260}).causal(), KvLoadPath::kTma},
       {B(628, fp16, 64, 2, 1).paged(nhd, 16).lengths({130}, {131}).causal(), KvLoadPath::kGather},
       {B(629, bf16, 128, 2, 1).paged(nhd, 64).lengths({3}, {3}).causal(), KvLoadPath::kTma},
+      {B(630, bf16, 128, 4, 1).paged(nhd, 16).lengths({1, 3}, {300, 290}).causal(), KvLoadPath::kGather, 3},
+      {B(631, fp16, 64, 2, 1).paged(hnd, 64).lengths({2}, {700}).causal().window(40), KvLoadPath::kTma, 7},
   };
   int launched = 0, skipped = 0;
   for (const PrefillLaunch& launch : prefills) {
@@ -850,9 +856,11 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
     INFO(load_path_name(launch.path) << " | " << c.describe());
     const References refs = compute_references(c);
     DevicePrefillCase device(c);
-    const PrefillRun run = device.run(launch.path);
+    const PrefillRun run =
+        device.run(launch.path, {}, {WorkSchedule::kAuto, 0, "auto"}, KvBlock::kAuto, launch.kv_splits);
     INFO(run.status.message);
     REQUIRE(run.status.ok());
+    if (launch.kv_splits > 0) CHECK(run.kv_splits == launch.kv_splits);
     CHECK(reference_failure(c, refs, run) == "");
     ++launched;
   }

@@ -263,13 +263,22 @@ TEST_CASE("prefill: the seed scenario (RoPE cache build right before) changes no
 }
 
 TEST_CASE("prefill: a run captured in a CUDA graph replays correctly", "[gpu][prefill][graph]") {
-  const HostCase c = make_case(random_spec(4242));
+  // A random batch, and a decode batch in 4 KV chunks: its graph holds the
+  // merge as a programmatic dependent of the kernel.
+  CaseSpec split_decode;
+  split_decode.num_qo_heads = 8, split_decode.num_kv_heads = 2;
+  split_decode.qo_lens = {1, 2}, split_decode.kv_lens = {2000, 900};
+  split_decode.options.causal = true;
+  const int32_t splits = GENERATE(0, 4);
+  const HostCase c = make_case(splits == 0 ? random_spec(4242) : split_decode);
   const References refs = compute_references(c);
   DevicePrefillCase device(c);
   PrefillConfig config = c.config;
   config.options.return_lse = true;
+  config.kv_splits = splits;
   PrefillPlan plan;
   REQUIRE(plan_prefill(config, c.indices(), plan).ok());
+  if (splits > 0) CHECK(plan.chosen_kv_splits() == splits);
 
   cudaStream_t stream;
   PTXATTN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

@@ -8,7 +8,9 @@
 //     gather, zero fill outside the pool, and the page tail it does NOT zero;
 //   - an mbarrier ring (TMA producer warp, wgmma consumer warpgroup);
 //   - cp.async zero fill; ldmatrix/stmatrix fragments; mbarrier phases;
-//     setmaxnreg with a named-barrier handoff; ex2.approx.
+//     setmaxnreg with a named-barrier handoff; ex2.approx;
+//   - griddepcontrol: a grid launched early as a programmatic dependent
+//     waits for its prerequisite's writes.
 // Every kernel first fills the shared memory it uses with NaN (fill_shared),
 // so no test can pass on memory that happens to be clean.
 //
@@ -35,6 +37,7 @@
 #include "ptx/barrier.cuh"
 #include "ptx/cp_async.cuh"
 #include "ptx/cvt.cuh"
+#include "ptx/griddepcontrol.cuh"
 #include "ptx/ld_st.cuh"
 #include "ptx/mbarrier.cuh"
 #include "ptx/setmaxnreg.cuh"
@@ -1266,6 +1269,70 @@ TEST_CASE("ex2.approx: 2^-inf = +0, 2^+inf = +inf, relative error within 2^-21",
     const double want = std::exp2(double(x[i]));
     bad += !(std::fabs(y[i] - want) <= std::ldexp(want, -21));  // negated: a NaN (unwritten) is bad
   }
+  CHECK(bad == 0);
+}
+
+// ===========================================================================
+// griddepcontrol (programmatic dependent launch)
+// ===========================================================================
+
+constexpr int kPdlValues = 4096;
+constexpr long long kPdlWriterCycles = 1 << 20;  // about 0.6 ms: the dependent starts well before the end
+
+// The prerequisite: lets its dependent be scheduled at once, keeps it
+// waiting, then writes the values and, last, the done flag.
+__global__ void pdl_writer(uint32_t* values, uint32_t* done) {
+  ptx::griddepcontrol_launch_dependents();
+  const long long start = clock64();
+  while (clock64() - start < kPdlWriterCycles) {
+  }
+  for (int i = threadIdx.x; i < kPdlValues; i += blockDim.x) values[i] = uint32_t(i) + 1u;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    *reinterpret_cast<volatile uint32_t*>(done) = 1u;
+  }
+}
+
+// The dependent: notes whether the writer was still running when it started
+// (else the wait below is not put to the test), then waits and copies.
+__global__ void pdl_reader(const uint32_t* values, const uint32_t* done, uint32_t* copy, uint32_t* started_early) {
+  if (threadIdx.x == 0) *started_early = *reinterpret_cast<const volatile uint32_t*>(done) == 0u ? 1u : 0u;
+  ptx::griddepcontrol_wait();
+  for (int i = threadIdx.x; i < kPdlValues; i += blockDim.x) copy[i] = values[i];
+}
+
+TEST_CASE("griddepcontrol: a dependent launched while its prerequisite runs waits for the prerequisite's writes",
+          "[gpu][ptx][griddepcontrol]") {
+  DeviceBuffer values(sizeof(uint32_t) * kPdlValues), done(sizeof(uint32_t)), copy(sizeof(uint32_t) * kPdlValues),
+      started_early(sizeof(uint32_t));
+  values.fill_u32(0);
+  done.fill_u32(0);
+  copy.fill_u32(pattern::kQuietNaN);
+  started_early.fill_u32(7);  // neither answer: the reader must write it
+  cudaStream_t stream;
+  PTXATTN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  pdl_writer<<<1, kWarpgroupThreads, 0, stream>>>(values.as<uint32_t>(), done.as<uint32_t>());
+  PTXATTN_CUDA_CHECK(cudaGetLastError());
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(1);
+  config.blockDim = dim3(kWarpgroupThreads);
+  config.stream = stream;
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  PTXATTN_CUDA_CHECK(cudaLaunchKernelEx(&config, pdl_reader, static_cast<const uint32_t*>(values.as<uint32_t>()),
+                                        static_cast<const uint32_t*>(done.as<uint32_t>()), copy.as<uint32_t>(),
+                                        started_early.as<uint32_t>()));
+  PTXATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  PTXATTN_CUDA_CHECK(cudaStreamDestroy(stream));
+  CHECK(download_vector<uint32_t>(started_early, 1)[0] == 1u);
+  const std::vector<uint32_t> got = download_vector<uint32_t>(copy, kPdlValues);
+  size_t bad = 0;
+  for (int i = 0; i < kPdlValues; ++i) bad += got[i] != uint32_t(i) + 1u;
+  INFO(bad << " values read before the writer's");
   CHECK(bad == 0);
 }
 
