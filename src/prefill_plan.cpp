@@ -302,8 +302,6 @@ detail::PlanCounts capacity_counts(const PrefillConfig& config, const PlanCapaci
   return counts;
 }
 
-}  // namespace
-
 // What a graph plan asks of its config and batch: every choice the plan
 // would otherwise make per batch forced, and the batch within the capacity.
 Status check_graph_plan(const PrefillConfig& config, const BatchIndices& indices, const PlanCapacity& capacity,
@@ -517,8 +515,8 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
     stream = workspace->stream;
   }
   // The device the uploads go to (a batch without requests uploads nothing
-  // and plans without one, unless it is a graph plan's, which launches). Owned buffers of a plan made on another device
-  // are not reused.
+  // and plans without one, unless it is a graph plan's, which launches).
+  // Owned buffers of a plan made on another device are not reused.
   int device = impl.device;
   if (n > 0 || graph != nullptr) PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   if (impl.device >= 0 && impl.device != device) PTXATTN_RETURN_IF_ERROR(impl.release_buffers());
@@ -585,6 +583,8 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   impl.valid = true;
   return Status::Ok();
 }
+
+}  // namespace
 
 Status plan_prefill(const PrefillConfig& config, const BatchIndices& indices, PrefillPlan& plan) {
   return plan_batch(config, indices, nullptr, plan);
