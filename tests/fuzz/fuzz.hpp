@@ -236,6 +236,7 @@ void same_answer(Fuzzer& fuzzer, const char* entry, const Status& c, const Statu
 // Every target makes one input from `rng`, calls the entry points it covers and checks them.
 void fuzz_prefill(Rng& rng, Fuzzer& fuzzer);         // validate_*, plan_prefill, run_prefill (C++)
 void fuzz_prefill_tensors(Rng& rng, Fuzzer& fuzzer); // validate_prefill_tensors
+void fuzz_workspace(Rng& rng, Fuzzer& fuzzer);       // prefill_workspace_size, and batches within a capacity
 void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer);   // ptxattn_plan_prefill, ptxattn_run_prefill
 void fuzz_kv_block_range(Rng& rng, Fuzzer& fuzzer);  // the plan's per-tile key range
 void fuzz_rope(Rng& rng, Fuzzer& fuzzer);            // validate_rope_config, apply_rope, the cache functions

@@ -354,6 +354,7 @@ struct Target {
 constexpr Target kTargets[] = {
     {"prefill", fuzz::fuzz_prefill, 30},
     {"prefill_tensors", fuzz::fuzz_prefill_tensors, 12},
+    {"workspace", fuzz::fuzz_workspace, 6},
     {"prefill_c_api", fuzz::fuzz_prefill_c_api, 10},
     {"kv_block_range", fuzz::fuzz_kv_block_range, 4},
     {"rope", fuzz::fuzz_rope, 16},

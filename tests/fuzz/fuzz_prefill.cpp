@@ -26,10 +26,13 @@ using ptxattn::KvBlock;
 using ptxattn::KvFormat;
 using ptxattn::KvLayout;
 using ptxattn::KvLoadPath;
+using ptxattn::PlanCapacity;
+using ptxattn::PlanWorkspace;
 using ptxattn::PrefillConfig;
 using ptxattn::PrefillPlan;
 using ptxattn::PrefillTensors;
 using ptxattn::WorkSchedule;
+using ptxattn::WorkspaceSizes;
 
 // Longest page list the fuzzer lays out: enough for a kv_len of 2^30 at page
 // size 1024 and past it. Most batches list at most kUsualListedPages: long
@@ -944,6 +947,105 @@ void fuzz_prefill_tensors(Rng& rng, Fuzzer& fuzzer) {
   fuzzer.check("validate_prefill_tensors",
                ptxattn::validate_prefill_tensors(c, plan_q, plan_kv, t, device_page_table), rules, WhenValid::kOk,
                input);
+}
+
+void fuzz_workspace(Rng& rng, Fuzzer& fuzzer) {
+  // A config, with the per-batch choices forced half the time (what a graph
+  // plan needs), and a capacity, mostly valid.
+  PrefillConfig c = random_config(rng);
+  const bool forced = rng.percent(50);
+  if (forced) {
+    c.kv_splits = rng.pick({1, 1, 2, 3, 7, 16});
+    c.gqa_packing = rng.percent(50) ? GqaPacking::kOn : GqaPacking::kOff;
+    c.kv_block = KvBlock::kStandard;
+    c.schedule = WorkSchedule::kAuto;
+  }
+  const int64_t heads = std::max(1, c.num_qo_heads);
+  PlanCapacity cap;
+  cap.max_requests = rng.percent(92) ? int32_t(rng.range(0, 64)) : rng.pick({-1, INT32_MIN, rng.edge_int32()});
+  cap.max_q_tokens = rng.percent(92) ? rng.range(0, 3000)
+                                     : rng.pick<int64_t>({-1, kMaxTokens, kMaxTokens + 1, kInt32Max / heads,
+                                                          kInt32Max / heads + 1, rng.edge_int64()});
+  cap.max_kv_entries = rng.percent(50) ? 0 : rng.percent(90) ? rng.range(1, 4000)
+                                                             : rng.pick<int64_t>({-1, kInt32Max, kInt32Max + 1});
+  cap.max_kv_units = rng.percent(92) ? rng.range(0, 100000) : rng.pick<int64_t>({-1, kInt32Max + 1, rng.edge_int64()});
+  cap.num_sms = rng.percent(95) ? rng.pick({132, 114, 78, 8, 1}) : rng.pick({-1, INT32_MIN});
+  const auto input = [&] {
+    std::ostringstream out;
+    out << describe(c) << "\n    capacity{max_requests " << cap.max_requests << ", max_q_tokens " << cap.max_q_tokens
+        << ", max_kv_entries " << cap.max_kv_entries << ", num_sms " << cap.num_sms << ", max_kv_units "
+        << cap.max_kv_units << "}";
+    return out.str();
+  };
+  fuzzer.show(input);
+  Rules rules;
+  config_rules(c, rules);
+  rules.invalid(cap.max_requests >= 0, "capacity.max_requests >= 0", "capacity.max_requests");
+  rules.invalid(cap.max_q_tokens >= 0 && cap.max_q_tokens <= kMaxTokens, "capacity.max_q_tokens in [0, 2^30]",
+                "capacity.max_q_tokens");
+  rules.invalid(i128(cap.max_q_tokens) * c.num_qo_heads <= kInt32Max,
+                "capacity.max_q_tokens * num_qo_heads <= INT32_MAX", "capacity.max_q_tokens");
+  rules.invalid(cap.max_kv_entries >= 0 && cap.max_kv_entries <= kInt32Max, "capacity.max_kv_entries in [0, INT32_MAX]",
+                "capacity.max_kv_entries");
+  rules.invalid(cap.num_sms >= 0, "capacity.num_sms >= 0", "capacity.num_sms");
+  rules.invalid(cap.max_kv_units >= 0 && cap.max_kv_units <= kInt32Max, "capacity.max_kv_units in [0, INT32_MAX]",
+                "capacity.max_kv_units");
+  WorkspaceSizes sizes;
+  const Status sized = ptxattn::prefill_workspace_size(c, cap, &sizes);
+  fuzzer.check("prefill_workspace_size", sized, rules, WhenValid::kOk, input);
+  if (!sized.ok() || fuzzer.have_gpu()) return;  // below: made-up addresses, planned only where nothing uploads
+
+  // A paged batch within the capacity (its table on the host or at run, as
+  // a graph plan of it must take it), planned into a workspace of exactly
+  // those sizes: whatever else it meets, it is never refused for them. The
+  // plain plan takes one item per CTA and the graph plan has its SM count,
+  // so both reach the workspace checks without a device.
+  if (c.kv_format != KvFormat::kPaged || c.page_size < 1 || c.num_pages < 1) return;
+  const bool table_at_run = cap.max_kv_entries == 0;
+  Batch batch;
+  batch.num_requests = int32_t(rng.range(0, std::min(cap.max_requests, 64)));
+  batch.qo_indptr.push_back(0);
+  batch.kv_indptr.push_back(0);
+  int64_t tokens_left = cap.max_q_tokens, entries_left = table_at_run ? cap.max_kv_units : cap.max_kv_entries;
+  for (int32_t b = 0; b < batch.num_requests; ++b) {
+    const int64_t qo = rng.range(0, std::min<int64_t>(tokens_left, 200));
+    const int64_t pages = std::min<int64_t>(entries_left, (qo + rng.range(0, 3000) + c.page_size - 1) / c.page_size);
+    tokens_left -= qo, entries_left -= pages;
+    batch.qo_indptr.push_back(batch.qo_indptr.back() + int32_t(qo));
+    batch.kv_indptr.push_back(batch.kv_indptr.back() + int32_t(pages));
+    batch.last_page_len.push_back(pages == 0 ? 0 : int32_t(rng.range(1, c.page_size)));
+  }
+  batch.kv_indices.assign(size_t(std::max(1, batch.kv_indptr.back())), 0);
+  if (batch.last_page_len.empty()) batch.last_page_len.push_back(0);
+  batch.null_indices = table_at_run;
+  const BatchIndices idx = batch.view();
+  Rules valid;
+  batch_rules(c, idx, valid);
+  if (!valid.ok()) return;  // e.g. causal with qo_len > kv_len: not what this checks
+  PlanWorkspace workspace{reinterpret_cast<void*>(uintptr_t(1) << 44), sizes.device_bytes,
+                          reinterpret_cast<void*>(uintptr_t(1) << 45), sizes.host_bytes, nullptr};
+  PrefillConfig plain = c;
+  plain.schedule = WorkSchedule::kOneItemPerCta;
+  if (plain.kv_splits == 0) plain.kv_splits = 1;  // the rule asks the device for its SMs
+  WorkspaceSizes plain_sizes;
+  if (!ptxattn::prefill_workspace_size(plain, cap, &plain_sizes).ok()) return;
+  workspace.device_bytes = plain_sizes.device_bytes, workspace.host_bytes = plain_sizes.host_bytes;
+  PrefillPlan plan;
+  const auto refused_for_size = [](const Status& s) {
+    return s.message.find("workspace.device_bytes") != std::string::npos ||
+           s.message.find("workspace.host_bytes") != std::string::npos;
+  };
+  const Status planned = ptxattn::plan_prefill(plain, idx, workspace, plan);
+  fuzzer.require(!refused_for_size(planned), "plan_prefill(workspace)",
+                 "a batch within the capacity fits a workspace of prefill_workspace_size's bytes",
+                 [&] { return input() + "\n    " + describe(idx, plain) + "\n    " + planned.message; });
+  if (!forced) return;
+  workspace.device_bytes = sizes.device_bytes, workspace.host_bytes = sizes.host_bytes;
+  workspace.graph_capacity = &cap;
+  const Status graph = ptxattn::plan_prefill(c, idx, workspace, plan);
+  fuzzer.require(!refused_for_size(graph), "plan_prefill(graph)",
+                 "a batch within a graph capacity fits a workspace of prefill_workspace_size's bytes",
+                 [&] { return input() + "\n    " + describe(idx, c) + "\n    " + graph.message; });
 }
 
 namespace {
