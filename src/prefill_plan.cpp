@@ -237,6 +237,14 @@ Status resolve_schedule(const PrefillConfig& c, int64_t num_items, WorkSchedule*
 
 namespace {
 
+// The SM count of the current device.
+Status current_device_sms(int32_t* sms) {
+  int device = 0;
+  PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, device));
+  return Status::Ok();
+}
+
 // Checks a capacity against a valid config and fills in its SM count.
 Status check_capacity(const PrefillConfig& config, const PlanCapacity& capacity, int32_t* sms) {
   if (capacity.max_requests < 0)
@@ -253,11 +261,7 @@ Status check_capacity(const PrefillConfig& config, const PlanCapacity& capacity,
   if (capacity.max_kv_units < 0 || capacity.max_kv_units > std::numeric_limits<int32_t>::max())
     return detail::invalid_argument("capacity.max_kv_units = ", capacity.max_kv_units, " is outside [0, INT32_MAX]");
   *sms = capacity.num_sms;
-  if (*sms == 0) {
-    int device = 0;
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, device));
-  }
+  if (*sms == 0) PTXATTN_RETURN_IF_ERROR(current_device_sms(sms));
   return Status::Ok();
 }
 
@@ -335,7 +339,7 @@ Status check_graph_plan(const PrefillConfig& config, const BatchIndices& indices
                        "max_kv_entries = "
                      : "indices.kv_indices is given, but the graph capacity's max_kv_entries = ",
         capacity.max_kv_entries, ": a graph plan keeps one form of the page table (max_kv_entries 0: at run)");
-  const int64_t units = detail::kv_units(config, indices);
+  const int64_t units = detail::kv_units(indices);
   if (paged && !table_at_run && units > capacity.max_kv_entries)
     return detail::invalid_argument("indices.kv_indices holds ", units,
                                     " entries, more than the graph capacity's max_kv_entries = ",
@@ -413,11 +417,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   // empty batch plans without a device).
   int32_t num_sms = 0;
   auto sm_count = [&](int32_t* sms) -> Status {
-    if (num_sms == 0) {
-      int device = 0;
-      PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-      PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
-    }
+    if (num_sms == 0) PTXATTN_RETURN_IF_ERROR(current_device_sms(&num_sms));
     *sms = num_sms;
     return Status::Ok();
   };
@@ -476,7 +476,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
     lists.cta_indptr.resize(size_t(num_ctas) + 1, lists.cta_indptr.back());
   }
 
-  const int64_t kv_units = detail::kv_units(config, indices);
+  const int64_t kv_units = detail::kv_units(indices);
   const bool device_page_table = paged && indices.kv_indices == nullptr;
   detail::PlanCounts counts;
   counts.requests = n;

@@ -114,7 +114,8 @@ class PrefillPlanImpl {
   // cta_indptr[num_ctas + 1] (persistent), int32 items (when listed), the
   // page-table copy int32[num_kv_rows] (host table only), the page-table
   // error word (uint64: the lowest bad entry the runs met, PrefillParams::
-  // page_table_error; kNoPageTableError when none), and the split-KV states
+  // page_table_error; kNoPageTableError when none), a graph plan's query
+  // tokens (int64, which its merge reads), and the split-KV states
   // float32 [num_q_tokens][kv_splits][num_qo_heads][head_dim] and
   // [num_q_tokens][kv_splits][num_qo_heads], which the runs write and merge
   // (through a const plan: one plan's runs must not overlap in time).

@@ -169,6 +169,11 @@ Status check_page_table_errors(const PrefillPlan& plan, cudaStream_t stream) {
   if (!impl.device_page_table || impl.num_tiles == 0 || impl.num_kv_rows == 0)
     return Status::Ok();  // no table the kernel checks
   PTXATTN_RETURN_IF_ERROR(impl.check_device());
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  PTXATTN_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(stream, &capturing));
+  if (capturing != cudaStreamCaptureStatusNone)
+    return detail::invalid_argument("check_page_table_errors waits for the stream, which is being captured: call "
+                                    "it outside the capture");
   unsigned long long code = detail::kNoPageTableError;
   auto* record = impl.region<unsigned long long>(impl.layout.page_table_error);
   PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&code, record, sizeof(code), cudaMemcpyDeviceToHost, stream));

@@ -257,7 +257,8 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
                                 const PrefillTensors& tensors, bool device_page_table) {
   if (tensors.num_q_tokens != plan_num_q_tokens)
     return plan_mismatch("tensors.num_q_tokens = ", tensors.num_q_tokens, " differs from the plan's ",
-                         plan_num_q_tokens, " query tokens (indices.qo_indptr[num_requests])");
+                         plan_num_q_tokens, " query tokens (indices.qo_indptr[num_requests], or a graph plan's "
+                         "capacity.max_q_tokens)");
   const bool paged = config.kv_format == KvFormat::kPaged;
   if (paged && tensors.num_kv_rows != config.num_pages)
     return plan_mismatch("tensors.num_kv_rows = ", tensors.num_kv_rows, " differs from the plan's page pool of ",
@@ -265,7 +266,7 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
   // Ragged K/V buffers may hold padding rows after the last request's rows.
   if (!paged && tensors.num_kv_rows < plan_num_kv_rows)
     return plan_mismatch("tensors.num_kv_rows = ", tensors.num_kv_rows, " is fewer than the plan's ", plan_num_kv_rows,
-                         " K/V rows (indices.kv_indptr[num_requests])");
+                         " K/V rows (indices.kv_indptr[num_requests], or a graph plan's capacity.max_kv_units)");
   if (!paged && product_exceeds(tensors.num_kv_rows, config.num_kv_heads, kMaxRows))
     return invalid_argument("tensors.num_kv_rows * config.num_kv_heads = ", tensors.num_kv_rows, " * ",
                             config.num_kv_heads, " K/V rows exceed INT32_MAX (rows are indexed with int32)");
@@ -337,7 +338,7 @@ RequestKv request_kv(const PrefillConfig& config, const BatchIndices& indices, i
   return {start, units == 0 ? 0 : config.page_size * (units - 1) + indices.kv_last_page_len[b]};
 }
 
-int64_t kv_units(const PrefillConfig& /*config*/, const BatchIndices& indices) {
+int64_t kv_units(const BatchIndices& indices) {
   if (block_table_form(indices)) return int64_t(indices.num_requests) * indices.block_table_stride;
   return indices.kv_indptr[indices.num_requests];
 }

@@ -58,7 +58,7 @@ RequestKv request_kv(const PrefillConfig& config, const BatchIndices& indices, i
 
 // Page-table entries a paged batch's table holds (kv_indptr[num_requests],
 // or num_requests * block_table_stride), or a ragged batch's K/V rows.
-int64_t kv_units(const PrefillConfig& config, const BatchIndices& indices);
+int64_t kv_units(const BatchIndices& indices);
 
 // Whether indices are in the block-table form (either of its fields set).
 inline bool block_table_form(const BatchIndices& indices) {

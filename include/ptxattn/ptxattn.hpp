@@ -121,8 +121,8 @@ struct PrefillConfig {
   // persistent; kOneItemPerCta refuses it.
   int32_t max_ctas = 0;
   // Split-KV: cut each query tile's KV range into this many chunks, run the
-  // chunks as separate work items that write float32 partial states into a
-  // workspace the plan owns, and merge them (merge_states) after the kernel.
+  // chunks as separate work items that write float32 partial states into the
+  // plan's workspace (its own or the caller's), and merge them (merge_states) after the kernel.
   // 0: the plan's rule (PrefillPlan::chosen_kv_splits; docs/kernels.md,
   // "Split-KV": only batches with fewer work items than SMs are split);
   // 1: never; 2..64: exactly that many (for tests and benchmarks; a chunk
@@ -312,7 +312,8 @@ bool tma_load_path_supported(const PrefillConfig& config);
 // Launches the prefill on `stream`. Checks the tensors against the plan
 // (pointers, 16-byte alignment, shapes) and, when there is work to launch,
 // that the current device is the one the plan was made on (kPlanMismatch).
-// Re-planning on another device frees the plan's buffers and allocates anew.
+// Re-planning on another device frees a workspace the plan owns and
+// allocates anew (a caller's workspace must be on the current device).
 Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaStream_t stream);
 
 // The page-table entry outside the pool, of the lowest position, that the
@@ -322,8 +323,9 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
 // while a stream is being captured), then returns kInvalidArgument naming
 // the entry, its value and its request, or Ok, and clears the record. A
 // run with a bad entry computes its other requests correctly and never
-// reads outside the pool. Refuses (kPlanMismatch) a current device other
-// than the plan's.
+// reads outside the pool. Where there is a table to check, refuses
+// (kPlanMismatch) a current device other than the plan's, and
+// (kInvalidArgument) a stream that is being captured.
 Status check_page_table_errors(const PrefillPlan& plan, cudaStream_t stream);
 
 // One API for every query length. Decode (qo_len 1), speculative
@@ -337,6 +339,7 @@ using AttentionPlan = PrefillPlan;
 inline Status plan_attention(const AttentionConfig& config, const BatchIndices& indices, AttentionPlan& plan) {
   return plan_prefill(config, indices, plan);
 }
+// (C: ptxattn_plan_prefill_in; the C aliases cover the calls without a workspace.)
 inline Status plan_attention(const AttentionConfig& config, const BatchIndices& indices,
                              const PlanWorkspace& workspace, AttentionPlan& plan) {
   return plan_prefill(config, indices, workspace, plan);

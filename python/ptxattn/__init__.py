@@ -452,6 +452,8 @@ def merge_states(v, s, *, out=None, s_out=None, stream=None):
     v_merged [num_tokens, num_heads, head_dim] in v's dtype (or out's), s_merged float32. A state with
     s = -inf is empty and skipped, whatever its v holds."""
     _device(v, "v")
+    if len(v.shape) != 4:
+        raise ValueError(f"v must be [num_tokens, num_states, num_heads, head_dim], not of shape {tuple(v.shape)}")
     if out is None:
         out = _empty(v, (v.shape[0], v.shape[2], v.shape[3]))
     if s_out is None:
@@ -470,6 +472,9 @@ def merge_state(v_a, s_a, v_b, s_b, *, out=None, s_out=None, stream=None):
     num_heads, head_dim] of one dtype (bfloat16, float16 or float32), s_a, s_b [num_tokens, num_heads] float32,
     natural log. Returns (v_merged, s_merged), as merge_states does for the two stacked."""
     _device(v_a, "v_a")
+    if len(v_a.shape) != 3 or len(s_a.shape) != 2:
+        raise ValueError(f"v_a must be [num_tokens, num_heads, head_dim] and s_a [num_tokens, num_heads], not of "
+                         f"shapes {tuple(v_a.shape)} and {tuple(s_a.shape)}")
     if out is None:
         out = _empty(v_a, tuple(v_a.shape))
     if s_out is None:

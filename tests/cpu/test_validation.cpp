@@ -331,7 +331,7 @@ TEST_CASE("validation: the block-table form", "[validation][device-page-table]")
   const detail::RequestKv second = detail::request_kv(batch.config, indices, 2);
   CHECK(second.start == 8);
   CHECK(second.len == 48);
-  CHECK(detail::kv_units(batch.config, indices) == 12);
+  CHECK(detail::kv_units(indices) == 12);
   SECTION("paged only") {
     batch.config.kv_format = KvFormat::kRagged;
     batch.config.page_size = 0, batch.config.num_pages = 0;

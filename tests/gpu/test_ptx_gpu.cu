@@ -1277,7 +1277,7 @@ TEST_CASE("ex2.approx: 2^-inf = +0, 2^+inf = +inf, relative error within 2^-21",
 // ===========================================================================
 
 constexpr int kPdlValues = 4096;
-constexpr long long kPdlWriterCycles = 1 << 20;  // about 0.6 ms: the dependent starts well before the end
+constexpr long long kPdlWriterCycles = 1 << 24;  // about 9 ms: the dependent (loaded lazily) starts well before the end
 
 // The prerequisite: lets its dependent be scheduled at once, keeps it
 // waiting, then writes the values and, last, the done flag.
