@@ -949,105 +949,6 @@ void fuzz_prefill_tensors(Rng& rng, Fuzzer& fuzzer) {
                input);
 }
 
-void fuzz_workspace(Rng& rng, Fuzzer& fuzzer) {
-  // A config, with the per-batch choices forced half the time (what a graph
-  // plan needs), and a capacity, mostly valid.
-  PrefillConfig c = random_config(rng);
-  const bool forced = rng.percent(50);
-  if (forced) {
-    c.kv_splits = rng.pick({1, 1, 2, 3, 7, 16});
-    c.gqa_packing = rng.percent(50) ? GqaPacking::kOn : GqaPacking::kOff;
-    c.kv_block = KvBlock::kStandard;
-    c.schedule = WorkSchedule::kAuto;
-  }
-  const int64_t heads = std::max(1, c.num_qo_heads);
-  PlanCapacity cap;
-  cap.max_requests = rng.percent(92) ? int32_t(rng.range(0, 64)) : rng.pick({-1, INT32_MIN, rng.edge_int32()});
-  cap.max_q_tokens = rng.percent(92) ? rng.range(0, 3000)
-                                     : rng.pick<int64_t>({-1, kMaxTokens, kMaxTokens + 1, kInt32Max / heads,
-                                                          kInt32Max / heads + 1, rng.edge_int64()});
-  cap.max_kv_entries = rng.percent(50) ? 0 : rng.percent(90) ? rng.range(1, 4000)
-                                                             : rng.pick<int64_t>({-1, kInt32Max, kInt32Max + 1});
-  cap.max_kv_units = rng.percent(92) ? rng.range(0, 100000) : rng.pick<int64_t>({-1, kInt32Max + 1, rng.edge_int64()});
-  cap.num_sms = rng.percent(95) ? rng.pick({132, 114, 78, 8, 1}) : rng.pick({-1, INT32_MIN});
-  const auto input = [&] {
-    std::ostringstream out;
-    out << describe(c) << "\n    capacity{max_requests " << cap.max_requests << ", max_q_tokens " << cap.max_q_tokens
-        << ", max_kv_entries " << cap.max_kv_entries << ", num_sms " << cap.num_sms << ", max_kv_units "
-        << cap.max_kv_units << "}";
-    return out.str();
-  };
-  fuzzer.show(input);
-  Rules rules;
-  config_rules(c, rules);
-  rules.invalid(cap.max_requests >= 0, "capacity.max_requests >= 0", "capacity.max_requests");
-  rules.invalid(cap.max_q_tokens >= 0 && cap.max_q_tokens <= kMaxTokens, "capacity.max_q_tokens in [0, 2^30]",
-                "capacity.max_q_tokens");
-  rules.invalid(i128(cap.max_q_tokens) * c.num_qo_heads <= kInt32Max,
-                "capacity.max_q_tokens * num_qo_heads <= INT32_MAX", "capacity.max_q_tokens");
-  rules.invalid(cap.max_kv_entries >= 0 && cap.max_kv_entries <= kInt32Max, "capacity.max_kv_entries in [0, INT32_MAX]",
-                "capacity.max_kv_entries");
-  rules.invalid(cap.num_sms >= 0, "capacity.num_sms >= 0", "capacity.num_sms");
-  rules.invalid(cap.max_kv_units >= 0 && cap.max_kv_units <= kInt32Max, "capacity.max_kv_units in [0, INT32_MAX]",
-                "capacity.max_kv_units");
-  WorkspaceSizes sizes;
-  const Status sized = ptxattn::prefill_workspace_size(c, cap, &sizes);
-  fuzzer.check("prefill_workspace_size", sized, rules, WhenValid::kOk, input);
-  if (!sized.ok() || fuzzer.have_gpu()) return;  // below: made-up addresses, planned only where nothing uploads
-
-  // A paged batch within the capacity (its table on the host or at run, as
-  // a graph plan of it must take it), planned into a workspace of exactly
-  // those sizes: whatever else it meets, it is never refused for them. The
-  // plain plan takes one item per CTA and the graph plan has its SM count,
-  // so both reach the workspace checks without a device.
-  if (c.kv_format != KvFormat::kPaged || c.page_size < 1 || c.num_pages < 1) return;
-  const bool table_at_run = cap.max_kv_entries == 0;
-  Batch batch;
-  batch.num_requests = int32_t(rng.range(0, std::min(cap.max_requests, 64)));
-  batch.qo_indptr.push_back(0);
-  batch.kv_indptr.push_back(0);
-  int64_t tokens_left = cap.max_q_tokens, entries_left = table_at_run ? cap.max_kv_units : cap.max_kv_entries;
-  for (int32_t b = 0; b < batch.num_requests; ++b) {
-    const int64_t qo = rng.range(0, std::min<int64_t>(tokens_left, 200));
-    const int64_t pages = std::min<int64_t>(entries_left, (qo + rng.range(0, 3000) + c.page_size - 1) / c.page_size);
-    tokens_left -= qo, entries_left -= pages;
-    batch.qo_indptr.push_back(batch.qo_indptr.back() + int32_t(qo));
-    batch.kv_indptr.push_back(batch.kv_indptr.back() + int32_t(pages));
-    batch.last_page_len.push_back(pages == 0 ? 0 : int32_t(rng.range(1, c.page_size)));
-  }
-  batch.kv_indices.assign(size_t(std::max(1, batch.kv_indptr.back())), 0);
-  if (batch.last_page_len.empty()) batch.last_page_len.push_back(0);
-  batch.null_indices = table_at_run;
-  const BatchIndices idx = batch.view();
-  Rules valid;
-  batch_rules(c, idx, valid);
-  if (!valid.ok()) return;  // e.g. causal with qo_len > kv_len: not what this checks
-  PlanWorkspace workspace{reinterpret_cast<void*>(uintptr_t(1) << 44), sizes.device_bytes,
-                          reinterpret_cast<void*>(uintptr_t(1) << 45), sizes.host_bytes, nullptr};
-  PrefillConfig plain = c;
-  plain.schedule = WorkSchedule::kOneItemPerCta;
-  if (plain.kv_splits == 0) plain.kv_splits = 1;  // the rule asks the device for its SMs
-  WorkspaceSizes plain_sizes;
-  if (!ptxattn::prefill_workspace_size(plain, cap, &plain_sizes).ok()) return;
-  workspace.device_bytes = plain_sizes.device_bytes, workspace.host_bytes = plain_sizes.host_bytes;
-  PrefillPlan plan;
-  const auto refused_for_size = [](const Status& s) {
-    return s.message.find("workspace.device_bytes") != std::string::npos ||
-           s.message.find("workspace.host_bytes") != std::string::npos;
-  };
-  const Status planned = ptxattn::plan_prefill(plain, idx, workspace, plan);
-  fuzzer.require(!refused_for_size(planned), "plan_prefill(workspace)",
-                 "a batch within the capacity fits a workspace of prefill_workspace_size's bytes",
-                 [&] { return input() + "\n    " + describe(idx, plain) + "\n    " + planned.message; });
-  if (!forced) return;
-  workspace.device_bytes = sizes.device_bytes, workspace.host_bytes = sizes.host_bytes;
-  workspace.graph_capacity = &cap;
-  const Status graph = ptxattn::plan_prefill(c, idx, workspace, plan);
-  fuzzer.require(!refused_for_size(graph), "plan_prefill(graph)",
-                 "a batch within a graph capacity fits a workspace of prefill_workspace_size's bytes",
-                 [&] { return input() + "\n    " + describe(idx, c) + "\n    " + graph.message; });
-}
-
 namespace {
 
 void bool_rule(Rules& r, int32_t value, const char* rule, const char* needle) {
@@ -1056,6 +957,32 @@ void bool_rule(Rules& r, int32_t value, const char* rule, const char* needle) {
 
 int32_t c_bool(Rng& rng, bool value) {
   return rng.percent(85) ? int32_t(value) : rng.pick({2, -1, INT32_MIN, INT32_MAX, rng.edge_int32()});
+}
+
+// The C struct of a C++ config, struct_size the library's and its booleans 0 or 1.
+ptxattn_prefill_config to_c(const PrefillConfig& cpp) {
+  ptxattn_prefill_config config;
+  config.struct_size = sizeof(ptxattn_prefill_config);
+  config.dtype = int32_t(cpp.dtype);
+  config.num_qo_heads = cpp.num_qo_heads;
+  config.num_kv_heads = cpp.num_kv_heads;
+  config.head_dim = cpp.head_dim;
+  config.kv_format = int32_t(cpp.kv_format);
+  config.kv_layout = int32_t(cpp.kv_layout);
+  config.page_size = cpp.page_size;
+  config.num_pages = cpp.num_pages;
+  config.options.causal = int32_t(cpp.options.causal);
+  config.options.window_left = cpp.options.window_left;
+  config.options.logits_soft_cap = cpp.options.logits_soft_cap;
+  config.options.sm_scale = cpp.options.sm_scale;
+  config.options.return_lse = int32_t(cpp.options.return_lse);
+  config.load_path = int32_t(cpp.load_path);
+  config.schedule = int32_t(cpp.schedule);
+  config.max_ctas = cpp.max_ctas;
+  config.kv_block = int32_t(cpp.kv_block);
+  config.kv_splits = cpp.kv_splits;
+  config.gqa_packing = int32_t(cpp.gqa_packing);
+  return config;
 }
 
 }  // namespace
@@ -1068,27 +995,10 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
   keep_claims(cpp, batch);
   const BatchIndices idx = batch.view();
 
-  ptxattn_prefill_config config;
+  ptxattn_prefill_config config = to_c(cpp);
   config.struct_size = random_struct_size<ptxattn_prefill_config>(rng);
-  config.dtype = int32_t(cpp.dtype);
-  config.num_qo_heads = cpp.num_qo_heads;
-  config.num_kv_heads = cpp.num_kv_heads;
-  config.head_dim = cpp.head_dim;
-  config.kv_format = int32_t(cpp.kv_format);
-  config.kv_layout = int32_t(cpp.kv_layout);
-  config.page_size = cpp.page_size;
-  config.num_pages = cpp.num_pages;
   config.options.causal = c_bool(rng, cpp.options.causal);
-  config.options.window_left = cpp.options.window_left;
-  config.options.logits_soft_cap = cpp.options.logits_soft_cap;
-  config.options.sm_scale = cpp.options.sm_scale;
   config.options.return_lse = c_bool(rng, cpp.options.return_lse);
-  config.load_path = int32_t(cpp.load_path);
-  config.schedule = int32_t(cpp.schedule);
-  config.max_ctas = cpp.max_ctas;
-  config.kv_block = int32_t(cpp.kv_block);
-  config.kv_splits = cpp.kv_splits;
-  config.gqa_packing = int32_t(cpp.gqa_packing);
   const ptxattn_batch_indices indices{random_struct_size<ptxattn_batch_indices>(rng),
                                       idx.num_requests,
                                       idx.qo_indptr,
@@ -1228,6 +1138,152 @@ void fuzz_kv_block_range(Rng& rng, Fuzzer& fuzzer) {
                           "), expected " + std::to_string(int64_t(count)) + " blocks from " +
                           std::to_string(int64_t(key_first / block_kv));
                  });
+}
+
+void fuzz_workspace(Rng& rng, Fuzzer& fuzzer) {
+  // A config, with the per-batch choices forced half the time (what a graph
+  // plan needs), and a capacity, mostly valid.
+  PrefillConfig c = random_config(rng);
+  const bool forced = rng.percent(50);
+  if (forced) {
+    c.kv_splits = rng.pick({1, 1, 2, 3, 7, 16});
+    c.gqa_packing = rng.percent(50) ? GqaPacking::kOn : GqaPacking::kOff;
+    c.kv_block = KvBlock::kStandard;
+    c.schedule = WorkSchedule::kAuto;
+  }
+  const int64_t heads = std::max(1, c.num_qo_heads);
+  PlanCapacity cap;
+  cap.max_requests = rng.percent(92) ? int32_t(rng.range(0, 64)) : rng.pick({-1, INT32_MIN, rng.edge_int32()});
+  cap.max_q_tokens = rng.percent(92) ? rng.range(0, 3000)
+                                     : rng.pick<int64_t>({-1, kMaxTokens, kMaxTokens + 1, kInt32Max / heads,
+                                                          kInt32Max / heads + 1, rng.edge_int64()});
+  cap.max_kv_entries = rng.percent(50) ? 0 : rng.percent(90) ? rng.range(1, 4000)
+                                                             : rng.pick<int64_t>({-1, kInt32Max, kInt32Max + 1});
+  cap.max_kv_units = rng.percent(92) ? rng.range(0, 100000) : rng.pick<int64_t>({-1, kInt32Max + 1, rng.edge_int64()});
+  cap.num_sms = rng.percent(95) ? rng.pick({132, 114, 78, 8, 1}) : rng.pick({-1, INT32_MIN});
+  const auto input = [&] {
+    std::ostringstream out;
+    out << describe(c) << "\n    capacity{max_requests " << cap.max_requests << ", max_q_tokens " << cap.max_q_tokens
+        << ", max_kv_entries " << cap.max_kv_entries << ", num_sms " << cap.num_sms << ", max_kv_units "
+        << cap.max_kv_units << "}";
+    return out.str();
+  };
+  fuzzer.show(input);
+  Rules rules;
+  config_rules(c, rules);
+  rules.invalid(cap.max_requests >= 0, "capacity.max_requests >= 0", "capacity.max_requests");
+  rules.invalid(cap.max_q_tokens >= 0 && cap.max_q_tokens <= kMaxTokens, "capacity.max_q_tokens in [0, 2^30]",
+                "capacity.max_q_tokens");
+  rules.invalid(i128(cap.max_q_tokens) * c.num_qo_heads <= kInt32Max,
+                "capacity.max_q_tokens * num_qo_heads <= INT32_MAX", "capacity.max_q_tokens");
+  rules.invalid(cap.max_kv_entries >= 0 && cap.max_kv_entries <= kInt32Max, "capacity.max_kv_entries in [0, INT32_MAX]",
+                "capacity.max_kv_entries");
+  rules.invalid(cap.num_sms >= 0, "capacity.num_sms >= 0", "capacity.num_sms");
+  rules.invalid(cap.max_kv_units >= 0 && cap.max_kv_units <= kInt32Max, "capacity.max_kv_units in [0, INT32_MAX]",
+                "capacity.max_kv_units");
+  WorkspaceSizes sizes;
+  const Status sized = ptxattn::prefill_workspace_size(c, cap, &sizes);
+  fuzzer.check("prefill_workspace_size", sized, rules, WhenValid::kOk, input);
+
+  // The C call on the same input (its structs sometimes of another layout, or NULL) answers the same.
+  ptxattn_prefill_config c_config = to_c(c);
+  c_config.struct_size = random_struct_size<ptxattn_prefill_config>(rng);
+  const ptxattn_plan_capacity c_capacity{random_struct_size<ptxattn_plan_capacity>(rng), cap.max_requests,
+                                         cap.max_q_tokens, cap.max_kv_entries, cap.num_sms, cap.max_kv_units};
+  ptxattn_workspace_sizes c_sizes{random_struct_size<ptxattn_workspace_sizes>(rng), 0, 0};
+  const ptxattn_plan_capacity* capacity_arg = rng.percent(4) ? nullptr : &c_capacity;
+  ptxattn_workspace_sizes* sizes_arg = rng.percent(4) ? nullptr : &c_sizes;
+  Rules c_rules;
+  struct_size_rule(c_rules, &c_config, "C: config.struct_size is sizeof(ptxattn_prefill_config)");
+  c_rules.invalid(capacity_arg != nullptr, "C: capacity is not NULL", "capacity");
+  c_rules.invalid(sizes_arg != nullptr, "C: sizes is not NULL", "sizes");
+  struct_size_rule(c_rules, capacity_arg, "C: capacity.struct_size is sizeof(ptxattn_plan_capacity)");
+  struct_size_rule(c_rules, sizes_arg, "C: sizes.struct_size is sizeof(ptxattn_workspace_sizes)");
+  const bool c_checks_pass = c_rules.ok();
+  if (c_checks_pass) c_rules = rules;
+  const Status c_sized = c_status(fuzzer, "ptxattn_prefill_workspace_size",
+                                  ptxattn_prefill_workspace_size(&c_config, capacity_arg, sizes_arg));
+  fuzzer.check("ptxattn_prefill_workspace_size", c_sized, c_rules, WhenValid::kOk, input);
+  if (c_checks_pass)
+    fuzzer.require(c_sized.code == sized.code && c_sized.message == sized.message &&
+                       (!sized.ok() || (c_sizes.device_bytes == sizes.device_bytes &&
+                                        c_sizes.host_bytes == sizes.host_bytes)),
+                   "ptxattn_prefill_workspace_size", "the C API answers as the C++ API",
+                   [&] { return input() + "\n    C: \"" + c_sized.message + "\"; C++: \"" + sized.message + "\""; });
+  if (!sized.ok() || fuzzer.have_gpu()) return;  // below: made-up addresses, planned only where nothing uploads
+
+  // A paged batch within the capacity (its table on the host or at run, as
+  // a graph plan of it must take it), planned into a workspace of exactly
+  // those sizes: whatever else it meets, it is never refused for them. The
+  // plain plan takes one item per CTA and the graph plan has its SM count,
+  // so both reach the workspace checks without a device.
+  if (c.kv_format != KvFormat::kPaged || c.page_size < 1 || c.num_pages < 1) return;
+  const bool table_at_run = cap.max_kv_entries == 0;
+  Batch batch;
+  batch.num_requests = int32_t(rng.range(0, std::min(cap.max_requests, 64)));
+  batch.qo_indptr.push_back(0);
+  batch.kv_indptr.push_back(0);
+  int64_t tokens_left = cap.max_q_tokens, entries_left = table_at_run ? cap.max_kv_units : cap.max_kv_entries;
+  for (int32_t b = 0; b < batch.num_requests; ++b) {
+    const int64_t qo = rng.range(0, std::min<int64_t>(tokens_left, 200));
+    const int64_t pages = std::min<int64_t>(entries_left, (qo + rng.range(0, 3000) + c.page_size - 1) / c.page_size);
+    tokens_left -= qo, entries_left -= pages;
+    batch.qo_indptr.push_back(batch.qo_indptr.back() + int32_t(qo));
+    batch.kv_indptr.push_back(batch.kv_indptr.back() + int32_t(pages));
+    batch.last_page_len.push_back(pages == 0 ? 0 : int32_t(rng.range(1, c.page_size)));
+  }
+  batch.kv_indices.assign(size_t(std::max(1, batch.kv_indptr.back())), 0);
+  if (batch.last_page_len.empty()) batch.last_page_len.push_back(0);
+  batch.null_indices = table_at_run;
+  const BatchIndices idx = batch.view();
+  Rules valid;
+  batch_rules(c, idx, valid);
+  if (!valid.ok()) return;  // e.g. causal with qo_len > kv_len: not what this checks
+  PlanWorkspace workspace{reinterpret_cast<void*>(uintptr_t(1) << 44), sizes.device_bytes,
+                          reinterpret_cast<void*>(uintptr_t(1) << 45), sizes.host_bytes, nullptr};
+  PrefillConfig plain = c;
+  plain.schedule = WorkSchedule::kOneItemPerCta;
+  if (plain.kv_splits == 0) plain.kv_splits = 1;  // the rule asks the device for its SMs
+  WorkspaceSizes plain_sizes;
+  if (!ptxattn::prefill_workspace_size(plain, cap, &plain_sizes).ok()) return;
+  workspace.device_bytes = plain_sizes.device_bytes, workspace.host_bytes = plain_sizes.host_bytes;
+  PrefillPlan plan;
+  const auto refused_for_size = [](const Status& s) {
+    return s.message.find("workspace.device_bytes") != std::string::npos ||
+           s.message.find("workspace.host_bytes") != std::string::npos;
+  };
+  const Status planned = ptxattn::plan_prefill(plain, idx, workspace, plan);
+  fuzzer.require(!refused_for_size(planned), "plan_prefill(workspace)",
+                 "a batch within the capacity fits a workspace of prefill_workspace_size's bytes",
+                 [&] { return input() + "\n    " + describe(idx, plain) + "\n    " + planned.message; });
+  // ... and ptxattn_plan_prefill_in answers as it does.
+  const ptxattn_prefill_config c_plain = to_c(plain);
+  const ptxattn_batch_indices c_indices{sizeof(ptxattn_batch_indices), idx.num_requests, idx.qo_indptr,
+                                        idx.kv_indptr, idx.kv_indices, idx.kv_last_page_len, idx.kv_lens,
+                                        idx.block_table_stride};
+  const ptxattn_plan_workspace c_workspace{sizeof(ptxattn_plan_workspace), workspace.device, workspace.device_bytes,
+                                           workspace.host, workspace.host_bytes, nullptr, nullptr};
+  ptxattn_prefill_plan* c_plan = nullptr;
+  fuzzer.require(ptxattn_prefill_plan_create(&c_plan) == PTXATTN_STATUS_OK && c_plan != nullptr,
+                 "ptxattn_prefill_plan_create", "creates a plan", input);
+  if (c_plan == nullptr) return;
+  const Status c_planned = c_status(fuzzer, "ptxattn_plan_prefill_in",
+                                    ptxattn_plan_prefill_in(c_plan, &c_plain, &c_indices, &c_workspace));
+  fuzzer.require(c_planned.code == planned.code && c_planned.message == planned.message, "ptxattn_plan_prefill_in",
+                 "the C API answers as the C++ API", [&] {
+                   return input() + "\n    C: \"" + c_planned.message + "\"; C++: \"" + planned.message + "\"";
+                 });
+  if (c_planned.ok())
+    fuzzer.require(ptxattn_check_page_table_errors(c_plan, nullptr) == PTXATTN_STATUS_OK,
+                   "ptxattn_check_page_table_errors", "a plan that launches nothing has no page-table error", input);
+  ptxattn_prefill_plan_destroy(c_plan);
+  if (!forced) return;
+  workspace.device_bytes = sizes.device_bytes, workspace.host_bytes = sizes.host_bytes;
+  workspace.graph_capacity = &cap;
+  const Status graph = ptxattn::plan_prefill(c, idx, workspace, plan);
+  fuzzer.require(!refused_for_size(graph), "plan_prefill(graph)",
+                 "a batch within a graph capacity fits a workspace of prefill_workspace_size's bytes",
+                 [&] { return input() + "\n    " + describe(idx, c) + "\n    " + graph.message; });
 }
 
 }  // namespace fuzz
