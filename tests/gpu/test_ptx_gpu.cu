@@ -1277,7 +1277,7 @@ TEST_CASE("ex2.approx: 2^-inf = +0, 2^+inf = +inf, relative error within 2^-21",
 // ===========================================================================
 
 constexpr int kPdlValues = 4096;
-constexpr long long kPdlWriterCycles = 1 << 24;  // about 9 ms: the dependent (loaded lazily) starts well before the end
+constexpr long long kPdlWriterCycles = 1 << 24;  // about 9 ms: the dependent starts well before the end
 
 // The prerequisite: lets its dependent be scheduled at once, keeps it
 // waiting, then writes the values and, last, the done flag.
@@ -1308,10 +1308,18 @@ TEST_CASE("griddepcontrol: a dependent launched while its prerequisite runs wait
       started_early(sizeof(uint32_t));
   values.fill_u32(0);
   done.fill_u32(0);
-  copy.fill_u32(pattern::kQuietNaN);
-  started_early.fill_u32(7);  // neither answer: the reader must write it
   cudaStream_t stream;
   PTXATTN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  // Both kernels run once before: under lazy module loading, the first
+  // launch of a kernel loads it, and that waits for the kernels running on
+  // the device (measured: the reader then never started before the writer
+  // ended).
+  pdl_writer<<<1, kWarpgroupThreads, 0, stream>>>(copy.as<uint32_t>(), started_early.as<uint32_t>());
+  pdl_reader<<<1, kWarpgroupThreads, 0, stream>>>(values.as<uint32_t>(), done.as<uint32_t>(), copy.as<uint32_t>(),
+                                                  started_early.as<uint32_t>());
+  PTXATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  copy.fill_u32(pattern::kQuietNaN);
+  started_early.fill_u32(7);  // neither answer: the reader must write it
   pdl_writer<<<1, kWarpgroupThreads, 0, stream>>>(values.as<uint32_t>(), done.as<uint32_t>());
   PTXATTN_CUDA_CHECK(cudaGetLastError());
   cudaLaunchConfig_t config = {};
