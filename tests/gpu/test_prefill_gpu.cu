@@ -271,6 +271,10 @@ TEST_CASE("prefill: a run captured in a CUDA graph replays correctly", "[gpu][pr
   split_decode.options.causal = true;
   const int32_t splits = GENERATE(0, 4);
   const HostCase c = make_case(splits == 0 ? random_spec(4242) : split_decode);
+  if (!built_here(c)) {  // the random batch is fp16 (bf16-only builds of injected bugs lack it)
+    std::printf("graph capture: a batch not built in this configuration (kv_splits %d)\n", splits);
+    return;
+  }
   const References refs = compute_references(c);
   DevicePrefillCase device(c);
   PrefillConfig config = c.config;
