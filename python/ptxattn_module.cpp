@@ -16,6 +16,8 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <sstream>
@@ -66,6 +68,13 @@ WorkSchedule parse_schedule(const std::string& name) {
   if (name == "one_item_per_cta") return WorkSchedule::kOneItemPerCta;
   if (name == "persistent") return WorkSchedule::kPersistent;
   bad_argument("schedule '" + name + "' is not auto, one_item_per_cta or persistent");
+}
+
+GqaPacking parse_gqa_packing(const std::string& name) {
+  if (name == "auto") return GqaPacking::kAuto;
+  if (name == "on") return GqaPacking::kOn;
+  if (name == "off") return GqaPacking::kOff;
+  bad_argument("gqa_packing '" + name + "' is not auto, on or off");
 }
 
 KvBlock parse_kv_block(const std::string& name) {
@@ -167,12 +176,13 @@ std::vector<int64_t> pool_shape(KvLayout layout, int64_t pages, int64_t page_siz
 // pointers and reads that many entries, so a shorter array would be read past
 // its end. (The library's validation checks that kv_indptr starts at 0 and
 // never decreases before it reads kv_indices.)
-void check_page_table_lengths(const std::vector<int32_t>& kv_indptr, const std::vector<int32_t>& kv_indices,
+// (A page table given at run, kv_indices null here, is checked at each run.)
+void check_page_table_lengths(const std::vector<int32_t>& kv_indptr, const std::vector<int32_t>* kv_indices,
                               const std::vector<int32_t>& kv_last_page_len) {
   if (kv_indptr.empty()) return;  // refused with the indptr checks
   const int64_t pages = kv_indptr.back();
-  if (pages < 0 || int64_t(kv_indices.size()) != pages)
-    bad_argument("kv_indices has " + std::to_string(kv_indices.size()) + " entries, but kv_indptr[-1] = " +
+  if (kv_indices && (pages < 0 || int64_t(kv_indices->size()) != pages))
+    bad_argument("kv_indices has " + std::to_string(kv_indices->size()) + " entries, but kv_indptr[-1] = " +
                  std::to_string(pages) + " pages");
   if (kv_last_page_len.size() != kv_indptr.size() - 1)
     bad_argument("kv_last_page_len has " + std::to_string(kv_last_page_len.size()) + " entries, expected one per " +
@@ -227,12 +237,28 @@ cudaStream_t as_stream(uintptr_t stream) { return reinterpret_cast<cudaStream_t>
 
 class Prefill {
  public:
+  Prefill() = default;
+  Prefill(const Prefill&) = delete;
+  Prefill& operator=(const Prefill&) = delete;
+  ~Prefill() {
+    release_staging();
+    if (staged_) cudaEventDestroy(staged_);
+  }
+
+  // kv_indices: the host page table, copied into the plan; absent with
+  // table_at_run (every run then passes the device table). workspace: the
+  // caller's device buffer, the plan then uploaded on `stream` from pinned
+  // staging this object keeps; absent: the plan owns its workspace and
+  // copies synchronously. capacity (max requests, max q tokens, max
+  // page-table entries at run or ragged rows): a graph plan in `workspace`.
   void plan(const std::string& dtype, int32_t num_qo_heads, int32_t num_kv_heads, int32_t head_dim, bool paged,
             const std::string& kv_layout, int32_t page_size, int32_t num_pages, bool causal, int32_t window_left,
             float logits_soft_cap, float sm_scale, bool return_lse, const std::string& load_path,
-            const std::string& schedule, int32_t max_ctas, const std::string& kv_block, const Input& qo_indptr,
-            const Input& kv_indptr, const std::optional<Input>& kv_indices,
-            const std::optional<Input>& kv_last_page_len, int device) {
+            const std::string& schedule, int32_t max_ctas, const std::string& kv_block, int32_t kv_splits,
+            const std::string& gqa_packing, const Input& qo_indptr, const Input& kv_indptr,
+            const std::optional<Input>& kv_indices, const std::optional<Input>& kv_last_page_len, bool table_at_run,
+            const std::optional<Output>& workspace, const std::optional<std::vector<int64_t>>& capacity,
+            uintptr_t stream, int device) {
     PrefillConfig config;
     config.dtype = parse_dtype(dtype);
     config.num_qo_heads = num_qo_heads;
@@ -247,30 +273,61 @@ class Prefill {
     config.schedule = parse_schedule(schedule);
     config.max_ctas = max_ctas;
     config.kv_block = parse_kv_block(kv_block);
+    config.kv_splits = kv_splits;
+    config.gqa_packing = parse_gqa_packing(gqa_packing);
     const std::vector<int32_t> qo = host_int32(qo_indptr, "qo_indptr");
     const std::vector<int32_t> kv = host_int32(kv_indptr, "kv_indptr");
     std::vector<int32_t> indices, last_page_len;
     if (paged) {
-      if (!kv_indices || !kv_last_page_len) bad_argument("a paged plan needs kv_indices and kv_last_page_len");
-      indices = host_int32(*kv_indices, "kv_indices");
+      if (!kv_last_page_len || (!kv_indices && !table_at_run))
+        bad_argument("a paged plan needs kv_indices and kv_last_page_len");
+      if (kv_indices && table_at_run) bad_argument("the page table comes at plan or at run, not both");
+      if (kv_indices) indices = host_int32(*kv_indices, "kv_indices");
       last_page_len = host_int32(*kv_last_page_len, "kv_last_page_len");
-    } else if (kv_indices || kv_last_page_len) {
+    } else if (kv_indices || kv_last_page_len || table_at_run) {
       bad_argument("a ragged plan takes no kv_indices or kv_last_page_len");
     }
     if (qo.size() != kv.size())
       bad_argument("qo_indptr has " + std::to_string(qo.size()) + " entries, kv_indptr " + std::to_string(kv.size()));
     if (qo.empty()) bad_argument("qo_indptr must have num_requests + 1 >= 1 entries");
-    if (paged) check_page_table_lengths(kv, indices, last_page_len);
-    const BatchIndices batch{int32_t(qo.size() - 1), qo.data(), kv.data(), paged ? indices.data() : nullptr,
+    if (paged) check_page_table_lengths(kv, table_at_run ? nullptr : &indices, last_page_len);
+    const BatchIndices batch{int32_t(qo.size() - 1), qo.data(), kv.data(),
+                             paged && !table_at_run ? indices.data() : nullptr,
                              paged ? last_page_len.data() : nullptr};
+    if (capacity && !workspace) bad_argument("a graph plan needs a workspace");
+    if (capacity && capacity->size() != 3) bad_argument("capacity is (max_requests, max_q_tokens, max_kv_units)");
     check(validate_batch_indices(config, batch));  // before the device is touched
     const DeviceGuard guard(device);
-    check(plan_prefill(config, batch, plan_));
+    if (!workspace) {
+      check(plan_prefill(config, batch, plan_));
+    } else {
+      PlanCapacity bound;  // what the staging must hold: the graph capacity, else this batch
+      if (capacity) {
+        bound = {int32_t(std::min<int64_t>((*capacity)[0], INT32_MAX)), (*capacity)[1], 0, 0, (*capacity)[2]};
+      } else {
+        bound = {batch.num_requests, qo.back(), paged && !table_at_run ? int64_t(indices.size()) : 0, 0, 0};
+      }
+      WorkspaceSizes sizes;
+      check(prefill_workspace_size(config, bound, &sizes));
+      ensure_staging(sizes.host_bytes);
+      const Output& buffer = *workspace;
+      if (buffer.device_type() != nb::device::cuda::value || buffer.device_id() != current_device())
+        bad_argument("the workspace must be a CUDA buffer on the plan's device (" + std::to_string(current_device()) +
+                     ")");
+      if (!contiguous(buffer)) bad_argument("the workspace must be contiguous");
+      const PlanWorkspace in{buffer.data(), buffer.nbytes(), staging_, staging_bytes_, as_stream(stream),
+                             capacity ? &bound : nullptr};
+      check(plan_prefill(config, batch, in, plan_));
+      // The staging is read by the copy just issued: ensure_staging waits for
+      // this event before it frees or replaces the buffer.
+      if (cudaEventRecord(staged_, as_stream(stream)) != cudaSuccess)
+        throw std::runtime_error("recording the plan's upload");
+    }
     device_ = current_device();
   }
 
   void run(const Input& q, const Input& k, const Input& v, const Output& o, const std::optional<Output>& lse,
-           uintptr_t stream) const {
+           const std::optional<Input>& kv_table, uintptr_t stream) const {
     if (!plan_.valid()) bad_argument("run before a successful plan");
     const PrefillConfig& c = plan_.config();
     const nb::dlpack::dtype element = dlpack_dtype(c.dtype);
@@ -295,16 +352,61 @@ class Prefill {
     PrefillTensors tensors{q.data(), k.data(), v.data(), o.data(), lse ? static_cast<float*>(lse->data()) : nullptr,
                            tokens, kv_rows};
     tensors.q_row_stride = q_stride, tensors.o_row_stride = o_stride;
+    if (kv_table) {
+      // The library reads plan_.num_kv_rows() entries from it: the table must hold them.
+      check_tensor(*kv_table, "kv_indices", device_, nb::dtype<int32_t>(), "int32",
+                   {kv_table->ndim() == 1 ? int64_t(kv_table->shape(0)) : -1});
+      if (int64_t(kv_table->shape(0)) < plan_.num_kv_rows())
+        bad_argument("kv_indices (the page table at run) has " + std::to_string(kv_table->shape(0)) +
+                     " entries, the plan reads " + std::to_string(plan_.num_kv_rows()));
+      tensors.kv_indices = static_cast<const int32_t*>(kv_table->data());
+    }
     const DeviceGuard guard(device_);
     check(run_prefill(plan_, tensors, as_stream(stream)));
+  }
+
+  // The first page-table entry outside the pool that runs met since the
+  // plan or the last check (waits for `stream`), or None.
+  std::optional<std::string> page_table_error(uintptr_t stream) const {
+    if (!plan_.valid()) bad_argument("check before a successful plan");
+    const DeviceGuard guard(device_);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(as_stream(stream), &capture) == cudaSuccess && capture != cudaStreamCaptureStatusNone)
+      bad_argument("page_table_error() waits for the stream: not while it is being captured");
+    const Status status = check_page_table_errors(plan_, as_stream(stream));
+    if (status.code == StatusCode::kInvalidArgument) return status.message;  // the entry found
+    check(status);
+    return std::nullopt;
   }
 
   int device() const { return device_; }
   const PrefillPlan& planned() const { return plan_; }
 
  private:
+  // Pinned staging of at least `bytes`, once the upload that last read it is done.
+  void ensure_staging(size_t bytes) {
+    if (!staged_ && cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming) != cudaSuccess)
+      throw std::runtime_error("creating the plan's upload event");
+    if (bytes <= staging_bytes_) return;
+    release_staging();
+    if (cudaHostAlloc(&staging_, bytes, cudaHostAllocDefault) != cudaSuccess) {
+      staging_ = nullptr;
+      throw std::runtime_error("allocating " + std::to_string(bytes) + " bytes of pinned staging");
+    }
+    staging_bytes_ = bytes;
+  }
+
+  void release_staging() {
+    if (staged_) cudaEventSynchronize(staged_);
+    if (staging_) cudaFreeHost(staging_);
+    staging_ = nullptr, staging_bytes_ = 0;
+  }
+
   PrefillPlan plan_;
   int device_ = -1;
+  void* staging_ = nullptr;
+  size_t staging_bytes_ = 0;
+  cudaEvent_t staged_ = nullptr;  // recorded after each upload from staging_
 };
 
 // ---- RoPE ----
@@ -355,7 +457,7 @@ class Append {
     if (append.size() != kv.size() || append.empty())
       bad_argument("append_indptr and kv_indptr must both have num_requests + 1 >= 1 entries; they have " +
                    std::to_string(append.size()) + " and " + std::to_string(kv.size()));
-    check_page_table_lengths(kv, indices, last);
+    check_page_table_lengths(kv, &indices, last);
     const AppendIndices batch{int32_t(append.size() - 1), append.data(), kv.data(), indices.data(), last.data()};
     check(validate_append_indices(config, batch));
     const DeviceGuard guard(device);
@@ -396,12 +498,31 @@ class Append {
   int device_ = -1;
 };
 
+// Copies the int32 array `source` (host or device) into the start of the
+// device array `target`, ordered on `stream` (a graph plan's page table).
+void copy_int32(const Output& target, const Input& source, uintptr_t stream) {
+  const int64_t n = source.ndim() == 1 ? int64_t(source.shape(0)) : -1;
+  if (source.dtype() != nb::dtype<int32_t>() || n < 0 || (n > 1 && source.stride(0) != 1))
+    bad_argument("kv_indices must be a contiguous one-dimensional int32 array");
+  if (source.device_type() != nb::device::cpu::value && source.device_type() != nb::device::cuda::value)
+    bad_argument("kv_indices must be on the host or a CUDA device");
+  if (n > int64_t(target.shape(0)))
+    bad_argument("kv_indices has " + std::to_string(n) + " entries, more than the plan's max_kv_units (" +
+                 std::to_string(target.shape(0)) + ")");
+  if (n == 0) return;
+  const DeviceGuard guard(target.device_id());
+  const cudaError_t err =
+      cudaMemcpyAsync(target.data(), source.data(), size_t(n) * sizeof(int32_t), cudaMemcpyDefault, as_stream(stream));
+  if (err != cudaSuccess) throw std::runtime_error(std::string("copying kv_indices: ") + cudaGetErrorString(err));
+}
+
 }  // namespace
 
 NB_MODULE(_ptxattn, m) {
   m.doc() = "ptxattn's C++ API over DLPack tensors; use the ptxattn package, not this module.";
   m.attr("__version__") = ptxattn_version_string();
   m.def("bounded_waits_built", &bounded_waits_built);
+  m.def("copy_int32", &copy_int32, nb::arg("target"), nb::arg("source"), nb::arg("stream"));
 
   nb::class_<RopeConfig>(m, "RopeConfig")
       .def(nb::init<>())
@@ -422,10 +543,15 @@ NB_MODULE(_ptxattn, m) {
            nb::arg("head_dim"), nb::arg("paged"), nb::arg("kv_layout"), nb::arg("page_size"), nb::arg("num_pages"),
            nb::arg("causal"), nb::arg("window_left"), nb::arg("logits_soft_cap"), nb::arg("sm_scale"),
            nb::arg("return_lse"), nb::arg("load_path"), nb::arg("schedule"), nb::arg("max_ctas"),
-           nb::arg("kv_block"), nb::arg("qo_indptr"), nb::arg("kv_indptr"), nb::arg("kv_indices").none(),
-           nb::arg("kv_last_page_len").none(), nb::arg("device"))
+           nb::arg("kv_block"), nb::arg("kv_splits"), nb::arg("gqa_packing"), nb::arg("qo_indptr"),
+           nb::arg("kv_indptr"), nb::arg("kv_indices").none(), nb::arg("kv_last_page_len").none(),
+           nb::arg("table_at_run"), nb::arg("workspace").none(), nb::arg("capacity").none(), nb::arg("stream"),
+           nb::arg("device"))
       .def("run", &Prefill::run, nb::arg("q"), nb::arg("k"), nb::arg("v"), nb::arg("out"), nb::arg("lse").none(),
-           nb::arg("stream"))
+           nb::arg("kv_table").none(), nb::arg("stream"))
+      .def("page_table_error", &Prefill::page_table_error, nb::arg("stream"))
+      .def_prop_ro("chosen_kv_splits", [](const Prefill& p) { return p.planned().chosen_kv_splits(); })
+      .def_prop_ro("chosen_tile_heads", [](const Prefill& p) { return p.planned().chosen_tile_heads(); })
       .def_prop_ro("device", &Prefill::device)
       .def_prop_ro("valid", [](const Prefill& p) { return p.planned().valid(); })
       .def_prop_ro("num_q_tokens", [](const Prefill& p) { return p.planned().num_q_tokens(); })

@@ -107,6 +107,14 @@ def _empty(like, shape, dtype=None):
     raise ValueError(f"cannot allocate an output for a {type(like).__name__}: pass out= (and lse=)")
 
 
+def _int32_dtype(like):
+    framework = _framework(like)
+    if framework == "torch":
+        import torch
+        return torch.int32
+    return "int32"
+
+
 def _float32(like):
     framework = _framework(like)
     if framework == "torch":
@@ -167,34 +175,76 @@ def _same_head_dims(head_dim_qk, head_dim_vo):
 
 
 class _Attention:
-    """What the paged and ragged wrappers share: options, the plan, run()."""
+    """What the paged and ragged wrappers share: the workspace, options, the plan, run().
 
-    def __init__(self, kv_layout="NHD", load_path="auto", schedule="auto", max_ctas=0):
+    float_workspace_buffer: a contiguous CUDA buffer (any dtype; torch.uint8 as FlashInfer's) the plan lives
+    in. With it, plan() never waits for the device: it uploads the schedule from pinned staging with one copy
+    ordered on its stream (the `stream` argument, else the buffer's framework's current stream), so runs on
+    that stream see it, and a re-plan on it is ordered after the runs before it. Runs on another stream
+    are the caller's to order. A buffer too small is refused with the bytes needed. Without it, the plan owns
+    its device memory and copies synchronously (after the last run has finished).
+
+    use_cuda_graph=True makes a plan for a fixed capacity (max_batch_size requests, max_num_tokens query
+    tokens, max_kv_units page-table entries or ragged K/V rows), so that a run captured in a CUDA graph once
+    replays correctly after plan() has been called for any batch within it. It needs float_workspace_buffer,
+    and the captured run's q and out hold max_num_tokens rows (the batch's tokens first; the rest is left as
+    it is). kv_splits, gqa_packing and kv_block, chosen per batch otherwise, are fixed: kv_splits 1,
+    gqa_packing "on" when qo heads share KV heads, and kv_block "standard", unless plan() names others.
+    """
+
+    def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, *, load_path="auto",
+                 schedule="auto", max_ctas=0, max_batch_size=None, max_num_tokens=None, max_kv_units=None):
+        if isinstance(float_workspace_buffer, str):  # the layout as the first argument, as before the workspace
+            float_workspace_buffer, kv_layout = None, float_workspace_buffer
+        if float_workspace_buffer is not None:
+            _device(float_workspace_buffer, "float_workspace_buffer")
+        self._workspace = float_workspace_buffer
+        self._capacity = None
+        if use_cuda_graph:
+            if float_workspace_buffer is None:
+                raise ValueError("use_cuda_graph=True needs float_workspace_buffer (the plan of every batch lives in "
+                                 "it, at the addresses the graph captures)")
+            if None in (max_batch_size, max_num_tokens, max_kv_units):
+                raise ValueError("use_cuda_graph=True needs the capacity: max_batch_size, max_num_tokens and "
+                                 "max_kv_units")
+            self._capacity = [int(max_batch_size), int(max_num_tokens), int(max_kv_units)]
         self._kv_layout = kv_layout
         self._load_path, self._schedule, self._max_ctas = load_path, schedule, max_ctas
         self._plan = _ptxattn.Prefill()
         self._planned = False
-        self._last_run = None  # an event after the last run (torch and CuPy), which plan() waits for
+        self._kv_table = None  # the device page table runs read (paged plans given one on the device)
+        self._last_run = None  # an event after the last run (torch and CuPy), which an owning plan() waits for
         self._plan_id = _torch_ops.register_wrapper(self) if _torch_ops else 0
 
-    def _plan_after_runs(self, **args):
-        """Plans into the device buffers the last runs read, once they have finished: the copies are
-        synchronous and not ordered with the run's stream."""
-        if self._last_run is not None:
-            self._last_run.synchronize()
-            self._last_run = None
-        self._plan.plan(**args)
+    def _plan_after_runs(self, stream, **args):
+        """Plans into the workspace buffer on `stream`, or, into the plan's own device buffers, once the last
+        runs have finished: those copies are synchronous and not ordered with the run's stream."""
+        if self._workspace is None:
+            if self._last_run is not None:
+                self._last_run.synchronize()
+                self._last_run = None
+            self._plan.plan(**args, workspace=None, capacity=None, stream=0)
+        else:
+            self._plan.plan(**args, workspace=self._workspace, capacity=self._capacity,
+                            stream=_stream(self._workspace, stream))
 
     def _options(self, causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse,
-                 kv_block):
+                 kv_block, kv_splits, gqa_packing, grouped):
         dtype = _dtype_name(q_data_type)
         if kv_data_type is not None and _dtype_name(kv_data_type) != dtype:
             raise ValueError(f"kv_data_type {_dtype_name(kv_data_type)} differs from q_data_type {dtype}: "
                              "ptxattn needs one dtype for q, k and v")
+        if self._capacity is not None:  # a graph plan fixes what the plan would choose per batch
+            kv_block = "standard" if kv_block == "auto" else kv_block
+            kv_splits = 1 if kv_splits == "auto" else kv_splits
+            gqa_packing = ("on" if grouped else "off") if gqa_packing == "auto" else gqa_packing
+        if isinstance(gqa_packing, bool):
+            gqa_packing = "on" if gqa_packing else "off"
         return dict(dtype=dtype, causal=bool(causal), window_left=int(window_left),
                     logits_soft_cap=float(logits_soft_cap or 0.0), sm_scale=float(sm_scale or 0.0),
                     return_lse=bool(return_lse), kv_layout=self._kv_layout, load_path=self._load_path,
-                    schedule=self._schedule, max_ctas=int(self._max_ctas), kv_block=kv_block)
+                    schedule=self._schedule, max_ctas=int(self._max_ctas), kv_block=kv_block,
+                    kv_splits=0 if kv_splits == "auto" else int(kv_splits), gqa_packing=str(gqa_packing))
 
     def _run(self, q, k, v, out, lse, return_lse, stream):
         _device(q, "q")
@@ -214,7 +264,7 @@ class _Attention:
             ops.attention(q, k, v, out, lse, self._plan_id, op_stream)
         else:
             handle = _stream(q, stream)
-            self._plan.run(q, k, v, out, lse, handle)
+            self._plan.run(q, k, v, out, lse, self._kv_table, handle)
             if _framework(q) == "cupy":
                 import cupy
                 self._last_run = cupy.cuda.Event()
@@ -233,6 +283,14 @@ class _Attention:
     def chosen_block_kv(self):
         return self._plan.chosen_block_kv
 
+    @property
+    def chosen_kv_splits(self):
+        return self._plan.chosen_kv_splits
+
+    @property
+    def chosen_tile_heads(self):
+        return self._plan.chosen_tile_heads
+
 
 class BatchPrefillWithPagedKVCacheWrapper(_Attention):
     """Attention of ragged queries over a paged KV cache (FlashInfer's page table).
@@ -242,41 +300,68 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
     bottom-right aligned (query i sees keys up to kv_len - qo_len + i). Decode is the case
     qo_len = 1. k_cache and v_cache are separate pools, [num_pages, page_size,
     num_kv_heads, head_dim] (NHD) or [num_pages, num_kv_heads, page_size, head_dim] (HND).
+    The constructor's arguments are _Attention's (workspace, layout, CUDA graphs); with
+    use_cuda_graph, max_kv_units is the most page-table entries a batch names.
     """
 
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads,
              num_kv_heads, head_dim_qk, page_size, *, head_dim_vo=None, num_pages=None, causal=False, sm_scale=None,
              window_left=-1, logits_soft_cap=None, q_data_type="bfloat16", kv_data_type=None, return_lse=False,
-             device=None, kv_block="auto"):
-        """Validates the batch and builds the schedule (index arrays: int32, host or device, copied to the host
-        here; synchronous). Options after page_size are keyword-only.
+             device=None, kv_block="auto", kv_splits="auto", gqa_packing="auto", stream=None):
+        """Validates the batch and builds the schedule. Options after page_size are keyword-only.
+
+        qo_indptr, paged_kv_indptr and paged_kv_last_page_len (int32) are read here, on the host (device
+        arrays are copied to it, waiting for their framework's current stream). paged_kv_indices is either
+        on the host, then checked and copied into the plan, or a CUDA array: the device page table, which
+        is not copied but read by every run as it then is (an entry outside the pool is never used as an
+        address: page_table_error() reports it). A graph plan copies it, from either side, into a table
+        of max_kv_units entries it keeps, on the plan's stream.
 
         num_pages is the pool size (pages in k_cache and v_cache); without it the plan is
         validated and finished at the first run(), when the caches show it (that run then copies
         to the device: make it outside CUDA-graph capture).
 
         kv_block: "auto", "standard" or "wide", the KV block the kernel walks (ptxattn::KvBlock; paged K/V
-        take only the standard block, so "wide" is refused).
+        take only the standard block, so "wide" is refused). kv_splits: "auto" (the plan's rule) or 1 to
+        64 KV chunks per query tile (merged after). gqa_packing: "auto", "on" (a tile holds the qo heads of
+        one KV head) or "off" (one qo head per tile). stream: the upload's, with float_workspace_buffer.
         """
         self._planned = False
         self._lazy = False
         _same_head_dims(head_dim_qk, head_dim_vo)
+        table = paged_kv_indices
+        on_device = hasattr(table, "__dlpack_device__") and int(table.__dlpack_device__()[0]) == 2
+        if self._capacity is not None:
+            table = self._graph_table(paged_kv_indices, on_device, stream)
         self._args = dict(
             self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse,
-                          kv_block),
+                          kv_block, kv_splits, gqa_packing, int(num_qo_heads) != int(num_kv_heads)),
             num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
             paged=True, page_size=int(page_size), qo_indptr=_int32(qo_indptr), kv_indptr=_int32(paged_kv_indptr),
-            kv_indices=_int32(paged_kv_indices), kv_last_page_len=_int32(paged_kv_last_page_len),
+            kv_indices=None if on_device or self._capacity else _int32(paged_kv_indices),
+            kv_last_page_len=_int32(paged_kv_last_page_len), table_at_run=on_device or self._capacity is not None,
             device=_plan_device(qo_indptr, device))
+        self._plan_stream = stream
+        self._kv_table = table if self._args["table_at_run"] else None
         self._return_lse = bool(return_lse)
         if num_pages is not None:
             self._make(int(num_pages))
         else:
             self._lazy = True
 
+    def _graph_table(self, indices, on_device, stream):
+        """The graph plan's page table: the wrapper's buffer of max_kv_units entries (made once, on the
+        workspace's device), holding `indices` from the plan's stream on."""
+        if self._kv_table is None:
+            self._kv_table = _empty(self._workspace, (self._capacity[2],), _int32_dtype(self._workspace))
+        if not on_device:
+            indices = _int32(indices)
+        _ptxattn.copy_int32(self._kv_table, indices, _stream(self._workspace, stream))
+        return self._kv_table
+
     def _make(self, num_pages):
         self._planned = False
-        self._plan_after_runs(num_pages=num_pages, **self._args)
+        self._plan_after_runs(self._plan_stream, num_pages=num_pages, **self._args)
         self._planned = True
 
     def run(self, q, k_cache, v_cache=None, out=None, lse=None, return_lse=False, stream=None):
@@ -296,6 +381,18 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
             self._make(int(k_cache.shape[0]))
         return self._run(q, k_cache, v_cache, out, lse, return_lse, stream)
 
+    def page_table_error(self, stream=None):
+        """The page-table entry outside the pool (of the lowest position) that runs of this plan met since it
+        was made or last checked, as a message naming its position, value and request; None when there was
+        none. Only a device page table can hold one (a host one is checked by plan()). Waits for `stream`
+        (default: the current stream of the table's framework), on which the runs were issued; clears the
+        record."""
+        if not self._planned:
+            raise ValueError("page_table_error() before a successful plan()")
+        if self._kv_table is None:
+            return None
+        return self._plan.page_table_error(_stream(self._kv_table, stream))
+
 
 class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
     """Attention of ragged queries over ragged K/V: request b's keys are rows
@@ -303,23 +400,27 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
 
     def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, *, head_dim_vo=None,
              causal=False, sm_scale=None, window_left=-1, logits_soft_cap=None, q_data_type="bfloat16",
-             kv_data_type=None, return_lse=False, device=None, kv_block="auto"):
+             kv_data_type=None, return_lse=False, device=None, kv_block="auto", kv_splits="auto",
+             gqa_packing="auto", stream=None):
         """Validates the batch and builds the schedule (index arrays as the paged plan's); options after
         head_dim_qk are keyword-only.
 
         kv_block: "auto", "standard" (128 rows, 64 at head_dim 256) or "wide" (176 rows: head_dim 128
         without causal or a window shorter than the longest kv_len; refused elsewhere), the KV block the
         kernel walks (ptxattn::KvBlock). "auto" takes the wide block where it can and the batch's work lies
-        in KV ranges of 8192 keys or more; forcing one is for benchmarks and tests. chosen_block_kv says which was taken."""
+        in KV ranges of 8192 keys or more; forcing one is for benchmarks and tests. chosen_block_kv says which was
+        taken. kv_splits, gqa_packing and stream: as the paged plan's. With use_cuda_graph, max_kv_units is the
+        rows the captured k and v hold."""
         self._planned = False
         _same_head_dims(head_dim_qk, head_dim_vo)
         self._return_lse = bool(return_lse)
-        self._plan_after_runs(**self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type,
-                                              kv_data_type, return_lse, kv_block),
+        self._plan_after_runs(stream, **self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type,
+                                                      kv_data_type, return_lse, kv_block, kv_splits, gqa_packing,
+                                                      int(num_qo_heads) != int(num_kv_heads)),
                               num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
                               paged=False, page_size=0, num_pages=0, qo_indptr=_int32(qo_indptr),
                               kv_indptr=_int32(kv_indptr), kv_indices=None, kv_last_page_len=None,
-                              device=_plan_device(qo_indptr, device))
+                              table_at_run=False, device=_plan_device(qo_indptr, device))
         self._planned = True
 
     def run(self, q, k, v, out=None, lse=None, return_lse=False, stream=None):

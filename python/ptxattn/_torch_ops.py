@@ -9,8 +9,9 @@ tensors' device (the capturing stream, under graph capture).
 An attention op names its plan by an integer id (`register_wrapper`): the
 wrapper's plan at the time the op runs, as with FlashInfer's wrappers. A CUDA
 graph, though, replays the launch as it was captured (grid, tensor maps, the
-plan's device buffers): re-planning a captured wrapper for another batch does
-not reach the graph, and the wrapper must outlive the graph.
+plan's device buffers): re-planning a captured wrapper for another batch
+reaches the graph only for a wrapper made with use_cuda_graph=True (its plans
+keep one layout in its workspace), and the wrapper must outlive the graph.
 append_paged_kv_cache is not an op: it plans on the host at every call.
 """
 
@@ -52,7 +53,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tens
         raise ValueError("run() before a successful plan()")
     q, k, v, out, lse = _detached(q, k, v, out, lse)
     handle = _stream(q, stream)
-    wrapper._plan.run(q, k, v, out, lse, handle)
+    wrapper._plan.run(q, k, v, out, lse, wrapper._kv_table, handle)
     if not torch.cuda.is_current_stream_capturing():  # a replayed graph is the caller's to order
         event = torch.cuda.Event()
         event.record(torch.cuda.ExternalStream(handle, device=q.device))

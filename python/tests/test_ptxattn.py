@@ -93,6 +93,37 @@ def test_plan_refuses_bad_python_arguments(overrides, message):
         wrapper.plan(**paged_plan_args(**overrides))
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (dict(gqa_packing="sometimes"), "gqa_packing 'sometimes' is not auto, on or off"),
+    (dict(kv_splits=65), "kv_splits"),
+    (dict(kv_splits=-1), "kv_splits"),
+])
+def test_plan_options_are_checked(overrides, message):
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        wrapper.plan(**paged_plan_args(**overrides))
+
+
+def test_workspace_and_graph_mode_arguments_are_checked():
+    host_buffer = np.zeros(1 << 20, np.uint8)
+    with pytest.raises(ValueError, match="float_workspace_buffer must be a CUDA tensor"):
+        ptxattn.BatchPrefillWithPagedKVCacheWrapper(host_buffer)
+    with pytest.raises(ValueError, match="use_cuda_graph=True needs float_workspace_buffer"):
+        ptxattn.BatchPrefillWithPagedKVCacheWrapper(None, "NHD", use_cuda_graph=True, max_batch_size=4,
+                                                    max_num_tokens=64, max_kv_units=64)
+    with pytest.raises(ValueError, match="use_cuda_graph=True needs float_workspace_buffer"):
+        ptxattn.BatchPrefillWithRaggedKVCacheWrapper(use_cuda_graph=True)
+    # The layout may still come first, as before the workspace argument existed.
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper("NDH")
+    with pytest.raises(ValueError, match="kv_layout 'NDH' is not NHD or HND"):
+        wrapper.plan(**paged_plan_args())
+
+
+def test_page_table_error_needs_a_plan():
+    with pytest.raises(ValueError, match=re.escape("page_table_error() before a successful plan()")):
+        ptxattn.BatchPrefillWithPagedKVCacheWrapper().page_table_error()
+
+
 def test_bad_layout_is_refused():
     wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper(kv_layout="NDH")
     with pytest.raises(ValueError, match="kv_layout 'NDH' is not NHD or HND"):
@@ -363,6 +394,161 @@ def test_paged_matches_the_reference_under_pollution(qo_lens, kv_lens, page_size
     again = wrapper.run(b["q"], b["k_cache"], b["v_cache"])
     torch.cuda.synchronize()
     assert torch.equal(again, o), "two runs of one plan differ"
+
+
+@needs_gpu
+def test_a_device_page_table_is_read_at_run_and_checked():
+    import torch
+    heads, kv_heads, head_dim, page_size = 8, 2, 128, 16
+    b = paged_batch(torch, [5, 1, 33], [70, 300, 40], page_size, heads, kv_heads, head_dim, torch.bfloat16)
+    args = (b["qo_indptr"], b["kv_indptr"])
+    host = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    host.plan(*args, b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size, causal=True)
+    want = host.run(b["q"], b["k_cache"], b["v_cache"])
+    table = torch.tensor(b["kv_indices"], device="cuda")
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    wrapper.plan(*args, table, b["last"], heads, kv_heads, head_dim, page_size, causal=True, num_pages=b["num_pages"])
+    first = wrapper.run(b["q"], b["k_cache"], b["v_cache"])
+    torch.testing.assert_close(first, want, atol=1e-2, rtol=1e-2)
+
+    # The table is read at each run: move request 1's first page to a free slot, update the table only.
+    spare = sorted(set(range(b["num_pages"])) - set(b["kv_indices"].tolist()))[0]
+    entry = int(b["kv_indptr"][1])
+    old = int(table[entry])
+    for cache in (b["k_cache"], b["v_cache"]):
+        cache[spare] = cache[old]
+        cache[old] = float("nan")
+    table[entry] = spare
+    assert torch.equal(wrapper.run(b["q"], b["k_cache"], b["v_cache"]), first)
+    assert wrapper.page_table_error() is None
+
+    # An entry outside the pool is never used as an address, and is reported once.
+    table[entry] = b["num_pages"] + 1000
+    out = wrapper.run(b["q"], b["k_cache"], b["v_cache"])
+    message = wrapper.page_table_error()
+    assert message is not None and f"kv_indices[{entry}] = {b['num_pages'] + 1000}" in message and "request 1" in message
+    assert wrapper.page_table_error() is None, "the error was not cleared"
+    for r in (0, 2):  # the other requests are untouched
+        rows = slice(int(b["qo_indptr"][r]), int(b["qo_indptr"][r + 1]))
+        assert torch.equal(out[rows], first[rows])
+    with pytest.raises(ValueError, match="the page table at run"):
+        wrapper._plan.run(b["q"], b["k_cache"], b["v_cache"], out, None, table[:entry], 0)
+
+
+def pooled_batch(torch, gen, qo_lens, kv_lens, page_size, num_pages, heads, head_dim, dtype):
+    """Pages of one shared pool (k_cache, v_cache made by the caller) for each request, and random q."""
+    order = torch.randperm(num_pages, generator=gen, device="cuda").tolist()
+    indptr, indices, last = [0], [], []
+    for n in kv_lens:
+        count = max(1, math.ceil(n / page_size))
+        indices += [order.pop() for _ in range(count)]
+        indptr.append(indptr[-1] + count)
+        last.append(n - (count - 1) * page_size)
+    qo_indptr = np.cumsum([0] + list(qo_lens)).astype(I32)
+    q = torch.randn((int(qo_indptr[-1]), heads, head_dim), generator=gen, device="cuda").to(dtype)
+    return dict(q=q, qo_indptr=qo_indptr, kv_indptr=np.array(indptr, I32), kv_indices=np.array(indices, I32),
+                last=np.array(last, I32))
+
+
+def check_pooled(torch, b, out, lse, k_cache, v_cache, page_size, causal):
+    """out (and lse) of batch b against the reference, gathering each request's K/V from the pool."""
+    head_dim = k_cache.shape[-1]
+    for r in range(len(b["last"])):
+        pages = b["kv_indices"][b["kv_indptr"][r]:b["kv_indptr"][r + 1]].tolist()
+        n = (len(pages) - 1) * page_size + int(b["last"][r])
+        keys = k_cache[pages].flatten(0, 1)[:n]
+        values = v_cache[pages].flatten(0, 1)[:n]
+        rows = slice(int(b["qo_indptr"][r]), int(b["qo_indptr"][r + 1]))
+        want_o, want_lse = reference_attention(b["q"][rows], keys, values, causal, 1.0 / math.sqrt(head_dim))
+        torch.testing.assert_close(out[rows].float(), want_o, atol=2e-2, rtol=2e-2)
+        if lse is not None:
+            torch.testing.assert_close(lse[rows], want_lse, atol=2e-3, rtol=2e-3)
+
+
+# Decode, speculative verification and prefill mixes, within 8 requests, 256 tokens and 256 pages.
+BATCHES = [
+    ([1] * 8, [1000, 33, 1, 512, 16, 17, 300, 2000]),
+    ([4, 4, 4], [100, 4, 900]),
+    ([100, 1, 60], [100, 700, 1500]),
+    ([1], [4000]),
+    ([256], [256]),
+    ([3, 1, 7, 1, 2], [50, 60, 70, 80, 90]),
+    ([1] * 6, [600] * 6),
+    ([16, 16], [16, 32]),
+    ([1, 120, 1, 1], [1, 1200, 2, 3]),
+    ([30, 30, 30, 30, 30, 30, 30, 30], [30, 60, 90, 120, 150, 180, 210, 240]),
+]
+
+
+@needs_gpu
+def test_plans_in_a_workspace_are_ordered_on_the_stream():
+    import torch
+    heads, kv_heads, head_dim, page_size, num_pages = 8, 2, 128, 16, 400
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    k_cache = torch.randn((num_pages, page_size, kv_heads, head_dim), generator=gen, device="cuda").bfloat16()
+    v_cache = torch.randn((num_pages, page_size, kv_heads, head_dim), generator=gen, device="cuda").bfloat16()
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper(torch.empty(64 << 20, dtype=torch.uint8, device="cuda"))
+    done = []
+    for qo_lens, kv_lens in BATCHES[:6]:  # re-planned with no wait between the runs
+        b = pooled_batch(torch, gen, qo_lens, kv_lens, page_size, num_pages, heads, head_dim, torch.bfloat16)
+        wrapper.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim,
+                     page_size, num_pages=num_pages, causal=True)
+        done.append((b, wrapper.run(b["q"], (k_cache, v_cache), out=torch.full_like(b["q"], float("nan")))))
+    torch.cuda.synchronize()
+    for b, out in done:
+        check_pooled(torch, b, out, None, k_cache, v_cache, page_size, True)
+    with pytest.raises(ValueError, match="bytes"):  # a workspace too small says how much is needed
+        small = ptxattn.BatchPrefillWithPagedKVCacheWrapper(torch.empty(1024, dtype=torch.uint8, device="cuda"))
+        small.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size,
+                   num_pages=num_pages, causal=True)
+
+
+@needs_gpu
+@pytest.mark.parametrize("kv_splits", [1, 3])
+def test_a_graph_captured_once_replays_every_batch_within_capacity(kv_splits):
+    import torch
+    heads, kv_heads, head_dim, page_size, num_pages = 8, 2, 128, 16, 400
+    max_requests, max_tokens, max_entries = 8, 256, 256
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    k_cache = torch.randn((num_pages, page_size, kv_heads, head_dim), generator=gen, device="cuda").bfloat16()
+    v_cache = torch.randn((num_pages, page_size, kv_heads, head_dim), generator=gen, device="cuda").bfloat16()
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper(
+        torch.empty(64 << 20, dtype=torch.uint8, device="cuda"), "NHD", use_cuda_graph=True,
+        max_batch_size=max_requests, max_num_tokens=max_tokens, max_kv_units=max_entries)
+    q = torch.full((max_tokens, heads, head_dim), float("nan"), dtype=torch.bfloat16, device="cuda")
+    out = torch.empty_like(q)
+    lse = torch.empty((max_tokens, heads), device="cuda")
+
+    def plan(qo_lens, kv_lens):
+        b = pooled_batch(torch, gen, qo_lens, kv_lens, page_size, num_pages, heads, head_dim, torch.bfloat16)
+        wrapper.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim,
+                     page_size, num_pages=num_pages, causal=True, return_lse=True, kv_splits=kv_splits)
+        q[:b["q"].shape[0]] = b["q"]
+        return b
+
+    plan(*BATCHES[-1])
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture, as torch asks
+        wrapper.run(q, (k_cache, v_cache), out=out, lse=lse, return_lse=True)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        wrapper.run(q, (k_cache, v_cache), out=out, lse=lse, return_lse=True)
+    assert wrapper.chosen_kv_splits == kv_splits
+
+    for qo_lens, kv_lens in BATCHES:
+        b = plan(qo_lens, kv_lens)
+        out.fill_(float("nan"))
+        lse.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        check_pooled(torch, b, out, lse, k_cache, v_cache, page_size, True)
+        tokens = b["q"].shape[0]
+        assert torch.isnan(out[tokens:].float()).all(), "rows past the batch were written"
+    assert wrapper.page_table_error() is None
+    with pytest.raises(ValueError, match="capacity|max_kv_units|9 requests"):
+        plan([1] * 9, [10] * 9)
 
 
 @needs_gpu
