@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks bench/ptxattn_c.py (the ctypes bindings compare.py uses) against libptxattn.so, without a GPU.
+"""Checks bench/ptxattn_c.py (ctypes bindings of the C API) against libptxattn.so, without a GPU.
 
 Each struct is filled by the library's _init (which refuses a layout other
 than its own), its defaults are read back where ptxattn.h puts them, a W2

@@ -7,7 +7,8 @@ Workloads are W1, W2 and the decode rows of docs/benchmarks.md (bf16, head_dim
 sizes 16 and 64 for W1, 1, 7, 16 and 64 for W2, 16 for decode) and runs every
 available system on them:
 
-  ptxattn          ragged and paged, through libptxattn.so's C API (ctypes)
+  ptxattn          ragged and paged, through the ptxattn Python package (its wrappers,
+                   plans in one workspace buffer, on torch's current stream)
   FA3              flash_attn_func / flash_attn_varlen_func (dense) and
                    flash_attn_with_kvcache with page_table (paged), when
                    flash_attn_interface (FlashAttention-3, hopper/ build) imports
@@ -32,11 +33,10 @@ torch.matmul, the device-to-device copy bandwidth and the MUFU exp2 bound.
 
 Writes compare.json (everything), compare.md (tables) and compare.png
 (TFLOP/s against sequence length, full and causal panels) to --out-dir.
-Usage: python3 bench/compare.py [--lib build/libptxattn.so] [--out-dir DIR]
+Usage: python3 bench/compare.py [--out-dir DIR]   (with the ptxattn package importable)
 """
 
 import argparse
-import ctypes
 import datetime
 import json
 import math
@@ -49,7 +49,6 @@ import traceback
 import torch
 import torch.nn.functional as F
 
-import ptxattn_c  # bench/ptxattn_c.py: ctypes bindings of the C API
 
 W1_TOKENS = 16384
 W1_HEADS = 16
@@ -233,57 +232,40 @@ def validate_against_reference(w, d, out):
 # --------------------------------------------------------------------------
 # ptxattn through its C API (include/ptxattn/ptxattn.h)
 # --------------------------------------------------------------------------
-GQA_PACKING = {"auto": ptxattn_c.PTXATTN_GQA_PACKING_AUTO, "off": ptxattn_c.PTXATTN_GQA_PACKING_OFF,
-               "on": ptxattn_c.PTXATTN_GQA_PACKING_ON}
-
-
 class Ptxattn:
-    def __init__(self, path, kv_splits=0, gqa_packing="auto"):
-        self.c = ptxattn_c.Library(path)
-        self.path = path
-        self.kv_splits, self.gqa_packing = kv_splits, gqa_packing
+    """ptxattn through its Python package (python/ptxattn: `pip install .`, or PYTHONPATH to a built one)."""
+
+    def __init__(self, kv_splits=0, gqa_packing="auto"):
+        import ptxattn  # ImportError: the caller reports ptxattn unavailable
+        self.package = ptxattn
+        self.path = os.path.dirname(ptxattn.__file__)
+        self.kv_splits, self.gqa_packing = kv_splits or "auto", gqa_packing
+        # One workspace for every plan (each plan is timed alone): plans upload on the stream, never waiting.
+        self.workspace = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
 
     def prepare(self, w, d, page_size):
         """A callable running one ptxattn prefill into its own output, on torch's current stream."""
-        c, lib = self.c, self.c.lib
-        config = c.new(ptxattn_c.PrefillConfig)
-        config.dtype = ptxattn_c.PTXATTN_DTYPE_BF16
-        config.num_qo_heads, config.num_kv_heads, config.head_dim = w.qo_heads, w.kv_heads, w.head_dim
-        config.options.causal = int(w.causal)
-        config.kv_splits, config.gqa_packing = self.kv_splits, GQA_PACKING[self.gqa_packing]
-        indptr_q = ptxattn_c.int32_array(d.qo_starts)
-        if page_size:
-            pool = d.pools[page_size]
-            config.kv_format, config.kv_layout = ptxattn_c.PTXATTN_KV_FORMAT_PAGED, ptxattn_c.PTXATTN_KV_LAYOUT_NHD
-            config.page_size, config.num_pages = page_size, pool.num_pages
-            arrays = tuple(ptxattn_c.int32_array(a) for a in (pool.indptr, pool.indices, pool.last_page_len))
-            k, v, kv_rows = pool.k, pool.v, pool.num_pages
-        else:
-            config.kv_format = ptxattn_c.PTXATTN_KV_FORMAT_RAGGED
-            arrays = (ptxattn_c.int32_array(d.kv_starts),)
-            k, v, kv_rows = d.k, d.v, d.k.shape[0]
-        indices = c.batch_indices(w.num_requests, indptr_q, *arrays)
-        plan = ctypes.c_void_p()
+        options = dict(causal=w.causal, q_data_type="bfloat16", kv_splits=self.kv_splits,
+                       gqa_packing=self.gqa_packing)
         try:
-            c.check(lib.ptxattn_prefill_plan_create(ctypes.byref(plan)), "plan_create")
-        except ptxattn_c.PtxattnError as e:
-            raise Unavailable(str(e))
-        try:
-            c.check(lib.ptxattn_plan_prefill(plan, ctypes.byref(config), ctypes.byref(indices)), "plan_prefill")
-        except ptxattn_c.PtxattnError as e:
-            lib.ptxattn_prefill_plan_destroy(plan)
+            if page_size:
+                pool = d.pools[page_size]
+                wrapper = self.package.BatchPrefillWithPagedKVCacheWrapper(self.workspace, "NHD")
+                wrapper.plan(d.qo_starts, pool.indptr, pool.indices, pool.last_page_len, w.qo_heads, w.kv_heads,
+                             w.head_dim, page_size, num_pages=pool.num_pages, **options)
+                kv = (pool.k, pool.v)
+            else:
+                wrapper = self.package.BatchPrefillWithRaggedKVCacheWrapper(self.workspace, "NHD")
+                wrapper.plan(d.qo_starts, d.kv_starts, w.qo_heads, w.kv_heads, w.head_dim, **options)
+                kv = (d.k, d.v)
+        except (ValueError, RuntimeError) as e:
             raise Unavailable(str(e))
         out = torch.empty_like(d.q)
-        tensors = c.prefill_tensors(d.q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), None,
-                                    d.q.shape[0], kv_rows)
-        keep = (k, v, out, plan)
 
         def run():
-            c.check(lib.ptxattn_run_prefill(keep[3], ctypes.byref(tensors), torch.cuda.current_stream().cuda_stream),
-                    "run_prefill")
-            return out
+            return wrapper.run(d.q, *kv, out=out)
 
-        run.release = lambda: lib.ptxattn_prefill_plan_destroy(plan)
+        run.release = lambda: None
         return run
 
 
@@ -452,7 +434,7 @@ def describe_environment(args, ptx, peers):
         "cuda_torch": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
         "ptxattn_commit": args.commit or os.environ.get("PTXATTN_COMMIT", "unknown"),
-        "ptxattn_lib": ptx.path if ptx else None,
+        "ptxattn_package": ptx.path if ptx else None,
         "ptxattn_kv_splits": args.kv_splits,
         "ptxattn_gqa_packing": args.gqa_packing,
         "python": sys.version.split()[0],
@@ -654,7 +636,6 @@ def run_workload(w, args, ptx, peers, timer, workspace):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lib", default="build/libptxattn.so", help="libptxattn.so (C API)")
     parser.add_argument("--out-dir", default="compare-out")
     parser.add_argument("--seq-lens", default="512,1024,2048,4096,8192,16384")
     parser.add_argument("--workloads", default="w1,w2,decode", help="comma list of w1, w2, decode")
@@ -675,9 +656,10 @@ def main():
         sys.exit("compare.py: needs a CUDA GPU")
     torch.cuda.init()
     try:
-        ptx = Ptxattn(args.lib, args.kv_splits, args.gqa_packing)
-    except OSError as e:
-        print(f"compare.py: ptxattn UNAVAILABLE, cannot load {args.lib}: {e}; timing peers only", flush=True)
+        ptx = Ptxattn(args.kv_splits, args.gqa_packing)
+    except ImportError as e:
+        print(f"compare.py: ptxattn UNAVAILABLE, cannot import the ptxattn package: {e}; timing peers only",
+              flush=True)
         ptx = None
     peers = detect_peers()
     for name, why in peers["missing"].items():

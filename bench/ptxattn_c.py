@@ -1,5 +1,5 @@
-"""ctypes bindings of the parts of libptxattn.so's C API (include/ptxattn/ptxattn.h)
-that bench/compare.py uses: prefill plan and run, host-only validation, errors.
+"""ctypes bindings of part of libptxattn.so's C API (include/ptxattn/ptxattn.h): prefill
+plan and run, host-only validation, errors; what a ctypes caller declares, checked.
 
 No torch here: bench/check_c_bindings.py checks these layouts against the
 library on a machine without a GPU. Every struct is filled by its _init
