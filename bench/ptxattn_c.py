@@ -42,7 +42,7 @@ class PrefillTensors(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("q", ctypes.c_void_p), ("k", ctypes.c_void_p),
                 ("v", ctypes.c_void_p), ("o", ctypes.c_void_p), ("lse", ctypes.c_void_p),
                 ("num_q_tokens", ctypes.c_int64), ("num_kv_rows", ctypes.c_int64), ("kv_indices", I32P),
-                ("q_row_stride", ctypes.c_int64), ("o_row_stride", ctypes.c_int64)]
+                ("q_row_stride", ctypes.c_int64), ("o_row_stride", ctypes.c_int64), ("kv_stride", ctypes.c_int64)]
 
 
 # Each struct and the name of its _init function (ptxattn_<name>_init).

@@ -138,21 +138,25 @@ void check_tensor(const Tensor& t, const char* name, int device, nb::dlpack::dty
   if (!rows_strided && !contiguous(view)) bad_argument(std::string(name) + " must be contiguous (row-major)");
 }
 
-// q or out of attention, [tokens][heads][head_dim]: as check_tensor, but the
-// token rows may lie any stride apart (q as a view into a fused QKV
-// projection), the heads and dims of a row contiguous; the library checks
-// the stride itself. Returns it in elements, 0 when the tensor is contiguous.
+// As check_tensor, but the entries of the first dimension may lie any stride
+// apart, each entry contiguous: q or out of attention [tokens][heads][head_dim]
+// (q as a view into a fused QKV projection; `entries` "tokens"), or a K/V
+// pool's pages or ragged rows (k and v as halves of a combined cache). The
+// library checks the stride itself. Returns it in elements, 0 when the
+// tensor is contiguous.
 template <typename Tensor>
-int64_t check_token_rows(const Tensor& t, const char* name, int device, nb::dlpack::dtype dtype,
-                         const char* dtype_text, const std::vector<int64_t>& shape) {
-  const bool strided = t.ndim() == 3 && !contiguous(t);
+int64_t check_strided_entries(const Tensor& t, const char* name, const char* entries, int device,
+                              nb::dlpack::dtype dtype, const char* dtype_text, const std::vector<int64_t>& shape) {
+  const bool strided = t.ndim() == shape.size() && !contiguous(t);
   check_tensor(t, name, device, dtype, dtype_text, shape, /*rows_strided=*/strided);
   if (!strided) return 0;
-  const bool rows_only =
-      (t.shape(2) == 1 || t.stride(2) == 1) && (t.shape(1) == 1 || t.stride(1) == int64_t(t.shape(2)));
-  if (!rows_only)
-    bad_argument(std::string(name) + " must be contiguous, or strided between tokens only (its heads and head_dim "
-                                     "contiguous)");
+  int64_t expected = 1;  // each entry contiguous: every dimension but the first
+  for (size_t i = t.ndim(); i-- > 1;) {
+    if (t.shape(i) != 1 && t.stride(i) != expected)
+      bad_argument(std::string(name) + " must be contiguous, or strided between " + entries + " only (each of its " +
+                   entries + " contiguous)");
+    expected *= int64_t(t.shape(i));
+  }
   return t.shape(0) > 1 ? int64_t(t.stride(0)) : 0;
 }
 
@@ -332,19 +336,19 @@ class Prefill {
     const PrefillConfig& c = plan_.config();
     const nb::dlpack::dtype element = dlpack_dtype(c.dtype);
     const int64_t tokens = plan_.num_q_tokens(), hd = c.head_dim;
-    const int64_t q_stride = check_token_rows(q, "q", device_, element, dtype_name(c.dtype), {tokens, c.num_qo_heads, hd});
-    const int64_t o_stride = check_token_rows(o, "out", device_, element, dtype_name(c.dtype), {tokens, c.num_qo_heads, hd});
-    int64_t kv_rows = 0;
-    if (c.kv_format == KvFormat::kPaged) {
-      kv_rows = c.num_pages;
-      const std::vector<int64_t> pool = pool_shape(c.kv_layout, c.num_pages, c.page_size, c.num_kv_heads, hd);
-      check_tensor(k, "k_cache", device_, element, dtype_name(c.dtype), pool);
-      check_tensor(v, "v_cache", device_, element, dtype_name(c.dtype), pool);
-    } else {
-      kv_rows = k.ndim() == 3 ? int64_t(k.shape(0)) : 0;
-      check_tensor(k, "k", device_, element, dtype_name(c.dtype), {kv_rows, c.num_kv_heads, hd});
-      check_tensor(v, "v", device_, element, dtype_name(c.dtype), {kv_rows, c.num_kv_heads, hd});
-    }
+    const char* type = dtype_name(c.dtype);
+    const int64_t q_stride = check_strided_entries(q, "q", "tokens", device_, element, type, {tokens, c.num_qo_heads, hd});
+    const int64_t o_stride = check_strided_entries(o, "out", "tokens", device_, element, type, {tokens, c.num_qo_heads, hd});
+    const bool paged = c.kv_format == KvFormat::kPaged;
+    const int64_t kv_rows = paged ? c.num_pages : k.ndim() == 3 ? int64_t(k.shape(0)) : 0;
+    const std::vector<int64_t> kv_shape = paged ? pool_shape(c.kv_layout, c.num_pages, c.page_size, c.num_kv_heads, hd)
+                                                : std::vector<int64_t>{kv_rows, c.num_kv_heads, hd};
+    const char* entries = paged ? "pages" : "rows";
+    const int64_t k_stride = check_strided_entries(k, paged ? "k_cache" : "k", entries, device_, element, type, kv_shape);
+    const int64_t v_stride = check_strided_entries(v, paged ? "v_cache" : "v", entries, device_, element, type, kv_shape);
+    if (k_stride != v_stride && kv_rows > 1)
+      bad_argument(std::string(paged ? "k_cache and v_cache" : "k and v") + " must have one stride between their " +
+                   entries + " (" + std::to_string(k_stride) + " and " + std::to_string(v_stride) + " elements)");
     if (c.options.return_lse) {
       if (!lse) bad_argument("the plan returns lse: pass an lse tensor");
       check_tensor(*lse, "lse", device_, nb::dtype<float>(), "float32", {tokens, c.num_qo_heads});
@@ -352,6 +356,7 @@ class Prefill {
     PrefillTensors tensors{q.data(), k.data(), v.data(), o.data(), lse ? static_cast<float*>(lse->data()) : nullptr,
                            tokens, kv_rows};
     tensors.q_row_stride = q_stride, tensors.o_row_stride = o_stride;
+    tensors.kv_stride = k_stride;
     if (kv_table) {
       // The library reads plan_.num_kv_rows() entries from it: the table must hold them.
       check_tensor(*kv_table, "kv_indices", device_, nb::dtype<int32_t>(), "int32",

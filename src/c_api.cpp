@@ -205,7 +205,8 @@ ptxattn::PlanCapacity to_cpp(const ptxattn_plan_capacity& c) {
 }
 
 ptxattn::PrefillTensors to_cpp(const ptxattn_prefill_tensors& c) {
-  return {c.q, c.k, c.v, c.o, c.lse, c.num_q_tokens, c.num_kv_rows, c.kv_indices, c.q_row_stride, c.o_row_stride};
+  return {c.q, c.k, c.v, c.o, c.lse, c.num_q_tokens, c.num_kv_rows, c.kv_indices, c.q_row_stride, c.o_row_stride,
+          c.kv_stride};
 }
 
 // A checked rope argument, converted.

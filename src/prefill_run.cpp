@@ -27,6 +27,13 @@ int64_t row_stride(const PrefillConfig& c, int64_t stride) {
   return stride != 0 ? stride : int64_t(c.num_qo_heads) * c.head_dim;
 }
 
+// The stride of k and v from one page (paged) or row (ragged) to the next,
+// 0 resolved to contiguous.
+int64_t kv_stride(const PrefillConfig& c, int64_t stride) {
+  if (stride != 0) return stride;
+  return (c.kv_format == KvFormat::kPaged ? int64_t(c.page_size) : 1) * c.num_kv_heads * c.head_dim;
+}
+
 CUtensorMapDataType tensor_map_type(DType dtype) {
   return dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
 }
@@ -59,14 +66,14 @@ Status encode_kv_map(const PrefillConfig& c, int32_t block_kv, const PrefillTens
   if (!paged) {
     spec.rank = 3;
     spec.dims[1] = heads, spec.dims[2] = uint64_t(t.num_kv_rows);
-    spec.byte_strides[1] = d * elem, spec.byte_strides[2] = heads * d * elem;
+    spec.byte_strides[1] = d * elem, spec.byte_strides[2] = uint64_t(kv_stride(c, t.kv_stride)) * elem;
     spec.box[1] = 1, spec.box[2] = rows_per_box;
     return ptx::encode_tensor_map(spec, map);
   }
   const uint64_t page = uint64_t(c.page_size);
   spec.rank = 4;
   spec.dims[3] = uint64_t(t.num_kv_rows);
-  spec.byte_strides[3] = page * heads * d * elem;
+  spec.byte_strides[3] = uint64_t(kv_stride(c, t.kv_stride)) * elem;
   if (c.kv_layout == KvLayout::kNHD) {
     spec.dims[1] = heads, spec.dims[2] = page;
     spec.byte_strides[1] = d * elem, spec.byte_strides[2] = heads * d * elem;
@@ -109,12 +116,13 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
   p.page_size = p.paged ? c.page_size : 0;
   p.hnd = p.paged && c.kv_layout == KvLayout::kHND;
   const int64_t d = c.head_dim, heads = c.num_kv_heads, page = p.page_size;
+  p.page_stride = kv_stride(c, t.kv_stride);  // a page (paged) or a row (ragged)
   if (!p.paged) {
-    p.page_stride = heads * d, p.slot_stride = 0, p.head_stride = d;
+    p.slot_stride = 0, p.head_stride = d;
   } else if (p.hnd) {
-    p.page_stride = heads * page * d, p.slot_stride = d, p.head_stride = page * d;
+    p.slot_stride = d, p.head_stride = page * d;
   } else {
-    p.page_stride = page * heads * d, p.slot_stride = heads * d, p.head_stride = d;
+    p.slot_stride = heads * d, p.head_stride = d;
   }
   p.causal = o.causal;
   p.window_left = plan.window_left;

@@ -279,15 +279,24 @@ Status validate_prefill_tensors(const PrefillConfig& config, int64_t plan_num_q_
       return invalid_argument(name, " = ", stride, " must be 0 (contiguous) or a multiple of 8 in [num_qo_heads * "
                               "head_dim = ", row, ", INT32_MAX]");
 
+  // The stride of k and v: 0 (contiguous), or a whole page (row) at least, in 16-byte units.
+  const int64_t kv_unit = (paged ? int64_t(config.page_size) : 1) * config.num_kv_heads * config.head_dim;
+  if (tensors.kv_stride != 0 && (tensors.kv_stride < kv_unit || tensors.kv_stride > kMaxRows ||
+                                 tensors.kv_stride % 8 != 0))
+    return invalid_argument("tensors.kv_stride = ", tensors.kv_stride, " must be 0 (contiguous) or a multiple of 8 in [",
+                            paged ? "page_size * num_kv_heads * head_dim = " : "num_kv_heads * head_dim = ", kv_unit,
+                            ", INT32_MAX]");
+
   // The plan's checks bound every factor: tokens * heads and pool rows are at
   // most INT32_MAX, and strides too, so element and byte counts fit int64.
-  // A strided tensor spans (tokens - 1) strides and one row.
+  // A strided tensor spans (tokens - 1) strides and one row (k and v: (pages
+  // or rows - 1) strides and one page or row).
   auto span = [&](int64_t stride) {
     return tensors.num_q_tokens == 0 ? 0 : (tensors.num_q_tokens - 1) * (stride != 0 ? stride : row) + row;
   };
   const int64_t q_elements = span(tensors.q_row_stride), o_elements = span(tensors.o_row_stride);
   const int64_t kv_elements =
-      tensors.num_kv_rows * (paged ? config.page_size : 1) * int64_t(config.num_kv_heads) * config.head_dim;
+      tensors.num_kv_rows <= 0 ? 0 : (tensors.num_kv_rows - 1) * (tensors.kv_stride != 0 ? tensors.kv_stride : kv_unit) + kv_unit;
   const int64_t lse_elements = config.options.return_lse ? tensors.num_q_tokens * config.num_qo_heads : 0;
   PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.q", tensors.q, q_elements, kTensorAlignment));
   PTXATTN_RETURN_IF_ERROR(detail::check_device_pointer("tensors.k", tensors.k, kv_elements, kTensorAlignment));

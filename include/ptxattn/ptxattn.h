@@ -122,6 +122,7 @@ typedef struct ptxattn_prefill_tensors {
   const int32_t* kv_indices;
   int64_t q_row_stride; /* elements between token rows of q; 0: contiguous (ptxattn.hpp) */
   int64_t o_row_stride; /* the same for o */
+  int64_t kv_stride;    /* elements between pages (paged) or rows (ragged) of k and v; 0: contiguous */
 } ptxattn_prefill_tensors;
 
 /* Plans in the caller's memory (ptxattn.hpp PlanCapacity, WorkspaceSizes,

@@ -5,7 +5,8 @@
 // and the bad value); nothing here throws, aborts or clamps silently.
 //
 // Tensor conventions (device tensors are contiguous, row-major, but for the
-// token rows of q and o, which may be strided: PrefillTensors::q_row_stride):
+// token rows of q and o and the pages (ragged: rows) of k and v, which may be
+// strided: PrefillTensors::q_row_stride, kv_stride):
 //   q, o        [num_q_tokens][num_qo_heads][head_dim]          (bf16 or fp16)
 //   lse         [num_q_tokens][num_qo_heads]                    float32, NATURAL log
 //   paged K/V   NHD: [num_pages][page_size][num_kv_heads][head_dim]
@@ -183,6 +184,14 @@ struct PrefillTensors {
   // heads stay contiguous; lse stays [num_q_tokens][num_qo_heads].
   int64_t q_row_stride = 0;
   int64_t o_row_stride = 0;
+  // Elements from one page of k (and of v) to the next (paged), or from one
+  // row to the next (ragged): 0 means contiguous (page_size x num_kv_heads x
+  // head_dim, or num_kv_heads x head_dim). Otherwise at least that and a
+  // multiple of 8, at most INT32_MAX; within a page (a row) the layout is
+  // kv_layout's. E.g. FlashInfer's combined cache [num_pages][2][page
+  // elements]: k = cache, v = cache + page elements, kv_stride = 2 x page
+  // elements.
+  int64_t kv_stride = 0;
 };
 
 class PrefillPlanImpl;

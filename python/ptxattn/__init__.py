@@ -367,13 +367,19 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
     def run(self, q, k_cache, v_cache=None, out=None, lse=None, return_lse=False, stream=None):
         """o = attention(q, K, V) for the planned batch; (o, lse) with return_lse.
 
-        k_cache may be a (k_cache, v_cache) tuple, as FlashInfer's paged_kv_cache.
+        k_cache may also be FlashInfer's paged_kv_cache: a (k_cache, v_cache) tuple, or the combined cache
+        [num_pages, 2, page_size, num_kv_heads, head_dim] (NHD; HND: [num_pages, 2, num_kv_heads, page_size,
+        head_dim]), whose halves [:, 0] and [:, 1] are read in place (k and v may lie any stride apart
+        between pages, each page contiguous).
         """
         if v_cache is None:
-            if not isinstance(k_cache, (tuple, list)) or len(k_cache) != 2:
-                raise ValueError("pass k_cache and v_cache, or a (k_cache, v_cache) tuple; ptxattn does not take "
-                                 "the combined [num_pages, 2, ...] cache")
-            k_cache, v_cache = k_cache
+            if isinstance(k_cache, (tuple, list)) and len(k_cache) == 2:
+                k_cache, v_cache = k_cache
+            elif len(getattr(k_cache, "shape", ())) == 5 and k_cache.shape[1] == 2:
+                k_cache, v_cache = k_cache[:, 0], k_cache[:, 1]
+            else:
+                raise ValueError("pass k_cache and v_cache, a (k_cache, v_cache) tuple, or the combined cache "
+                                 "[num_pages, 2, ...]")
         _device(q, "q")
         if not hasattr(self, "_args"):
             raise ValueError("run() before plan()")

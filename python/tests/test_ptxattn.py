@@ -143,7 +143,7 @@ def test_index_lists_are_accepted():
         wrapper.plan(**args)
 
 
-def test_run_needs_cuda_tensors_and_separate_caches():
+def test_run_needs_cuda_tensors_and_a_cache_it_knows():
     wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
     q = np.zeros((9, 8, 128), np.float16)
     with pytest.raises(ValueError, match="q must be a CUDA tensor"):
@@ -549,6 +549,21 @@ def test_a_graph_captured_once_replays_every_batch_within_capacity(kv_splits):
     assert wrapper.page_table_error() is None
     with pytest.raises(ValueError, match="capacity|max_kv_units|9 requests"):
         plan([1] * 9, [10] * 9)
+
+
+@needs_gpu
+def test_a_combined_cache_gives_the_bits_of_separate_ones():
+    import torch
+    heads, kv_heads, head_dim, page_size = 8, 2, 128, 16
+    b = paged_batch(torch, [5, 1, 33], [70, 300, 40], page_size, heads, kv_heads, head_dim, torch.bfloat16)
+    wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    wrapper.plan(b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size,
+                 causal=True, num_pages=b["num_pages"])
+    want = wrapper.run(b["q"], b["k_cache"], b["v_cache"])
+    combined = torch.stack((b["k_cache"], b["v_cache"]), dim=1)  # FlashInfer's [pages, 2, page_size, heads, dim]
+    assert torch.equal(wrapper.run(b["q"], combined), want)
+    with pytest.raises(ValueError, match="one stride between their pages"):
+        wrapper.run(b["q"], combined[:, 0], b["v_cache"])
 
 
 @needs_gpu

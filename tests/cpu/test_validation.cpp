@@ -754,6 +754,44 @@ TEST_CASE("validation: row strides of q and o", "[validation][strided]") {
   }
 }
 
+TEST_CASE("validation: the stride of k and v", "[validation][strided]") {
+  TensorCase t;  // 8 pages of page_size x num_kv_heads x head_dim
+  const PrefillConfig& c = t.batch.config;
+  const int64_t page = int64_t(c.page_size) * c.num_kv_heads * c.head_dim;
+  SECTION("a combined cache: k and v pages interleaved") {
+    t.tensors.kv_stride = 2 * page;
+    t.tensors.v = static_cast<const char*>(t.tensors.k) + page * 2;
+    require_ok(t.validate());
+  }
+  SECTION("shorter than a page") {
+    t.tensors.kv_stride = page - 8;
+    const std::string named = "tensors.kv_stride = " + std::to_string(page - 8);
+    require_status(t.validate(), StatusCode::kInvalidArgument,
+                   {named.c_str(), "must be 0 (contiguous) or a multiple of 8", "page_size * num_kv_heads * head_dim"});
+  }
+  SECTION("not in 16-byte units") {
+    t.tensors.kv_stride = page + 4;
+    require_status(t.validate(), StatusCode::kInvalidArgument, {"tensors.kv_stride = "});
+  }
+  SECTION("ragged: at least a row") {
+    t.batch.config.kv_format = KvFormat::kRagged;
+    const int64_t row = int64_t(c.num_kv_heads) * c.head_dim;
+    t.tensors.kv_stride = row - 8;
+    require_status(t.validate(), StatusCode::kInvalidArgument, {"num_kv_heads * head_dim = "});
+    t.tensors.kv_stride = row + 8;
+    require_ok(t.validate());
+  }
+  SECTION("the strided span counts for overlaps") {
+    // o starts inside the last page of k only when k's pages are strided.
+    t.tensors.kv_stride = 2 * page;
+    const int64_t k_span_bytes = (7 * t.tensors.kv_stride + page) * 2;
+    t.tensors.o = static_cast<char*>(const_cast<void*>(t.tensors.k)) + (k_span_bytes - 256);
+    require_status(t.validate(), StatusCode::kInvalidArgument, {"tensors.o", "overlaps tensors.k"});
+    t.tensors.kv_stride = 0;  // contiguous k ends before o
+    require_ok(t.validate());
+  }
+}
+
 TEST_CASE("validation: the page table at run", "[validation][device-page-table]") {
   TensorCase t;
   SECTION("refused where the plan holds its own copy") {

@@ -698,16 +698,23 @@ struct TensorBytes {
   i128 q, o, kv, lse;
 };
 
+// The stride of contiguous k and v: the elements of one page (paged) or row (ragged).
+int64_t contiguous_kv_stride(const PrefillConfig& c) {
+  return (c.kv_format == KvFormat::kPaged ? int64_t(c.page_size) : 1) * c.num_kv_heads * c.head_dim;
+}
+
 // Element counts from the shapes the tensors claim, as README's tensor
 // conventions define them: q and o span (tokens - 1) row strides and one
-// row (a stride of 0 is a row).
+// row, k and v (pages or rows - 1) strides and one page or row (a stride of
+// 0 is a row, or a page).
 TensorBytes tensor_bytes(const PrefillConfig& c, const PrefillTensors& t) {
-  const i128 rows = c.kv_format == KvFormat::kPaged ? i128(t.num_kv_rows) * c.page_size : i128(t.num_kv_rows);
   const i128 row = i128(c.num_qo_heads) * c.head_dim;
   auto span = [&](int64_t stride) {
     return t.num_q_tokens <= 0 ? i128(0) : ((t.num_q_tokens - 1) * (stride != 0 ? i128(stride) : row) + row) * 2;
   };
-  return {span(t.q_row_stride), span(t.o_row_stride), rows * c.num_kv_heads * c.head_dim * 2,
+  const i128 unit = contiguous_kv_stride(c);
+  const i128 kv = t.num_kv_rows <= 0 ? i128(0) : ((t.num_kv_rows - 1) * (t.kv_stride != 0 ? i128(t.kv_stride) : unit) + unit) * 2;
+  return {span(t.q_row_stride), span(t.o_row_stride), kv,
           c.options.return_lse ? i128(t.num_q_tokens) * c.num_qo_heads * 4 : 0};
 }
 
@@ -731,6 +738,11 @@ PrefillTensors random_tensors(Rng& rng, const PrefillConfig& c, int64_t plan_q, 
     if (rng.percent(25))
       *stride = rng.pick<int64_t>({row, row + 8 * rng.range(1, 64), row + 4, row - 8, -8, kInt32Max & ~int64_t(7),
                                    kInt32Max + int64_t(1), rng.edge_int64()});
+  // The stride of k and v: mostly contiguous, else a combined K/V cache's, padded or broken.
+  const int64_t unit = contiguous_kv_stride(c);
+  if (rng.percent(25))
+    t.kv_stride = rng.pick<int64_t>({unit, 2 * unit, unit + 8 * rng.range(1, 64), unit + 4, unit - 8, -8,
+                                     kInt32Max & ~int64_t(7), kInt32Max + int64_t(1), rng.edge_int64()});
   const TensorBytes bytes = tensor_bytes(c, t);
   const std::vector<uintptr_t> at = place_tensors(rng, {bytes.q, bytes.kv, bytes.kv, bytes.o, bytes.lse});
   t.q = as_pointer(at[0]);
@@ -769,6 +781,10 @@ void tensor_rules(const PrefillConfig& c, int64_t plan_q, int64_t plan_kv, const
   r.invalid(t.o_row_stride == 0 || (t.o_row_stride >= row && t.o_row_stride <= kInt32Max && t.o_row_stride % 8 == 0),
             "tensors.o_row_stride is 0 or a multiple of 8 in [num_qo_heads * head_dim, INT32_MAX]",
             "tensors.o_row_stride");
+  const int64_t unit = contiguous_kv_stride(c);
+  r.invalid(t.kv_stride == 0 || (t.kv_stride >= unit && t.kv_stride <= kInt32Max && t.kv_stride % 8 == 0),
+            "tensors.kv_stride is 0 or a multiple of 8 in [a page's (a row's) elements, INT32_MAX]",
+            "tensors.kv_stride");
   const TensorBytes bytes = tensor_bytes(c, t);
   const Span q{uintptr_t(t.q), bytes.q}, k{uintptr_t(t.k), bytes.kv}, v{uintptr_t(t.v), bytes.kv},
       o{uintptr_t(t.o), bytes.o}, lse{uintptr_t(t.lse), bytes.lse};
@@ -805,7 +821,7 @@ std::string describe(const PrefillTensors& t) {
   out << "tensors{q " << hex(uintptr_t(t.q)) << ", k " << hex(uintptr_t(t.k)) << ", v " << hex(uintptr_t(t.v))
       << ", o " << hex(uintptr_t(t.o)) << ", lse " << hex(uintptr_t(t.lse)) << ", num_q_tokens " << t.num_q_tokens
       << ", num_kv_rows " << t.num_kv_rows << ", kv_indices " << hex(uintptr_t(t.kv_indices)) << ", q_row_stride "
-      << t.q_row_stride << ", o_row_stride " << t.o_row_stride << "}";
+      << t.q_row_stride << ", o_row_stride " << t.o_row_stride << ", kv_stride " << t.kv_stride << "}";
   return out.str();
 }
 
@@ -1076,7 +1092,8 @@ void fuzz_prefill_c_api(Rng& rng, Fuzzer& fuzzer) {
                                         t.num_kv_rows,
                                         t.kv_indices,
                                         t.q_row_stride,
-                                        t.o_row_stride};
+                                        t.o_row_stride,
+                                        t.kv_stride};
   const ptxattn_prefill_plan* run_plan = rng.percent(5) ? nullptr : plan;
   const ptxattn_prefill_tensors* tensors_arg = rng.percent(5) ? nullptr : &tensors;
   Rules run;

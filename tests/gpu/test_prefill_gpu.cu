@@ -1101,6 +1101,64 @@ TEST_CASE("prefill: q as a view into a fused QKV row and o with padded rows give
   CHECK(checked > 0);
 }
 
+TEST_CASE("prefill: k and v as halves of one combined cache (pages or rows interleaved) give the bits of separate "
+          "tensors", "[gpu][prefill][strided]") {
+  std::vector<CaseSpec> specs;
+  CaseSpec decode;  // packed and split by the plan's rules
+  decode.num_qo_heads = 8, decode.num_kv_heads = 2;
+  decode.qo_lens = {1, 2}, decode.kv_lens = {4000, 900};
+  decode.options.causal = decode.options.return_lse = true;
+  specs.push_back(decode);
+  for (int i = 0; i < 8; ++i) {
+    CaseSpec spec = random_spec(9800 + uint64_t(i));
+    spec.options.return_lse = true;
+    specs.push_back(spec);
+  }
+  int checked = 0;
+  for (const CaseSpec& spec : specs) {
+    const HostCase c = make_case(spec);
+    if (!built_here(c) || c.num_q_tokens == 0 || c.num_kv_rows == 0) continue;
+    const bool paged = c.config.kv_format == KvFormat::kPaged;
+    // A page (paged) or a row (ragged) of k, then v's: FlashInfer's combined
+    // cache; ragged rows also get 8 elements of padding after each pair.
+    const int64_t unit = (paged ? int64_t(c.config.page_size) : 1) * c.config.num_kv_heads * c.config.head_dim;
+    const int64_t stride = 2 * unit + (paged ? 0 : 8);
+    const size_t unit_bytes = size_t(unit) * sizeof(uint16_t), stride_bytes = size_t(stride) * sizeof(uint16_t);
+    DevicePrefillCase device(c);
+    DeviceBuffer kv(size_t(c.num_kv_rows) * stride_bytes);
+    kv.fill_u32(pattern::kQuietNaN);  // the padding: never read
+    PTXATTN_CUDA_CHECK(cudaMemcpy2D(kv.get(), stride_bytes, c.k.data(), unit_bytes, unit_bytes,
+                                    size_t(c.num_kv_rows), cudaMemcpyHostToDevice));
+    PTXATTN_CUDA_CHECK(cudaMemcpy2D(static_cast<char*>(kv.get()) + unit_bytes, stride_bytes, c.v.data(), unit_bytes,
+                                    unit_bytes, size_t(c.num_kv_rows), cudaMemcpyHostToDevice));
+    for (KvLoadPath path : load_paths_for(c)) {
+      INFO(load_path_name(path) << " | " << c.describe() << " | kv_stride " << stride);
+      const PrefillRun own = device.run(path, pollute_smem_nan);
+      REQUIRE(own.status.ok());
+      PrefillConfig config = c.config;
+      config.load_path = path;
+      PrefillPlan plan;
+      REQUIRE(plan_prefill(config, c.indices(), plan).ok());
+      device.out().fill_u32(pattern::kQuietNaN);
+      device.lse().fill_u32(pattern::kQuietNaN);
+      pollute_smem_nan();
+      PrefillTensors tensors = device.tensors();
+      tensors.k = kv.get(), tensors.v = static_cast<const char*>(kv.get()) + unit_bytes;
+      tensors.kv_stride = stride;
+      const Status ran = run_prefill(plan, tensors, nullptr);
+      INFO(ran.message);
+      REQUIRE(ran.ok());
+      PTXATTN_CUDA_CHECK(cudaDeviceSynchronize());
+      const auto out = download_vector<uint16_t>(device.out(), own.out.size());
+      const auto lse = download_vector<float>(device.lse(), own.lse.size());
+      CHECK(first_bit_difference(own.out.data(), out.data(), int64_t(out.size())) == -1);
+      CHECK(first_bit_difference(own.lse.data(), lse.data(), int64_t(lse.size())) == -1);
+      ++checked;
+    }
+  }
+  CHECK(checked > 0);
+}
+
 TEST_CASE("prefill: the page table at run is required, and refused where the plan holds its own",
           "[gpu][prefill][device-page-table]") {
   CaseSpec spec;
