@@ -820,7 +820,8 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
   // 607, 609, 610, 630), empty requests, and split-KV on both paths with
   // chunks that see no key (630, 631: the partial states, the merge launched
   // while the kernel runs, and its wait for the kernel's writes); then a page
-  // table given at run with an entry past the pool.
+  // table given at run with an entry past the pool, and K/V as the halves of
+  // one combined cache.
   const std::vector<PrefillLaunch> prefills = {
       {B(601, bf16, 128, 2, 1).paged(nhd, 7).lengths({20, 3}, {40, 17}).causal(), KvLoadPath::kGather},
       {B(602, bf16, 128, 2, 1).paged(hnd, 16).lengths({20, 3}, {150, 17}).causal().window(40), KvLoadPath::kTma},
@@ -886,6 +887,39 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
       tensors.kv_indices = device_table.as<int32_t>();
       REQUIRE(run_prefill(plan, tensors, nullptr).ok());
       CHECK(check_page_table_errors(plan, nullptr).code == StatusCode::kInvalidArgument);
+      ++launched;
+    }
+  }
+  // k and v as the halves of one combined cache that ends with v's last
+  // page (kv_stride two pages): memcheck sees a read past it.
+  const HostCase combined_case = make_case(B(633, bf16, 128, 4, 1).paged(hnd, 16).lengths({2, 1}, {70, 40}).causal());
+  if (validate_prefill_config(combined_case.config).code == StatusCode::kUnsupported) {
+    ++skipped;
+  } else {
+    DevicePrefillCase device(combined_case);
+    const PrefillConfig& cc = combined_case.config;
+    const size_t page_bytes = size_t(cc.page_size) * cc.num_kv_heads * cc.head_dim * sizeof(uint16_t);
+    const size_t pages = size_t(combined_case.num_kv_rows);
+    DeviceBuffer kv(2 * page_bytes * pages);
+    PTXATTN_CUDA_CHECK(cudaMemcpy2D(kv.get(), 2 * page_bytes, combined_case.k.data(), page_bytes, page_bytes, pages,
+                                    cudaMemcpyHostToDevice));
+    PTXATTN_CUDA_CHECK(cudaMemcpy2D(static_cast<char*>(kv.get()) + page_bytes, 2 * page_bytes,
+                                    combined_case.v.data(), page_bytes, page_bytes, pages, cudaMemcpyHostToDevice));
+    for (KvLoadPath path : load_paths_for(combined_case)) {
+      INFO("combined cache, " << load_path_name(path) << " | " << combined_case.describe());
+      const PrefillRun own = device.run(path, {});
+      REQUIRE(own.status.ok());
+      PrefillConfig config = cc;
+      config.load_path = path;
+      PrefillPlan plan;
+      REQUIRE(plan_prefill(config, combined_case.indices(), plan).ok());
+      PrefillTensors tensors = device.tensors();
+      tensors.k = kv.get(), tensors.v = static_cast<const char*>(kv.get()) + page_bytes;
+      tensors.kv_stride = int64_t(2 * page_bytes / sizeof(uint16_t));
+      REQUIRE(run_prefill(plan, tensors, nullptr).ok());
+      PTXATTN_CUDA_CHECK(cudaDeviceSynchronize());
+      const auto out = download_vector<uint16_t>(device.out(), own.out.size());
+      CHECK(first_bit_difference(own.out.data(), out.data(), int64_t(out.size())) == -1);
       ++launched;
     }
   }
