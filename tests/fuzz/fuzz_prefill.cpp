@@ -698,9 +698,10 @@ struct TensorBytes {
   i128 q, o, kv, lse;
 };
 
-// The stride of contiguous k and v: the elements of one page (paged) or row (ragged).
-int64_t contiguous_kv_stride(const PrefillConfig& c) {
-  return (c.kv_format == KvFormat::kPaged ? int64_t(c.page_size) : 1) * c.num_kv_heads * c.head_dim;
+// The stride of contiguous k and v: the elements of one page (paged) or row
+// (ragged). In 128 bits: a random config's factors may each reach INT32_MAX.
+i128 contiguous_kv_stride(const PrefillConfig& c) {
+  return (c.kv_format == KvFormat::kPaged ? i128(c.page_size) : i128(1)) * c.num_kv_heads * c.head_dim;
 }
 
 // Element counts from the shapes the tensors claim, as README's tensor
@@ -712,8 +713,13 @@ TensorBytes tensor_bytes(const PrefillConfig& c, const PrefillTensors& t) {
   auto span = [&](int64_t stride) {
     return t.num_q_tokens <= 0 ? i128(0) : ((t.num_q_tokens - 1) * (stride != 0 ? i128(stride) : row) + row) * 2;
   };
-  const i128 unit = contiguous_kv_stride(c);
-  const i128 kv = t.num_kv_rows <= 0 ? i128(0) : ((t.num_kv_rows - 1) * (t.kv_stride != 0 ? i128(t.kv_stride) : unit) + unit) * 2;
+  // Factors clamped to 2^62 keep the product within 128 bits; a span that
+  // large is refused whatever its exact size.
+  const i128 cap = i128(1) << 62;
+  auto clamp = [&](i128 x) { return std::max(-cap, std::min(cap, x)); };
+  const i128 unit = clamp(contiguous_kv_stride(c));
+  const i128 kv_stride = t.kv_stride != 0 ? clamp(t.kv_stride) : unit;
+  const i128 kv = t.num_kv_rows <= 0 ? i128(0) : ((i128(t.num_kv_rows) - 1) * kv_stride + unit) * 2;
   return {span(t.q_row_stride), span(t.o_row_stride), kv,
           c.options.return_lse ? i128(t.num_q_tokens) * c.num_qo_heads * 4 : 0};
 }
@@ -739,7 +745,7 @@ PrefillTensors random_tensors(Rng& rng, const PrefillConfig& c, int64_t plan_q, 
       *stride = rng.pick<int64_t>({row, row + 8 * rng.range(1, 64), row + 4, row - 8, -8, kInt32Max & ~int64_t(7),
                                    kInt32Max + int64_t(1), rng.edge_int64()});
   // The stride of k and v: mostly contiguous, else a combined K/V cache's, padded or broken.
-  const int64_t unit = contiguous_kv_stride(c);
+  const int64_t unit = int64_t(std::clamp<i128>(contiguous_kv_stride(c), -kInt32Max, kInt32Max));
   if (rng.percent(25))
     t.kv_stride = rng.pick<int64_t>({unit, 2 * unit, unit + 8 * rng.range(1, 64), unit + 4, unit - 8, -8,
                                      kInt32Max & ~int64_t(7), kInt32Max + int64_t(1), rng.edge_int64()});
@@ -781,7 +787,7 @@ void tensor_rules(const PrefillConfig& c, int64_t plan_q, int64_t plan_kv, const
   r.invalid(t.o_row_stride == 0 || (t.o_row_stride >= row && t.o_row_stride <= kInt32Max && t.o_row_stride % 8 == 0),
             "tensors.o_row_stride is 0 or a multiple of 8 in [num_qo_heads * head_dim, INT32_MAX]",
             "tensors.o_row_stride");
-  const int64_t unit = contiguous_kv_stride(c);
+  const i128 unit = contiguous_kv_stride(c);
   r.invalid(t.kv_stride == 0 || (t.kv_stride >= unit && t.kv_stride <= kInt32Max && t.kv_stride % 8 == 0),
             "tensors.kv_stride is 0 or a multiple of 8 in [a page's (a row's) elements, INT32_MAX]",
             "tensors.kv_stride");
