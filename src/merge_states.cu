@@ -195,18 +195,10 @@ cudaError_t launch_merge_states(const MergeParams& p, StateDType v_dtype, StateD
   if (kernel == nullptr) return cudaErrorInvalidValue;  // unreachable: the API refuses values outside StateDType
   // At most INT32_MAX rows x 128 units (API limits): under 2^31 CTAs of 256.
   const int64_t threads = p.num_tokens * p.num_heads * (p.head_dim / kMergeUnitElements);
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(unsigned((threads + kMergeThreads - 1) / kMergeThreads));
-  config.blockDim = dim3(kMergeThreads);
-  config.stream = stream;
-  // Programmatic dependent launch: the kernel may be scheduled before the
-  // grid ahead of it ends, and waits for that grid's writes itself.
-  cudaLaunchAttribute attribute = {};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, kernel, p);
+  const dim3 grid(unsigned((threads + kMergeThreads - 1) / kMergeThreads));
+  // The kernel may be scheduled before the grid ahead of it ends; it waits
+  // for that grid's writes itself.
+  return ptx::launch_dependent(kernel, grid, dim3(kMergeThreads), stream, p);
 }
 
 }  // namespace ptxattn::detail

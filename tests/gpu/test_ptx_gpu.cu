@@ -1322,18 +1322,9 @@ TEST_CASE("griddepcontrol: a dependent launched while its prerequisite runs wait
   started_early.fill_u32(7);  // neither answer: the reader must write it
   pdl_writer<<<1, kWarpgroupThreads, 0, stream>>>(values.as<uint32_t>(), done.as<uint32_t>());
   PTXATTN_CUDA_CHECK(cudaGetLastError());
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(1);
-  config.blockDim = dim3(kWarpgroupThreads);
-  config.stream = stream;
-  cudaLaunchAttribute attribute = {};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
-  PTXATTN_CUDA_CHECK(cudaLaunchKernelEx(&config, pdl_reader, static_cast<const uint32_t*>(values.as<uint32_t>()),
-                                        static_cast<const uint32_t*>(done.as<uint32_t>()), copy.as<uint32_t>(),
-                                        started_early.as<uint32_t>()));
+  PTXATTN_CUDA_CHECK(ptx::launch_dependent(pdl_reader, dim3(1), dim3(kWarpgroupThreads), stream,
+                                           values.as<uint32_t>(), done.as<uint32_t>(), copy.as<uint32_t>(),
+                                           started_early.as<uint32_t>()));
   PTXATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
   PTXATTN_CUDA_CHECK(cudaStreamDestroy(stream));
   CHECK(download_vector<uint32_t>(started_early, 1)[0] == 1u);
