@@ -648,7 +648,7 @@ def main():
     parser.add_argument("--commit", default=None, help="ptxattn commit to record (default $PTXATTN_COMMIT)")
     parser.add_argument("--kv-splits", type=int, default=0,
                         help="ptxattn's PrefillConfig::kv_splits (0: the plan's rule, 1: no split, 2..64 forced)")
-    parser.add_argument("--gqa-packing", choices=sorted(GQA_PACKING), default="auto",
+    parser.add_argument("--gqa-packing", choices=["auto", "off", "on"], default="auto",
                         help="ptxattn's PrefillConfig::gqa_packing")
     args = parser.parse_args()
 

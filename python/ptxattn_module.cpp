@@ -157,6 +157,9 @@ int64_t check_strided_entries(const Tensor& t, const char* name, const char* ent
                    entries + " contiguous)");
     expected *= int64_t(t.shape(i));
   }
+  if (t.shape(0) > 1 && t.stride(0) < expected)  // 0 (a broadcast) would read as contiguous; less overlaps
+    bad_argument(std::string(name) + " has a stride of " + std::to_string(t.stride(0)) + " between " + entries +
+                 ", less than one of its " + entries + " (" + std::to_string(expected) + " elements)");
   return t.shape(0) > 1 ? int64_t(t.stride(0)) : 0;
 }
 

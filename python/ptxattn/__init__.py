@@ -147,9 +147,9 @@ def _int32(values):
     return numpy.asarray(values, dtype=numpy.int32)
 
 
-def _plan_device(index_array, device):
+def _plan_device(index_array, device, workspace=None):
     """The device a plan is made for: the argument (an ordinal or a torch.device), else the index
-    array's if it is on a GPU, else the current one (-1)."""
+    array's if it is on a GPU, else the workspace's, else the current one (-1)."""
     if device is not None:
         if isinstance(device, str):  # "cuda", "cuda:1"
             name, _, ordinal = device.partition(":")
@@ -158,10 +158,11 @@ def _plan_device(index_array, device):
             return int(ordinal) if ordinal else -1
         index = device if isinstance(device, int) else device.index
         return -1 if index is None else int(index)
-    if hasattr(index_array, "__dlpack_device__"):
-        device_type, ordinal = index_array.__dlpack_device__()
-        if int(device_type) == 2:
-            return int(ordinal)
+    for array in (index_array, workspace):
+        if hasattr(array, "__dlpack_device__"):
+            device_type, ordinal = array.__dlpack_device__()
+            if int(device_type) == 2:
+                return int(ordinal)
     return -1  # the current CUDA device
 
 
@@ -178,7 +179,8 @@ class _Attention:
     """What the paged and ragged wrappers share: the workspace, options, the plan, run().
 
     float_workspace_buffer: a contiguous CUDA buffer (any dtype; torch.uint8 as FlashInfer's) the plan lives
-    in. With it, plan() never waits for the device: it uploads the schedule from pinned staging with one copy
+    in; one buffer serves one wrapper at a time (each plan is laid out from its first byte). With it, plan()
+    stays at most one plan ahead of the stream: it uploads the schedule from pinned staging with one copy
     ordered on its stream (the `stream` argument, else the buffer's framework's current stream), so runs on
     that stream see it, and a re-plan on it is ordered after the runs before it. Runs on another stream
     are the caller's to order. A buffer too small is refused with the bytes needed. Without it, the plan owns
@@ -189,12 +191,16 @@ class _Attention:
     replays correctly after plan() has been called for any batch within it. It needs float_workspace_buffer,
     and the captured run's q and out hold max_num_tokens rows (the batch's tokens first; the rest is left as
     it is). kv_splits, gqa_packing and kv_block, chosen per batch otherwise, are fixed: kv_splits 1,
-    gqa_packing "on" when qo heads share KV heads, and kv_block "standard", unless plan() names others.
+    gqa_packing "on" when the qo heads per KV head divide 128 (the tile's rows), and kv_block "standard", unless
+    plan() names others. A paged graph plan needs plan(..., num_pages=).
     """
 
     def __init__(self, float_workspace_buffer=None, kv_layout="NHD", use_cuda_graph=False, *, load_path="auto",
                  schedule="auto", max_ctas=0, max_batch_size=None, max_num_tokens=None, max_kv_units=None):
         if isinstance(float_workspace_buffer, str):  # the layout as the first argument, as before the workspace
+            if kv_layout != "NHD":
+                raise ValueError(f"the layout {float_workspace_buffer!r} came first, so {kv_layout!r} would be "
+                                 "read as the layout: pass load_path and the options after it by keyword")
             float_workspace_buffer, kv_layout = None, float_workspace_buffer
         if float_workspace_buffer is not None:
             _device(float_workspace_buffer, "float_workspace_buffer")
@@ -229,7 +235,9 @@ class _Attention:
                             stream=_stream(self._workspace, stream))
 
     def _options(self, causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse,
-                 kv_block, kv_splits, gqa_packing, grouped):
+                 kv_block, kv_splits, gqa_packing, num_qo_heads, num_kv_heads):
+        group = int(num_qo_heads) // int(num_kv_heads) if int(num_kv_heads) > 0 else 0
+        packable = group > 1 and int(num_qo_heads) % int(num_kv_heads) == 0 and 128 % group == 0
         dtype = _dtype_name(q_data_type)
         if kv_data_type is not None and _dtype_name(kv_data_type) != dtype:
             raise ValueError(f"kv_data_type {_dtype_name(kv_data_type)} differs from q_data_type {dtype}: "
@@ -237,7 +245,7 @@ class _Attention:
         if self._capacity is not None:  # a graph plan fixes what the plan would choose per batch
             kv_block = "standard" if kv_block == "auto" else kv_block
             kv_splits = 1 if kv_splits == "auto" else kv_splits
-            gqa_packing = ("on" if grouped else "off") if gqa_packing == "auto" else gqa_packing
+            gqa_packing = ("on" if packable else "off") if gqa_packing == "auto" else gqa_packing
         if isinstance(gqa_packing, bool):
             gqa_packing = "on" if gqa_packing else "off"
         return dict(dtype=dtype, causal=bool(causal), window_left=int(window_left),
@@ -332,15 +340,18 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
         table = paged_kv_indices
         on_device = hasattr(table, "__dlpack_device__") and int(table.__dlpack_device__()[0]) == 2
         if self._capacity is not None:
-            table = self._graph_table(paged_kv_indices, on_device, stream)
+            if num_pages is None:
+                raise ValueError("use_cuda_graph=True: plan() needs num_pages (a graph's replay never calls run(), "
+                                 "which would otherwise finish the plan)")
+            table = self._graph_table(paged_kv_indices, on_device, paged_kv_indptr, int(num_pages), stream)
         self._args = dict(
             self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse,
-                          kv_block, kv_splits, gqa_packing, int(num_qo_heads) != int(num_kv_heads)),
+                          kv_block, kv_splits, gqa_packing, num_qo_heads, num_kv_heads),
             num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
             paged=True, page_size=int(page_size), qo_indptr=_int32(qo_indptr), kv_indptr=_int32(paged_kv_indptr),
             kv_indices=None if on_device or self._capacity else _int32(paged_kv_indices),
             kv_last_page_len=_int32(paged_kv_last_page_len), table_at_run=on_device or self._capacity is not None,
-            device=_plan_device(qo_indptr, device))
+            device=_plan_device(qo_indptr, device, self._workspace))
         self._plan_stream = stream
         self._kv_table = table if self._args["table_at_run"] else None
         self._return_lse = bool(return_lse)
@@ -349,13 +360,23 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
         else:
             self._lazy = True
 
-    def _graph_table(self, indices, on_device, stream):
+    def _graph_table(self, indices, on_device, kv_indptr, num_pages, stream):
         """The graph plan's page table: the wrapper's buffer of max_kv_units entries (made once, on the
-        workspace's device), holding `indices` from the plan's stream on."""
-        if self._kv_table is None:
-            self._kv_table = _empty(self._workspace, (self._capacity[2],), _int32_dtype(self._workspace))
+        workspace's device), holding `indices` from the plan's stream on. A host table is checked here as a
+        plan checks one; a device table's entries are checked by the runs (page_table_error())."""
+        entries = int(_int32(kv_indptr)[-1]) if len(kv_indptr) > 0 else 0
+        if len(indices) < entries:
+            raise ValueError(f"paged_kv_indices has {len(indices)} entries; paged_kv_indptr names {entries}")
         if not on_device:
             indices = _int32(indices)
+            import numpy
+            named = numpy.asarray(indices)[:entries]
+            outside = numpy.flatnonzero((named < 0) | (named >= num_pages))
+            if outside.size:
+                i = int(outside[0])
+                raise ValueError(f"paged_kv_indices[{i}] = {int(named[i])} is outside the pool of {num_pages} pages")
+        if self._kv_table is None:
+            self._kv_table = _empty(self._workspace, (self._capacity[2],), _int32_dtype(self._workspace))
         _ptxattn.copy_int32(self._kv_table, indices, _stream(self._workspace, stream))
         return self._kv_table
 
@@ -390,7 +411,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
     def page_table_error(self, stream=None):
         """The page-table entry outside the pool (of the lowest position) that runs of this plan met since it
         was made or last checked, as a message naming its position, value and request; None when there was
-        none. Only a device page table can hold one (a host one is checked by plan()). Waits for `stream`
+        none. Only a device page table can hold one (plan() checks a host one, also in graph mode). Waits for `stream`
         (default: the current stream of the table's framework), on which the runs were issued; clears the
         record."""
         if not self._planned:
@@ -422,11 +443,11 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
         self._return_lse = bool(return_lse)
         self._plan_after_runs(stream, **self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type,
                                                       kv_data_type, return_lse, kv_block, kv_splits, gqa_packing,
-                                                      int(num_qo_heads) != int(num_kv_heads)),
+                                                      num_qo_heads, num_kv_heads),
                               num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
                               paged=False, page_size=0, num_pages=0, qo_indptr=_int32(qo_indptr),
                               kv_indptr=_int32(kv_indptr), kv_indices=None, kv_last_page_len=None,
-                              table_at_run=False, device=_plan_device(qo_indptr, device))
+                              table_at_run=False, device=_plan_device(qo_indptr, device, self._workspace))
         self._planned = True
 
     def run(self, q, k, v, out=None, lse=None, return_lse=False, stream=None):

@@ -113,7 +113,10 @@ def test_workspace_and_graph_mode_arguments_are_checked():
                                                     max_num_tokens=64, max_kv_units=64)
     with pytest.raises(ValueError, match="use_cuda_graph=True needs float_workspace_buffer"):
         ptxattn.BatchPrefillWithRaggedKVCacheWrapper(use_cuda_graph=True)
-    # The layout may still come first, as before the workspace argument existed.
+    # The layout may still come first, as before the workspace argument existed, but then nothing after it
+    # is taken by position.
+    with pytest.raises(ValueError, match="pass load_path and the options after it by keyword"):
+        ptxattn.BatchPrefillWithPagedKVCacheWrapper("HND", "gather")
     wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper("NDH")
     with pytest.raises(ValueError, match="kv_layout 'NDH' is not NHD or HND"):
         wrapper.plan(**paged_plan_args())
@@ -549,6 +552,16 @@ def test_a_graph_captured_once_replays_every_batch_within_capacity(kv_splits):
     assert wrapper.page_table_error() is None
     with pytest.raises(ValueError, match="capacity|max_kv_units|9 requests"):
         plan([1] * 9, [10] * 9)
+    args = (b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size)
+    with pytest.raises(ValueError, match="needs num_pages"):  # a replay would never finish the plan
+        wrapper.plan(*args, causal=True)
+    short = args[:2] + (b["kv_indices"][:-1],) + args[3:]
+    with pytest.raises(ValueError, match=f"has {len(b['kv_indices']) - 1} entries"):
+        wrapper.plan(*short, num_pages=num_pages, causal=True)
+    outside = b["kv_indices"].copy()
+    outside[-1] = num_pages
+    with pytest.raises(ValueError, match=f"paged_kv_indices\\[{len(outside) - 1}\\] = {num_pages} is outside"):
+        wrapper.plan(*(args[:2] + (outside,) + args[3:]), num_pages=num_pages, causal=True)
 
 
 @needs_gpu
@@ -564,6 +577,9 @@ def test_a_combined_cache_gives_the_bits_of_separate_ones():
     assert torch.equal(wrapper.run(b["q"], combined), want)
     with pytest.raises(ValueError, match="one stride between their pages"):
         wrapper.run(b["q"], combined[:, 0], b["v_cache"])
+    one_page = b["k_cache"][:1].expand(b["k_cache"].shape)  # a broadcast: stride 0 between pages
+    with pytest.raises(ValueError, match="has a stride of 0 between"):
+        wrapper.run(b["q"], one_page, one_page)
 
 
 @needs_gpu
