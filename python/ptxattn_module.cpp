@@ -252,8 +252,9 @@ class Prefill {
     if (staged_) cudaEventDestroy(staged_);
   }
 
-  // kv_indices: the host page table, copied into the plan; absent with
-  // table_at_run (every run then passes the device table). workspace: the
+  // kv_indices: the host page table, copied into the plan; with
+  // table_at_run (every run then passes the device table) only checked: a
+  // graph plan's host table, which the wrapper copies to its own. workspace: the
   // caller's device buffer, the plan then uploaded on `stream` from pinned
   // staging this object keeps; absent: the plan owns its workspace and
   // copies synchronously. capacity (max requests, max q tokens, max
@@ -288,7 +289,6 @@ class Prefill {
     if (paged) {
       if (!kv_last_page_len || (!kv_indices && !table_at_run))
         bad_argument("a paged plan needs kv_indices and kv_last_page_len");
-      if (kv_indices && table_at_run) bad_argument("the page table comes at plan or at run, not both");
       if (kv_indices) indices = host_int32(*kv_indices, "kv_indices");
       last_page_len = host_int32(*kv_last_page_len, "kv_last_page_len");
     } else if (kv_indices || kv_last_page_len || table_at_run) {
@@ -297,13 +297,15 @@ class Prefill {
     if (qo.size() != kv.size())
       bad_argument("qo_indptr has " + std::to_string(qo.size()) + " entries, kv_indptr " + std::to_string(kv.size()));
     if (qo.empty()) bad_argument("qo_indptr must have num_requests + 1 >= 1 entries");
-    if (paged) check_page_table_lengths(kv, table_at_run ? nullptr : &indices, last_page_len);
+    if (paged) check_page_table_lengths(kv, kv_indices ? &indices : nullptr, last_page_len);
     const BatchIndices batch{int32_t(qo.size() - 1), qo.data(), kv.data(),
                              paged && !table_at_run ? indices.data() : nullptr,
                              paged ? last_page_len.data() : nullptr};
     if (capacity && !workspace) bad_argument("a graph plan needs a workspace");
     if (capacity && capacity->size() != 3) bad_argument("capacity is (max_requests, max_q_tokens, max_kv_units)");
-    check(validate_batch_indices(config, batch));  // before the device is touched
+    BatchIndices checked = batch;  // with the host table, also where the runs read it from the device
+    if (paged && kv_indices) checked.kv_indices = indices.data();
+    check(validate_batch_indices(config, checked));  // before the device is touched
     const DeviceGuard guard(device);
     if (!workspace) {
       check(plan_prefill(config, batch, plan_));

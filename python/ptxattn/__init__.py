@@ -219,6 +219,7 @@ class _Attention:
         self._plan = _ptxattn.Prefill()
         self._planned = False
         self._kv_table = None  # the device page table runs read (paged plans given one on the device)
+        self._graph_table_buffer = None  # a graph plan's page table (paged), made at its first plan
         self._last_run = None  # an event after the last run (torch and CuPy), which an owning plan() waits for
         self._plan_id = _torch_ops.register_wrapper(self) if _torch_ops else 0
 
@@ -339,17 +340,22 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
         _same_head_dims(head_dim_qk, head_dim_vo)
         table = paged_kv_indices
         on_device = hasattr(table, "__dlpack_device__") and int(table.__dlpack_device__()[0]) == 2
+        host_table = None if on_device else _int32(paged_kv_indices)
         if self._capacity is not None:
             if num_pages is None:
                 raise ValueError("use_cuda_graph=True: plan() needs num_pages (a graph's replay never calls run(), "
                                  "which would otherwise finish the plan)")
-            table = self._graph_table(paged_kv_indices, on_device, paged_kv_indptr, int(num_pages), stream)
+            entries = int(_int32(paged_kv_indptr)[-1]) if len(paged_kv_indptr) > 0 else 0
+            if len(table) < entries:
+                raise ValueError(f"paged_kv_indices has {len(table)} entries; paged_kv_indptr names {entries}")
+            table = table[:entries] if on_device else host_table[:entries]  # a host one is checked by the plan
+            host_table = None if on_device else table
         self._args = dict(
             self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse,
                           kv_block, kv_splits, gqa_packing, num_qo_heads, num_kv_heads),
             num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
             paged=True, page_size=int(page_size), qo_indptr=_int32(qo_indptr), kv_indptr=_int32(paged_kv_indptr),
-            kv_indices=None if on_device or self._capacity else _int32(paged_kv_indices),
+            kv_indices=host_table,
             kv_last_page_len=_int32(paged_kv_last_page_len), table_at_run=on_device or self._capacity is not None,
             device=_plan_device(qo_indptr, device, self._workspace))
         self._plan_stream = stream
@@ -357,28 +363,20 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
         self._return_lse = bool(return_lse)
         if num_pages is not None:
             self._make(int(num_pages))
+            if self._capacity is not None:  # the batch is checked: its table goes where the graph reads one
+                self._planned = False
+                self._kv_table = self._graph_table(table, stream)
+                self._planned = True
         else:
             self._lazy = True
 
-    def _graph_table(self, indices, on_device, kv_indptr, num_pages, stream):
+    def _graph_table(self, indices, stream):
         """The graph plan's page table: the wrapper's buffer of max_kv_units entries (made once, on the
-        workspace's device), holding `indices` from the plan's stream on. A host table is checked here as a
-        plan checks one; a device table's entries are checked by the runs (page_table_error())."""
-        entries = int(_int32(kv_indptr)[-1]) if len(kv_indptr) > 0 else 0
-        if len(indices) < entries:
-            raise ValueError(f"paged_kv_indices has {len(indices)} entries; paged_kv_indptr names {entries}")
-        if not on_device:
-            indices = _int32(indices)
-            import numpy
-            named = numpy.asarray(indices)[:entries]
-            outside = numpy.flatnonzero((named < 0) | (named >= num_pages))
-            if outside.size:
-                i = int(outside[0])
-                raise ValueError(f"paged_kv_indices[{i}] = {int(named[i])} is outside the pool of {num_pages} pages")
-        if self._kv_table is None:
-            self._kv_table = _empty(self._workspace, (self._capacity[2],), _int32_dtype(self._workspace))
-        _ptxattn.copy_int32(self._kv_table, indices, _stream(self._workspace, stream))
-        return self._kv_table
+        workspace's device), holding `indices` from the plan's stream on."""
+        if self._graph_table_buffer is None:
+            self._graph_table_buffer = _empty(self._workspace, (self._capacity[2],), _int32_dtype(self._workspace))
+        _ptxattn.copy_int32(self._graph_table_buffer, indices, _stream(self._workspace, stream))
+        return self._graph_table_buffer
 
     def _make(self, num_pages):
         self._planned = False

@@ -122,6 +122,20 @@ def test_workspace_and_graph_mode_arguments_are_checked():
         wrapper.plan(**paged_plan_args())
 
 
+def test_a_host_table_is_checked_also_where_the_runs_read_a_device_copy():
+    # A graph plan's host table: the wrapper copies it to its device table, and the plan checks it first.
+    args = dict(dtype="bfloat16", num_qo_heads=8, num_kv_heads=2, head_dim=128, paged=True, kv_layout="NHD",
+                page_size=16, num_pages=4, causal=True, window_left=-1, logits_soft_cap=0.0, sm_scale=0.0,
+                return_lse=False, load_path="auto", schedule="auto", max_ctas=0, kv_block="auto", kv_splits=0,
+                gqa_packing="auto", qo_indptr=np.array([0, 1], I32), kv_indptr=np.array([0, 2], I32),
+                kv_indices=np.array([3, 4], I32), kv_last_page_len=np.array([5], I32), table_at_run=True,
+                workspace=None, capacity=None, stream=0, device=-1)
+    with pytest.raises(ValueError, match=re.escape("kv_indices[1] = 4 is outside the page pool [0, 4)")):
+        ptxattn._ptxattn.Prefill().plan(**args)
+    with pytest.raises(ValueError, match="kv_indices has 1 entries"):
+        ptxattn._ptxattn.Prefill().plan(**dict(args, kv_indices=np.array([3], I32)))
+
+
 def test_page_table_error_needs_a_plan():
     with pytest.raises(ValueError, match=re.escape("page_table_error() before a successful plan()")):
         ptxattn.BatchPrefillWithPagedKVCacheWrapper().page_table_error()
@@ -560,7 +574,7 @@ def test_a_graph_captured_once_replays_every_batch_within_capacity(kv_splits):
         wrapper.plan(*short, num_pages=num_pages, causal=True)
     outside = b["kv_indices"].copy()
     outside[-1] = num_pages
-    with pytest.raises(ValueError, match=f"paged_kv_indices\\[{len(outside) - 1}\\] = {num_pages} is outside"):
+    with pytest.raises(ValueError, match=f"kv_indices\\[{len(outside) - 1}\\] = {num_pages} is outside the page pool"):
         wrapper.plan(*(args[:2] + (outside,) + args[3:]), num_pages=num_pages, causal=True)
 
 
