@@ -276,8 +276,9 @@ class _Attention:
             self._plan.run(q, k, v, out, lse, self._kv_table, handle)
             if _framework(q) == "cupy":
                 import cupy
-                self._last_run = cupy.cuda.Event()
-                self._last_run.record(cupy.cuda.ExternalStream(handle))
+                with cupy.cuda.Device(q.device.id):  # the event on q's device, as the stream
+                    self._last_run = cupy.cuda.Event()
+                    cupy.cuda.runtime.eventRecord(self._last_run.ptr, handle)  # a raw handle: no stream object
         return (out, lse) if return_lse else out
 
     @property

@@ -771,3 +771,37 @@ def test_cupy_arrays_work_too():
     cupy.cuda.get_current_stream().synchronize()
     torch.cuda.synchronize()
     assert torch.equal(torch.from_dlpack(from_cupy), from_torch)
+
+
+@needs_gpu
+def test_the_readme_quick_start_gives_the_reference_output(monkeypatch):
+    """The README's Python example, run as a newcomer would copy it, against the reference."""
+    import torch
+    text = open(os.path.join(REPO, "README.md")).read()
+    section = text[text.index("\n## Python\n"):]
+    example = section[section.index("```python\n") + len("```python\n"):]
+    example = example[:example.index("```")]
+    planned = {}
+    plan = ptxattn.BatchPrefillWithPagedKVCacheWrapper.plan
+
+    def recording_plan(self, *args, **kwargs):
+        assert not args, "the quick start names every plan argument"
+        planned.update(kwargs)
+        return plan(self, **kwargs)
+
+    monkeypatch.setattr(ptxattn.BatchPrefillWithPagedKVCacheWrapper, "plan", recording_plan)
+    scope = {}
+    exec(compile(example, "README.md (Python quick start)", "exec"), scope)
+    torch.cuda.synchronize()
+    o, q, k_cache, v_cache = scope["o"], scope["q"], scope["k_cache"], scope["v_cache"]
+    page_size, group = planned["page_size"], planned["num_qo_heads"] // planned["num_kv_heads"]
+    assert o.shape == q.shape and group * k_cache.shape[2] == q.shape[1]
+    qo_indptr, kv_indptr = planned["qo_indptr"], planned["paged_kv_indptr"]
+    for r in range(len(qo_indptr) - 1):
+        pages = planned["paged_kv_indices"][kv_indptr[r]:kv_indptr[r + 1]]
+        kv_len = (len(pages) - 1) * page_size + planned["paged_kv_last_page_len"][r]
+        keys = k_cache[pages].flatten(0, 1)[:kv_len]
+        values = v_cache[pages].flatten(0, 1)[:kv_len]
+        rows = slice(qo_indptr[r], qo_indptr[r + 1])
+        want, _ = reference_attention(q[rows], keys, values, planned["causal"], 1.0 / math.sqrt(q.shape[2]))
+        torch.testing.assert_close(o[rows].float(), want, atol=2e-2, rtol=2e-2)
