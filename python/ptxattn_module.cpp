@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -240,6 +241,53 @@ class DeviceGuard {
 
 cudaStream_t as_stream(uintptr_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
 
+// ---- Plans in callers' workspaces ----
+
+// A plan in a caller's workspace is laid out from the buffer's first byte, so
+// a plan into an overlapping buffer (another wrapper's, sharing it)
+// overwrites it. The registry holds, for every live plan in a workspace, the
+// bytes it occupies; a plan claiming any of them retires the plans there, and
+// their runs are refused instead of reading another batch's schedule.
+class WorkspaceClaims {
+ public:
+  static WorkspaceClaims& instance() {
+    static WorkspaceClaims claims;
+    return claims;
+  }
+
+  // Retires every claim overlapping [begin, begin + bytes) on `device`; returns the new claim's token.
+  uint64_t claim(int device, uintptr_t begin, size_t bytes) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    const uintptr_t end = begin + bytes;
+    claims_.erase(std::remove_if(claims_.begin(), claims_.end(),
+                                 [&](const Claim& c) { return c.device == device && c.begin < end && begin < c.end; }),
+                  claims_.end());
+    claims_.push_back({device, begin, end, ++last_token_});
+    return last_token_;
+  }
+
+  bool holds(uint64_t token) const {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return std::any_of(claims_.begin(), claims_.end(), [&](const Claim& c) { return c.token == token; });
+  }
+
+  void release(uint64_t token) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    claims_.erase(std::remove_if(claims_.begin(), claims_.end(), [&](const Claim& c) { return c.token == token; }),
+                  claims_.end());
+  }
+
+ private:
+  struct Claim {
+    int device;
+    uintptr_t begin, end;
+    uint64_t token;
+  };
+  mutable std::mutex mutex_;
+  std::vector<Claim> claims_;
+  uint64_t last_token_ = 0;
+};
+
 // ---- Prefill ----
 
 class Prefill {
@@ -248,6 +296,7 @@ class Prefill {
   Prefill(const Prefill&) = delete;
   Prefill& operator=(const Prefill&) = delete;
   ~Prefill() {
+    WorkspaceClaims::instance().release(claim_);
     release_staging();
     if (staged_) cudaEventDestroy(staged_);
   }
@@ -309,6 +358,8 @@ class Prefill {
     const DeviceGuard guard(device);
     if (!workspace) {
       check(plan_prefill(config, batch, plan_));
+      WorkspaceClaims::instance().release(claim_);
+      claim_ = 0;
     } else {
       PlanCapacity bound;  // what the staging must hold: the graph capacity, else this batch
       if (capacity) {
@@ -327,6 +378,9 @@ class Prefill {
       const PlanWorkspace in{buffer.data(), buffer.nbytes(), staging_, staging_bytes_, as_stream(stream),
                              capacity ? &bound : nullptr};
       check(plan_prefill(config, batch, in, plan_));
+      WorkspaceClaims::instance().release(claim_);
+      claim_ = WorkspaceClaims::instance().claim(current_device(), reinterpret_cast<uintptr_t>(buffer.data()),
+                                                 sizes.device_bytes);
       // The staging is read by the copy just issued: ensure_staging waits for
       // this event before it frees or replaces the buffer.
       if (cudaEventRecord(staged_, as_stream(stream)) != cudaSuccess)
@@ -338,6 +392,7 @@ class Prefill {
   void run(const Input& q, const Input& k, const Input& v, const Output& o, const std::optional<Output>& lse,
            const std::optional<Input>& kv_table, uintptr_t stream) const {
     if (!plan_.valid()) bad_argument("run before a successful plan");
+    check_workspace_claim();
     const PrefillConfig& c = plan_.config();
     const nb::dlpack::dtype element = dlpack_dtype(c.dtype);
     const int64_t tokens = plan_.num_q_tokens(), hd = c.head_dim;
@@ -379,6 +434,7 @@ class Prefill {
   // plan or the last check (waits for `stream`), or None.
   std::optional<std::string> page_table_error(uintptr_t stream) const {
     if (!plan_.valid()) bad_argument("check before a successful plan");
+    check_workspace_claim();
     const DeviceGuard guard(device_);
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(as_stream(stream), &capture) == cudaSuccess && capture != cudaStreamCaptureStatusNone)
@@ -393,6 +449,13 @@ class Prefill {
   const PrefillPlan& planned() const { return plan_; }
 
  private:
+  // A plan in a caller's workspace is still there (no later plan overwrote it).
+  void check_workspace_claim() const {
+    if (claim_ != 0 && !WorkspaceClaims::instance().holds(claim_))
+      bad_argument("this plan's workspace was overwritten by a later plan into an overlapping buffer (another "
+                   "wrapper sharing it): plan again, or give each wrapper a buffer of its own");
+  }
+
   // Pinned staging of at least `bytes`, once the upload that last read it is done.
   void ensure_staging(size_t bytes) {
     if (!staged_ && cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming) != cudaSuccess)
@@ -414,6 +477,7 @@ class Prefill {
 
   PrefillPlan plan_;
   int device_ = -1;
+  uint64_t claim_ = 0;  // WorkspaceClaims' token of the plan in a caller's workspace (0: none)
   void* staging_ = nullptr;
   size_t staging_bytes_ = 0;
   cudaEvent_t staged_ = nullptr;  // recorded after each upload from staging_

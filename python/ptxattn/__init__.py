@@ -179,7 +179,8 @@ class _Attention:
     """What the paged and ragged wrappers share: the workspace, options, the plan, run().
 
     float_workspace_buffer: a contiguous CUDA buffer (any dtype; torch.uint8 as FlashInfer's) the plan lives
-    in; one buffer serves one wrapper at a time (each plan is laid out from its first byte). With it, plan()
+    in; one buffer serves one wrapper at a time (each plan is laid out from its first byte: a run whose plan
+    a later plan into an overlapping buffer has overwritten raises ValueError). With it, plan()
     stays at most one plan ahead of the stream: it uploads the schedule from pinned staging with one copy
     ordered on its stream (the `stream` argument, else the buffer's framework's current stream), so runs on
     that stream see it, and a re-plan on it is ordered after the runs before it. Runs on another stream

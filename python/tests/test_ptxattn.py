@@ -521,6 +521,38 @@ def test_plans_in_a_workspace_are_ordered_on_the_stream():
 
 
 @needs_gpu
+def test_a_plan_overwritten_through_a_shared_workspace_is_refused():
+    import torch
+    heads, kv_heads, head_dim, page_size = 8, 2, 128, 16
+    b = paged_batch(torch, [3, 40], [50, 40], page_size, heads, kv_heads, head_dim, torch.bfloat16)
+    caches = (b["k_cache"], b["v_cache"])
+    args = (b["qo_indptr"], b["kv_indptr"], b["kv_indices"], b["last"], heads, kv_heads, head_dim, page_size)
+    owner = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
+    owner.plan(*args, num_pages=b["num_pages"], causal=True)
+    want = owner.run(b["q"], caches)
+    shared = torch.empty(64 << 20, dtype=torch.uint8, device="cuda")
+    first = ptxattn.BatchPrefillWithPagedKVCacheWrapper(shared, "NHD")
+    second = ptxattn.BatchPrefillWithPagedKVCacheWrapper(shared, "NHD")
+    first.plan(*args, num_pages=b["num_pages"], causal=True)
+    assert torch.equal(first.run(b["q"], caches), want)
+    second.plan(*args, num_pages=b["num_pages"], causal=False)  # the same bytes: first's plan is gone
+    with pytest.raises(ValueError, match="overwritten by a later plan"):
+        first.run(b["q"], caches)
+    second.run(b["q"], caches)
+    first.plan(*args, num_pages=b["num_pages"], causal=True)  # planning again takes the bytes back
+    assert torch.equal(first.run(b["q"], caches), want)
+    with pytest.raises(ValueError, match="overwritten by a later plan"):
+        second.run(b["q"], caches)
+    # Disjoint parts of one buffer hold a plan each.
+    half = shared.numel() // 2
+    left = ptxattn.BatchPrefillWithPagedKVCacheWrapper(shared[:half], "NHD")
+    right = ptxattn.BatchPrefillWithPagedKVCacheWrapper(shared[half:], "NHD")
+    left.plan(*args, num_pages=b["num_pages"], causal=True)
+    right.plan(*args, num_pages=b["num_pages"], causal=True)
+    assert torch.equal(left.run(b["q"], caches), want) and torch.equal(right.run(b["q"], caches), want)
+
+
+@needs_gpu
 @pytest.mark.parametrize("kv_splits", [1, 3])
 def test_a_graph_captured_once_replays_every_batch_within_capacity(kv_splits):
     import torch
