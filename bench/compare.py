@@ -235,11 +235,11 @@ def validate_against_reference(w, d, out):
 class Ptxattn:
     """ptxattn through its Python package (python/ptxattn: `pip install .`, or PYTHONPATH to a built one)."""
 
-    def __init__(self, kv_splits=0, gqa_packing="auto"):
+    def __init__(self, kv_splits=0, gqa_packing="auto", schedule="auto"):
         import ptxattn  # ImportError: the caller reports ptxattn unavailable
         self.package = ptxattn
         self.path = os.path.dirname(ptxattn.__file__)
-        self.kv_splits, self.gqa_packing = kv_splits or "auto", gqa_packing
+        self.kv_splits, self.gqa_packing, self.schedule = kv_splits or "auto", gqa_packing, schedule
         # One workspace for every plan (each plan is timed alone): plans upload on the stream, never waiting.
         self.workspace = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
 
@@ -250,12 +250,12 @@ class Ptxattn:
         try:
             if page_size:
                 pool = d.pools[page_size]
-                wrapper = self.package.BatchPrefillWithPagedKVCacheWrapper(self.workspace, "NHD")
+                wrapper = self.package.BatchPrefillWithPagedKVCacheWrapper(self.workspace, "NHD", schedule=self.schedule)
                 wrapper.plan(d.qo_starts, pool.indptr, pool.indices, pool.last_page_len, w.qo_heads, w.kv_heads,
                              w.head_dim, page_size, num_pages=pool.num_pages, **options)
                 kv = (pool.k, pool.v)
             else:
-                wrapper = self.package.BatchPrefillWithRaggedKVCacheWrapper(self.workspace, "NHD")
+                wrapper = self.package.BatchPrefillWithRaggedKVCacheWrapper(self.workspace, "NHD", schedule=self.schedule)
                 wrapper.plan(d.qo_starts, d.kv_starts, w.qo_heads, w.kv_heads, w.head_dim, **options)
                 kv = (d.k, d.v)
         except (ValueError, RuntimeError) as e:
@@ -437,6 +437,7 @@ def describe_environment(args, ptx, peers):
         "ptxattn_package": ptx.path if ptx else None,
         "ptxattn_kv_splits": args.kv_splits,
         "ptxattn_gqa_packing": args.gqa_packing,
+        "ptxattn_schedule": args.schedule,
         "python": sys.version.split()[0],
     }
     try:
@@ -650,13 +651,15 @@ def main():
                         help="ptxattn's PrefillConfig::kv_splits (0: the plan's rule, 1: no split, 2..64 forced)")
     parser.add_argument("--gqa-packing", choices=["auto", "off", "on"], default="auto",
                         help="ptxattn's PrefillConfig::gqa_packing")
+    parser.add_argument("--schedule", choices=["auto", "persistent", "one_item_per_cta"], default="auto",
+                        help="ptxattn's PrefillConfig::schedule")
     args = parser.parse_args()
 
     if not torch.cuda.is_available():
         sys.exit("compare.py: needs a CUDA GPU")
     torch.cuda.init()
     try:
-        ptx = Ptxattn(args.kv_splits, args.gqa_packing)
+        ptx = Ptxattn(args.kv_splits, args.gqa_packing, args.schedule)
     except ImportError as e:
         print(f"compare.py: ptxattn UNAVAILABLE, cannot import the ptxattn package: {e}; timing peers only",
               flush=True)
