@@ -150,16 +150,18 @@ std::vector<PrefillBenchmark> prefill_benchmarks() {
     list.push_back(forced);
   }
   // The schedules, each forced, beside the default rows on shapes of every
-  // family ("-one-item-per-cta" and "-persistent" rows).
+  // family ("-one-item-per-cta", "-persistent" and "-dynamic" rows).
   const std::vector<PrefillBenchmark> defaults = list;
   for (const PrefillBenchmark& bench : defaults) {
     const bool w1 = bench.workload.rfind("W1/", 0) == 0;
     if (is_decode(bench)) continue;  // its host data alone is gigabytes: the default schedule only
     if (bench.gqa_packing != GqaPacking::kAuto) continue;  // the packing rows: the default schedule only
     if (!(bench.storage == "paged16" || (w1 && bench.storage == "ragged") || bench.workload == "W2/causal")) continue;
-    for (WorkSchedule schedule : {WorkSchedule::kOneItemPerCta, WorkSchedule::kPersistent}) {
+    for (WorkSchedule schedule : {WorkSchedule::kOneItemPerCta, WorkSchedule::kPersistent, WorkSchedule::kDynamic}) {
       PrefillBenchmark forced = bench;
-      forced.storage += schedule == WorkSchedule::kPersistent ? "-persistent" : "-one-item-per-cta";
+      forced.storage += schedule == WorkSchedule::kPersistent ? "-persistent"
+                        : schedule == WorkSchedule::kDynamic  ? "-dynamic"
+                                                              : "-one-item-per-cta";
       forced.schedule = schedule;
       list.push_back(forced);
     }
@@ -340,9 +342,9 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
             (splits > 1 ? "; " + std::to_string(splits) + " KV chunks" : std::string()) +
             (c.plan.chosen_tile_heads() > 1 ? "; " + std::to_string(c.plan.chosen_tile_heads()) + " heads per tile"
                                             : std::string()) +
-            (c.plan.chosen_schedule() == WorkSchedule::kPersistent
-                 ? "; persistent on " + std::to_string(c.plan.num_ctas()) + " CTAs"
-                 : std::string("; one item per CTA")) +
+            (c.plan.chosen_schedule() == WorkSchedule::kPersistent ? "; persistent on " + std::to_string(c.plan.num_ctas()) + " CTAs"
+             : c.plan.chosen_schedule() == WorkSchedule::kDynamic ? "; dynamic on " + std::to_string(c.plan.num_ctas()) + " CTAs"
+                                                                 : std::string("; one item per CTA")) +
             "; validated: " + summary;
 
   c.device = std::make_unique<testing::DevicePrefillCase>(c.host);

@@ -651,7 +651,7 @@ def main():
                         help="ptxattn's PrefillConfig::kv_splits (0: the plan's rule, 1: no split, 2..64 forced)")
     parser.add_argument("--gqa-packing", choices=["auto", "off", "on"], default="auto",
                         help="ptxattn's PrefillConfig::gqa_packing")
-    parser.add_argument("--schedule", choices=["auto", "persistent", "one_item_per_cta"], default="auto",
+    parser.add_argument("--schedule", choices=["auto", "persistent", "one_item_per_cta", "dynamic"], default="auto",
                         help="ptxattn's PrefillConfig::schedule")
     args = parser.parse_args()
 

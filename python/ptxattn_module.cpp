@@ -68,7 +68,8 @@ WorkSchedule parse_schedule(const std::string& name) {
   if (name == "auto") return WorkSchedule::kAuto;
   if (name == "one_item_per_cta") return WorkSchedule::kOneItemPerCta;
   if (name == "persistent") return WorkSchedule::kPersistent;
-  bad_argument("schedule '" + name + "' is not auto, one_item_per_cta or persistent");
+  if (name == "dynamic") return WorkSchedule::kDynamic;
+  bad_argument("schedule '" + name + "' is not auto, one_item_per_cta, persistent or dynamic");
 }
 
 GqaPacking parse_gqa_packing(const std::string& name) {
@@ -634,7 +635,8 @@ NB_MODULE(_ptxattn, m) {
       .def_prop_ro("chosen_load_path",
                    [](const Prefill& p) { return p.planned().chosen_load_path() == KvLoadPath::kTma ? "tma" : "gather"; })
       .def_prop_ro("chosen_schedule", [](const Prefill& p) {
-        return p.planned().chosen_schedule() == WorkSchedule::kPersistent ? "persistent" : "one_item_per_cta";
+        const WorkSchedule s = p.planned().chosen_schedule();
+        return s == WorkSchedule::kPersistent ? "persistent" : s == WorkSchedule::kDynamic ? "dynamic" : "one_item_per_cta";
       });
 
   nb::class_<Append>(m, "Append")

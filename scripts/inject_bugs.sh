@@ -19,7 +19,11 @@
 # the graph tests "[graph]", whose rows past the batch must keep their NaN;
 # for merge_skips_grid_wait (the merge, launched while the prefill kernel
 # still runs, reads the workspace without waiting for it) the split-KV tests
-# "[split-kv]". Every injected bug must make its test fail. A baseline build without a bug must pass every test the
+# "[split-kv]"; for dynamic_count_kept (the dynamic schedule's claim
+# counter is not zeroed before a run, so a count left in the workspace
+# skips items) the random suite, which runs every case under the dynamic
+# schedule with a count past every item left in the counter. Every
+# injected bug must make its test fail. A baseline build without a bug must pass every test the
 # listed bugs are judged by, or the attribution means nothing.
 #
 #   scripts/inject_bugs.sh [--no-build] [--out DIR] [--bugs LIST] [--random] [--timeout S] [--jobs N]
@@ -30,7 +34,7 @@
 #   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,
 #                 window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,
 #                 page_index_unchecked,merge_past_batch,
-#                 merge_skips_grid_wait;
+#                 merge_skips_grid_wait,dynamic_count_kept;
 #                 "none" is the baseline)
 #   --prefix P    build dirs are P<bug> (default build-bug-)
 #   --random      also run the prefill random suite on each build
@@ -48,7 +52,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
-bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,page_index_unchecked,merge_past_batch,merge_skips_grid_wait
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,page_index_unchecked,merge_past_batch,merge_skips_grid_wait,dynamic_count_kept
 while [ $# -gt 0 ]; do
   case $1 in
     --no-build) build=0 ;;
@@ -68,7 +72,7 @@ mkdir -p "$out"
 matrix_test="pollution matrix: prefill"
 # Bugs the matrix cannot see, each judged by a test of its own: the baseline
 # must pass every one of these tests, and each such bug must fail its own.
-declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [page_index_unchecked]="[device-page-table]" [merge_past_batch]="[graph]" [merge_skips_grid_wait]="[split-kv]")
+declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [page_index_unchecked]="[device-page-table]" [merge_past_batch]="[graph]" [merge_skips_grid_wait]="[split-kv]" [dynamic_count_kept]="prefill: random cases match the reference through both load paths")
 random_test="prefill: random cases match the reference through both load paths"
 summary=()
 all_ok=1 ran_any=0

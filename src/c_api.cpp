@@ -43,7 +43,8 @@ static_assert(PTXATTN_KV_LOAD_PATH_AUTO == int(ptxattn::KvLoadPath::kAuto) &&
               PTXATTN_KV_LOAD_PATH_GATHER == int(ptxattn::KvLoadPath::kGather));
 static_assert(PTXATTN_WORK_SCHEDULE_AUTO == int(ptxattn::WorkSchedule::kAuto) &&
               PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA == int(ptxattn::WorkSchedule::kOneItemPerCta) &&
-              PTXATTN_WORK_SCHEDULE_PERSISTENT == int(ptxattn::WorkSchedule::kPersistent));
+              PTXATTN_WORK_SCHEDULE_PERSISTENT == int(ptxattn::WorkSchedule::kPersistent) &&
+              PTXATTN_WORK_SCHEDULE_DYNAMIC == int(ptxattn::WorkSchedule::kDynamic));
 static_assert(PTXATTN_STATE_DTYPE_BF16 == int(ptxattn::StateDType::kBF16) &&
               PTXATTN_STATE_DTYPE_FP16 == int(ptxattn::StateDType::kFP16) &&
               PTXATTN_STATE_DTYPE_FP32 == int(ptxattn::StateDType::kFP32));

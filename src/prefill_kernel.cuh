@@ -56,61 +56,75 @@ template <class T>
 __device__ void producer(PrefillSharedStorage<T>& s, const PrefillParams& p, const CUtensorMap* k_map,
                          const CUtensorMap* v_map, int tid) {
   if (T::kPath == LoadPath::kTma && tid != 0) return;
-  const WorkRange work = cta_work(p);
   PipelineState<T::kStages> kv;
-  for (int position = work.begin; position < work.end; ++position) {
-    const Work w = work_at<T>(p, work_item(p, position));
-    if (w.range.count() == 0) continue;
+  auto produce_item = [&](int item) {
+    const Work w = work_at<T>(p, item);
+    if (w.range.count() == 0) return;
     const int kv_head = w.head / p.group_size;
     if constexpr (T::kPath == LoadPath::kTma)
       produce_tma<T>(s, p, k_map, v_map, w.req, w.range, kv_head, kv);
     else
       produce_gather<T>(s, p, w.req, w.range, kv_head, tid, kv);
+  };
+  if constexpr (!T::kDynamic) {
+    const WorkRange work = cta_work(p);
+    for (int position = work.begin; position < work.end; ++position) produce_item(work_item(p, position));
+  } else {
+    // Producer thread 0 claims each next item once it has issued every load
+    // of the one before (as late as the ring allows), so CTAs on faster SMs
+    // take more items.
+    ItemFeed feed;
+    if (tid == 0) claim_item<T>(s, p);
+    for (int item; (item = next_item<T>(s, p, feed, tid % 32)) >= 0;) {
+      produce_item(item);
+      if (tid == 0) claim_item<T>(s, p);
+    }
   }
 }
 
 // Consumer warpgroup `consumer` (rows [64 * consumer, 64 * consumer + 64) of
 // every tile): each item's attention, then its epilogue. An item without
 // KV blocks (no visible key) stores O = 0 and LSE = -inf (with split-KV, as
-// its chunk's state).
+// its chunk's state). Consumer thread 0 loads each item's Q ahead: the
+// first item's before the loop, every later one's while the item before it
+// ends (`load_next_q`: under a static schedule from the CTA's list, which it
+// searches past items without KV blocks; under the dynamic one the item
+// claimed next, which an item without KV blocks loads in its turn).
 template <class T>
 __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, const CUtensorMap* q_map, int consumer,
                          int tid) {
   constexpr int kO = T::kHeadDim / 2;
   // This thread's first accumulator row within the tile; its second is 8 further.
   const int row_in_tile = consumer * T::kRowsPerConsumer + 16 * (tid / 32) + (tid % 32) / 4;
-  const WorkRange work = cta_work(p);
-  if (consumer == 0 && tid == 0) {
-    ptx::prefetch_tensormap(q_map);
-    load_next_q<T>(s, p, q_map, work.begin, work.end);
-  }
   PipelineState<T::kStages> kv;
   uint32_t q_phase = 0;
   float out[kO];
   RowState rows;
-  for (int position = work.begin; position < work.end; ++position) {
-    const int item = work_item(p, position);
+  auto consume = [&](int item, bool first_item, auto&& next_q) {
     const Work w = work_at<T>(p, item);
     // RULE: registers gained by setmaxnreg are undefined, and the last item's
     // values are stale: the accumulator and the row state are written before
     // anything reads them, for every item.
 #ifdef PTXATTN_INJECT_BUG_STALE_ACCUMULATOR
-    if (position == work.begin)  // the bug: later items start from the last item's O and row state
+    if (first_item)  // the bug: later items start from the last item's O and row state
 #endif
     {
 #pragma unroll
       for (int i = 0; i < kO; ++i) out[i] = 0.f;
       rows = {{-INFINITY, -INFINITY}, {0.f, 0.f}};
     }
+    (void)first_item;
     if (w.range.count() == 0) {
+      if constexpr (T::kDynamic)
+        if (consumer == 0 && tid == 0) next_q();
 #ifdef PTXATTN_INJECT_BUG_SPLIT_STATE_UNWRITTEN
-      if (p.kv_splits > 1) continue;  // the bug: a chunk without visible keys leaves its state unwritten
+      if (p.kv_splits > 1) return;  // the bug: a chunk without visible keys leaves its state unwritten
 #endif
       store_result<T>(p, out, rows, item, row_in_tile, tid % 32, nullptr);
-      continue;
+      return;
     }
     const int v_stage =
-        consume_item<T>(s, p, q_map, w, position + 1, work.end, kv, q_phase, out, rows, row_in_tile, consumer, tid);
+        consume_item<T>(s, p, q_map, w, next_q, kv, q_phase, out, rows, row_in_tile, consumer, tid);
     q_phase ^= 1;
     // The epilogue stages O in the last V stage: both warpgroups' P V have
     // read it first. RULE: generic-proxy accesses are fenced before the
@@ -120,6 +134,25 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
     store_result<T>(p, out, rows, item, row_in_tile, tid % 32, s.v[v_stage] + warp * T::kEpilogueWarpBytes);
     ptx::fence_proxy_async_shared_cta();
     release_stage(&s.v_empty[v_stage], tid % 32);
+  };
+  if constexpr (!T::kDynamic) {
+    const WorkRange work = cta_work(p);
+    if (consumer == 0 && tid == 0) {
+      ptx::prefetch_tensormap(q_map);
+      load_next_q<T>(s, p, q_map, work.begin, work.end);
+    }
+    for (int position = work.begin; position < work.end; ++position)
+      consume(work_item(p, position), position == work.begin,
+              [&] { load_next_q<T>(s, p, q_map, position + 1, work.end); });
+  } else {
+    ItemFeed feed;
+    if (consumer == 0 && tid == 0) {
+      ptx::prefetch_tensormap(q_map);
+      load_claimed_q<T>(s, p, q_map, feed);
+    }
+    bool first_item = true;
+    for (int item; (item = next_item<T>(s, p, feed, tid % 32)) >= 0; first_item = false)
+      consume(item, first_item, [&] { load_claimed_q<T>(s, p, q_map, feed); });
   }
 }
 
@@ -149,6 +182,13 @@ __global__ void __launch_bounds__(T::kThreads, 1)
       ptx::mbarrier_init(&s.v_full[i], kFullArrivals);
       ptx::mbarrier_init(&s.k_empty[i], kEmptyArrivals);
       ptx::mbarrier_init(&s.v_empty[i], kEmptyArrivals);
+    }
+    if constexpr (T::kDynamic) {
+      s.item_claims = 0;
+      for (int i = 0; i < T::kItemSlots; ++i) {
+        ptx::mbarrier_init(&s.item_full[i], 1);
+        ptx::mbarrier_init(&s.item_empty[i], item_slot_readers<T>());
+      }
     }
     ptx::fence_mbarrier_init();
     // Split-KV: the merge of the chunks is launched right after this grid as

@@ -23,6 +23,11 @@ cudaError_t launch_prefill_kernel(const PrefillLaunch& l, cudaStream_t stream) {
 
 template <int kHeadDim, ptx::MmaType kType>
 cudaError_t launch_prefill_for_type(const PrefillLaunch& l, cudaStream_t stream) {
+  constexpr int kBlock = prefill_block_kv(kHeadDim, false);
+  if (l.params.work_counter != nullptr) {  // the dynamic schedule's kernels: the standard block only
+    if (!l.tma) return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kGather, kBlock, true>>(l, stream);
+    return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kTma, kBlock, true>>(l, stream);
+  }
   if (!l.tma) return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kGather>>(l, stream);
   if constexpr (kHeadDim == 128)
     if (l.block_kv == kWideBlockKV)

@@ -226,4 +226,16 @@ __device__ __forceinline__ void load_next_q(PrefillSharedStorage<T>& s, const Pr
   }
 }
 
+// Dynamic schedule: loads Q of the item `feed` gives next (the one claimed
+// after the current) if it has KV blocks (an item without them loads the Q
+// of the one after it in its turn).
+template <class T>
+__device__ __forceinline__ void load_claimed_q(PrefillSharedStorage<T>& s, const PrefillParams& p,
+                                               const CUtensorMap* q_map, const ItemFeed& feed) {
+  const int item = peek_item<T>(s, p, feed);
+  if (item < 0) return;
+  const Work w = work_at<T>(p, item);
+  if (w.range.count() > 0) load_q<T>(s, p, q_map, w);
+}
+
 }  // namespace ptxattn::detail

@@ -232,11 +232,11 @@ __device__ __forceinline__ void zero_v_tail(PrefillSharedStorage<T>& s, const Pr
 // stage of the last block walked stays acquired, for the epilogue to stage
 // O in, and its index is returned (the caller releases it);
 // q_phase is the item's parity of q_full. Once every score block has
-// retired, consumer thread 0 loads Q of the next item with KV blocks among
-// positions [next, end) of the CTA's list.
-template <class T>
+// retired, consumer thread 0 calls load_next_q(), which loads Q of the next
+// item with KV blocks (the schedule's way of knowing which).
+template <class T, class LoadNextQ>
 __device__ __forceinline__ int consume_item(PrefillSharedStorage<T>& s, const PrefillParams& p,
-                                             const CUtensorMap* q_map, const Work& w, int next, int end,
+                                             const CUtensorMap* q_map, const Work& w, LoadNextQ&& load_next_q,
                                              PipelineState<T::kStages>& kv, uint32_t q_phase,
                                              float (&out)[T::kHeadDim / 2], RowState& rows, int row_in_tile,
                                              int consumer, int tid) {
@@ -346,7 +346,7 @@ __device__ __forceinline__ int consume_item(PrefillSharedStorage<T>& s, const Pr
   {
     const auto prev = kv.plus(count - 1);
     ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
-    if (consumer == 0 && tid == 0) load_next_q<T>(s, p, q_map, next, end);
+    if (consumer == 0 && tid == 0) load_next_q();
     wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
     begin_turn();
     ptx::wgmma_fence();

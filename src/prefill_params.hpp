@@ -125,6 +125,12 @@ struct PrefillParams {
   // Bounded waits (PTXATTN_BOUNDED_WAITS): where a timed-out wait records
   // itself (host-mapped, src/wait_timeout.cpp); null when the option is off.
   WaitTimeoutRecord* wait_timeout;
+  // Dynamic schedule: the CTAs claim items cta_work_items[i],
+  // i = 0 .. num_items - 1, in order through this counter (zeroed by the run
+  // before the launch); null otherwise. (Last, so the static kernels' offsets
+  // of the fields above are those they had before the schedule existed.)
+  int32_t* work_counter;
+  int32_t num_items;
 };
 
 // The KV blocks a work tile must visit: [first, end). Host (plan ordering)

@@ -91,6 +91,63 @@ __device__ __forceinline__ void wait_full_pair(const PrefillSharedStorage<T>& s,
   fence_gathered_tiles<T>();
 }
 
+// Dynamic schedule (p.work_counter): producer thread 0 claims the items one
+// at a time from the plan's order (claim_item) into a ring of kItemSlots
+// shared slots, the next one once it has issued every load of the last;
+// every role takes them from the slots in turn (next_item), each reader warp
+// releasing a slot once read; -1 ends the CTA's work, and no claim follows
+// it. A role's ItemFeed counts the slots it has read, which gives the next
+// slot and its parity.
+struct ItemFeed {
+  int position = 0;
+};
+template <class T>
+__device__ __forceinline__ PipelineState<T::kItemSlots> item_slot_of(int position) {
+  static_assert((T::kItemSlots & (T::kItemSlots - 1)) == 0, "a power of two: slot and parity are bit fields");
+  return {position & (T::kItemSlots - 1), uint32_t(position / T::kItemSlots) & 1u};
+}
+// Readers of each slot: the producer (its 4 warps, or its one thread on the
+// TMA path) and the 8 consumer warps.
+template <class T>
+__host__ __device__ constexpr uint32_t item_slot_readers() {
+  return (T::kPath == LoadPath::kTma ? 1 : 4) + T::kConsumerWarpgroups * 4;
+}
+// Producer thread 0 only. The claims made so far live in shared memory
+// (s.item_claims, -1 once the work ran out), not in a register the producer
+// would hold across its loop (at 40 registers it spilled).
+template <class T>
+__device__ __forceinline__ void claim_item(PrefillSharedStorage<T>& s, const PrefillParams& p) {
+  const int claims = s.item_claims;
+  if (claims < 0) return;
+  const PipelineState<T::kItemSlots> slot = item_slot_of<T>(claims);
+  wait_barrier<T>(s, p, &s.item_empty[slot.stage], slot.phase ^ 1);
+  const int claimed = atomicAdd(p.work_counter, 1);
+  const int item = claimed < p.num_items ? p.cta_work_items[claimed] : -1;
+  s.item_slot[slot.stage] = item;
+  s.item_claims = item < 0 ? -1 : claims + 1;
+  ptx::mbarrier_arrive(&s.item_full[slot.stage]);  // release: the slot's store is seen by every acquiring reader
+}
+template <class T>
+__device__ __forceinline__ int next_item(PrefillSharedStorage<T>& s, const PrefillParams& p, ItemFeed& f, int lane) {
+  const PipelineState<T::kItemSlots> slot = item_slot_of<T>(f.position++);
+  wait_barrier<T>(s, p, &s.item_full[slot.stage], slot.phase);
+  const int item = *static_cast<volatile int32_t*>(&s.item_slot[slot.stage]);
+  if (item >= 0) {
+    const bool tma_producer = T::kPath == LoadPath::kTma && threadIdx.x < 128;  // one thread
+    if (!tma_producer) __syncwarp();
+    if (tma_producer || lane == 0) ptx::mbarrier_arrive(&s.item_empty[slot.stage]);
+  }
+  return item;
+}
+// The item next_item returns next, without taking it (consumer thread 0,
+// for the next Q).
+template <class T>
+__device__ __forceinline__ int peek_item(PrefillSharedStorage<T>& s, const PrefillParams& p, const ItemFeed& f) {
+  const PipelineState<T::kItemSlots> slot = item_slot_of<T>(f.position);
+  wait_barrier<T>(s, p, &s.item_full[slot.stage], slot.phase);
+  return *static_cast<volatile int32_t*>(&s.item_slot[slot.stage]);
+}
+
 // One warp's share of releasing a stage: all its wgmma reading the stage have
 // retired (the caller waited), so one lane arrives for the warp.
 __device__ __forceinline__ void release_stage(uint64_t* empty, int lane) {

@@ -109,6 +109,7 @@ PlanLayout plan_layout(const PlanCounts& c) {
   layout.uploaded_bytes = end;
   layout.partial_o = place(c.partial_states * c.head_dim, sizeof(float));
   layout.partial_lse = place(c.partial_states, sizeof(float));
+  layout.work_counter = place(c.work_counter ? 1 : 0, sizeof(int32_t));
   layout.device_bytes = end;
   return layout;
 }
@@ -119,6 +120,7 @@ const char* wide_kv_block_obstacle(const PrefillConfig& c, KvLoadPath path, int3
   if (path != KvLoadPath::kTma) return "config.load_path is kGather (the wide block is built for the TMA path only)";
   if (c.options.causal) return "config.options.causal is set";
   if (window_left >= 0) return "config.options.window_left is below the batch's longest kv_len";
+  if (c.schedule == WorkSchedule::kDynamic) return "config.schedule is kDynamic (its kernels walk the standard block only)";
   return nullptr;
 }
 
@@ -181,8 +183,8 @@ Status resolve_block_kv(const PrefillConfig& c, KvLoadPath path, int32_t window_
     case KvBlock::kStandard: *block_kv = detail::prefill_block_kv(c.head_dim, false); return Status::Ok();
     case KvBlock::kWide:
       if (const char* obstacle = detail::wide_kv_block_obstacle(c, path, window_left); obstacle != nullptr)
-        return detail::unsupported("kv_block = kWide needs head_dim 128, ragged K/V on the TMA path, no causal mask "
-                                   "and no window shorter than the longest kv_len, but ",
+        return detail::unsupported("kv_block = kWide needs head_dim 128, ragged K/V on the TMA path, no causal mask, "
+                                   "no window shorter than the longest kv_len and a schedule other than kDynamic, but ",
                                    obstacle);
       *block_kv = detail::kWideBlockKV;
       return Status::Ok();
@@ -211,7 +213,9 @@ Status resolve_tile_heads(const PrefillConfig& c, const std::vector<RequestInfo>
 
 // NOTES: the persistent schedule measured faster than one CTA per item on
 // every shape where both ran, on both load paths (docs/benchmarks.md,
-// "2026-12-04, second session": +2% to +19%).
+// "2026-12-04, second session": +2% to +19%); detail::auto_schedule has
+// where the dynamic one measured faster still. kAuto is left as it is here:
+// that rule needs the chunk count, which comes later.
 Status resolve_schedule(const PrefillConfig& c, int64_t num_items, WorkSchedule* schedule) {
   const bool listed = num_items <= detail::kMaxListedItems;
   switch (c.schedule) {
@@ -222,12 +226,18 @@ Status resolve_schedule(const PrefillConfig& c, int64_t num_items, WorkSchedule*
       *schedule = WorkSchedule::kPersistent;
       return Status::Ok();
     case WorkSchedule::kOneItemPerCta: *schedule = WorkSchedule::kOneItemPerCta; return Status::Ok();
+    case WorkSchedule::kDynamic:
+      if (!listed)
+        return detail::unsupported("schedule = kDynamic lists at most ", detail::kMaxListedItems,
+                                   " work items (128-row tiles x head groups x KV chunks); the batch has ", num_items);
+      *schedule = WorkSchedule::kDynamic;
+      return Status::Ok();
     case WorkSchedule::kAuto:
       if (c.max_ctas > 0 && !listed)
         return detail::unsupported("config.max_ctas = ", c.max_ctas, " needs the persistent schedule, which lists at most ",
                                    detail::kMaxListedItems, " work items (128-row tiles x head groups x KV chunks); the batch has ",
                                    num_items);
-      *schedule = listed ? WorkSchedule::kPersistent : WorkSchedule::kOneItemPerCta;
+      *schedule = WorkSchedule::kAuto;
       return Status::Ok();
   }
   return detail::invalid_argument("schedule = ", int(c.schedule), " is not a WorkSchedule");
@@ -321,6 +331,9 @@ Status check_graph_plan(const PrefillConfig& config, const BatchIndices& indices
   if (config.schedule == WorkSchedule::kOneItemPerCta)
     return detail::unsupported("a graph plan needs the persistent schedule (config.schedule kAuto or kPersistent): "
                                "one item per CTA sizes the grid by the batch");
+  if (config.schedule == WorkSchedule::kDynamic)
+    return detail::unsupported("a graph plan needs the persistent schedule (config.schedule kAuto or kPersistent): "
+                               "the dynamic schedule is not made for graph plans");
   const int32_t n = indices.num_requests;
   if (n > capacity.max_requests)
     return detail::invalid_argument("indices.num_requests = ", n, " exceeds the graph capacity's max_requests = ",
@@ -456,6 +469,12 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
     kv_splits = detail::auto_kv_splits(num_items, sms, detail::longest_tile_blocks(schedule_inputs));
     if (kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(kv_splits));
   }
+  if (schedule == WorkSchedule::kAuto) {
+    int32_t max_qo_len = 0;
+    for (const RequestInfo& r : requests) max_qo_len = std::max(max_qo_len, r.qo_len);
+    schedule = detail::auto_schedule(
+        {num_items, max_qo_len, path == KvLoadPath::kGather, kv_splits, graph != nullptr, config.max_ctas});
+  }
   detail::PersistentLists lists;
   if (schedule == WorkSchedule::kPersistent && num_items > 0) {
     int32_t sms = graph_sms;  // asked also with max_ctas: no list is made without a device
@@ -467,6 +486,11 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   // A graph plan launches the same grid for every batch: the CTAs past the
   // batch's get empty lists.
   int64_t num_ctas = schedule == WorkSchedule::kPersistent && num_items > 0 ? lists.num_ctas() : num_items;
+  if (schedule == WorkSchedule::kDynamic && num_items > 0) {
+    int32_t sms = 0;
+    PTXATTN_RETURN_IF_ERROR(sm_count(&sms));
+    num_ctas = std::min<int64_t>(num_items, config.max_ctas > 0 ? config.max_ctas : sms);
+  }
   if (graph != nullptr) {
     if (schedule != WorkSchedule::kPersistent)
       return detail::unsupported("a graph plan needs the persistent schedule, which lists at most ",
@@ -485,6 +509,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   counts.items = int64_t(lists.items.size());
   counts.kv_entries = paged && !device_page_table ? kv_units : 0;
   counts.page_table_error = paged && kv_units > 0;
+  counts.work_counter = schedule == WorkSchedule::kDynamic && num_items > 0;
   counts.partial_states = kv_splits > 1 ? int64_t(indices.qo_indptr[n]) * kv_splits * config.num_qo_heads : 0;
   counts.head_dim = config.head_dim;
   if (graph != nullptr) counts = capacity_counts(config, *graph, graph_sms);  // one layout for every batch
@@ -579,6 +604,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   impl.schedule = schedule;
   impl.num_tiles = int64_t(tiles.size());
   impl.num_ctas = num_ctas;
+  impl.num_items = num_items;
   impl.items_listed = !lists.items.empty();
   impl.valid = true;
   return Status::Ok();

@@ -63,6 +63,7 @@ struct PlanCounts {
   int64_t kv_entries = 0;       // int32, the plan's copy of a host page table
   bool page_table_error = false;  // one uint64 (paged K/V)
   bool live_q_tokens = false;     // one int64: a graph plan's query tokens, which its merge reads
+  bool work_counter = false;      // one int32: the dynamic schedule's next item, zeroed by each run
   int64_t partial_states = 0;   // split-KV (token, chunk, head) states
   int32_t head_dim = 0;
 };
@@ -73,7 +74,7 @@ struct PlanCounts {
 // buffer; the split-KV states after them are written by the runs.
 struct PlanLayout {
   size_t requests = 0, tiles = 0, cta_indptr = 0, items = 0, kv_entries = 0, page_table_error = 0, live_q_tokens = 0;
-  size_t partial_o = 0, partial_lse = 0;
+  size_t partial_o = 0, partial_lse = 0, work_counter = 0;
   size_t uploaded_bytes = 0;  // the staging copy: also the host staging bytes needed
   size_t device_bytes = 0;    // the whole workspace
 };
@@ -98,9 +99,10 @@ class PrefillPlanImpl {
   int64_t num_q_tokens = 0;  // the rows q, o and lse hold: the batch's, or a graph plan's capacity
   int64_t num_kv_rows = 0;  // paged: page-table entries (detail::kv_units); ragged: K/V rows used
   bool graph = false;       // made for a capacity (PlanWorkspace::graph_capacity)
-  WorkSchedule schedule = WorkSchedule::kAuto;  // resolved: kOneItemPerCta or kPersistent
+  WorkSchedule schedule = WorkSchedule::kAuto;  // resolved: kOneItemPerCta, kPersistent or kDynamic
   int64_t num_tiles = 0;
   int64_t num_ctas = 0;
+  int64_t num_items = 0;
   bool items_listed = false;  // the items region holds the items' order
   int32_t kv_splits = 1;   // split-KV chunks per query tile (1: none)
   int32_t heads_log2 = 0;  // GQA packing: qo heads per query tile, log2 (0: token-major)

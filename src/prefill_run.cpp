@@ -103,6 +103,10 @@ detail::PrefillParams make_params(const PrefillPlanImpl& plan, const PrefillTens
   p.kv_indices = plan.device_page_table ? t.kv_indices : plan.region<const int32_t>(at.kv_entries);
   p.num_pages = c.num_pages;
   p.page_table_error = plan.region<unsigned long long>(at.page_table_error);
+  if (plan.schedule == WorkSchedule::kDynamic) {
+    p.work_counter = plan.region<int32_t>(at.work_counter);
+    p.num_items = int32_t(plan.num_items);
+  }
   p.kv_splits = plan.kv_splits;
   if (plan.kv_splits > 1) {
     p.partial_o = plan.region<float>(at.partial_o);
@@ -226,6 +230,13 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
     PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, impl.block_kv, tensors, tensors.k, &l.k_map));
     PTXATTN_RETURN_IF_ERROR(encode_kv_map(c, impl.block_kv, tensors, tensors.v, &l.v_map));
   }
+  // The dynamic schedule's claim counter starts at 0 in every run: a count
+  // left in the workspace (the last run's, or whatever else wrote there)
+  // would have the CTAs skip items, or claim outside the list.
+#ifndef PTXATTN_INJECT_BUG_DYNAMIC_COUNT_KEPT
+  if (l.params.work_counter != nullptr)
+    PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(l.params.work_counter, 0, sizeof(int32_t), stream));
+#endif
   PTXATTN_CUDA_RETURN_IF_ERROR(launch_for_head_dim(c.head_dim, l, stream));
   if (impl.kv_splits > 1) return merge_chunks(impl, tensors, stream);
   return Status::Ok();

@@ -60,6 +60,13 @@ bool gqa_packing_pays(const std::vector<RequestInfo>& requests, int32_t group) {
   return packed < token_major;
 }
 
+WorkSchedule auto_schedule(const AutoScheduleInputs& in) {
+  if (in.items > kMaxListedItems) return WorkSchedule::kOneItemPerCta;
+  const bool short_queries = in.max_qo_len <= kDynamicScheduleMaxQoLen;
+  if (short_queries && in.gather && in.kv_splits == 1 && !in.graph && in.max_ctas == 0) return WorkSchedule::kDynamic;
+  return WorkSchedule::kPersistent;
+}
+
 int32_t auto_kv_splits(int64_t items, int32_t sms, int32_t longest_blocks) {
   if (items <= 0 || items >= sms) return 1;
   const int64_t splits = std::min<int64_t>({sms / items, kMaxKvSplits, longest_blocks / kMinBlocksPerKvSplit});

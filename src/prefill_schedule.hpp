@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "prefill_params.hpp"
+#include "ptxattn/ptxattn.hpp"
 
 namespace ptxattn::detail {
 
@@ -66,6 +67,28 @@ constexpr int32_t kMinBlocksPerKvSplit = 4;
 // kMinBlocksPerKvSplit blocks in a chunk of the longest tile; 1 (no split)
 // otherwise.
 int32_t auto_kv_splits(int64_t items, int32_t sms, int32_t longest_blocks);
+
+// What kAuto's schedule depends on.
+struct AutoScheduleInputs {
+  int64_t items;       // work items, split ones counted
+  int32_t max_qo_len;  // the batch's longest query
+  bool gather;         // the load path is the gather
+  int32_t kv_splits;   // chunks per query tile (1: none)
+  bool graph;          // a graph plan
+  int32_t max_ctas;    // config.max_ctas
+};
+
+// kAuto's schedule (ptxattn.hpp, WorkSchedule): one item per CTA past
+// kMaxListedItems items (nothing else runs them); dynamic for unsplit
+// batches of short queries (every qo_len at most kDynamicScheduleMaxQoLen:
+// decode and speculative verification) on the gather path, outside graph
+// plans and CTA limits; persistent otherwise. Measured (docs/benchmarks.md,
+// "2026-12-06, fifteenth session"): there the dynamic schedule gained 0.1%
+// to 2.5% over the persistent one; on the TMA path's decode rows it lost 1%
+// to 3% (its consumers have 224 registers where the static kernels' have
+// 240), and with split-KV (one wave of items, nothing to balance) 1.5%;
+// longer queries, bound by the MMAs, are not measured under it.
+WorkSchedule auto_schedule(const AutoScheduleInputs& in);
 
 // Every work item, in the order CTAs should start them. The KV heads of the
 // batch are grouped, in (request, KV head) order, into sections whose K and

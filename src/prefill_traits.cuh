@@ -14,11 +14,14 @@ namespace ptxattn::detail {
 
 enum class LoadPath { kTma, kGather };
 
-template <int kHeadDim_, ptx::MmaType kType_, LoadPath kPath_, int kBlockKV_ = prefill_block_kv(kHeadDim_, false)>
+template <int kHeadDim_, ptx::MmaType kType_, LoadPath kPath_, int kBlockKV_ = prefill_block_kv(kHeadDim_, false),
+          bool kDynamic_ = false>
 struct PrefillTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr ptx::MmaType kType = kType_;
   static constexpr LoadPath kPath = kPath_;
+  // The dynamic schedule (items claimed at run time): its own kernels.
+  static constexpr bool kDynamic = kDynamic_;
   using Element = std::conditional_t<kType == ptx::MmaType::kBF16, __nv_bfloat16, __half>;
 
   // Two consumer warpgroups of 64 query rows each, one producer warpgroup.
@@ -56,6 +59,9 @@ struct PrefillTraits {
   // 128 with the wide block and at 256.
   static constexpr int kStagesThatFit = (227 * 1024 - kSlices * kQSliceBytes - 2048) / (2 * kKvTileBytes);
   static constexpr int kStages = kStagesThatFit < 4 ? kStagesThatFit : 4;
+  // Dynamic schedule: claimed items handed from producer thread 0 to every
+  // role (prefill_pipeline.cuh, ItemFeed): the one being loaded and the next.
+  static constexpr int kItemSlots = 2;
 
   // Registers per thread after setmaxnreg. The launch gives every thread 168
   // (64K / 384); the producer warpgroup hands the rest to the consumers:
@@ -63,8 +69,11 @@ struct PrefillTraits {
   // issuing copies (24 suffice); the gather producer holds row addresses and
   // its work loop in 40, and the consumers' S, P and O fit in
   // what is left without spilling (ptxas, checked by the build).
-  static constexpr uint32_t kProducerRegs = kPath == LoadPath::kTma ? 24 : 40;
-  static constexpr uint32_t kConsumerRegs = kPath == LoadPath::kTma ? 240 : 232;
+  // The dynamic kernels' producers also claim items and read the item ring:
+  // at 40 they spilled, so they take 56 and their consumers 224, which hold
+  // S, P and O at the standard block without spilling.
+  static constexpr uint32_t kProducerRegs = kDynamic ? 56 : kPath == LoadPath::kTma ? 24 : 40;
+  static constexpr uint32_t kConsumerRegs = kDynamic ? 224 : kPath == LoadPath::kTma ? 240 : 232;
 
   // Epilogue (prefill_epilogue.cuh store_output): each consumer warp stages
   // its 16 rows in passes of up to 128 columns in a share of the last V
@@ -104,6 +113,9 @@ struct PrefillSharedStorage {
   uint64_t q_full;
   uint64_t k_full[Traits::kStages], v_full[Traits::kStages];
   uint64_t k_empty[Traits::kStages], v_empty[Traits::kStages];
+  int32_t item_slot[Traits::kItemSlots];
+  int32_t item_claims;  // dynamic schedule: claims made, -1 once the work ran out
+  uint64_t item_full[Traits::kItemSlots], item_empty[Traits::kItemSlots];
 };
 
 template <class Traits>

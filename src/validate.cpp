@@ -145,9 +145,9 @@ Status validate_prefill_config(const PrefillConfig& config) {
     return invalid_argument("config.load_path = ", int(config.load_path),
                             " is not a KvLoadPath (0 = auto, 1 = tma, 2 = gather)");
   if (config.schedule != WorkSchedule::kAuto && config.schedule != WorkSchedule::kOneItemPerCta &&
-      config.schedule != WorkSchedule::kPersistent)
+      config.schedule != WorkSchedule::kPersistent && config.schedule != WorkSchedule::kDynamic)
     return invalid_argument("config.schedule = ", int(config.schedule),
-                            " is not a WorkSchedule (0 = auto, 1 = one item per CTA, 2 = persistent)");
+                            " is not a WorkSchedule (0 = auto, 1 = one item per CTA, 2 = persistent, 3 = dynamic)");
   if (config.kv_block != KvBlock::kAuto && config.kv_block != KvBlock::kStandard && config.kv_block != KvBlock::kWide)
     return invalid_argument("config.kv_block = ", int(config.kv_block),
                             " is not a KvBlock (0 = auto, 1 = standard, 2 = wide)");

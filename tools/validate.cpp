@@ -131,22 +131,26 @@ std::vector<KvLoadPath> load_paths(PathChoice choice, const PrefillConfig& confi
 static_assert(testing::kScheduleChoices[0].schedule == WorkSchedule::kOneItemPerCta &&
                   testing::kScheduleChoices[0].max_ctas == 0 &&
                   testing::kScheduleChoices[1].schedule == WorkSchedule::kPersistent &&
-                  testing::kScheduleChoices[1].max_ctas == 0,
-              "schedule_choices() takes one item per CTA and persistent from the start of kScheduleChoices");
+                  testing::kScheduleChoices[1].max_ctas == 0 &&
+                  testing::kScheduleChoices[3].schedule == WorkSchedule::kDynamic &&
+                  testing::kScheduleChoices[3].max_ctas == 0,
+              "schedule_choices() takes one item per CTA, persistent and dynamic from kScheduleChoices[0], [1], [3]");
 
 // The schedules each case runs under (--schedule); --max-ctas applies to the
-// persistent and auto runs.
+// persistent, dynamic and auto runs.
 std::vector<testing::ScheduleChoice> schedule_choices(const Options& options) {
   const testing::ScheduleChoice one_item_per_cta = testing::kScheduleChoices[0];
   testing::ScheduleChoice persistent = testing::kScheduleChoices[1];
-  persistent.max_ctas = options.max_ctas;
+  testing::ScheduleChoice dynamic = testing::kScheduleChoices[3];
+  persistent.max_ctas = dynamic.max_ctas = options.max_ctas;
   switch (options.schedule) {
     case ScheduleSelection::kAuto: return {{WorkSchedule::kAuto, options.max_ctas, "auto"}};
     case ScheduleSelection::kOneItemPerCta: return {one_item_per_cta};
     case ScheduleSelection::kPersistent: return {persistent};
-    case ScheduleSelection::kBoth: break;
+    case ScheduleSelection::kDynamic: return {dynamic};
+    case ScheduleSelection::kAll: break;
   }
-  return {one_item_per_cta, persistent};
+  return {one_item_per_cta, persistent, dynamic};
 }
 
 // The --path and --schedule values that re-run a row ("" for none: RoPE).
@@ -303,7 +307,7 @@ class CaseRunner {
     const Checked* first = first_clean != nullptr ? &first_clean->clean : nullptr;
     // Re-running this run and the first takes both paths or both schedules where they differ.
     const RunFlags with_first{first_clean == nullptr || first_clean->path == path ? own.path : "each",
-                              first_clean == nullptr || first_clean->schedule == schedule ? own.schedule : "both"};
+                              first_clean == nullptr || first_clean->schedule == schedule ? own.schedule : "all"};
     if (first != nullptr && row.verdict == Verdict::kPass) {
       ++row.bit_comparisons;
       if (const std::string d = first_difference(kernel, first->output, clean.output); !d.empty()) {

@@ -189,7 +189,7 @@ const std::vector<Flag>& flags() {
       {"--schedule", true, FlagKind::kRun,
        [](Str f, Str v, S& s) {
          size_t i = 0;
-         std::string error = parse_choice(f, v, {"both", "auto", "one-item-per-cta", "persistent"}, &i);
+         std::string error = parse_choice(f, v, {"all", "auto", "one-item-per-cta", "persistent", "dynamic"}, &i);
          s.options->schedule = ScheduleSelection(i);
          return error;
        }},
@@ -312,7 +312,8 @@ std::string check_combination(ParseState& s) {
     return s.first_rope_flag + " needs --rope=neox or --rope=interleave";
   if (o.max_ctas > 0 && o.schedule == ScheduleSelection::kOneItemPerCta)
     return "--max-ctas=" + std::to_string(o.max_ctas) +
-           " limits the persistent schedule, but --schedule=one-item-per-cta has none (use persistent, auto or both)";
+           " limits the persistent and dynamic schedules, but --schedule=one-item-per-cta has none (use persistent, "
+           "dynamic, auto or all)";
   if (o.preset.empty() && s.first_case_flag.empty()) {
     o.preset = "quick";  // no case selected: the quick preset
     return "";
@@ -613,9 +614,10 @@ const char* schedule_selection_name(ScheduleSelection schedule) {
     case ScheduleSelection::kAuto: return "auto";
     case ScheduleSelection::kOneItemPerCta: return "one-item-per-cta";
     case ScheduleSelection::kPersistent: return "persistent";
-    case ScheduleSelection::kBoth: break;
+    case ScheduleSelection::kDynamic: return "dynamic";
+    case ScheduleSelection::kAll: break;
   }
-  return "both";
+  return "all";
 }
 
 const char* gqa_packing_name(GqaPacking packing) {
@@ -774,10 +776,11 @@ Single case (one case from flags; every failure prints these flags):
 Run options:
   --path=P           each (default): the gather path, and TMA where the case
                      allows it; auto: the library's choice; tma; gather
-  --schedule=S       both (default): one item per CTA, then persistent;
-                     auto: the library's choice; one-item-per-cta; persistent
-  --max-ctas=N       at most N persistent CTAs (config.max_ctas) in the
-                     persistent and auto runs (default 0: one per SM; N > 0
+  --schedule=S       all (default): one item per CTA, persistent, then
+                     dynamic; auto: the library's choice; one-item-per-cta;
+                     persistent; dynamic
+  --max-ctas=N       at most N CTAs (config.max_ctas) in the persistent,
+                     dynamic and auto runs (default 0: one per SM; N > 0
                      makes auto persistent); not with --schedule=one-item-per-cta
   --kv-splits=N      split-KV chunks per query tile in every prefill run
                      (config.kv_splits): 0 (default) the plan's rule, 1 none,

@@ -44,7 +44,7 @@ struct ValidateCase {
 enum class PathChoice { kEach, kAuto, kTma, kGather };
 
 // Which work schedules each case runs under (WorkSchedule).
-enum class ScheduleSelection { kBoth, kAuto, kOneItemPerCta, kPersistent };
+enum class ScheduleSelection { kAll, kAuto, kOneItemPerCta, kPersistent, kDynamic };
 
 struct Options {
   bool help = false;
@@ -52,8 +52,8 @@ struct Options {
   std::string preset;          // "" with a single case from flags
   ValidateCase single;         // the single case (when preset is empty)
   PathChoice path = PathChoice::kEach;
-  ScheduleSelection schedule = ScheduleSelection::kBoth;
-  int32_t max_ctas = 0;        // config.max_ctas of the persistent and auto runs (0: one CTA per SM)
+  ScheduleSelection schedule = ScheduleSelection::kAll;
+  int32_t max_ctas = 0;        // config.max_ctas of the persistent, dynamic and auto runs (0: one CTA per SM)
   int32_t kv_splits = 0;       // config.kv_splits of every prefill run (0: the plan's rule)
   GqaPacking gqa_packing = GqaPacking::kAuto;  // config.gqa_packing of every prefill run
   std::vector<testing::Polluter> polluters;
@@ -85,7 +85,7 @@ std::string case_flags(const ValidateCase& c);
 
 const char* rope_mode_name(RopeMode mode);
 const char* path_choice_name(PathChoice path);
-// The --schedule value: "both", "auto", "one-item-per-cta" or "persistent".
+// The --schedule value: "all", "auto", "one-item-per-cta", "persistent" or "dynamic".
 const char* schedule_selection_name(ScheduleSelection schedule);
 // The --gqa-packing value: "auto", "off" or "on".
 const char* gqa_packing_name(GqaPacking packing);

@@ -361,6 +361,7 @@ const char* schedule_name(WorkSchedule schedule) {
   switch (schedule) {
     case WorkSchedule::kOneItemPerCta: return "one-item-per-cta";
     case WorkSchedule::kPersistent: return "persistent";
+    case WorkSchedule::kDynamic: return "dynamic";
     case WorkSchedule::kAuto: break;
   }
   return "auto";

@@ -75,7 +75,7 @@ std::unique_ptr<Kernel> make_prefill_kernel(testing::DevicePrefillCase& device, 
                                             KvLoadPath path, const testing::ScheduleChoice& schedule,
                                             const PlanOptions& plan);
 
-// "auto", "one-item-per-cta" or "persistent" (the --schedule values).
+// "auto", "one-item-per-cta", "persistent" or "dynamic" (the --schedule values).
 const char* schedule_name(WorkSchedule schedule);
 
 // The host side of a RoPE check (inputs, positions, exact outputs): CPU only,

@@ -61,7 +61,8 @@ enum { PTXATTN_KV_LOAD_PATH_AUTO = 0, PTXATTN_KV_LOAD_PATH_TMA = 1, PTXATTN_KV_L
 enum {
   PTXATTN_WORK_SCHEDULE_AUTO = 0,
   PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA = 1,
-  PTXATTN_WORK_SCHEDULE_PERSISTENT = 2
+  PTXATTN_WORK_SCHEDULE_PERSISTENT = 2,
+  PTXATTN_WORK_SCHEDULE_DYNAMIC = 3
 };
 enum { PTXATTN_KV_BLOCK_AUTO = 0, PTXATTN_KV_BLOCK_STANDARD = 1, PTXATTN_KV_BLOCK_WIDE = 2 };
 enum { PTXATTN_GQA_PACKING_AUTO = 0, PTXATTN_GQA_PACKING_OFF = 1, PTXATTN_GQA_PACKING_ON = 2 };
@@ -89,7 +90,7 @@ typedef struct ptxattn_prefill_config {
   ptxattn_prefill_options options;
   int32_t load_path; /* PTXATTN_KV_LOAD_PATH_* */
   int32_t schedule;  /* PTXATTN_WORK_SCHEDULE_* */
-  int32_t max_ctas;  /* persistent schedule: at most this many CTAs; 0: one per SM */
+  int32_t max_ctas;  /* persistent and dynamic schedules: at most this many CTAs; 0: one per SM */
   int32_t kv_block;  /* PTXATTN_KV_BLOCK_* */
   int32_t kv_splits; /* split-KV chunks per query tile: 0 auto, 1 none, 2..64 forced */
   int32_t gqa_packing; /* PTXATTN_GQA_PACKING_* */
@@ -158,7 +159,7 @@ typedef struct ptxattn_prefill_plan_info {
   int32_t valid;                 /* 1 after a successful ptxattn_plan_prefill */
   ptxattn_prefill_config config; /* what it was made for */
   int32_t chosen_load_path;      /* PTXATTN_KV_LOAD_PATH_TMA or _GATHER */
-  int32_t chosen_schedule;       /* PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA or _PERSISTENT */
+  int32_t chosen_schedule;       /* PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA, _PERSISTENT or _DYNAMIC */
   int32_t chosen_block_kv;       /* keys per KV block the kernel walks */
   int64_t num_q_tokens;
   int64_t num_kv_rows;

@@ -61,19 +61,29 @@ enum class KvLoadPath : int { kAuto = 0, kTma = 1, kGather = 2 };
 
 // How CTAs take the work items (a 128-row query tile of one request for one
 // qo head, or for a KV group's qo heads when GqaPacking packs them, over one
-// chunk of the tile's KV blocks when kv_splits splits them). Both schedules start items in one order: KV heads grouped into
-// sections whose K and V fit in the L2, longest items first, so CTAs reading
-// the same K/V run together. kPersistent: one CTA per SM (or max_ctas), each
-// walking a list the plan balances; kOneItemPerCta: one CTA per item. kAuto
-// is persistent wherever the plan lists the items (up to 2^22 of them;
-// docs/kernels.md, "Schedules"); the others force one, as KvLoadPath does.
-// Results are bit-identical under every schedule.
-enum class WorkSchedule : int { kAuto = 0, kOneItemPerCta = 1, kPersistent = 2 };
+// chunk of the tile's KV blocks when kv_splits splits them). Every schedule
+// starts items in one order: KV heads grouped into sections whose K and V
+// fit in the L2, longest items first, so CTAs reading the same K/V run
+// together. kPersistent: one CTA per SM (or max_ctas), each walking a list
+// the plan balances; kOneItemPerCta: one CTA per item; kDynamic: one CTA per
+// SM (or max_ctas), each claiming the next item of the order at run time as
+// it finishes loading the last, so CTAs on SMs that stream faster take more
+// items (the 128-key block only: it refuses kv_block kWide, and graph plans).
+// kAuto is dynamic for unsplit batches of short queries (decode and
+// speculative verification: every qo_len at most kDynamicScheduleMaxQoLen)
+// on the gather path outside graph plans and max_ctas, and persistent
+// elsewhere wherever the plan lists the items (up to 2^22 of them;
+// docs/kernels.md, "Schedules");
+// the others force one, as KvLoadPath does. Results are bit-identical under
+// every schedule.
+enum class WorkSchedule : int { kAuto = 0, kOneItemPerCta = 1, kPersistent = 2, kDynamic = 3 };
+constexpr int32_t kDynamicScheduleMaxQoLen = 16;
 
 // Which KV block the kernel walks (PrefillPlan::chosen_block_kv; docs/kernels.md
 // has the table). kStandard: 128 rows (64 at head_dim 256). kWide: 176 rows,
-// for head_dim 128 with ragged K/V on the TMA path, no causal mask and no
-// window shorter than the batch's longest kv_len; elsewhere plan_prefill
+// for head_dim 128 with ragged K/V on the TMA path, no causal mask, no
+// window shorter than the batch's longest kv_len and a schedule other than
+// kDynamic; elsewhere plan_prefill
 // refuses it (kUnsupported, naming the obstacle). kAuto takes the wide block
 // where it can and the batch's work lies in long KV ranges (the KV length of
 // its average score, each request's kv_len weighted by qo_len x kv_len, is
@@ -117,9 +127,9 @@ struct PrefillConfig {
   KvLoadPath load_path = KvLoadPath::kAuto;
   WorkSchedule schedule = WorkSchedule::kAuto;
   KvBlock kv_block = KvBlock::kAuto;
-  // Persistent schedule: at most this many CTAs (0: one per SM of the current
-  // device), e.g. to leave SMs to concurrent kernels. > 0 makes kAuto
-  // persistent; kOneItemPerCta refuses it.
+  // Persistent and dynamic schedules: at most this many CTAs (0: one per SM
+  // of the current device), e.g. to leave SMs to concurrent kernels. > 0
+  // makes kAuto persistent; kOneItemPerCta refuses it.
   int32_t max_ctas = 0;
   // Split-KV: cut each query tile's KV range into this many chunks, run the
   // chunks as separate work items that write float32 partial states into the

@@ -68,6 +68,14 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
         cudaMemset(impl.region<float>(impl.layout.partial_o), 0xFF, states * size_t(config.head_dim) * sizeof(float)));
     PTXATTN_CUDA_CHECK(cudaMemset(impl.region<float>(impl.layout.partial_lse), 0xFF, states * sizeof(float)));
   }
+  if (result.schedule == WorkSchedule::kDynamic && result.num_work_items > 0) {
+    // The claim counter as a run that does not zero it would find it after
+    // other writes: a count past every item, so no item would run.
+    PrefillPlanImpl& impl = *plan.impl();
+    const uint32_t poison = kNaNWord;
+    PTXATTN_CUDA_CHECK(cudaMemcpy(impl.region<int32_t>(impl.layout.work_counter), &poison, sizeof(poison),
+                                  cudaMemcpyHostToDevice));
+  }
   if (before_run) before_run();
   const size_t lse_count = size_t(host_.num_q_tokens) * config.num_qo_heads;
   const bool lse_requested = config.options.return_lse;

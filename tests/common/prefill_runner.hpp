@@ -27,7 +27,9 @@ struct ScheduleChoice {
 // walk many items and the pipeline's phases carry across them.
 constexpr ScheduleChoice kScheduleChoices[] = {{WorkSchedule::kOneItemPerCta, 0, "one-item-per-cta"},
                                                {WorkSchedule::kPersistent, 0, "persistent"},
-                                               {WorkSchedule::kPersistent, 2, "persistent-2-ctas"}};
+                                               {WorkSchedule::kPersistent, 2, "persistent-2-ctas"},
+                                               {WorkSchedule::kDynamic, 0, "dynamic"},
+                                               {WorkSchedule::kDynamic, 2, "dynamic-2-ctas"}};
 
 struct PrefillRun {
   Status status;                // plan or run failure (outputs empty then)

@@ -389,8 +389,8 @@ struct EmptyBatchPlan {
 
 TEST_CASE_METHOD(EmptyBatchPlan, "c api: schedule and max_ctas reach the C++ validator", "[c_api]") {
   SECTION("schedule outside the enum") {
-    config.schedule = 3;
-    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.schedule = 3 is not a WorkSchedule");
+    config.schedule = 4;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.schedule = 4 is not a WorkSchedule");
     config.schedule = -1;
     require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.schedule = -1 is not a WorkSchedule");
   }

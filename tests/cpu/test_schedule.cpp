@@ -266,7 +266,8 @@ void require_wide_refused(const PrefillConfig& c, const BatchIndices& indices, c
   INFO("message: " << status.message);
   CHECK(status.code == StatusCode::kUnsupported);
   CHECK_THAT(status.message, Catch::StartsWith("kv_block = kWide needs head_dim 128, ragged K/V on the TMA path, no "
-                                               "causal mask and no window shorter than the longest kv_len, but "));
+                                               "causal mask, no window shorter than the longest kv_len and a schedule "
+                                               "other than kDynamic, but "));
   CHECK_THAT(status.message, Catch::Contains(obstacle));
   CHECK_FALSE(plan.valid());
 }
@@ -300,6 +301,9 @@ TEST_CASE("plan: kv_block wide is refused with what stands in its way", "[schedu
   c.page_size = 16;
   c.num_pages = 1;
   require_wide_refused(c, kEmptyBatch, "config.kv_format is kPaged");
+  PrefillConfig dynamic = ragged_config(128, KvBlock::kWide);
+  dynamic.schedule = WorkSchedule::kDynamic;
+  require_wide_refused(dynamic, kEmptyBatch, "config.schedule is kDynamic (its kernels walk the standard block only)");
   for (int32_t head_dim : {64, 256})
     if (head_dim_is_built(head_dim))
       require_wide_refused(ragged_config(head_dim, KvBlock::kWide), kEmptyBatch, "config.head_dim is not 128");
@@ -324,6 +328,23 @@ TEST_CASE("split-KV: chunks cover a tile's blocks in order, sizes within one blo
       CHECK(largest - smallest <= 1);
     }
   }
+}
+
+TEST_CASE("schedule: kAuto is dynamic for unsplit short queries on the gather path, else persistent, one item per "
+          "CTA past the list", "[schedule]") {
+  constexpr int32_t kShort = kDynamicScheduleMaxQoLen;
+  // items, longest qo_len, gather, kv_splits, graph, max_ctas
+  CHECK(auto_schedule({512, 1, true, 1, false, 0}) == WorkSchedule::kDynamic);       // decode
+  CHECK(auto_schedule({512, kShort, true, 1, false, 0}) == WorkSchedule::kDynamic);  // speculative verification
+  CHECK(auto_schedule({0, 0, true, 1, false, 0}) == WorkSchedule::kDynamic);         // no work: nothing launches
+  CHECK(auto_schedule({512, kShort + 1, true, 1, false, 0}) == WorkSchedule::kPersistent);  // a longer query
+  CHECK(auto_schedule({512, 1, false, 1, false, 0}) == WorkSchedule::kPersistent);  // the TMA path
+  CHECK(auto_schedule({128, 1, true, 4, false, 0}) == WorkSchedule::kPersistent);   // split-KV
+  CHECK(auto_schedule({512, 1, true, 1, true, 0}) == WorkSchedule::kPersistent);    // a graph plan
+  CHECK(auto_schedule({512, 1, true, 1, false, 8}) == WorkSchedule::kPersistent);   // a CTA limit
+  CHECK(auto_schedule({kMaxListedItems, 1, true, 1, false, 0}) == WorkSchedule::kDynamic);
+  CHECK(auto_schedule({kMaxListedItems + 1, 1, true, 1, false, 0}) == WorkSchedule::kOneItemPerCta);
+  CHECK(auto_schedule({kMaxListedItems + 1, 4096, false, 1, false, 0}) == WorkSchedule::kOneItemPerCta);
 }
 
 TEST_CASE("split-KV: the rule splits only batches that leave SMs idle, into one wave", "[schedule][split-kv]") {

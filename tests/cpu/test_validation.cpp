@@ -115,9 +115,9 @@ TEST_CASE("validation: enum values outside their enum", "[validation]") {
     require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.load_path = 3"});
   }
   SECTION("schedule") {
-    batch.config.schedule = static_cast<WorkSchedule>(3);
+    batch.config.schedule = static_cast<WorkSchedule>(4);
     require_status(batch.validate(), StatusCode::kInvalidArgument,
-                   {"config.schedule = 3 is not a WorkSchedule (0 = auto, 1 = one item per CTA, 2 = persistent)"});
+                   {"config.schedule = 4 is not a WorkSchedule (0 = auto, 1 = one item per CTA, 2 = persistent, 3 = dynamic)"});
     batch.config.schedule = static_cast<WorkSchedule>(-1);
     require_status(batch.validate(), StatusCode::kInvalidArgument, {"config.schedule = -1 is not a WorkSchedule"});
   }
@@ -451,6 +451,9 @@ TEST_CASE("workspace: graph plans refuse choices made per batch, and batches bey
   batch.config.kv_block = KvBlock::kStandard;
   batch.config.schedule = WorkSchedule::kOneItemPerCta;
   require_status(plan_it(), StatusCode::kUnsupported, {"a graph plan needs the persistent schedule"});
+  batch.config.schedule = WorkSchedule::kDynamic;
+  require_status(plan_it(), StatusCode::kUnsupported,
+                 {"a graph plan needs the persistent schedule", "the dynamic schedule is not made for graph plans"});
   batch.config.schedule = WorkSchedule::kAuto;
   capacity.max_requests = 2;
   require_status(plan_it(), StatusCode::kInvalidArgument,

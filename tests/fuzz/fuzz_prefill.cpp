@@ -143,7 +143,7 @@ void mutate_config(Rng& rng, PrefillConfig& c) {
     case 10: c.options.window_left = rng.edge_int32(); break;
     case 11: c.options.logits_soft_cap = rng.edge_float(); break;
     case 12: c.options.sm_scale = rng.edge_float(); break;
-    case 13: c.schedule = static_cast<WorkSchedule>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 3))); break;
+    case 13: c.schedule = static_cast<WorkSchedule>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 4))); break;
     case 14:  // negative, an edge value, or a limit on the schedule that has none
       if (rng.percent(40)) {
         c.schedule = WorkSchedule::kOneItemPerCta;
@@ -168,7 +168,7 @@ void config_rules(const PrefillConfig& c, Rules& r) {
   r.invalid(in_enum(format, 2), "config.kv_format is a KvFormat", "config.kv_format");
   r.invalid(in_enum(layout, 2), "config.kv_layout is a KvLayout", "config.kv_layout");
   r.invalid(in_enum(int(c.load_path), 3), "config.load_path is a KvLoadPath", "config.load_path");
-  r.invalid(in_enum(int(c.schedule), 3), "config.schedule is a WorkSchedule", "config.schedule");
+  r.invalid(in_enum(int(c.schedule), 4), "config.schedule is a WorkSchedule", "config.schedule");
   r.invalid(in_enum(int(c.kv_block), 3), "config.kv_block is a KvBlock", "config.kv_block");
   r.invalid(c.max_ctas >= 0, "config.max_ctas >= 0", "config.max_ctas");
   r.invalid(c.max_ctas <= 0 || c.schedule != WorkSchedule::kOneItemPerCta,
@@ -212,7 +212,8 @@ int64_t block_kv(int64_t head_dim) { return head_dim == 256 ? 64 : 128; }
 // ragged K/V on the TMA path, no causal mask and no window shorter than the
 // longest kv_len.
 bool wide_block_fits(const PrefillConfig& c, const BatchIndices& idx, KvLoadPath path) {
-  if (c.head_dim != 128 || c.kv_format != KvFormat::kRagged || path != KvLoadPath::kTma || c.options.causal)
+  if (c.head_dim != 128 || c.kv_format != KvFormat::kRagged || path != KvLoadPath::kTma || c.options.causal ||
+      c.schedule == WorkSchedule::kDynamic)
     return false;
   int64_t max_kv_len = 0;
   for (int32_t b = 0; b < idx.num_requests; ++b)
@@ -609,20 +610,28 @@ void plan_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   const KvLoadPath path = c.load_path == KvLoadPath::kGather ? KvLoadPath::kGather : KvLoadPath::kTma;
   r.expect(wide_block_fits(c, idx, path),
            "kv_block = kWide: head_dim 128, ragged K/V on the TMA path, no causal mask, no window below the longest "
-           "kv_len",
+           "kv_len, a schedule other than kDynamic",
            StatusCode::kUnsupported, "kv_block = kWide");
 }
 
 
-// The schedule a plan of `items` work items (tiles x qo heads) must run
-// under, from WorkSchedule's and max_ctas's comments and docs/kernels.md
-// "Schedules": a forced one is kept; kAuto is persistent with max_ctas > 0
-// and one item per CTA past kMaxListedItems (the only schedule there), and
-// either otherwise (kAuto is returned for "either").
-WorkSchedule required_schedule(const PrefillConfig& c, int64_t items) {
+// The schedule a plan of `items` work items (tiles x qo heads x chunks)
+// must run under, from WorkSchedule's and max_ctas's comments and
+// docs/kernels.md "Schedules": a forced one is kept; kAuto is persistent with
+// max_ctas > 0, one item per CTA past kMaxListedItems (the only schedule
+// there), dynamic where every qo_len is at most kDynamicScheduleMaxQoLen on
+// the gather path without split-KV, and persistent otherwise.
+WorkSchedule required_schedule(const PrefillConfig& c, const BatchIndices& idx, int64_t items, KvLoadPath path,
+                               int32_t kv_splits) {
   if (c.schedule != WorkSchedule::kAuto) return c.schedule;
   if (c.max_ctas > 0) return WorkSchedule::kPersistent;
-  return items > kMaxListedItems ? WorkSchedule::kOneItemPerCta : WorkSchedule::kAuto;
+  if (items > kMaxListedItems) return WorkSchedule::kOneItemPerCta;
+  int64_t max_qo_len = 0;
+  for (int32_t b = 0; b < idx.num_requests; ++b)
+    max_qo_len = std::max<int64_t>(max_qo_len, int64_t(idx.qo_indptr[b + 1]) - idx.qo_indptr[b]);
+  const bool dynamic =
+      max_qo_len <= ptxattn::kDynamicScheduleMaxQoLen && path == KvLoadPath::kGather && kv_splits == 1;
+  return dynamic ? WorkSchedule::kDynamic : WorkSchedule::kPersistent;
 }
 
 // KV chunks per query tile that the rules can count on: a forced kv_splits,
@@ -651,8 +660,8 @@ void schedule_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
               "config.kv_splits");
   }
   const i128 items = i128(count_tiles(c, idx)) * item_heads(c, idx) * splits;
-  if (c.schedule == WorkSchedule::kPersistent)
-    r.expect(items <= kMaxListedItems, "schedule = kPersistent: at most 2^22 work items (tiles x qo heads)",
+  if (c.schedule == WorkSchedule::kPersistent || c.schedule == WorkSchedule::kDynamic)
+    r.expect(items <= kMaxListedItems, "schedule = kPersistent or kDynamic: at most 2^22 work items (tiles x qo heads)",
              StatusCode::kUnsupported, "schedule");
   if (c.schedule == WorkSchedule::kAuto && c.max_ctas > 0)
     r.expect(items <= kMaxListedItems, "max_ctas > 0 (persistent): at most 2^22 work items (tiles x qo heads)",
@@ -664,7 +673,9 @@ void schedule_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
 bool lists_too_many(const Fuzzer& fuzzer, const PrefillConfig& c, const BatchIndices& idx) {
   const int64_t items = count_tiles(c, idx) * item_heads(c, idx) * forced_splits(c);
   if (items <= kMaxCheaplyListedItems || items > kMaxListedItems) return false;
-  return fuzzer.have_gpu() || required_schedule(c, items) == WorkSchedule::kOneItemPerCta;
+  // Without a GPU only forced one-item-per-CTA plans get made (the others
+  // ask for the SM count), and below kMaxListedItems kAuto never takes it.
+  return fuzzer.have_gpu() || c.schedule == WorkSchedule::kOneItemPerCta;
 }
 
 std::string describe(const BatchIndices& idx, const PrefillConfig& c) {
@@ -857,8 +868,8 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                  "where packed tiles are fewer",
                  input);
   const int64_t groups = c.num_qo_heads / plan.chosen_tile_heads();
-  const WorkSchedule required = required_schedule(c, plan.num_work_tiles() * groups);
   const int32_t splits = plan.chosen_kv_splits();
+  const WorkSchedule required = required_schedule(c, idx, plan.num_work_tiles() * groups, path, splits);
   fuzzer.require(c.kv_splits > 0 ? splits == c.kv_splits
                                  : splits >= 1 && splits <= ptxattn::detail::kMaxKvSplits &&
                                        (splits == 1 || count_tiles(c, idx) * item_heads(c, idx) * splits <= 1024),
@@ -868,11 +879,10 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                  input);
   fuzzer.require(plan.num_work_tiles() == count_tiles(c, idx) * splits, entry,
                  "plan.num_work_tiles() is the query tiles times the chosen chunk count", input);
-  fuzzer.require((schedule == WorkSchedule::kOneItemPerCta || schedule == WorkSchedule::kPersistent) &&
-                     (required == WorkSchedule::kAuto || schedule == required),
-                 entry,
+  fuzzer.require(schedule == required, entry,
                  "plan.chosen_schedule() is the forced one; kAuto: persistent with max_ctas > 0, one item per CTA "
-                 "past 2^22 items, one of the two otherwise",
+                 "past 2^22 items, dynamic where every qo_len is at most 16 on the gather path without split-KV, "
+                 "persistent otherwise",
                  input);
   const int64_t items = plan.num_work_tiles() * groups, ctas = plan.num_ctas();
   fuzzer.require((ctas == 0) == (items == 0), entry, "plan.num_ctas() is 0 exactly when there is no work item",
@@ -880,9 +890,10 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
   if (schedule == WorkSchedule::kOneItemPerCta)
     fuzzer.require(ctas == items, entry, "one item per CTA: plan.num_ctas() == num_work_tiles() x head groups",
                    input);
-  if (schedule == WorkSchedule::kPersistent && items > 0)
+  if ((schedule == WorkSchedule::kPersistent || schedule == WorkSchedule::kDynamic) && items > 0)
     fuzzer.require(ctas >= 1 && ctas <= items && (c.max_ctas == 0 || ctas <= c.max_ctas), entry,
-                   "persistent: plan.num_ctas() in [1, work items], and at most max_ctas when > 0", input);
+                   "persistent and dynamic: plan.num_ctas() in [1, work items], and at most max_ctas when > 0",
+                   input);
 }
 
 }  // namespace

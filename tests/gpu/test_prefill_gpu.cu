@@ -95,6 +95,8 @@ std::string check_runs(DevicePrefillCase& device, const HostCase& expected, cons
   std::vector<std::string> names;
   for (const auto& [path, kv_block] : passes_for(device.host())) {
     for (const ScheduleChoice& schedule : kScheduleChoices) {
+      // The dynamic schedule is built for the standard block only (plan_prefill refuses the wide one).
+      if (schedule.schedule == WorkSchedule::kDynamic && kv_block == KvBlock::kWide) continue;
       PrefillRun run = device.run(path, pollute_smem_nan, schedule, kv_block);
       const std::string name = std::string(load_path_name(path)) + "/" + schedule.name +
                                (kv_block == KvBlock::kAuto       ? ""
