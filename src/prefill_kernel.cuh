@@ -87,9 +87,9 @@ __device__ void producer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
 // KV blocks (no visible key) stores O = 0 and LSE = -inf (with split-KV, as
 // its chunk's state). Consumer thread 0 loads each item's Q ahead: the
 // first item's before the loop, every later one's while the item before it
-// ends (`load_next_q`: under a static schedule from the CTA's list, which it
+// ends (`next_q`: under a static schedule from the CTA's list, which it
 // searches past items without KV blocks; under the dynamic one the item
-// claimed next, which an item without KV blocks loads in its turn).
+// claimed next, whose Q an item without KV blocks loads in its turn).
 template <class T>
 __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, const CUtensorMap* q_map, int consumer,
                          int tid) {
