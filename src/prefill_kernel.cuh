@@ -5,7 +5,9 @@
 // group (and with split-KV, over one chunk of their KV blocks;
 // prefill_params.hpp). A
 // CTA takes its items from the plan's list (prefill_scheduler.cuh; one item,
-// or a persistent list), and every role loops over them:
+// or a persistent list) or, under the dynamic schedule, as producer thread 0
+// claims them at run time (prefill_pipeline.cuh), and every role loops over
+// them:
 //   warpgroup 0  producer: each item's KV blocks from last to first into a
 //                K/V ring of kStages stages, by TMA (one box per page and
 //                64-column slice) or by a cp.async gather with zero-fill (any

@@ -36,6 +36,8 @@ struct PipelineState {
 
 // Timeout handler of the kernel's waits (PTXATTN_BOUNDED_WAITS): names the
 // barrier `bar` is and records the wait (src/wait_timeout.cuh), then traps.
+// The dynamic schedule's item slots (item_full, item_empty) have no name
+// yet: their waits are recorded as kUnknown, index 0, with their address.
 template <class T>
 __device__ __forceinline__ void record_prefill_wait_timeout(const PrefillSharedStorage<T>& s, const PrefillParams& p,
                                                             const uint64_t* bar, uint32_t parity) {

@@ -158,7 +158,7 @@ Status validate_prefill_config(const PrefillConfig& config) {
   if (config.max_ctas < 0) return invalid_argument("config.max_ctas = ", config.max_ctas, " is negative");
   if (config.max_ctas > 0 && config.schedule == WorkSchedule::kOneItemPerCta)
     return invalid_argument("config.max_ctas = ", config.max_ctas,
-                            " limits the persistent schedule, but config.schedule is kOneItemPerCta");
+                            " limits the persistent and dynamic schedules, but config.schedule is kOneItemPerCta");
   if (config.kv_splits < 0 || config.kv_splits > detail::kMaxKvSplits)
     return invalid_argument("config.kv_splits = ", config.kv_splits, " is outside [0, ", detail::kMaxKvSplits,
                             "] (0: the plan's rule, 1: no split)");

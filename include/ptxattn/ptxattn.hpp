@@ -68,7 +68,8 @@ enum class KvLoadPath : int { kAuto = 0, kTma = 1, kGather = 2 };
 // the plan balances; kOneItemPerCta: one CTA per item; kDynamic: one CTA per
 // SM (or max_ctas), each claiming the next item of the order at run time as
 // it finishes loading the last, so CTAs on SMs that stream faster take more
-// items (the 128-key block only: it refuses kv_block kWide, and graph plans).
+// items (the standard KV block only: it refuses kv_block kWide, and graph
+// plans).
 // kAuto is dynamic for unsplit batches of short queries (decode and
 // speculative verification: every qo_len at most kDynamicScheduleMaxQoLen)
 // on the gather path outside graph plans and max_ctas, and persistent
@@ -218,8 +219,11 @@ class PrefillPlanImpl;
 // the new copy, and do not replay a graph captured before a re-plan for
 // another batch. With split-KV (chosen_kv_splits() > 1) the workspace also
 // holds the chunks' float32 states, which each run writes and then merges
-// (two launches on the run's stream): runs of one plan must not overlap in
-// time (on two streams, say); separate plans may.
+// (two launches on the run's stream), and under the dynamic schedule
+// (chosen_schedule() kDynamic) the counter its CTAs claim items from, which
+// each run zeroes and counts up: runs of such a plan must not overlap in
+// time (on two streams, say; they would skip items or merge each other's
+// states); separate plans may, and so may runs of other plans.
 class PrefillPlan {
  public:
   PrefillPlan();
@@ -232,7 +236,7 @@ class PrefillPlan {
   bool valid() const;
   const PrefillConfig& config() const;
   KvLoadPath chosen_load_path() const;  // kTma or kGather after planning (paged and ragged)
-  WorkSchedule chosen_schedule() const;  // kOneItemPerCta or kPersistent after planning
+  WorkSchedule chosen_schedule() const;  // kOneItemPerCta, kPersistent or kDynamic after planning
   int32_t chosen_block_kv() const;      // keys per KV block the kernel walks: 176, 128 or 64 (docs/kernels.md)
   int32_t chosen_kv_splits() const;     // KV chunks per query tile: 1 (no split) to 64
   int32_t chosen_tile_heads() const;    // qo heads per query tile: 1 (token-major) or the GQA group (packed)

@@ -403,7 +403,7 @@ TEST_CASE_METHOD(EmptyBatchPlan, "c api: schedule and max_ctas reach the C++ val
     config.schedule = PTXATTN_WORK_SCHEDULE_ONE_ITEM_PER_CTA;
     config.max_ctas = 7;
     require_invalid(ptxattn_plan_prefill(plan, &config, &indices),
-                    "config.max_ctas = 7 limits the persistent schedule, but config.schedule is kOneItemPerCta");
+                    "config.max_ctas = 7 limits the persistent and dynamic schedules, but config.schedule is kOneItemPerCta");
   }
 }
 

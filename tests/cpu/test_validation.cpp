@@ -130,7 +130,7 @@ TEST_CASE("validation: enum values outside their enum", "[validation]") {
   }
 }
 
-TEST_CASE("validation: max_ctas must be >= 0 and only limits the persistent schedule", "[validation]") {
+TEST_CASE("validation: max_ctas must be >= 0 and only limits the persistent and dynamic schedules", "[validation]") {
   PagedBatch batch;
   SECTION("negative") {
     batch.config.max_ctas = -1;
@@ -142,15 +142,17 @@ TEST_CASE("validation: max_ctas must be >= 0 and only limits the persistent sche
     batch.config.schedule = WorkSchedule::kOneItemPerCta;
     batch.config.max_ctas = 4;
     require_status(batch.validate(), StatusCode::kInvalidArgument,
-                   {"config.max_ctas = 4 limits the persistent schedule, but config.schedule is kOneItemPerCta"});
+                   {"config.max_ctas = 4 limits the persistent and dynamic schedules, but config.schedule is "
+                    "kOneItemPerCta"});
   }
-  SECTION("every schedule passes with max_ctas 0; auto and persistent with any max_ctas > 0") {
-    for (WorkSchedule schedule : {WorkSchedule::kAuto, WorkSchedule::kOneItemPerCta, WorkSchedule::kPersistent}) {
+  SECTION("every schedule passes with max_ctas 0; auto, persistent and dynamic with any max_ctas > 0") {
+    for (WorkSchedule schedule :
+         {WorkSchedule::kAuto, WorkSchedule::kOneItemPerCta, WorkSchedule::kPersistent, WorkSchedule::kDynamic}) {
       batch.config.schedule = schedule;
       batch.config.max_ctas = 0;
       require_ok(batch.validate());
     }
-    for (WorkSchedule schedule : {WorkSchedule::kAuto, WorkSchedule::kPersistent}) {
+    for (WorkSchedule schedule : {WorkSchedule::kAuto, WorkSchedule::kPersistent, WorkSchedule::kDynamic}) {
       batch.config.schedule = schedule;
       for (int32_t max_ctas : {1, 2, 132, std::numeric_limits<int32_t>::max()}) {
         batch.config.max_ctas = max_ctas;

@@ -112,7 +112,7 @@ PrefillConfig random_config(Rng& rng) {
   c.options.sm_scale = rng.percent(70) ? 0.0f : rng.pick({0.125f, 1.0f, 1e-20f, 100.0f});
   c.options.return_lse = rng.percent(50);
   c.load_path = KvLoadPath(rng.below(3));
-  c.schedule = WorkSchedule(rng.below(3));
+  c.schedule = WorkSchedule(rng.below(4));
   c.kv_block = KvBlock(rng.pick({0, 0, 0, 1, 2}));  // mostly auto: a forced wide block is mostly refused
   if (c.schedule != WorkSchedule::kOneItemPerCta && rng.percent(30))
     c.max_ctas = rng.percent(70) ? rng.pick({1, 2, 3, 16, 132, 264}) : int32_t(rng.range(1, INT32_MAX));
@@ -209,8 +209,8 @@ int64_t block_kv(int64_t head_dim) { return head_dim == 256 ? 64 : 128; }
 
 // Whether a valid config and a batch with a well-formed kv_indptr can take
 // the wide KV block on `path`, from KvBlock's documentation: head_dim 128,
-// ragged K/V on the TMA path, no causal mask and no window shorter than the
-// longest kv_len.
+// ragged K/V on the TMA path, no causal mask, no window shorter than the
+// longest kv_len and a schedule other than kDynamic.
 bool wide_block_fits(const PrefillConfig& c, const BatchIndices& idx, KvLoadPath path) {
   if (c.head_dim != 128 || c.kv_format != KvFormat::kRagged || path != KvLoadPath::kTma || c.options.causal ||
       c.schedule == WorkSchedule::kDynamic)

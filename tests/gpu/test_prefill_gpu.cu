@@ -76,6 +76,13 @@ std::vector<std::pair<KvLoadPath, KvBlock>> passes_for(const HostCase& c) {
   return passes;
 }
 
+// Whether check_runs runs `schedule` on a pass of `kv_block`: the dynamic
+// schedule is built for the standard block only (plan_prefill refuses the
+// wide one).
+bool runs_under(const ScheduleChoice& schedule, KvBlock kv_block) {
+  return !(schedule.schedule == WorkSchedule::kDynamic && kv_block == KvBlock::kWide);
+}
+
 // Runs `device`'s case through every path it supports, each under every
 // schedule choice (kScheduleChoices), checks the plan took that schedule and
 // grid, compares each run against `refs` (the references of `expected`,
@@ -95,8 +102,7 @@ std::string check_runs(DevicePrefillCase& device, const HostCase& expected, cons
   std::vector<std::string> names;
   for (const auto& [path, kv_block] : passes_for(device.host())) {
     for (const ScheduleChoice& schedule : kScheduleChoices) {
-      // The dynamic schedule is built for the standard block only (plan_prefill refuses the wide one).
-      if (schedule.schedule == WorkSchedule::kDynamic && kv_block == KvBlock::kWide) continue;
+      if (!runs_under(schedule, kv_block)) continue;
       PrefillRun run = device.run(path, pollute_smem_nan, schedule, kv_block);
       const std::string name = std::string(load_path_name(path)) + "/" + schedule.name +
                                (kv_block == KvBlock::kAuto       ? ""
@@ -174,7 +180,8 @@ TEST_CASE("prefill: random cases match the reference through both load paths", "
       ++not_built;
       continue;
     }
-    paths_run += int(passes_for(c).size() * std::size(kScheduleChoices));
+    for (const auto& pass : passes_for(c))
+      for (const ScheduleChoice& schedule : kScheduleChoices) paths_run += int(runs_under(schedule, pass.second));
     const std::string failure = check_case(c, refs);
     if (!failure.empty()) {
       ++failed;
