@@ -36,20 +36,20 @@ struct PipelineState {
 
 // Timeout handler of the kernel's waits (PTXATTN_BOUNDED_WAITS): names the
 // barrier `bar` is and records the wait (src/wait_timeout.cuh), then traps.
-// The dynamic schedule's item slots (item_full, item_empty) have no name
-// yet: their waits are recorded as kUnknown, index 0, with their address.
 template <class T>
 __device__ __forceinline__ void record_prefill_wait_timeout(const PrefillSharedStorage<T>& s, const PrefillParams& p,
                                                             const uint64_t* bar, uint32_t parity) {
   WaitBarrier barrier = bar == &s.q_full ? WaitBarrier::kQFull : WaitBarrier::kUnknown;
   uint32_t index = 0;
-  auto find_in_ring = [&](const uint64_t* ring, WaitBarrier name) {
-    if (bar >= ring && bar < ring + T::kStages) barrier = name, index = uint32_t(bar - ring);
+  auto find_in_ring = [&](const uint64_t* ring, int size, WaitBarrier name) {
+    if (bar >= ring && bar < ring + size) barrier = name, index = uint32_t(bar - ring);
   };
-  find_in_ring(s.k_full, WaitBarrier::kKFull);
-  find_in_ring(s.v_full, WaitBarrier::kVFull);
-  find_in_ring(s.k_empty, WaitBarrier::kKEmpty);
-  find_in_ring(s.v_empty, WaitBarrier::kVEmpty);
+  find_in_ring(s.k_full, T::kStages, WaitBarrier::kKFull);
+  find_in_ring(s.v_full, T::kStages, WaitBarrier::kVFull);
+  find_in_ring(s.k_empty, T::kStages, WaitBarrier::kKEmpty);
+  find_in_ring(s.v_empty, T::kStages, WaitBarrier::kVEmpty);
+  find_in_ring(s.item_full, T::kItemSlots, WaitBarrier::kItemFull);
+  find_in_ring(s.item_empty, T::kItemSlots, WaitBarrier::kItemEmpty);
   static_assert(T::kBlockKV <= int(kWaitVariantBlockMask), "the record holds the KV block in 8 bits");
   constexpr uint32_t kVariant = uint32_t(T::kHeadDim) | (T::kPath == LoadPath::kGather ? kWaitVariantGather : 0u) |
                                 (T::kType == ptx::MmaType::kFP16 ? kWaitVariantFP16 : 0u) |

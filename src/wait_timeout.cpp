@@ -62,6 +62,8 @@ const char* barrier_name(WaitBarrier barrier) {
     case WaitBarrier::kKEmpty: return "k_empty";
     case WaitBarrier::kVEmpty: return "v_empty";
     case WaitBarrier::kTest: return "test";
+    case WaitBarrier::kItemFull: return "item_full";
+    case WaitBarrier::kItemEmpty: return "item_empty";
     case WaitBarrier::kUnknown: break;
   }
   return "unknown";

@@ -29,6 +29,8 @@ enum class WaitBarrier : uint32_t {
   kKEmpty = 4,
   kVEmpty = 5,
   kTest = 6,  // the test kernel's barrier array (tests/gpu/test_bounded_wait_gpu.cu)
+  kItemFull = 7,   // the dynamic schedule's item slots (prefill_pipeline.cuh)
+  kItemEmpty = 8,
 };
 
 // WaitTimeoutRecord::kernel_variant of the prefill kernel: head_dim in bits

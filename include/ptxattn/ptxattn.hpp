@@ -627,7 +627,8 @@ struct WaitTimeout {
   std::string kernel;          // e.g. "prefill (head_dim 128, bf16, TMA)"
   uint32_t block = 0;          // blockIdx.x (every ptxattn grid is one-dimensional)
   uint32_t thread = 0;         // threadIdx.x
-  std::string barrier;         // "q_full", "k_full[s]", "v_full[s]", "k_empty[s]" or "v_empty[s]" (s: ring stage)
+  std::string barrier;         // "q_full", "k_full[s]", "v_full[s]", "k_empty[s]", "v_empty[s]" (s: ring stage),
+                               // "item_full[i]" or "item_empty[i]" (the dynamic schedule's item slot i)
   uint32_t parity = 0;         // the phase parity the thread waited for
   uint32_t smem_address = 0;   // the barrier's shared-memory (shared::cta) address
   std::string message;         // all of the above in one line

@@ -99,6 +99,8 @@ const PrefillBarrierCase kPrefillBarrierCases[] = {
     {"prefill-v_full-3", WaitBarrier::kVFull, 3, "v_full[3]", offsetof(NamingStorage, v_full) + 3 * 8},
     {"prefill-k_empty-2", WaitBarrier::kKEmpty, 2, "k_empty[2]", offsetof(NamingStorage, k_empty) + 2 * 8},
     {"prefill-v_empty-1", WaitBarrier::kVEmpty, 1, "v_empty[1]", offsetof(NamingStorage, v_empty) + 1 * 8},
+    {"prefill-item_full-1", WaitBarrier::kItemFull, 1, "item_full[1]", offsetof(NamingStorage, item_full) + 1 * 8},
+    {"prefill-item_empty-0", WaitBarrier::kItemEmpty, 0, "item_empty[0]", offsetof(NamingStorage, item_empty)},
     {"prefill-unknown", WaitBarrier::kUnknown, 0, "unknown", offsetof(NamingStorage, q)},
 };
 static_assert(NamingTraits::kStages == 4, "the cases name stages 0..3");
@@ -115,6 +117,8 @@ __global__ void name_prefill_barrier_kernel(detail::PrefillParams p, WaitBarrier
                         : barrier == WaitBarrier::kVFull  ? &s.v_full[stage]
                         : barrier == WaitBarrier::kKEmpty ? &s.k_empty[stage]
                         : barrier == WaitBarrier::kVEmpty ? &s.v_empty[stage]
+                        : barrier == WaitBarrier::kItemFull  ? &s.item_full[stage]
+                        : barrier == WaitBarrier::kItemEmpty ? &s.item_empty[stage]
                                                           : reinterpret_cast<const uint64_t*>(s.q);
   *storage_base = ptx::smem_u32(&s);
   __threadfence_system();
