@@ -77,7 +77,7 @@ __device__ void producer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
     // take more items.
     ItemFeed feed;
     if (tid == 0) claim_item<T>(s, p);
-    for (int item; (item = next_item<T>(s, p, feed, tid % 32)) >= 0;) {
+    for (int item; (item = next_item<T, T::kPath == LoadPath::kGather>(s, p, feed, tid % 32)) >= 0;) {
       produce_item(item);
       if (tid == 0) claim_item<T>(s, p);
     }
@@ -153,7 +153,7 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
       load_claimed_q<T>(s, p, q_map, feed);
     }
     bool first_item = true;
-    for (int item; (item = next_item<T>(s, p, feed, tid % 32)) >= 0; first_item = false)
+    for (int item; (item = next_item<T, true>(s, p, feed, tid % 32)) >= 0; first_item = false)
       consume(item, first_item, [&] { load_claimed_q<T>(s, p, q_map, feed); });
   }
 }

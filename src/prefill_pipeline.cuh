@@ -129,15 +129,23 @@ __device__ __forceinline__ void claim_item(PrefillSharedStorage<T>& s, const Pre
   s.item_claims = item < 0 ? -1 : claims + 1;
   ptx::mbarrier_arrive(&s.item_full[slot.stage]);  // release: the slot's store is seen by every acquiring reader
 }
-template <class T>
+// kWholeWarp: every lane of the calling warp takes the item (the consumers,
+// the gather producer); otherwise one thread alone (the TMA producer).
+template <class T, bool kWholeWarp>
 __device__ __forceinline__ int next_item(PrefillSharedStorage<T>& s, const PrefillParams& p, ItemFeed& f, int lane) {
   const PipelineState<T::kItemSlots> slot = item_slot_of<T>(f.position++);
   wait_barrier<T>(s, p, &s.item_full[slot.stage], slot.phase);
-  const int item = *static_cast<volatile int32_t*>(&s.item_slot[slot.stage]);
+  int item = *static_cast<volatile int32_t*>(&s.item_slot[slot.stage]);
+  // NOTES: read from shared memory, the item is not known to be the same in
+  // every lane, and ptxas moved what derives from it (ring stages, wgmma
+  // descriptors, loop bounds) from uniform to per-thread registers; one SM
+  // then streamed 6% (gather) to 10% (TMA) slower below the DRAM's limit
+  // (docs/benchmarks.md, 2026-12-06, seventeenth session). Lane 0's value,
+  // broadcast, is known uniform.
+  if constexpr (kWholeWarp) item = __shfl_sync(0xffffffffu, item, 0);
   if (item >= 0) {
-    const bool tma_producer = T::kPath == LoadPath::kTma && threadIdx.x < 128;  // one thread
-    if (!tma_producer) __syncwarp();
-    if (tma_producer || lane == 0) ptx::mbarrier_arrive(&s.item_empty[slot.stage]);
+    if constexpr (kWholeWarp) __syncwarp();
+    if (!kWholeWarp || lane == 0) ptx::mbarrier_arrive(&s.item_empty[slot.stage]);
   }
   return item;
 }
