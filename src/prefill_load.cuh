@@ -73,7 +73,12 @@ template <class T, int kThreads>
 __device__ __forceinline__ void zero_tile_rows(uint8_t* tile, int first_row, int tid) {
   constexpr int kChunksPerSliceRow = T::kRowBytes / 16;
   constexpr int kChunks = T::kSlices * T::kBlockKV * kChunksPerSliceRow;
-#pragma unroll 4
+  // NOTES: unrolled, this loop (its trip count per thread) had ptxas move the
+  // TMA consumers' ring state out of uniform registers in the dynamic
+  // kernels, whose SM then streamed 4% slower below the DRAM's limit
+  // (docs/benchmarks.md, 2026-12-06, seventeenth session). It runs once
+  // per item.
+#pragma unroll 1
   for (int i = tid; i < kChunks; i += kThreads) {
     const int row = (i / kChunksPerSliceRow) % T::kBlockKV;
     const int slice = i / (kChunksPerSliceRow * T::kBlockKV);
