@@ -125,6 +125,21 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
       store_result<T>(p, out, rows, item, row_in_tile, tid % 32, nullptr);
       return;
     }
+    // NOTES: lane 0's answer, broadcast, is known to be the same in every
+    // lane; computed in each lane it was not, and the ring state both
+    // branches below move went to per-thread registers.
+    if constexpr (!T::kPingPong) {
+      if (__shfl_sync(0xffffffffu, consumer == 1 && tile_rows_filled(p, w) <= T::kRowsPerConsumer, 0)) {
+        // None of this warpgroup's rows holds a query: it keeps the
+        // barriers, computes nothing and has nothing to store.
+        const int v_stage = pass_item<T>(s, p, w, kv, tid);
+        kv = kv.plus(w.range.count());
+        q_phase ^= 1;
+        ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
+        release_stage(&s.v_empty[v_stage], tid % 32);
+        return;
+      }
+    }
     const int v_stage =
         consume_item<T>(s, p, q_map, w, next_q, kv, q_phase, out, rows, row_in_tile, consumer, tid);
     q_phase ^= 1;

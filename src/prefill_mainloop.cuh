@@ -360,4 +360,39 @@ __device__ __forceinline__ int consume_item(PrefillSharedStorage<T>& s, const Pr
   return last_v_stage;
 }
 
+// One work item of consumer warpgroup 1 when none of its 64 rows holds a
+// query (tile_rows_filled: a decode tile's few packed rows, a request's
+// short last tile; row 0 always holds one, so consumer 0 never passes). Its
+// GEMMs and softmax would only compute rows nobody stores, so it keeps
+// consume_item's side of every barrier and computes nothing: each block's
+// stages go back once full (the full wait keeps its arrivals in the
+// stage's phase), and it meets consumer 0 where consume_item does. The V
+// stage of the last block stays acquired, as consume_item leaves it, and
+// its index is returned; the caller moves `kv` past the item.
+// NOTES: not with ping-pong: taking the turns here moved the ring state of
+// the dynamic kernels' consume loop to per-thread registers (ptxas; the
+// loops of docs/benchmarks.md, 2026-12-06, seventeenth session).
+template <class T>
+__device__ __forceinline__ int pass_item(PrefillSharedStorage<T>& s, const PrefillParams& p, const Work& w,
+                                          const PipelineState<T::kStages>& kv, int tid) {
+  static_assert(!T::kPingPong, "consumer 0 would wait for turns nobody takes");
+  const int lane = tid % 32;
+  const int count = w.range.count();
+  if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, p, w.req, w.range, kv, 128 + tid);
+#pragma unroll 1
+  for (int i = 0; i < count; ++i) {
+    const auto st = kv.plus(i);
+    wait_barrier<T>(s, p, &s.k_full[st.stage], st.phase);
+    release_stage(&s.k_empty[st.stage], lane);
+    if (i + 1 < count) {
+      wait_barrier<T>(s, p, &s.v_full[st.stage], st.phase);
+      release_stage(&s.v_empty[st.stage], lane);
+    }
+  }
+  ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
+  const auto last = kv.plus(count - 1);
+  wait_barrier<T>(s, p, &s.v_full[last.stage], last.phase);
+  return last.stage;
+}
+
 }  // namespace ptxattn::detail

@@ -51,4 +51,16 @@ __device__ __forceinline__ TileRow tile_row(const PrefillParams& p, const Work& 
           w.head + (row & ((1 << p.heads_log2) - 1))};
 }
 
+// The tile's rows that hold a query: the first tokens_in_tile << heads_log2
+// (tile_row: a row's token is row >> heads_log2). A decode tile packs
+// fewer rows than BLOCK_Q, and a request's last tile may hold fewer tokens.
+__device__ __forceinline__ int tile_rows_filled(const PrefillParams& p, const Work& w) {
+  const int tokens = min(tile_tokens(p.heads_log2), w.req.qo_len - w.tile.q_block * tile_tokens(p.heads_log2));
+#ifdef PTXATTN_INJECT_BUG_IDLE_ROWS_AS_TOKENS
+  return tokens;  // the bug: packed tiles count a token's heads as one row
+#else
+  return tokens << p.heads_log2;
+#endif
+}
+
 }  // namespace ptxattn::detail
