@@ -125,32 +125,41 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
       store_result<T>(p, out, rows, item, row_in_tile, tid % 32, nullptr);
       return;
     }
+    // Consumer 1 passes an item none of whose rows holds a query
+    // (pass_blocks). The two paths meet again at the consumers' barriers
+    // below, one instruction each: bar.sync is aligned.
     // NOTES: lane 0's answer, broadcast, is known to be the same in every
-    // lane; computed in each lane it was not, and the ring state both
-    // branches below move went to per-thread registers.
-    if constexpr (!T::kPingPong) {
-      if (__shfl_sync(0xffffffffu, consumer == 1 && tile_rows_filled(p, w) <= T::kRowsPerConsumer, 0)) {
-        // None of this warpgroup's rows holds a query: it keeps the
-        // barriers, computes nothing and has nothing to store.
-        const int v_stage = pass_item<T>(s, p, w, kv, tid);
-        kv = kv.plus(w.range.count());
-        q_phase ^= 1;
-        ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
-        release_stage(&s.v_empty[v_stage], tid % 32);
-        return;
-      }
-    }
-    const int v_stage =
-        consume_item<T>(s, p, q_map, w, next_q, kv, q_phase, out, rows, row_in_tile, consumer, tid);
+    // lane; computed in each lane it was not, and the ring state went to
+    // per-thread registers.
+    bool passes = false;
+    if constexpr (!T::kPingPong)
+      passes = __shfl_sync(0xffffffffu, consumer == 1 && tile_rows_filled(p, w) <= T::kRowsPerConsumer, 0);
+    if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, p, w.req, w.range, kv, consumer * 128 + tid);
+    uint32_t probs[T::kBlockKV / 4];
+    if (passes)
+      pass_blocks<T>(s, p, w, kv, tid);
+    else
+      consume_blocks<T>(s, p, w, kv, q_phase, out, rows, probs, row_in_tile, consumer, tid);
+    // Every S of both warpgroups has retired: the next item's Q load
+    // overlaps the last P V and the epilogue.
+    consumers_meet<T>();
+    if (consumer == 0 && tid == 0) next_q();
+    const auto last = kv.plus(w.range.count() - 1);
+    wait_full<T>(s, p, &s.v_full[last.stage], last.phase);
+    if (!passes) finish_item<T>(out, probs, s.v[last.stage], consumer);
+    kv = kv.plus(w.range.count());
     q_phase ^= 1;
-    // The epilogue stages O in the last V stage: both warpgroups' P V have
-    // read it first. RULE: generic-proxy accesses are fenced before the
-    // stage goes back to the producer, whose TMA (async proxy) refills it.
-    ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
-    const int warp = consumer * 4 + tid / 32;
-    store_result<T>(p, out, rows, item, row_in_tile, tid % 32, s.v[v_stage] + warp * T::kEpilogueWarpBytes);
-    ptx::fence_proxy_async_shared_cta();
-    release_stage(&s.v_empty[v_stage], tid % 32);
+    // The epilogue stages O in the V stage of the last block walked: both
+    // warpgroups' P V have read it first. RULE: generic-proxy accesses are
+    // fenced before the stage goes back to the producer, whose TMA (async
+    // proxy) refills it.
+    consumers_meet<T>();
+    if (!passes) {
+      const int warp = consumer * 4 + tid / 32;
+      store_result<T>(p, out, rows, item, row_in_tile, tid % 32, s.v[last.stage] + warp * T::kEpilogueWarpBytes);
+      ptx::fence_proxy_async_shared_cta();
+    }
+    release_stage(&s.v_empty[last.stage], tid % 32);
   };
   if constexpr (!T::kDynamic) {
     const WorkRange work = cta_work(p);

@@ -223,24 +223,49 @@ __device__ __forceinline__ void zero_v_tail(PrefillSharedStorage<T>& s, const Pr
   // RULE: generic-proxy stores must be fenced before wgmma (async proxy) reads them.
   ptx::fence_proxy_async_shared_cta();
 #endif
-  ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), kConsumerThreads);
+  consumers_meet<T>();
 }
 
-// One work item of one consumer warpgroup: O and the row state of its 64
-// rows over the item's KV blocks, walked from last to first. `kv` is the
-// ring state of the item's first block and leaves past its last; the V
-// stage of the last block walked stays acquired, for the epilogue to stage
-// O in, and its index is returned (the caller releases it);
-// q_phase is the item's parity of q_full. Once every score block has
-// retired, consumer thread 0 calls load_next_q(), which loads Q of the next
-// item with KV blocks (the schedule's way of knowing which).
-template <class T, class LoadNextQ>
-__device__ __forceinline__ int consume_item(PrefillSharedStorage<T>& s, const PrefillParams& p,
-                                             const CUtensorMap* q_map, const Work& w, LoadNextQ&& load_next_q,
-                                             PipelineState<T::kStages>& kv, uint32_t q_phase,
-                                             float (&out)[T::kHeadDim / 2], RowState& rows, int row_in_tile,
-                                             int consumer, int tid) {
-  using Probs = uint32_t[T::kBlockKV / 4];
+// Ping-pong (T::kPingPong): the two consumer warpgroups take turns issuing
+// wgmma, so one's softmax runs while the other's GEMMs hold the tensor
+// cores. A warpgroup waits on its own turn barrier before issuing and
+// arrives on the other's after. Both take count + 1 turns per item;
+// consumer 1 opens consumer 0's first turn and skips its own last arrival,
+// so every barrier phase completes and none is left open between items.
+// Without ping-pong every call is a no-op.
+template <class T>
+struct Turns {
+  static constexpr uint32_t kThreads = 2 * 128;
+  int consumer;
+  __device__ __forceinline__ uint32_t mine() const { return uint32_t(NamedBarrier::kTurnOfConsumer0) + consumer; }
+  __device__ __forceinline__ uint32_t other() const {
+    return uint32_t(NamedBarrier::kTurnOfConsumer0) + (consumer ^ 1);
+  }
+  __device__ __forceinline__ void open() const {
+    if constexpr (T::kPingPong)
+      if (consumer == 1) ptx::named_barrier_arrive(other(), kThreads);
+  }
+  __device__ __forceinline__ void begin() const {
+    if constexpr (T::kPingPong) ptx::named_barrier_sync(mine(), kThreads);
+  }
+  __device__ __forceinline__ void end(bool last) const {
+    if constexpr (T::kPingPong)
+      if (!last || consumer == 0) ptx::named_barrier_arrive(other(), kThreads);
+  }
+};
+
+// One work item of one consumer warpgroup, but for the P V of its last
+// block walked (finish_item): O and the row state of its 64 rows over the
+// item's KV blocks, walked from last to first; `probs` is left holding P of
+// that last block. `kv` is the ring state of the item's first block (the
+// caller moves it past the item); q_phase is the item's parity of q_full.
+// Every wgmma it issued has retired when it returns.
+template <class T>
+__device__ __forceinline__ void consume_blocks(PrefillSharedStorage<T>& s, const PrefillParams& p, const Work& w,
+                                               const PipelineState<T::kStages>& kv, uint32_t q_phase,
+                                               float (&out)[T::kHeadDim / 2], RowState& rows,
+                                               uint32_t (&probs)[T::kBlockKV / 4], int row_in_tile, int consumer,
+                                               int tid) {
   const int lane = tid % 32;
   const RequestInfo& req = w.req;
   const int shift_to_pos = req.kv_len - req.qo_len;
@@ -250,37 +275,18 @@ __device__ __forceinline__ int consume_item(PrefillSharedStorage<T>& s, const Pr
                         tile_first_pos + tile_tokens(p.heads_log2) - 1};
   const uint8_t* q_rows = s.q + consumer * T::kRowsPerConsumer * T::kRowBytes;
   const int count = w.range.count();
+  const Turns<T> turns{consumer};
 
-  // Ping-pong (T::kPingPong): the two consumer warpgroups take turns issuing
-  // wgmma, so one's softmax runs while the other's GEMMs hold the tensor
-  // cores. A warpgroup waits on its own turn barrier before issuing and
-  // arrives on the other's after. Both take count + 1 turns per item;
-  // consumer 1 opens consumer 0's first turn and skips its own last arrival,
-  // so every barrier phase completes and none is left open between items.
-  constexpr uint32_t kTurnThreads = 2 * 128;
-  const uint32_t my_turn = uint32_t(NamedBarrier::kTurnOfConsumer0) + consumer;
-  const uint32_t other_turn = uint32_t(NamedBarrier::kTurnOfConsumer0) + (consumer ^ 1);
-  auto begin_turn = [&] {
-    if constexpr (T::kPingPong) ptx::named_barrier_sync(my_turn, kTurnThreads);
-  };
-  auto end_turn = [&](bool last) {
-    if constexpr (T::kPingPong)
-      if (!last || consumer == 0) ptx::named_barrier_arrive(other_turn, kTurnThreads);
-  };
-
-  if constexpr (T::kPingPong)
-    if (consumer == 1) ptx::named_barrier_arrive(other_turn, kTurnThreads);
+  turns.open();
   wait_barrier<T>(s, p, &s.q_full, q_phase);
-  if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, p, req, w.range, kv, consumer * 128 + tid);
   // Block 0: scores and softmax only; its P V is issued with the next scores.
   float scores[T::kBlockKV / 2];
-  Probs probs;
   float rescale[2];
   wait_full<T>(s, p, &s.k_full[kv.stage], kv.phase);
-  begin_turn();
+  turns.begin();
   ptx::wgmma_fence();
   issue_scores<T>(scores, q_rows, s.k[kv.stage]);
-  end_turn(false);
+  turns.end(false);
   ptx::wgmma_wait_group<0>();
   ptx::accumulator_fence(scores);
   release_stage(&s.k_empty[kv.stage], lane);
@@ -296,11 +302,11 @@ __device__ __forceinline__ int consume_item(PrefillSharedStorage<T>& s, const Pr
     constexpr SoftCap kSoftCap = decltype(soft_cap)::value;
     const auto st = kv.plus(i), prev = kv.plus(i - 1);
     wait_full_pair<T>(s, p, &s.k_full[st.stage], st.phase, &s.v_full[prev.stage], prev.phase);
-    begin_turn();
+    turns.begin();
     ptx::wgmma_fence();  // the accumulator and P were written since the last wgmma
     issue_scores<T>(scores, q_rows, s.k[st.stage]);
     issue_pv<T>(out, probs, s.v[prev.stage]);
-    end_turn(false);
+    turns.end(false);
     ptx::wgmma_wait_group<1>();  // S(i) retired; P(i-1) V(i-1) may still run
     ptx::accumulator_fence(scores);
     release_stage(&s.k_empty[st.stage], lane);
@@ -341,44 +347,38 @@ __device__ __forceinline__ int consume_item(PrefillSharedStorage<T>& s, const Pr
 #pragma unroll 1
     for (int i = 1; i < count; ++i) step(i, WhereNeeded{}, CapAsParams{});
   }
-  // Every score block of both warpgroups has retired: the next item's Q
-  // load overlaps the last P V and the epilogue.
-  {
-    const auto prev = kv.plus(count - 1);
-    ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
-    if (consumer == 0 && tid == 0) load_next_q();
-    wait_full<T>(s, p, &s.v_full[prev.stage], prev.phase);
-    begin_turn();
-    ptx::wgmma_fence();
-    issue_pv<T>(out, probs, s.v[prev.stage]);
-    end_turn(true);
-    ptx::wgmma_wait_group<0>();
-    ptx::accumulator_fence(out);
-  }
-  const int last_v_stage = kv.plus(count - 1).stage;
-  kv = kv.plus(count);
-  return last_v_stage;
 }
 
-// One work item of consumer warpgroup 1 when none of its 64 rows holds a
-// query (tile_rows_filled: a decode tile's few packed rows, a request's
-// short last tile; row 0 always holds one, so consumer 0 never passes). Its
-// GEMMs and softmax would only compute rows nobody stores, so it keeps
-// consume_item's side of every barrier and computes nothing: each block's
-// stages go back once full (the full wait keeps its arrivals in the
-// stage's phase), and it meets consumer 0 where consume_item does. The V
-// stage of the last block stays acquired, as consume_item leaves it, and
-// its index is returned; the caller moves `kv` past the item.
-// NOTES: not with ping-pong: taking the turns here moved the ring state of
-// the dynamic kernels' consume loop to per-thread registers (ptxas; the
-// loops of docs/benchmarks.md, 2026-12-06, seventeenth session).
+// The P V of the item's last block walked, whose V stage the caller has
+// acquired (and keeps, for the epilogue to stage O in).
 template <class T>
-__device__ __forceinline__ int pass_item(PrefillSharedStorage<T>& s, const PrefillParams& p, const Work& w,
-                                          const PipelineState<T::kStages>& kv, int tid) {
-  static_assert(!T::kPingPong, "consumer 0 would wait for turns nobody takes");
+__device__ __forceinline__ void finish_item(float (&out)[T::kHeadDim / 2], const uint32_t (&probs)[T::kBlockKV / 4],
+                                            const uint8_t* v_tile, int consumer) {
+  const Turns<T> turns{consumer};
+  turns.begin();
+  ptx::wgmma_fence();
+  issue_pv<T>(out, probs, v_tile);
+  turns.end(true);
+  ptx::wgmma_wait_group<0>();
+  ptx::accumulator_fence(out);
+}
+
+// consume_blocks for consumer warpgroup 1 when none of its 64 rows holds a
+// query (tile_rows_filled: a decode tile's few packed rows, a request's
+// short last tile; row 0 always holds one, so consumer 0 never passes).
+// Its GEMMs and softmax would only compute rows nobody stores, so it keeps
+// the side of every barrier consume_blocks keeps and computes nothing: each
+// block's stages go back once full (the full wait keeps its arrivals in the
+// stage's phase), the V stage of the last block but for the caller's wait.
+// Not with ping-pong (the caller never passes there): consumer 0 would wait
+// for turns. NOTES: taking the turns in this loop moved the ring state of
+// the dynamic kernels' consume loop to per-thread registers (ptxas; the SASS
+// loops of docs/benchmarks.md, eighteenth session).
+template <class T>
+__device__ __forceinline__ void pass_blocks(PrefillSharedStorage<T>& s, const PrefillParams& p, const Work& w,
+                                            const PipelineState<T::kStages>& kv, int tid) {
   const int lane = tid % 32;
   const int count = w.range.count();
-  if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, p, w.req, w.range, kv, 128 + tid);
 #pragma unroll 1
   for (int i = 0; i < count; ++i) {
     const auto st = kv.plus(i);
@@ -389,10 +389,6 @@ __device__ __forceinline__ int pass_item(PrefillSharedStorage<T>& s, const Prefi
       release_stage(&s.v_empty[st.stage], lane);
     }
   }
-  ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
-  const auto last = kv.plus(count - 1);
-  wait_barrier<T>(s, p, &s.v_full[last.stage], last.phase);
-  return last.stage;
 }
 
 }  // namespace ptxattn::detail

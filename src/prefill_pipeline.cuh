@@ -19,6 +19,12 @@ namespace ptxattn::detail {
 // kTurnOfConsumer0 + c: consumer warpgroup c may issue its wgmma (ping-pong).
 enum class NamedBarrier : uint32_t { kConsumers = 1, kTurnOfConsumer0 = 2, kTurnOfConsumer1 = 3 };
 
+// Named barrier kConsumers: the consumer warpgroups meet.
+template <class T>
+__device__ __forceinline__ void consumers_meet() {
+  ptx::named_barrier_sync(static_cast<uint32_t>(NamedBarrier::kConsumers), T::kConsumerWarpgroups * 128);
+}
+
 // Stage and parity of a ring of kStages. Each role keeps the state of its
 // next item's first block and moves it past the item's blocks, so a ring's
 // phases carry across work items and never restart inside a CTA. Within an
