@@ -35,12 +35,12 @@ struct PrefillTraits {
   // The wide block (176 at head_dim 128) holds S in 88 registers, P in 44.
   static constexpr int kBlockKV = kBlockKV_;
   // NOTES: the consumer warpgroups take turns issuing wgmma (ping-pong,
-  // prefill_mainloop.cuh consume_item) where that measured faster than overlap within
+  // prefill_mainloop.cuh consume_blocks) where that measured faster than overlap within
   // each warpgroup alone: +3% at head_dim 256, +1% at 64, no gain at 128
   // (docs/benchmarks.md, 2026-12-04).
   static constexpr bool kPingPong = kHeadDim != 128;
   // NOTES: the KV blocks that need a mask and those that do not run in
-  // separate loops (prefill_mainloop.cuh consume_item) where that measured
+  // separate loops (prefill_mainloop.cuh consume_blocks) where that measured
   // faster than one loop with a mask branch per block: +8 to +13% at
   // head_dim 256 on the TMA path, +2% on the gather path at head_dim 64 and
   // 256; elsewhere short items lost up to 3% (docs/benchmarks.md, 2026-12-05).
