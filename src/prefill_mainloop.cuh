@@ -369,7 +369,8 @@ __device__ __forceinline__ void finish_item(float (&out)[T::kHeadDim / 2], const
 // Its GEMMs and softmax would only compute rows nobody stores, so it keeps
 // the side of every barrier consume_blocks keeps and computes nothing: each
 // block's stages go back once full (the full wait keeps its arrivals in the
-// stage's phase), the V stage of the last block but for the caller's wait.
+// stage's phase), but for the V stage of the last block, which the caller
+// acquires and keeps for the epilogue, as after consume_blocks.
 // Not with ping-pong (the caller never passes there): consumer 0 would wait
 // for turns. NOTES: taking the turns in this loop moved the ring state of
 // the dynamic kernels' consume loop to per-thread registers (ptxas; the SASS
