@@ -55,10 +55,14 @@ struct PrefillTraits {
   static constexpr int kKvSliceBytes = kBlockKV * kRowBytes;
   static constexpr int kKvTileBytes = kSlices * kKvSliceBytes;
   // As many K/V stages as fit beside Q in 227 KB (the barriers and the
-  // alignment slack take 2 KB), at most 4: 4 at head_dim 64, 3 at 128, 2 at
-  // 128 with the wide block and at 256.
+  // alignment slack take 2 KB), at most 4 at head_dim 64 and 2 otherwise:
+  // 4 at head_dim 64, 2 at 128 (either block) and at 256.
+  // NOTES: at head_dim 128 the third stage that fits measured slower where
+  // the DRAM is saturated (decode 0.4-1.6%, W1 and W2 level to 4% on the
+  // H100; docs/benchmarks.md, eighteenth session).
   static constexpr int kStagesThatFit = (227 * 1024 - kSlices * kQSliceBytes - 2048) / (2 * kKvTileBytes);
-  static constexpr int kStages = kStagesThatFit < 4 ? kStagesThatFit : 4;
+  static constexpr int kMaxStages = kHeadDim == 64 ? 4 : 2;
+  static constexpr int kStages = kStagesThatFit < kMaxStages ? kStagesThatFit : kMaxStages;
   // Dynamic schedule: claimed items handed from producer thread 0 to every
   // role (prefill_pipeline.cuh, ItemFeed): the one being loaded and the next.
   static constexpr int kItemSlots = 2;
