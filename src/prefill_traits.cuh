@@ -58,7 +58,7 @@ struct PrefillTraits {
   // alignment slack take 2 KB), at most 4 at head_dim 64 and 2 otherwise:
   // 4 at head_dim 64, 2 at 128 (either block) and at 256.
   // NOTES: at head_dim 128 the third stage that fits measured slower where
-  // the DRAM is saturated (decode 0.4-1.6%, W1 and W2 level to 4% on the
+  // the DRAM is saturated (decode level to 1.6%, W1 and W2 level to 4% on the
   // H100; docs/benchmarks.md, eighteenth session).
   static constexpr int kStagesThatFit = (227 * 1024 - kSlices * kQSliceBytes - 2048) / (2 * kKvTileBytes);
   static constexpr int kMaxStages = kHeadDim == 64 ? 4 : 2;
