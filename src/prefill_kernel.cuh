@@ -126,27 +126,29 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
       return;
     }
     // Consumer 1 passes an item none of whose rows holds a query
-    // (pass_blocks). The two paths meet again at the consumers' barriers
-    // below, one instruction each: bar.sync is aligned.
-    // NOTES: lane 0's answer, broadcast, is known to be the same in every
-    // lane; computed in each lane it was not, and the ring state went to
-    // per-thread registers.
-    bool passes = false;
-    if constexpr (!T::kPingPong)
-      passes = __shfl_sync(0xffffffffu, consumer == 1 && tile_rows_filled(p, w) <= T::kRowsPerConsumer, 0);
+    // (pass_blocks), and consumer 0 then computes alone. The two paths meet
+    // again at the consumers' barriers below, one instruction each: bar.sync
+    // is aligned.
+    // NOTES: a vote's answer is known to be the same in every lane. Computed
+    // in each lane, or broadcast from lane 0 by __shfl_sync (where ping-pong
+    // turns depend on it), the answer moved the ring state of the dynamic
+    // kernels' block loop to per-thread registers (ptxas; the SASS loops of
+    // docs/benchmarks.md, eighteenth session).
+    const bool alone = __all_sync(0xffffffffu, tile_rows_filled(p, w) <= T::kRowsPerConsumer);
+    const bool passes = alone && consumer == 1;
     if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, p, w.req, w.range, kv, consumer * 128 + tid);
     uint32_t probs[T::kBlockKV / 4];
     if (passes)
       pass_blocks<T>(s, p, w, kv, tid);
     else
-      consume_blocks<T>(s, p, w, kv, q_phase, out, rows, probs, row_in_tile, consumer, tid);
+      consume_blocks<T>(s, p, w, kv, q_phase, out, rows, probs, row_in_tile, consumer, alone, tid);
     // Every S of both warpgroups has retired: the next item's Q load
     // overlaps the last P V and the epilogue.
     consumers_meet<T>();
     if (consumer == 0 && tid == 0) next_q();
     const auto last = kv.plus(w.range.count() - 1);
     wait_full<T>(s, p, &s.v_full[last.stage], last.phase);
-    if (!passes) finish_item<T>(out, probs, s.v[last.stage], consumer);
+    if (!passes) finish_item<T>(out, probs, s.v[last.stage], consumer, alone);
     kv = kv.plus(w.range.count());
     q_phase ^= 1;
     // The epilogue stages O in the V stage of the last block walked: both

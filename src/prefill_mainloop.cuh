@@ -232,25 +232,28 @@ __device__ __forceinline__ void zero_v_tail(PrefillSharedStorage<T>& s, const Pr
 // arrives on the other's after. Both take count + 1 turns per item;
 // consumer 1 opens consumer 0's first turn and skips its own last arrival,
 // so every barrier phase completes and none is left open between items.
-// Without ping-pong every call is a no-op.
+// On an item consumer 1 passes (pass_blocks) neither takes a turn: consumer
+// 0 is `alone`. Without ping-pong every call is a no-op.
 template <class T>
 struct Turns {
   static constexpr uint32_t kThreads = 2 * 128;
   int consumer;
+  bool alone;
   __device__ __forceinline__ uint32_t mine() const { return uint32_t(NamedBarrier::kTurnOfConsumer0) + consumer; }
   __device__ __forceinline__ uint32_t other() const {
     return uint32_t(NamedBarrier::kTurnOfConsumer0) + (consumer ^ 1);
   }
   __device__ __forceinline__ void open() const {
     if constexpr (T::kPingPong)
-      if (consumer == 1) ptx::named_barrier_arrive(other(), kThreads);
+      if (consumer == 1 && !alone) ptx::named_barrier_arrive(other(), kThreads);
   }
   __device__ __forceinline__ void begin() const {
-    if constexpr (T::kPingPong) ptx::named_barrier_sync(mine(), kThreads);
+    if constexpr (T::kPingPong)
+      if (!alone) ptx::named_barrier_sync(mine(), kThreads);
   }
   __device__ __forceinline__ void end(bool last) const {
     if constexpr (T::kPingPong)
-      if (!last || consumer == 0) ptx::named_barrier_arrive(other(), kThreads);
+      if (!alone && (!last || consumer == 0)) ptx::named_barrier_arrive(other(), kThreads);
   }
 };
 
@@ -258,14 +261,15 @@ struct Turns {
 // block walked (finish_item): O and the row state of its 64 rows over the
 // item's KV blocks, walked from last to first; `probs` is left holding P of
 // that last block. `kv` is the ring state of the item's first block (the
-// caller moves it past the item); q_phase is the item's parity of q_full.
-// Every wgmma it issued has retired when it returns.
+// caller moves it past the item); q_phase is the item's parity of q_full;
+// `alone`: consumer 1 passes the item. Every wgmma it issued has retired
+// when it returns.
 template <class T>
 __device__ __forceinline__ void consume_blocks(PrefillSharedStorage<T>& s, const PrefillParams& p, const Work& w,
                                                const PipelineState<T::kStages>& kv, uint32_t q_phase,
                                                float (&out)[T::kHeadDim / 2], RowState& rows,
                                                uint32_t (&probs)[T::kBlockKV / 4], int row_in_tile, int consumer,
-                                               int tid) {
+                                               bool alone, int tid) {
   const int lane = tid % 32;
   const RequestInfo& req = w.req;
   const int shift_to_pos = req.kv_len - req.qo_len;
@@ -275,7 +279,7 @@ __device__ __forceinline__ void consume_blocks(PrefillSharedStorage<T>& s, const
                         tile_first_pos + tile_tokens(p.heads_log2) - 1};
   const uint8_t* q_rows = s.q + consumer * T::kRowsPerConsumer * T::kRowBytes;
   const int count = w.range.count();
-  const Turns<T> turns{consumer};
+  const Turns<T> turns{consumer, alone};
 
   turns.open();
   wait_barrier<T>(s, p, &s.q_full, q_phase);
@@ -353,8 +357,8 @@ __device__ __forceinline__ void consume_blocks(PrefillSharedStorage<T>& s, const
 // acquired (and keeps, for the epilogue to stage O in).
 template <class T>
 __device__ __forceinline__ void finish_item(float (&out)[T::kHeadDim / 2], const uint32_t (&probs)[T::kBlockKV / 4],
-                                            const uint8_t* v_tile, int consumer) {
-  const Turns<T> turns{consumer};
+                                            const uint8_t* v_tile, int consumer, bool alone) {
+  const Turns<T> turns{consumer, alone};
   turns.begin();
   ptx::wgmma_fence();
   issue_pv<T>(out, probs, v_tile);
@@ -370,11 +374,8 @@ __device__ __forceinline__ void finish_item(float (&out)[T::kHeadDim / 2], const
 // the side of every barrier consume_blocks keeps and computes nothing: each
 // block's stages go back once full (the full wait keeps its arrivals in the
 // stage's phase), but for the V stage of the last block, which the caller
-// acquires and keeps for the epilogue, as after consume_blocks.
-// Not with ping-pong (the caller never passes there): consumer 0 would wait
-// for turns. NOTES: taking the turns in this loop moved the ring state of
-// the dynamic kernels' consume loop to per-thread registers (ptxas; the SASS
-// loops of docs/benchmarks.md, eighteenth session).
+// acquires and keeps for the epilogue, as after consume_blocks. It takes no
+// ping-pong turn, and consumer 0 none either (Turns::alone).
 template <class T>
 __device__ __forceinline__ void pass_blocks(PrefillSharedStorage<T>& s, const PrefillParams& p, const Work& w,
                                             const PipelineState<T::kStages>& kv, int tid) {
