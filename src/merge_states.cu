@@ -198,7 +198,7 @@ cudaError_t launch_merge_states(const MergeParams& p, StateDType v_dtype, StateD
   const dim3 grid(unsigned((threads + kMergeThreads - 1) / kMergeThreads));
   // The kernel may be scheduled before the grid ahead of it ends; it waits
   // for that grid's writes itself.
-  return ptx::launch_dependent(kernel, grid, dim3(kMergeThreads), stream, p);
+  return ptx::launch_dependent(kernel, grid, dim3(kMergeThreads), 0, stream, p);
 }
 
 }  // namespace ptxattn::detail

@@ -17,6 +17,11 @@ cudaError_t launch_prefill_kernel(const PrefillLaunch& l, cudaStream_t stream) {
   if (cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
       err != cudaSuccess)
     return err;
+  // The dynamic kernels overlap the kernel ahead of them, which zeroes their
+  // claim counter (prefill_run.cpp); they wait for it before their first claim.
+  if constexpr (T::kDynamic)
+    return ptx::launch_dependent(kernel, dim3(l.num_ctas), dim3(T::kThreads), kSmemBytes, stream, l.params, l.q_map,
+                                 l.k_map, l.v_map);
   kernel<<<l.num_ctas, T::kThreads, kSmemBytes, stream>>>(l.params, l.q_map, l.k_map, l.v_map);
   return cudaGetLastError();
 }

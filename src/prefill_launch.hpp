@@ -24,6 +24,10 @@ struct PrefillLaunch {
   uint32_t num_ctas;
 };
 
+// Zeroes the dynamic schedule's claim counter in a kernel the prefill kernel
+// launched next may overlap (src/work_counter.cu).
+cudaError_t zero_work_counter(int32_t* counter, cudaStream_t stream);
+
 // Defined only for head dims this build enables (PTXATTN_ENABLE_HD<N>).
 template <int kHeadDim>
 cudaError_t launch_prefill(const PrefillLaunch& launch, cudaStream_t stream);

@@ -125,9 +125,10 @@ struct PrefillParams {
   // Bounded waits (PTXATTN_BOUNDED_WAITS): where a timed-out wait records
   // itself (host-mapped, src/wait_timeout.cpp); null when the option is off.
   WaitTimeoutRecord* wait_timeout;
-  // Dynamic schedule: the CTAs claim items cta_work_items[i],
-  // i = 0 .. num_items - 1, in order through this counter (zeroed by the run
-  // before the launch); null otherwise. (Last, so the static kernels' offsets
+  // Dynamic schedule: CTA c takes item cta_work_items[c] first, then the
+  // CTAs claim items cta_work_items[gridDim.x + i], i = 0, 1, ..., in order
+  // through this counter (zeroed by a kernel the run launches just before
+  // this one, prefill_run.cpp); null otherwise. (Last, so the static kernels' offsets
   // of the fields above are those they had before the schedule existed.)
   int32_t* work_counter;
   int32_t num_items;

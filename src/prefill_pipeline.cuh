@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "ptx/barrier.cuh"
+#include "ptx/griddepcontrol.cuh"
 #include "ptx/mbarrier.cuh"
 #include "prefill_params.hpp"
 #include "prefill_traits.cuh"
@@ -99,7 +100,7 @@ __device__ __forceinline__ void wait_full_pair(const PrefillSharedStorage<T>& s,
   fence_gathered_tiles<T>();
 }
 
-// Dynamic schedule (p.work_counter): producer thread 0 claims the items one
+// Dynamic schedule (p.work_counter): producer thread 0 takes the items one
 // at a time from the plan's order (claim_item) into a ring of kItemSlots
 // shared slots, the next one once it has issued every load of the last;
 // every role takes them from the slots in turn (next_item), each reader warp
@@ -122,15 +123,23 @@ __host__ __device__ constexpr uint32_t item_slot_readers() {
 }
 // Producer thread 0 only. The claims made so far live in shared memory
 // (s.item_claims, -1 once the work ran out), not in a register the producer
-// would hold across its loop (at 40 registers it spilled).
+// would hold across its loop (at 40 registers it spilled). The first item is
+// the CTA's own (position blockIdx.x of the order), so no CTA waits on the
+// counter to start; the later ones come from the counter, which the run
+// zeroes in a kernel this grid may overlap (launched as its programmatic
+// dependent, prefill_run.cpp): the first claim waits for that kernel.
 template <class T>
 __device__ __forceinline__ void claim_item(PrefillSharedStorage<T>& s, const PrefillParams& p) {
   const int claims = s.item_claims;
   if (claims < 0) return;
   const PipelineState<T::kItemSlots> slot = item_slot_of<T>(claims);
   wait_barrier<T>(s, p, &s.item_empty[slot.stage], slot.phase ^ 1);
-  const int claimed = atomicAdd(p.work_counter, 1);
-  const int item = claimed < p.num_items ? p.cta_work_items[claimed] : -1;
+  int position = int(blockIdx.x);
+  if (claims > 0) {
+    if (claims == 1) ptx::griddepcontrol_wait();  // the counter's zero has landed
+    position = int(gridDim.x) + atomicAdd(p.work_counter, 1);
+  }
+  const int item = position < p.num_items ? p.cta_work_items[position] : -1;
   s.item_slot[slot.stage] = item;
   s.item_claims = item < 0 ? -1 : claims + 1;
   ptx::mbarrier_arrive(&s.item_full[slot.stage]);  // release: the slot's store is seen by every acquiring reader

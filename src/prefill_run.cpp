@@ -235,7 +235,7 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
   // would have the CTAs skip items, or claim outside the list.
 #ifndef PTXATTN_INJECT_BUG_DYNAMIC_COUNT_KEPT
   if (l.params.work_counter != nullptr)
-    PTXATTN_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(l.params.work_counter, 0, sizeof(int32_t), stream));
+    PTXATTN_CUDA_RETURN_IF_ERROR(detail::zero_work_counter(l.params.work_counter, stream));
 #endif
   PTXATTN_CUDA_RETURN_IF_ERROR(launch_for_head_dim(c.head_dim, l, stream));
   if (impl.kv_splits > 1) return merge_chunks(impl, tensors, stream);

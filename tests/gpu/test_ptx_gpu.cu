@@ -1322,7 +1322,7 @@ TEST_CASE("griddepcontrol: a dependent launched while its prerequisite runs wait
   started_early.fill_u32(7);  // neither answer: the reader must write it
   pdl_writer<<<1, kWarpgroupThreads, 0, stream>>>(values.as<uint32_t>(), done.as<uint32_t>());
   PTXATTN_CUDA_CHECK(cudaGetLastError());
-  PTXATTN_CUDA_CHECK(ptx::launch_dependent(pdl_reader, dim3(1), dim3(kWarpgroupThreads), stream,
+  PTXATTN_CUDA_CHECK(ptx::launch_dependent(pdl_reader, dim3(1), dim3(kWarpgroupThreads), 0, stream,
                                            values.as<uint32_t>(), done.as<uint32_t>(), copy.as<uint32_t>(),
                                            started_early.as<uint32_t>()));
   PTXATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
