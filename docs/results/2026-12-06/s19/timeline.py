@@ -14,7 +14,9 @@ ptx = compare.Ptxattn()
 CALLS = 8
 shapes = [("qo=1 kv=32768 B=64", [1] * 64, [32768] * 64), ("qo=1 kv=4096 B=16", [1] * 16, [4096] * 16),
           ("qo=1 kv=1024 B=32", [1] * 32, [1024] * 32), ("qo=1 kv=131072 B=1", [1], [131072]),
-          ("qo=4 kv=8192 B=128", [4] * 128, [8192] * 128)]
+          ("qo=4 kv=8192 B=128", [4] * 128, [8192] * 128), ("qo=1 kv=512 B=256", [1] * 256, [512] * 256),
+          ("qo=16 kv=2048 B=32", [16] * 32, [2048] * 32)]
+only = sys.argv[1].split(",") if len(sys.argv) > 1 else None  # systems to time (default both)
 flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
 
 def timeline(fn):
@@ -48,6 +50,7 @@ for name, qo, kv in shapes:
     d = compare.WorkloadData(w, 1, False)
     print(f"== {name}: {w.kv_bytes() / 1e6:.0f} MB of K/V", flush=True)
     for sysname, fn in (("ptxattn", ptx.prepare(w, d, 16)), ("FA3", compare.fa3_paged(fa3, w, d, 16))):
+        if only and sysname not in only: continue
         print(f"  {sysname}", flush=True)
         timeline(fn)
     del d; gc.collect(); torch.cuda.empty_cache()
