@@ -294,11 +294,11 @@ detail::PlanCounts capacity_counts(const PrefillConfig& config, const PlanCapaci
     tiles *= config.kv_splits, items *= config.kv_splits;
     states = q * config.kv_splits * config.num_qo_heads;
   } else if (config.kv_splits == 0) {
-    // The rule splits only batches of fewer items than SMs, into at most
-    // SMs items: (token, head) rows are at most 128 per item, so the states
-    // (rows x chunks) are at most 128 x SMs.
-    tiles = std::max<int64_t>(tiles, sms), items = std::max<int64_t>(items, sms);
-    states = std::min<int64_t>(int64_t(detail::kPrefillBlockQ) * sms, q * detail::kMaxKvSplits * config.num_qo_heads);
+    // The rule keeps its partial states (query rows x chunks) within
+    // kAutoSplitStatesPerSm x SMs; every split tile and item holds a query
+    // row, so they are as many at most.
+    states = std::min<int64_t>(detail::kAutoSplitStatesPerSm * sms, q * detail::kMaxKvSplits * config.num_qo_heads);
+    tiles = std::max(tiles, states), items = std::max(items, states);
   }
   // Query rows (tokens x heads) are at most 2^31, so every count here is at
   // most 2^31 x 64 (chunks) and the bytes at most 2^47 per region: the
@@ -455,8 +455,8 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
     return Status::Ok();
   };
   // A forced count is applied before the schedule is chosen, the rule's
-  // after it (it needs the device): the rule splits only batches with fewer
-  // items than SMs, into no more items than SMs, far below the schedule's
+  // after it (it needs the device): the rule's split items are at most its
+  // partial states, kAutoSplitStatesPerSm x SMs, far below the schedule's
   // limits. It counts SMs, not config.max_ctas, so the chunks, and the
   // results' bits, are the same under every schedule.
   if (config.kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(config.kv_splits));
@@ -466,7 +466,8 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   if (config.kv_splits == 0 && num_items > 0) {
     int32_t sms = 0;
     PTXATTN_RETURN_IF_ERROR(sm_count(&sms));
-    kv_splits = detail::auto_kv_splits(num_items, sms, detail::longest_tile_blocks(schedule_inputs));
+    const int64_t query_rows = int64_t(indices.qo_indptr[n]) * config.num_qo_heads;
+    kv_splits = detail::auto_kv_splits(schedule_inputs, tiles, sms, query_rows);
     if (kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(kv_splits));
   }
   if (schedule == WorkSchedule::kAuto) {

@@ -42,14 +42,6 @@ std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in) {
   return sorted;
 }
 
-int32_t longest_tile_blocks(const ScheduleInputs& in) {
-  int32_t longest = 0;
-  for (int32_t b = 0; b < int32_t(in.requests->size()); ++b)
-    for (int32_t qb = 0; qb < query_blocks(in, (*in.requests)[b]); ++qb)
-      longest = std::max(longest, tile_blocks(in, b, qb).count());
-  return longest;
-}
-
 bool gqa_packing_pays(const std::vector<RequestInfo>& requests, int32_t group) {
   if (group <= 1) return false;
   int64_t token_major = 0, packed = 0;  // 128-row tiles over one KV group's qo heads
@@ -67,10 +59,59 @@ WorkSchedule auto_schedule(const AutoScheduleInputs& in) {
   return WorkSchedule::kPersistent;
 }
 
-int32_t auto_kv_splits(int64_t items, int32_t sms, int32_t longest_blocks) {
-  if (items <= 0 || items >= sms) return 1;
-  const int64_t splits = std::min<int64_t>({sms / items, kMaxKvSplits, longest_blocks / kMinBlocksPerKvSplit});
-  return int32_t(std::max<int64_t>(splits, 1));
+int64_t longest_first_makespan(std::vector<int64_t> costs, int32_t ctas) {
+  std::sort(costs.begin(), costs.end(), std::greater<int64_t>());
+  std::priority_queue<int64_t, std::vector<int64_t>, std::greater<int64_t>> loads;
+  for (int64_t c = 0; c < std::min<int64_t>(ctas, int64_t(costs.size())); ++c) loads.push(0);
+  int64_t makespan = 0;
+  for (const int64_t cost : costs) {
+    const int64_t load = loads.top() + cost;
+    loads.pop();
+    loads.push(load);
+    makespan = std::max(makespan, load);
+  }
+  return makespan;
+}
+
+int32_t auto_kv_splits(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t sms, int64_t query_rows) {
+  // Unsplit, each tile's blocks; its items' work and the longest item's.
+  std::vector<int32_t> blocks(tiles.size());
+  int64_t work = 0, longest = 0;
+  for (size_t t = 0; t < tiles.size(); ++t) {
+    blocks[t] = tile_blocks(in, tiles[t].request, tiles[t].q_block).count();
+    work += int64_t(in.item_heads()) * (1 + blocks[t]);
+    longest = std::max<int64_t>(longest, 1 + blocks[t]);
+  }
+  // Nothing to gain where the longest item fits an SM's share of the work.
+  if (sms <= 0 || longest * sms <= work) return 1;
+  const int64_t max_splits = std::min<int64_t>({kMaxKvSplits, (longest - 1) / kMinBlocksPerKvSplit,
+                                                query_rows > 0 ? kAutoSplitStatesPerSm * sms / query_rows : 0});
+  if (max_splits < 2) return 1;
+  auto makespan = [&](int32_t splits) {  // each tile's chunks, once per head group
+    std::vector<int64_t> costs;
+    costs.reserve(blocks.size() * size_t(splits) * size_t(in.item_heads()));
+    for (const int32_t b : blocks)
+      for (int32_t k = 0; k < splits; ++k) {
+        const int64_t chunk = 1 + kv_split_range({0, b}, k, splits).count();
+        for (int32_t h = 0; h < in.item_heads(); ++h) costs.push_back(chunk);
+      }
+    return longest_first_makespan(std::move(costs), sms);
+  };
+  int32_t best = 1;
+  int64_t best_makespan = makespan(1);
+  for (int32_t splits = 2; splits <= max_splits; ++splits) {
+    // Each chunk costs one block more, so the work only grows with the
+    // count: once its even share alone is no gain on the best makespan, no
+    // larger count is either. Nor is this one where that share or its
+    // longest chunk is none.
+    const int64_t split_work = work + int64_t(splits - 1) * int64_t(tiles.size()) * in.item_heads();
+    if (100 * split_work >= kMinSplitGainPercent * best_makespan * sms) break;
+    const int64_t bound = std::max<int64_t>((split_work + sms - 1) / sms, 1 + ((longest - 1) + splits - 1) / splits);
+    if (100 * bound >= kMinSplitGainPercent * best_makespan) continue;
+    const int64_t candidate = makespan(splits);
+    if (100 * candidate < kMinSplitGainPercent * best_makespan) best = splits, best_makespan = candidate;
+  }
+  return best;
 }
 
 std::vector<int32_t> items_in_l2_order(const ScheduleInputs& in, const std::vector<WorkTile>& tiles) {

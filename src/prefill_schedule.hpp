@@ -36,10 +36,6 @@ int64_t tile_cost(const ScheduleInputs& in, const WorkTile& tile);
 // (stable): the numbering of items.
 std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in);
 
-// The KV blocks of the batch's longest tile before any split: what split-KV
-// can cut.
-int32_t longest_tile_blocks(const ScheduleInputs& in);
-
 // GQA packing (prefill_params.hpp): a group of qo heads packs into a tile
 // when it divides the tile's rows; log2_of is its exponent.
 constexpr bool gqa_packable(int32_t group) { return group >= 1 && group <= kPrefillBlockQ && kPrefillBlockQ % group == 0; }
@@ -60,13 +56,31 @@ bool gqa_packing_pays(const std::vector<RequestInfo>& requests, int32_t group);
 // tuned.
 constexpr int32_t kMinBlocksPerKvSplit = 4;
 
-// The split-KV rule (kv_splits = 0): a batch of `items` work items (tiles x
-// qo heads, unsplit) that leaves SMs idle (items < sms) has its tiles cut
-// into floor(sms / items) chunks: the most that still run in one wave, as
-// many items as SMs or fewer. At most kMaxKvSplits, and no more than keep
-// kMinBlocksPerKvSplit blocks in a chunk of the longest tile; 1 (no split)
-// otherwise.
-int32_t auto_kv_splits(int64_t items, int32_t sms, int32_t longest_blocks);
+// The split rule's partial states (query rows x chunks) stay within this
+// many per SM: what prefill_workspace_size sizes for kv_splits = 0.
+constexpr int64_t kAutoSplitStatesPerSm = kPrefillBlockQ;
+
+// NOTES: a larger chunk count is taken only if it shortens the estimated
+// makespan to below this percentage of the best so far: a small gain in
+// the estimate does not pay for the chunks' extra states and merge.
+constexpr int64_t kMinSplitGainPercent = 99;
+
+// The split-KV rule (kv_splits = 0; docs/kernels.md, "Split-KV"). `tiles`
+// unsplit; a work item's cost is tile_cost's (its blocks plus one). A batch
+// is split only where its longest item exceeds an SM's even share of the
+// work (longest x sms > the items' total): few items, or a few long ones
+// among short ones. Then each count from 1 up is estimated by
+// longest_first_makespan over sms CTAs, and a count is taken where it beats
+// the best count below it by kMinSplitGainPercent. At most kMaxKvSplits,
+// at least kMinBlocksPerKvSplit blocks in a chunk of the longest tile, and
+// query_rows x the count (the partial states) at most
+// kAutoSplitStatesPerSm x sms. 1 (no split) otherwise.
+int32_t auto_kv_splits(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t sms, int64_t query_rows);
+
+// The longest CTA's work when `costs` are dealt in decreasing order, each to
+// the CTA with the least so far, over `ctas` CTAs (what the persistent
+// lists do, without their L2 order): the split rule's estimate.
+int64_t longest_first_makespan(std::vector<int64_t> costs, int32_t ctas);
 
 // What kAuto's schedule depends on.
 struct AutoScheduleInputs {

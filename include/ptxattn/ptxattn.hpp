@@ -136,7 +136,8 @@ struct PrefillConfig {
   // chunks as separate work items that write float32 partial states into the
   // plan's workspace (its own or the caller's), and merge them (merge_states) after the kernel.
   // 0: the plan's rule (PrefillPlan::chosen_kv_splits; docs/kernels.md,
-  // "Split-KV": only batches with fewer work items than SMs are split);
+  // "Split-KV": only batches whose longest work item exceeds an SM's even
+  // share of the work are split: few items, or a few long among short);
   // 1: never; 2..64: exactly that many (for tests and benchmarks; a chunk
   // may then hold no KV block, and its rows merge as empty states). Results
   // are bit-identical from run to run for a given count; counts differ from

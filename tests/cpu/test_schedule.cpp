@@ -347,24 +347,96 @@ TEST_CASE("schedule: kAuto is dynamic for unsplit short queries on the gather pa
   CHECK(auto_schedule({kMaxListedItems + 1, 4096, false, 1, false, 0}) == WorkSchedule::kOneItemPerCta);
 }
 
-TEST_CASE("split-KV: the rule splits only batches that leave SMs idle, into one wave", "[schedule][split-kv]") {
-  CHECK(auto_kv_splits(0, 132, 1000) == 1);     // no work
-  CHECK(auto_kv_splits(132, 132, 1000) == 1);   // every SM busy
-  CHECK(auto_kv_splits(2048, 132, 256) == 1);   // decode, 64 requests x 32 heads
-  CHECK(auto_kv_splits(100, 132, 1000) == 1);   // two chunks would not fit one wave
-  CHECK(auto_kv_splits(66, 132, 1000) == 2);
-  CHECK(auto_kv_splits(32, 132, 1024) == 4);    // decode, one request x 32 heads over 131072 keys
-  CHECK(auto_kv_splits(1, 132, 1 << 20) == kMaxKvSplits);
-  CHECK(auto_kv_splits(8, 132, 64) == 16);      // 64 blocks: chunks of 4
-  CHECK(auto_kv_splits(8, 132, 40) == 40 / kMinBlocksPerKvSplit);
-  CHECK(auto_kv_splits(8, 132, 7) == 1);        // too short to cut into chunks of 4 blocks
-  for (int64_t items = 1; items < 132; ++items)
-    for (int32_t blocks : {1, 4, 9, 100, 5000}) {
-      const int32_t splits = auto_kv_splits(items, 132, blocks);
-      CHECK(splits >= 1);
-      CHECK(items * splits <= 132);
-      CHECK((splits == 1 || blocks / splits >= kMinBlocksPerKvSplit));
+std::vector<int32_t> one_long_among_short() {
+  std::vector<int32_t> kv_lens(64, 1024);
+  kv_lens[0] = 131072;
+  return kv_lens;
+}
+
+// The split rule's count for a batch of one-token requests (decode),
+// GQA-packed (one item per KV head and request), 128-key blocks; by default
+// 32 qo and 8 KV heads on 132 SMs.
+int32_t decode_splits(const std::vector<int32_t>& kv_lens, int32_t sms = 132, int32_t qo_heads = 32,
+                      int32_t kv_heads = 8) {
+  const std::vector<RequestInfo> requests = make_requests(std::vector<int32_t>(kv_lens.size(), 1), kv_lens);
+  ScheduleInputs in{&requests, qo_heads, qo_heads / kv_heads, 128, 128, true, -1};
+  in.heads_log2 = log2_of(qo_heads / kv_heads);
+  return auto_kv_splits(in, tiles_longest_first(in), sms, int64_t(kv_lens.size()) * qo_heads);
+}
+
+TEST_CASE("split-KV: the makespan estimate deals the longest first to the least loaded", "[schedule][split-kv]") {
+  CHECK(longest_first_makespan({}, 4) == 0);
+  CHECK(longest_first_makespan({3, 9, 2}, 8) == 9);          // more CTAs than costs
+  CHECK(longest_first_makespan({3, 3, 5, 4, 3}, 2) == 10);   // 5+3, 4+3+3
+  CHECK(longest_first_makespan({7, 7, 7, 7}, 3) == 14);
+  CHECK(longest_first_makespan({1, 1, 1, 1, 1, 1}, 1) == 6);
+}
+
+TEST_CASE("split-KV: the rule splits where the longest item exceeds an SM's share", "[schedule][split-kv]") {
+  CHECK(decode_splits({}) == 1);                           // no work
+  CHECK(decode_splits(std::vector<int32_t>(64, 32768)) == 1);  // 512 equal items: each SM's share holds one
+  CHECK(decode_splits(std::vector<int32_t>(16, 8192)) == 1);   // 128 items, one each
+  // Fewer items than SMs: as many chunks as still run in one wave.
+  CHECK(decode_splits({131072}) == 16);                    // 8 items of 1024 blocks
+  CHECK(decode_splits({65536, 65536}) == 8);
+  CHECK(decode_splits({8192, 8192, 8192}) == 5);           // 24 items x 5 chunks = 120
+  CHECK(decode_splits({2048}) == 4);                       // 16 blocks: chunks of 4
+  CHECK(decode_splits({1000}) == 2);                       // 8 blocks
+  CHECK(decode_splits({896}) == 1);                        // 7 blocks: too few for two chunks of 4
+  // More items than SMs, but a few long ones among short ones: one request
+  // over 131072 keys among 63 over 1024 (512 items; unsplit, 8 SMs would
+  // walk the long one alone), and 8 requests of 5600 to 76131 keys.
+  CHECK(decode_splits(one_long_among_short()) == 8);
+  CHECK(decode_splits({73016, 5593, 88105, 29950, 94219, 37384, 76131, 60713}) >= 6);
+  // The partial states stay within 128 rows per SM: 512 requests x 32 heads
+  // leave room for one chunk only.
+  std::vector<int32_t> many(512, 512);
+  many[0] = 131072;
+  CHECK(decode_splits(many) == 1);
+  CHECK(decode_splits(one_long_among_short(), 8) == 1);    // 8 SMs: 32 heads x 64 requests fill them
+  // The GPU tests' batches ([split-kv]): 8 / 2 heads.
+  CHECK(decode_splits({8192}, 132, 8, 2) == 16);
+  std::vector<int32_t> long_among_short(160, 256);
+  long_among_short[37] = 32768;
+  CHECK(decode_splits(long_among_short, 132, 8, 2) > 1);
+}
+
+TEST_CASE("split-KV: the rule's count is within its limits and never worse by its estimate", "[schedule][split-kv]") {
+  std::mt19937 rng(12);
+  for (int i = 0; i < 300; ++i) {
+    const int32_t n = 1 + int32_t(rng() % 200);
+    std::vector<int32_t> qo_lens(n), kv_lens(n);
+    for (int32_t b = 0; b < n; ++b) {
+      qo_lens[b] = 1 + int32_t(rng() % (i % 3 == 0 ? 300 : 4));
+      kv_lens[b] = qo_lens[b] + int32_t(rng() % (i % 2 == 0 ? 200000 : 3000));
     }
+    const std::vector<RequestInfo> requests = make_requests(qo_lens, kv_lens);
+    ScheduleInputs in{&requests, 16, 4, 128, 128, i % 4 != 0, i % 5 == 0 ? 700 : -1};
+    in.heads_log2 = i % 2 == 0 ? 2 : 0;
+    const std::vector<WorkTile> tiles = tiles_longest_first(in);
+    int64_t rows = 0;
+    for (int32_t qo : qo_lens) rows += int64_t(qo) * in.num_qo_heads;
+    const int32_t sms = i % 7 == 0 ? 8 : 132;
+    const int32_t splits = auto_kv_splits(in, tiles, sms, rows);
+    INFO("case " << i << ": " << n << " requests, " << splits << " chunks");
+    REQUIRE(splits >= 1);
+    REQUIRE(splits <= kMaxKvSplits);
+    if (splits == 1) continue;
+    CHECK(rows * splits <= kAutoSplitStatesPerSm * sms);
+    int64_t longest = 0;
+    for (const WorkTile& t : tiles) longest = std::max(longest, tile_cost(in, t) - 1);
+    CHECK(longest / splits >= kMinBlocksPerKvSplit);
+    // The estimate of the chosen count beats the unsplit one's.
+    auto estimate = [&](int32_t count) {
+      ScheduleInputs split = in;
+      split.kv_splits = count;
+      std::vector<int64_t> costs;
+      for (const WorkTile& t : tiles_longest_first(split))
+        for (int32_t h = 0; h < in.item_heads(); ++h) costs.push_back(tile_cost(split, t));
+      return longest_first_makespan(costs, sms);
+    };
+    CHECK(100 * estimate(splits) < kMinSplitGainPercent * estimate(1));
+  }
 }
 
 TEST_CASE("split-KV: each query tile once per chunk, costs as the chunks' blocks", "[schedule][split-kv]") {
@@ -398,7 +470,7 @@ TEST_CASE("split-KV: each query tile once per chunk, costs as the chunks' blocks
     in.kv_splits = 1;
     // Causal: request 0's one query sees all 5000 keys (40 blocks). The
     // 300-key window: request 1's first tile sees keys 470..899, blocks 3..7.
-    CHECK(longest_tile_blocks(in) == (causal ? 40 : 5));
+    CHECK(tile_cost(in, tiles_longest_first(in).front()) - 1 == (causal ? 40 : 5));
   }
 }
 

@@ -395,7 +395,9 @@ TEST_CASE("workspace: sizes cover the batches of a capacity, and grow with it", 
   // head_dim floats, which dominate this small capacity.
   CHECK(sizes.device_bytes >= size_t(128) * 132 * size_t(batch.config.head_dim) * sizeof(float));
   WorkspaceSizes more_tokens, more_entries, unsplit, forced;
-  REQUIRE(prefill_workspace_size(batch.config, {4, 30000, 64, 132}, &more_tokens).ok());
+  // (The rule's split tiles and items, at most its states, dominate up to
+  // 128 x 132 rows; these tokens' tiles exceed them.)
+  REQUIRE(prefill_workspace_size(batch.config, {4, 300000, 64, 132}, &more_tokens).ok());
   REQUIRE(prefill_workspace_size(batch.config, {4, 300, 6400, 132}, &more_entries).ok());
   CHECK(more_tokens.host_bytes > sizes.host_bytes);
   CHECK(more_entries.host_bytes >= sizes.host_bytes + 6336 * sizeof(int32_t));

@@ -52,6 +52,9 @@ constexpr int64_t kMaxListedItems = int64_t(1) << 22;
 // slower). Persistent plans without a GPU stop before listing, so they are
 // made up to kMaxListedItems and past it.
 constexpr int64_t kMaxCheaplyListedItems = int64_t(1) << 16;
+// The split rule's partial states (query rows x chunks) per SM at most
+// (docs/kernels.md, "Split-KV").
+constexpr int64_t kAutoSplitStatesPerSm = 128;
 
 // What this build compiled (meson options head_dims, dtypes): the same
 // defines the library sees, not its helpers.
@@ -635,8 +638,8 @@ WorkSchedule required_schedule(const PrefillConfig& c, const BatchIndices& idx, 
 }
 
 // KV chunks per query tile that the rules can count on: a forced kv_splits,
-// else 1 (the plan's rule splits only batches with fewer items than SMs,
-// into no more chunks than keep them below the SM count).
+// else 1 (the plan's rule may split, within kAutoSplitStatesPerSm partial
+// states per SM, which the rules do not count on).
 int64_t forced_splits(const PrefillConfig& c) { return c.kv_splits > 1 ? c.kv_splits : 1; }
 
 // What plan_prefill adds for the schedule, once the config is valid and the
@@ -870,12 +873,13 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
   const int64_t groups = c.num_qo_heads / plan.chosen_tile_heads();
   const int32_t splits = plan.chosen_kv_splits();
   const WorkSchedule required = required_schedule(c, idx, plan.num_work_tiles() * groups, path, splits);
+  const int64_t split_states = int64_t(idx.qo_indptr[idx.num_requests]) * c.num_qo_heads * splits;
   fuzzer.require(c.kv_splits > 0 ? splits == c.kv_splits
                                  : splits >= 1 && splits <= ptxattn::detail::kMaxKvSplits &&
-                                       (splits == 1 || count_tiles(c, idx) * item_heads(c, idx) * splits <= 1024),
+                                       (splits == 1 || split_states <= kAutoSplitStatesPerSm * 1024),
                  entry,
-                 "plan.chosen_kv_splits() is the forced count; kAuto: 1, or a count that keeps the split items "
-                 "within one wave of SMs",
+                 "plan.chosen_kv_splits() is the forced count; kAuto: 1, or a count that keeps the partial states "
+                 "within 128 per SM (of at most 1024 SMs)",
                  input);
   fuzzer.require(plan.num_work_tiles() == count_tiles(c, idx) * splits, entry,
                  "plan.num_work_tiles() is the query tiles times the chosen chunk count", input);
