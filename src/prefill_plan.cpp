@@ -295,10 +295,11 @@ detail::PlanCounts capacity_counts(const PrefillConfig& config, const PlanCapaci
     states = q * config.kv_splits * config.num_qo_heads;
   } else if (config.kv_splits == 0) {
     // The rule keeps its partial states (query rows x chunks) within
-    // kAutoSplitStatesPerSm x SMs; every split tile and item holds a query
-    // row, so they are as many at most.
+    // kAutoSplitStatesPerSm x SMs; every split item holds a query row, and
+    // every split tile a token, so they are as many at most.
     states = std::min<int64_t>(detail::kAutoSplitStatesPerSm * sms, q * detail::kMaxKvSplits * config.num_qo_heads);
-    tiles = std::max(tiles, states), items = std::max(items, states);
+    tiles = std::max(tiles, std::min<int64_t>(states, q * detail::kMaxKvSplits));
+    items = std::max(items, states);
   }
   // Query rows (tokens x heads) are at most 2^31, so every count here is at
   // most 2^31 x 64 (chunks) and the bytes at most 2^47 per region: the

@@ -57,13 +57,20 @@ bool gqa_packing_pays(const std::vector<RequestInfo>& requests, int32_t group);
 constexpr int32_t kMinBlocksPerKvSplit = 4;
 
 // The split rule's partial states (query rows x chunks) stay within this
-// many per SM: what prefill_workspace_size sizes for kv_splits = 0.
-constexpr int64_t kAutoSplitStatesPerSm = kPrefillBlockQ;
+// many per SM: what prefill_workspace_size sizes for kv_splits = 0 (with
+// head_dim 128, 516 bytes of float32 O and LSE per state: 35 MB on 132
+// SMs). Speculative verification of 4 tokens per request, 64 requests of
+// 32 qo heads, may then split into 8 chunks.
+constexpr int64_t kAutoSplitStatesPerSm = 4 * kPrefillBlockQ;
 
 // NOTES: a larger chunk count is taken only if it shortens the estimated
-// makespan to below this percentage of the best so far: a small gain in
-// the estimate does not pay for the chunks' extra states and merge.
-constexpr int64_t kMinSplitGainPercent = 99;
+// makespan to below this percentage of the best so far. The estimate
+// counts SMs, but a memory-bound decode saturates the DRAM with fewer:
+// measured (docs/benchmarks.md, "2026-12-06, twentieth session"), one
+// request of 32 KV heads over 262144 keys streamed 2% slower in 33 chunks
+// (8 per SM on all 132 SMs, estimated 1.8% shorter) than in 4 (one wave
+// on 128 SMs).
+constexpr int64_t kMinSplitGainPercent = 95;
 
 // The split-KV rule (kv_splits = 0; docs/kernels.md, "Split-KV"). `tiles`
 // unsplit; a work item's cost is tile_cost's (its blocks plus one). A batch

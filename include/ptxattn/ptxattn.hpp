@@ -278,7 +278,7 @@ struct WorkspaceSizes {
 
 // What a plan of `config` needs for any batch within `capacity` (with the
 // config's kv_splits, gqa_packing and schedule: a forced kv_splits sizes
-// that many partial states per token and head, the rule at most 128 x
+// that many partial states per token and head, the rule at most 512 x
 // num_sms). Host only, no CUDA call unless num_sms is 0.
 Status prefill_workspace_size(const PrefillConfig& config, const PlanCapacity& capacity, WorkspaceSizes* sizes);
 

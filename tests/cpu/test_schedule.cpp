@@ -388,10 +388,12 @@ TEST_CASE("split-KV: the rule splits where the longest item exceeds an SM's shar
   // walk the long one alone), and 8 requests of 5600 to 76131 keys.
   CHECK(decode_splits(one_long_among_short()) == 8);
   CHECK(decode_splits({73016, 5593, 88105, 29950, 94219, 37384, 76131, 60713}) >= 6);
-  // The partial states stay within 128 rows per SM: 512 requests x 32 heads
-  // leave room for one chunk only.
-  std::vector<int32_t> many(512, 512);
-  many[0] = 131072;
+  // The partial states stay within 512 rows per SM: 1024 requests x 32
+  // heads leave room for 2 chunks, 2048 for one only.
+  std::vector<int32_t> many(1024, 128);
+  many[0] = 1 << 20;
+  CHECK(decode_splits(many) == 2);
+  many.resize(2048, 128);
   CHECK(decode_splits(many) == 1);
   CHECK(decode_splits(one_long_among_short(), 8) == 1);    // 8 SMs: 32 heads x 64 requests fill them
   // The GPU tests' batches ([split-kv]): 8 / 2 heads.

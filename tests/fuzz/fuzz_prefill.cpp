@@ -54,7 +54,7 @@ constexpr int64_t kMaxListedItems = int64_t(1) << 22;
 constexpr int64_t kMaxCheaplyListedItems = int64_t(1) << 16;
 // The split rule's partial states (query rows x chunks) per SM at most
 // (docs/kernels.md, "Split-KV").
-constexpr int64_t kAutoSplitStatesPerSm = 128;
+constexpr int64_t kAutoSplitStatesPerSm = 512;
 
 // What this build compiled (meson options head_dims, dtypes): the same
 // defines the library sees, not its helpers.
@@ -879,7 +879,7 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                                        (splits == 1 || split_states <= kAutoSplitStatesPerSm * 1024),
                  entry,
                  "plan.chosen_kv_splits() is the forced count; kAuto: 1, or a count that keeps the partial states "
-                 "within 128 per SM (of at most 1024 SMs)",
+                 "within 512 per SM (of at most 1024 SMs)",
                  input);
   fuzzer.require(plan.num_work_tiles() == count_tiles(c, idx) * splits, entry,
                  "plan.num_work_tiles() is the query tiles times the chosen chunk count", input);
