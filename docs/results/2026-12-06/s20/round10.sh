@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Twentieth session: decode shapes beyond the #12 rows on pack pdl (dabe4f6 = main's 6897e95 code) against FA3.
+# Usage: bash .carry/s20/round10.sh
+# Carry .carry/s20 .carry/pack/pdl_python.tar.xz .carry/fa3_pkg.tar.gz
+set -uo pipefail
+start=$SECONDS
+ROOT=$PWD
+R=$OUT/r10 && mkdir -p $R
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee $R/gpu.txt
+mkdir -p .fa3 && tar -xzf .carry/fa3_pkg.tar.gz -C .fa3
+[ -d .carry/pack/pdl_python ] || tar -C .carry/pack -xJf .carry/pack/pdl_python.tar.xz
+export PYTHONUNBUFFERED=1
+PYTHONPATH=$ROOT/.fa3/pkg:$ROOT/.carry/pack/pdl_python timeout 300 python3 .carry/s20/sweep20.py 2>&1 | grep -v -i warn | tee $R/sweep20_pdl.out
+tar -C $R -cJf $OUT/r10.tar.xz .
+echo "done at $((SECONDS - start)) s"
