@@ -66,7 +66,7 @@ constexpr int64_t kAutoSplitStatesPerSm = 4 * kPrefillBlockQ;
 // NOTES: a larger chunk count is taken only if it shortens the estimated
 // makespan to below this percentage of the best so far. The estimate
 // counts SMs, but a memory-bound decode saturates the DRAM with fewer:
-// measured (docs/benchmarks.md, "2026-12-06, twentieth session"), one
+// measured (docs/benchmarks.md, "2026-12-06, twentieth session (2)"), one
 // request of 32 KV heads over 262144 keys streamed 2% slower in 33 chunks
 // (8 per SM on all 132 SMs, estimated 1.8% shorter) than in 4 (one wave
 // on 128 SMs).
@@ -77,10 +77,10 @@ constexpr int64_t kMinSplitGainPercent = 95;
 // is split only where its longest item exceeds an SM's even share of the
 // work (longest x sms > the items' total): few items, or a few long ones
 // among short ones. Then each count from 1 up is estimated by
-// longest_first_makespan over sms CTAs, and a count is taken where it beats
-// the best count below it by kMinSplitGainPercent. At most kMaxKvSplits,
-// at least kMinBlocksPerKvSplit blocks in a chunk of the longest tile, and
-// query_rows x the count (the partial states) at most
+// longest_first_makespan over sms CTAs, and a count is taken where its
+// estimate is below kMinSplitGainPercent % of the best smaller count's. At
+// most kMaxKvSplits, at least kMinBlocksPerKvSplit blocks in a chunk of the
+// longest tile, and query_rows x the count (the partial states) at most
 // kAutoSplitStatesPerSm x sms. 1 (no split) otherwise.
 int32_t auto_kv_splits(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t sms, int64_t query_rows);
 
