@@ -34,7 +34,8 @@
 #   --bugs LIST   comma list (default none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,
 #                 window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,
 #                 page_index_unchecked,merge_past_batch,
-#                 merge_skips_grid_wait,dynamic_count_kept,idle_rows_as_tokens;
+#                 merge_skips_grid_wait,dynamic_count_kept,idle_rows_as_tokens,
+#                 merge_other_tokens_states;
 #                 "none" is the baseline)
 #   --prefix P    build dirs are P<bug> (default build-bug-)
 #   --random      also run the prefill random suite on each build
@@ -52,7 +53,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 build=1 out=build-bugs-logs prefix=build-bug- random=0 run_timeout=600 jobs=2
-bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,page_index_unchecked,merge_past_batch,merge_skips_grid_wait,dynamic_count_kept,idle_rows_as_tokens
+bugs=none,skip_tail_zero,skip_first_scale_d0,skip_proxy_fence,window_overflow,stale_accumulator,merge_empty_by_weight,split_state_unwritten,page_index_unchecked,merge_past_batch,merge_skips_grid_wait,dynamic_count_kept,idle_rows_as_tokens,merge_other_tokens_states
 while [ $# -gt 0 ]; do
   case $1 in
     --no-build) build=0 ;;
@@ -72,7 +73,7 @@ mkdir -p "$out"
 matrix_test="pollution matrix: prefill"
 # Bugs the matrix cannot see, each judged by a test of its own: the baseline
 # must pass every one of these tests, and each such bug must fail its own.
-declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [page_index_unchecked]="[device-page-table]" [merge_past_batch]="[graph]" [merge_skips_grid_wait]="[split-kv]" [dynamic_count_kept]="prefill: random cases match the reference through both load paths" [idle_rows_as_tokens]="[gqa-pack]")
+declare -A own_tests=([window_overflow]="[window]" [merge_empty_by_weight]="[merge][empty]" [split_state_unwritten]="[split-kv]" [page_index_unchecked]="[device-page-table]" [merge_past_batch]="[graph]" [merge_skips_grid_wait]="[split-kv]" [dynamic_count_kept]="prefill: random cases match the reference through both load paths" [idle_rows_as_tokens]="[gqa-pack]" [merge_other_tokens_states]="[split-kv]")
 random_test="prefill: random cases match the reference through both load paths"
 summary=()
 all_ok=1 ran_any=0

@@ -16,6 +16,9 @@
 //   states stacked.
 // - State: no shared memory. An empty state's v is loaded (it lies inside
 //   the tensor) but only ever selected away, never multiplied (RULE below).
+//   Where tokens have fewer states than num_states (MergeParams::
+//   state_indptr), the loop still runs to num_states, and a state past the
+//   token's enters as empty without a load.
 // - Launched as the programmatic dependent of whatever runs before it in the
 //   stream (launch_merge_states), so it may start while that grid still runs:
 //   split-KV's prefill kernel lets it in at once. RULE: nothing is read or
@@ -115,12 +118,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
   const int64_t token = row / p.num_heads;
   const int64_t head = row - token * p.num_heads;
 
-  const int64_t v_offset = token * p.v.token_stride + head * p.head_dim + begin;
   Out* const out_at = static_cast<Out*>(p.v_out) + (token * p.out_token_stride + head * p.head_dim + begin);
-  const In* v_first = static_cast<const In*>(p.v.first) + v_offset;
-  const In* v_rest = static_cast<const In*>(p.v.rest) + v_offset;
-  const float* lse_first = p.lse.first + token * p.lse.token_stride + head;
-  const float* lse_rest = p.lse.rest + token * p.lse.token_stride + head;
 
 #ifndef PTXATTN_INJECT_BUG_MERGE_SKIPS_GRID_WAIT
   ptx::griddepcontrol_wait();  // the states may come from the grid before this one
@@ -130,6 +128,27 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
   // belongs to the caller.
   if (p.live_tokens != nullptr && token >= *p.live_tokens) return;
 #endif
+  // The token's states: num_states from its own stride, or where
+  // state_indptr puts them. RULE: a token merges its own states only, and
+  // reads no others (split-KV writes exactly these).
+  int64_t v_token = token * p.v.token_stride, lse_token = token * p.lse.token_stride;
+  int32_t states = p.num_states;
+  if (p.state_indptr != nullptr) {
+    const int32_t first = p.state_indptr[token];
+#ifdef PTXATTN_INJECT_BUG_MERGE_OTHER_TOKENS_STATES
+    states = min(p.num_states, p.state_indptr[p.num_tokens] - first);  // the bug: the states after its own too
+#else
+    states = p.state_indptr[token + 1] - first;
+    if (states == 0) return;  // none: the token's row of v_out is not the merge's
+#endif
+    v_token = int64_t(first) * p.v.state_stride;
+    lse_token = int64_t(first) * p.lse.state_stride;
+  }
+  const int64_t v_offset = v_token + head * p.head_dim + begin;
+  const In* v_first = static_cast<const In*>(p.v.first) + v_offset;
+  const In* v_rest = static_cast<const In*>(p.v.rest) + v_offset;
+  const float* lse_first = p.lse.first + lse_token + head;
+  const float* lse_rest = p.lse.rest + lse_token + head;
   RunningState s;
   for (int32_t k0 = 0; k0 < p.num_states; k0 += kStateBatch) {
     float lse[kStateBatch];
@@ -138,6 +157,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states_kernel(const __gri
     for (int i = 0; i < kStateBatch; ++i) {
       const int32_t k = k0 + i;
       if (k >= p.num_states) break;
+      lse[i] = -kInf;  // past the token's states: empty, not loaded
+      if (k >= states) continue;
       lse[i] = k == 0 ? *lse_first : lse_rest[(k - 1) * p.lse.state_stride];
       load_unit(k == 0 ? v_first : v_rest + (k - 1) * p.v.state_stride, v[i]);
     }

@@ -70,10 +70,10 @@ Status check_pointers(std::initializer_list<Operand> inputs, const Operand& v_ou
 }  // namespace
 
 Status merge_states(const MergeStatesTensors& t, cudaStream_t stream) {
-  return detail::merge_states_of_tokens(t, nullptr, int64_t(t.num_heads) * t.head_dim, stream);
+  return detail::merge_states_of_tokens(t, {}, int64_t(t.num_heads) * t.head_dim, stream);
 }
 
-Status detail::merge_states_of_tokens(const MergeStatesTensors& t, const int64_t* live_tokens,
+Status detail::merge_states_of_tokens(const MergeStatesTensors& t, const MergeOfTokens& tokens,
                                       int64_t out_token_stride, cudaStream_t stream) {
   PTXATTN_RETURN_IF_ERROR(check_merge_shape(t.v_dtype, t.out_dtype, t.num_heads, t.head_dim, t.num_tokens));
   if (t.num_states < 1 || t.num_states > detail::kMergeMaxStates)
@@ -101,7 +101,8 @@ Status detail::merge_states_of_tokens(const MergeStatesTensors& t, const int64_t
   p.v_out = t.v_out;
   p.lse_out = t.lse_out;
   p.num_tokens = t.num_tokens;
-  p.live_tokens = live_tokens;
+  p.live_tokens = tokens.live_tokens;
+  p.state_indptr = tokens.state_indptr;
   p.out_token_stride = out_token_stride;
   p.num_states = t.num_states;
   p.num_heads = t.num_heads;

@@ -51,6 +51,13 @@ struct MergeParams {
   // Null, or the tokens to merge, on the device (at most num_tokens): a
   // graph plan's batch, which its upload writes. Rows past it are left alone.
   const int64_t* live_tokens;
+  // Null, or on the device where each token's states lie (split-KV where
+  // tiles have different chunk counts): token t's are states
+  // state_indptr[t] .. state_indptr[t + 1] - 1 (at most num_states) of one
+  // tensor, counted from token 0's first, `rest` being `first` + one state;
+  // token_stride is then unused. A token without states is left alone (its
+  // tile stored its row of v_out).
+  const int32_t* state_indptr;
   int32_t num_states;
   int32_t num_heads;
   int32_t head_dim;
@@ -61,12 +68,17 @@ struct MergeParams {
 cudaError_t launch_merge_states(const MergeParams& params, StateDType v_dtype, StateDType out_dtype,
                                 cudaStream_t stream);
 
-// merge_states, checked the same way, merging only the first *live_tokens
-// of t.num_tokens tokens when live_tokens (device) is not null (a graph
-// plan's split-KV merge, prefill_run.cpp), into v_out rows
-// out_token_stride elements apart (at least num_heads x head_dim: a
-// strided o; the caller has checked the span).
-Status merge_states_of_tokens(const MergeStatesTensors& t, const int64_t* live_tokens, int64_t out_token_stride,
+// Which tokens the split-KV merge (prefill_run.cpp) merges, and how many
+// states of each, on the device (MergeParams). Null: all of them.
+struct MergeOfTokens {
+  const int64_t* live_tokens = nullptr;
+  const int32_t* state_indptr = nullptr;
+};
+
+// merge_states, checked the same way, merging only the tokens and states of
+// `tokens`, into v_out rows out_token_stride elements apart (at least
+// num_heads x head_dim: a strided o; the caller has checked the span).
+Status merge_states_of_tokens(const MergeStatesTensors& t, const MergeOfTokens& tokens, int64_t out_token_stride,
                               cudaStream_t stream);
 
 }  // namespace ptxattn::detail

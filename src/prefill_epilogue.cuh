@@ -108,7 +108,8 @@ __device__ __forceinline__ void store_output(const PrefillParams& p, const float
 
 // Split-KV epilogue: this thread's two rows of the item's chunk as an
 // attention state (prefill_params.hpp, kv_splits): O normalised, in float32,
-// and the LSE, at state (token, split, head) of the plan's workspace. A quad
+// and the LSE, at state (token, split, head) of the plan's workspace (the
+// token's chunk a row, WorkTile::first_state). A quad
 // writes 32 contiguous bytes of a row per register pair. An item whose chunk
 // has no visible key writes O = 0 and LSE = -inf like any fully masked row.
 // RULE: every state merge_states reads is written, in every run.
@@ -121,8 +122,9 @@ __device__ __forceinline__ void store_partial_state(const PrefillParams& p, cons
   for (int h = 0; h < 2; ++h) {
     const TileRow at = tile_row(p, w, row_in_tile + 8 * h);
     if (at.q_row >= w.req.qo_len) continue;
+    const int token_in_tile = at.q_row - w.tile.q_block * tile_tokens(p.heads_log2);
     const int64_t state =
-        (int64_t(w.req.qo_start + at.q_row) * p.kv_splits + w.tile.split) * p.num_qo_heads + at.head;
+        int64_t(w.tile.first_state + token_in_tile * w.tile.splits + w.tile.split) * p.num_qo_heads + at.head;
     if (lane % 4 == 0) p.partial_lse[state] = result.lse[h];
     float* row = p.partial_o + state * T::kHeadDim + 2 * (lane % 4);
     // Accumulator register 4c + 2h (and + 1): this thread's row h, columns 8c + 2 (lane % 4) (and + 1).
@@ -133,13 +135,14 @@ __device__ __forceinline__ void store_partial_state(const PrefillParams& p, cons
   }
 }
 
-// The item's result: O and LSE, or with split-KV its chunk's state.
+// The item's result: O and LSE, or where split-KV cut its tile into 2
+// chunks or more, its chunk's state.
 // `staging` as for store_output.
 template <class T>
 __device__ __forceinline__ void store_result(const PrefillParams& p, const float (&out)[T::kHeadDim / 2],
                                              const RowState& rows, int item, int row_in_tile, int lane,
                                              uint8_t* staging) {
-  if (p.kv_splits > 1)
+  if (work_at<T>(p, item).tile.splits > 1)
     store_partial_state<T>(p, out, rows, item, row_in_tile, lane);
   else
     store_output<T>(p, out, rows, item, row_in_tile, lane, staging);

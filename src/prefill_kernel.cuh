@@ -120,7 +120,7 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
       if constexpr (T::kDynamic)
         if (consumer == 0 && tid == 0) next_q();
 #ifdef PTXATTN_INJECT_BUG_SPLIT_STATE_UNWRITTEN
-      if (p.kv_splits > 1) return;  // the bug: a chunk without visible keys leaves its state unwritten
+      if (w.tile.splits > 1) return;  // the bug: a chunk without visible keys leaves its state unwritten
 #endif
       store_result<T>(p, out, rows, item, row_in_tile, tid % 32, nullptr);
       return;

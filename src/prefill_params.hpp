@@ -56,14 +56,22 @@ struct RequestInfo {
 PTXATTN_HOST_DEVICE constexpr int32_t tile_tokens(int32_t heads_log2) { return kPrefillBlockQ >> heads_log2; }
 
 // BLOCK_Q query rows of one request (tile_tokens tokens of its heads), over
-// chunk `split` of their KV blocks (split-KV, kv_split_range below; 0
-// without it). A work item is a tile for one group of tile heads (1 <<
-// heads_log2 of them), numbered tile_index * (num_qo_heads >> heads_log2) +
-// head group over the plan's tile list.
+// chunk `split` of `splits` of their KV blocks (split-KV, kv_split_range
+// below; 0 of 1 without it). A work item is a tile for one group of tile
+// heads (1 << heads_log2 of them), numbered tile_index * (num_qo_heads >>
+// heads_log2) + head group over the plan's tile list.
 struct WorkTile {
   int32_t request;
   int32_t q_block;
   int32_t split;
+  int32_t splits;  // the query tile's chunks: at most PrefillParams::kv_splits
+  // Split-KV, a tile of 2 chunks or more: the state row of the tile's first
+  // token, chunk 0. Token t of the tile (0 first), chunk k, is row
+  // first_state + t * splits + k: a token's chunks are consecutive rows,
+  // the batch's tokens in order. A tile of one chunk has no rows: it stores
+  // O and LSE itself. Rows are at most 2^22 split tiles x 128 tokens (the
+  // plan's limits): int32.
+  int32_t first_state;
 };
 
 // A bad page-table entry as the kernel records it: the entry's position in
@@ -99,11 +107,13 @@ struct PrefillParams {
   // The lowest bad entry seen, as kv_page_error_code(entry, value); all ones
   // when none (plan-owned, cleared by check_page_table_errors).
   unsigned long long* page_table_error;
-  // Split-KV (kv_splits > 1): each tile's KV blocks are cut into kv_splits
-  // chunks (kv_split_range); the item of chunk k writes its rows' state,
-  // normalised O in float32 and LSE, to partial_o[token][k][head][d] and
-  // partial_lse[token][k][head] instead of o and lse, and merge_states then
-  // combines the chunks. kv_splits == 1: o and lse, partial_* unused.
+  // Split-KV (kv_splits > 1): each tile's KV blocks are cut into its
+  // WorkTile::splits chunks (kv_split_range), at most kv_splits; where they
+  // are 2 or more, the item of chunk k writes its rows' state, normalised O
+  // in float32 and LSE, to partial_o[row][head][d] and partial_lse[row][head]
+  // (row: the token's chunk k, WorkTile::first_state) instead of o and lse,
+  // and merge_states then combines each token's chunks. A tile of one chunk
+  // (the split rule's short ones) and kv_splits == 1: o and lse.
   int32_t kv_splits;
   float* partial_o;
   float* partial_lse;

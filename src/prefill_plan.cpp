@@ -106,6 +106,7 @@ PlanLayout plan_layout(const PlanCounts& c) {
   layout.kv_entries = place(c.kv_entries, sizeof(int32_t));
   layout.page_table_error = place(c.page_table_error ? 1 : 0, sizeof(unsigned long long));
   layout.live_q_tokens = place(c.live_q_tokens ? 1 : 0, sizeof(int64_t));
+  layout.state_indptr = place(c.state_indptr, sizeof(int32_t));
   layout.uploaded_bytes = end;
   layout.partial_o = place(c.partial_states * c.head_dim, sizeof(float));
   layout.partial_lse = place(c.partial_states, sizeof(float));
@@ -289,17 +290,20 @@ detail::PlanCounts capacity_counts(const PrefillConfig& config, const PlanCapaci
   int64_t tiles = 0, items = 0;
   if (token_major) tiles = tiles_for(1), items = tiles_for(1) * config.num_qo_heads;
   if (packed) tiles = std::max(tiles, tiles_for(group)), items = std::max(items, tiles_for(group) * config.num_kv_heads);
-  int64_t states = 0;
+  int64_t states = 0, state_indptr = 0;
   if (config.kv_splits > 1) {
     tiles *= config.kv_splits, items *= config.kv_splits;
     states = q * config.kv_splits * config.num_qo_heads;
   } else if (config.kv_splits == 0) {
-    // The rule keeps its partial states (query rows x chunks) within
-    // kAutoSplitStatesPerSm x SMs; every split item holds a query row, and
-    // every split tile a token, so they are as many at most.
+    // The rule keeps its partial states (the chunks of each query row of
+    // a split tile) within kAutoSplitStatesPerSm x SMs; every split item
+    // holds a query row, and every split tile a token, so they are as many
+    // at most. The merge finds each token's states through an offset per
+    // token.
     states = std::min<int64_t>(detail::kAutoSplitStatesPerSm * sms, q * detail::kMaxKvSplits * config.num_qo_heads);
     tiles = std::max(tiles, std::min<int64_t>(states, q * detail::kMaxKvSplits));
     items = std::max(items, states);
+    state_indptr = q + 1;
   }
   // Query rows (tokens x heads) are at most 2^31, so every count here is at
   // most 2^31 x 64 (chunks) and the bytes at most 2^47 per region: the
@@ -312,6 +316,7 @@ detail::PlanCounts capacity_counts(const PrefillConfig& config, const PlanCapaci
   counts.kv_entries = config.kv_format == KvFormat::kPaged ? capacity.max_kv_entries : 0;
   counts.page_table_error = config.kv_format == KvFormat::kPaged;
   counts.partial_states = states;
+  counts.state_indptr = state_indptr;
   counts.head_dim = config.head_dim;
   counts.live_q_tokens = true;  // graph plans use it; the sizes must hold for them too
   return counts;
@@ -437,10 +442,11 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   };
 
   // Split-KV (docs/kernels.md, "Split-KV"): the tiles again, each once per
-  // KV chunk. The limits are checked before the longer list is built: it
-  // holds `splits` tiles per query tile. (The merge's limit, tokens x heads
-  // in int32, is validate_batch_indices'.)
-  auto split_tiles = [&](int32_t splits) -> Status {
+  // KV chunk. The limits of a forced count are checked before the longer
+  // list is built: it holds `splits` tiles per query tile. (The merge's
+  // limit, tokens x heads in int32, is validate_batch_indices'; the rule's
+  // chunks are far below these, see below.)
+  auto split_tiles = [&](int32_t splits, bool by_length) -> Status {
     const int64_t split_tiles = int64_t(tiles.size()) * splits;
     if (split_tiles > detail::kMaxListedItems)
       return detail::unsupported("config.kv_splits = ", splits, " makes ", split_tiles,
@@ -451,8 +457,9 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
                                       tiles.size(), " tiles x ", splits, " chunks x ", schedule_inputs.item_heads(),
                                       " head groups), more than one launch holds (2^31 - 1)");
     schedule_inputs.kv_splits = splits;
+    schedule_inputs.splits_by_length = by_length;
     tiles = detail::tiles_longest_first(schedule_inputs);
-    num_items = split_items;
+    num_items = int64_t(tiles.size()) * schedule_inputs.item_heads();
     return Status::Ok();
   };
   // A forced count is applied before the schedule is chosen, the rule's
@@ -460,16 +467,36 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   // partial states, kAutoSplitStatesPerSm x SMs, far below the schedule's
   // limits. It counts SMs, not config.max_ctas, so the chunks, and the
   // results' bits, are the same under every schedule.
-  if (config.kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(config.kv_splits));
+  if (config.kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(config.kv_splits, false));
   WorkSchedule schedule{};
   PTXATTN_RETURN_IF_ERROR(resolve_schedule(config, num_items, &schedule));
   int32_t kv_splits = std::max(config.kv_splits, 1);
   if (config.kv_splits == 0 && num_items > 0) {
     int32_t sms = 0;
     PTXATTN_RETURN_IF_ERROR(sm_count(&sms));
-    const int64_t query_rows = int64_t(indices.qo_indptr[n]) * config.num_qo_heads;
-    kv_splits = detail::auto_kv_splits(schedule_inputs, tiles, sms, query_rows);
-    if (kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(kv_splits));
+    kv_splits = detail::auto_kv_splits(schedule_inputs, tiles, sms);
+    if (kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(kv_splits, true));
+  }
+  // The split-KV states: a row per chunk of each token of a tile of 2
+  // chunks or more (WorkTile::first_state). Where a tile has fewer chunks
+  // than kv_splits, the merge finds a token's rows through state_indptr (a
+  // token of a one-chunk tile has none: its tile stores o itself);
+  // otherwise token t's are rows t x kv_splits on.
+  int64_t state_rows = 0;
+  std::vector<int32_t> state_indptr;
+  if (kv_splits > 1) {
+    const bool varied =
+        std::any_of(tiles.begin(), tiles.end(), [&](const WorkTile& t) { return t.splits < kv_splits; });
+    if (varied) state_indptr.assign(size_t(indices.qo_indptr[n]) + 1, 0);
+    for (const WorkTile& t : tiles) {
+      if (t.split != 0 || t.splits == 1) continue;
+      const int32_t tokens = detail::tile_token_count(schedule_inputs, t);
+      state_rows += int64_t(tokens) * t.splits;
+      const int32_t first = requests[t.request].qo_start + t.q_block * detail::tile_tokens(heads_log2);
+      for (int32_t token = 0; varied && token < tokens; ++token) state_indptr[size_t(first + token) + 1] = t.splits;
+    }
+    // Counts to offsets: the rows follow the tokens in order, as first_state's do.
+    for (size_t token = 1; token < state_indptr.size(); ++token) state_indptr[token] += state_indptr[token - 1];
   }
   if (schedule == WorkSchedule::kAuto) {
     int32_t max_qo_len = 0;
@@ -512,7 +539,8 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   counts.kv_entries = paged && !device_page_table ? kv_units : 0;
   counts.page_table_error = paged && kv_units > 0;
   counts.work_counter = schedule == WorkSchedule::kDynamic && num_items > 0;
-  counts.partial_states = kv_splits > 1 ? int64_t(indices.qo_indptr[n]) * kv_splits * config.num_qo_heads : 0;
+  counts.partial_states = state_rows * config.num_qo_heads;
+  counts.state_indptr = int64_t(state_indptr.size());
   counts.head_dim = config.head_dim;
   if (graph != nullptr) counts = capacity_counts(config, *graph, graph_sms);  // one layout for every batch
   const detail::PlanLayout layout = detail::plan_layout(counts);
@@ -576,6 +604,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
       const int64_t live = indices.qo_indptr[n];
       std::memcpy(out + layout.live_q_tokens, &live, sizeof(live));
     }
+    std::memcpy(out + layout.state_indptr, state_indptr.data(), state_indptr.size() * sizeof(int32_t));
     PTXATTN_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(base, staging, layout.uploaded_bytes, cudaMemcpyHostToDevice, stream));
     if (const cudaError_t err = cudaEventRecord(impl.uploaded, stream); err != cudaSuccess) {
@@ -598,6 +627,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   impl.load_path = path;
   impl.block_kv = block_kv;
   impl.kv_splits = kv_splits;
+  impl.state_indptr = !state_indptr.empty();
   impl.heads_log2 = heads_log2;
   impl.graph = graph != nullptr;
   impl.num_q_tokens = graph != nullptr ? graph->max_q_tokens : indices.qo_indptr[n];

@@ -63,17 +63,19 @@ struct PlanCounts {
   int64_t kv_entries = 0;       // int32, the plan's copy of a host page table
   bool page_table_error = false;  // one uint64 (paged K/V)
   bool live_q_tokens = false;     // one int64: a graph plan's query tokens, which its merge reads
+  int64_t state_indptr = 0;     // int32, split-KV where tiles have fewer chunks than kv_splits: tokens + 1
   bool work_counter = false;      // one int32: the dynamic schedule's next item, zeroed by each run
-  int64_t partial_states = 0;   // split-KV (token, chunk, head) states
+  int64_t partial_states = 0;   // split-KV (token, chunk, head) states: state rows x heads
   int32_t head_dim = 0;
 };
 
 // Where each part lies in the workspace: byte offsets, each 256-byte
-// aligned. The parts the plan writes (requests .. live_q_tokens) come
+// aligned. The parts the plan writes (requests .. state_indptr) come
 // first and are uploaded as one copy of `uploaded_bytes` from the staging
 // buffer; the split-KV states after them are written by the runs.
 struct PlanLayout {
-  size_t requests = 0, tiles = 0, cta_indptr = 0, items = 0, kv_entries = 0, page_table_error = 0, live_q_tokens = 0;
+  size_t requests = 0, tiles = 0, cta_indptr = 0, items = 0, kv_entries = 0, page_table_error = 0, live_q_tokens = 0,
+         state_indptr = 0;
   size_t partial_o = 0, partial_lse = 0, work_counter = 0;
   size_t uploaded_bytes = 0;  // the staging copy: also the host staging bytes needed
   size_t device_bytes = 0;    // the whole workspace
@@ -104,7 +106,8 @@ class PrefillPlanImpl {
   int64_t num_ctas = 0;
   int64_t num_items = 0;
   bool items_listed = false;  // the items region holds the items' order
-  int32_t kv_splits = 1;   // split-KV chunks per query tile (1: none)
+  int32_t kv_splits = 1;   // split-KV chunks per query tile, the most (1: none)
+  bool state_indptr = false;  // the state_indptr region holds each token's first state row (WorkTile::first_state)
   int32_t heads_log2 = 0;  // GQA packing: qo heads per query tile, log2 (0: token-major)
   bool device_page_table = false;  // paged without host kv_indices: the run gives the table (PrefillTensors::kv_indices)
   std::vector<int32_t> kv_indptr;  // each request's first page-table entry, then the entry count: names a bad entry's request
@@ -117,10 +120,13 @@ class PrefillPlanImpl {
   // page-table copy int32[num_kv_rows] (host table only), the page-table
   // error word (uint64: the lowest bad entry the runs met, PrefillParams::
   // page_table_error; kNoPageTableError when none), a graph plan's query
-  // tokens (int64, which its merge reads), and the split-KV states
-  // float32 [num_q_tokens][kv_splits][num_qo_heads][head_dim] and
-  // [num_q_tokens][kv_splits][num_qo_heads], which the runs write and merge
-  // (through a const plan: one plan's runs must not overlap in time).
+  // tokens (int64, which its merge reads), the split-KV state rows of each
+  // token (int32 state_indptr[num_q_tokens + 1], where tiles have fewer
+  // chunks than kv_splits), and the split-KV states float32
+  // [state rows][num_qo_heads][head_dim] and [state rows][num_qo_heads]
+  // (a row per token and chunk, WorkTile::first_state), which the runs
+  // write and merge (through a const plan: one plan's runs must not overlap
+  // in time).
   uint8_t* workspace = nullptr;
   detail::PlanLayout layout;
   template <class T>

@@ -154,7 +154,9 @@ cudaError_t launch_for_head_dim(int32_t head_dim, const PrefillLaunch& l, cudaSt
 }
 
 // Split-KV: the kernel has written every chunk's state of every (token, head)
-// into the plan's workspace; merge_states turns them into o (and lse).
+// into the plan's workspace; merge_states turns them into o (and lse),
+// finding each token's through the plan's state_indptr where tiles have
+// different counts.
 Status merge_chunks(const PrefillPlanImpl& plan, const PrefillTensors& t, cudaStream_t stream) {
   const PrefillConfig& c = plan.config;
   MergeStatesTensors m;
@@ -168,8 +170,10 @@ Status merge_chunks(const PrefillPlanImpl& plan, const PrefillTensors& t, cudaSt
   m.lse = plan.region<const float>(plan.layout.partial_lse);
   m.v_out = t.o;
   m.lse_out = c.options.return_lse ? t.lse : nullptr;
-  return detail::merge_states_of_tokens(m, plan.graph ? plan.region<const int64_t>(plan.layout.live_q_tokens) : nullptr,
-                                        row_stride(c, t.o_row_stride), stream);
+  detail::MergeOfTokens tokens;
+  if (plan.graph) tokens.live_tokens = plan.region<const int64_t>(plan.layout.live_q_tokens);
+  if (plan.state_indptr) tokens.state_indptr = plan.region<const int32_t>(plan.layout.state_indptr);
+  return detail::merge_states_of_tokens(m, tokens, row_stride(c, t.o_row_stride), stream);
 }
 
 }  // namespace

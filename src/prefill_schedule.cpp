@@ -20,18 +20,37 @@ int32_t query_blocks(const ScheduleInputs& in, const RequestInfo& r) {
 }  // namespace
 
 int64_t tile_cost(const ScheduleInputs& in, const WorkTile& tile) {
-  return 1 + kv_split_range(tile_blocks(in, tile.request, tile.q_block), tile.split, in.kv_splits).count();
+  return 1 + kv_split_range(tile_blocks(in, tile.request, tile.q_block), tile.split, tile.splits).count();
+}
+
+int32_t tile_kv_splits(const ScheduleInputs& in, int32_t blocks, int32_t longest_blocks) {
+  if (!in.splits_by_length || in.kv_splits == 1) return in.kv_splits;
+  if (blocks == 0) return 1;
+  // At most 64 x 2^24 (prefill_params.hpp, kv_split_range): inside int32.
+  return (in.kv_splits * blocks + longest_blocks - 1) / longest_blocks;
+}
+
+int32_t tile_token_count(const ScheduleInputs& in, const WorkTile& tile) {
+  const int32_t tokens = tile_tokens(in.heads_log2);
+  return std::min(tokens, (*in.requests)[tile.request].qo_len - tile.q_block * tokens);
 }
 
 std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in) {
+  int32_t longest = 0;
+  for (int32_t b = 0; b < int32_t(in.requests->size()); ++b)
+    for (int32_t qb = 0; qb < query_blocks(in, (*in.requests)[b]); ++qb)
+      longest = std::max(longest, tile_blocks(in, b, qb).count());
   std::vector<WorkTile> tiles;
   std::vector<int64_t> cost;
+  int32_t state_rows = 0;  // requests come in token order (qo_indptr), their tiles too
   for (int32_t b = 0; b < int32_t(in.requests->size()); ++b) {
     for (int32_t qb = 0; qb < query_blocks(in, (*in.requests)[b]); ++qb) {
-      for (int32_t split = 0; split < in.kv_splits; ++split) {
-        tiles.push_back({b, qb, split});
+      const int32_t splits = tile_kv_splits(in, tile_blocks(in, b, qb).count(), longest);
+      for (int32_t split = 0; split < splits; ++split) {
+        tiles.push_back({b, qb, split, splits, state_rows});
         cost.push_back(tile_cost(in, tiles.back()));
       }
+      if (splits > 1) state_rows += tile_token_count(in, tiles.back()) * splits;
     }
   }
   std::vector<size_t> order(tiles.size());
@@ -73,42 +92,57 @@ int64_t longest_first_makespan(std::vector<int64_t> costs, int32_t ctas) {
   return makespan;
 }
 
-int32_t auto_kv_splits(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t sms, int64_t query_rows) {
+int32_t auto_kv_splits(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t sms) {
   // Unsplit, each tile's blocks; its items' work and the longest item's.
   std::vector<int32_t> blocks(tiles.size());
-  int64_t work = 0, longest = 0;
+  int64_t work = 0;
+  int32_t longest = 0;
   for (size_t t = 0; t < tiles.size(); ++t) {
     blocks[t] = tile_blocks(in, tiles[t].request, tiles[t].q_block).count();
     work += int64_t(in.item_heads()) * (1 + blocks[t]);
-    longest = std::max<int64_t>(longest, 1 + blocks[t]);
+    longest = std::max(longest, blocks[t]);
   }
   // Nothing to gain where the longest item fits an SM's share of the work.
-  if (sms <= 0 || longest * sms <= work) return 1;
-  const int64_t max_splits = std::min<int64_t>({kMaxKvSplits, (longest - 1) / kMinBlocksPerKvSplit,
-                                                query_rows > 0 ? kAutoSplitStatesPerSm * sms / query_rows : 0});
+  if (sms <= 0 || (1 + int64_t(longest)) * sms <= work) return 1;
+  const int32_t max_splits = std::min(kMaxKvSplits, longest / kMinBlocksPerKvSplit);
   if (max_splits < 2) return 1;
-  auto makespan = [&](int32_t splits) {  // each tile's chunks, once per head group
-    std::vector<int64_t> costs;
-    costs.reserve(blocks.size() * size_t(splits) * size_t(in.item_heads()));
-    for (const int32_t b : blocks)
-      for (int32_t k = 0; k < splits; ++k) {
-        const int64_t chunk = 1 + kv_split_range({0, b}, k, splits).count();
+  ScheduleInputs split = in;
+  split.splits_by_length = true;
+  // Each tile's chunks, once per head group: their costs; their work and
+  // partial states.
+  std::vector<int64_t> costs;
+  int64_t states = 0;
+  auto chunk_costs = [&](int32_t splits) {
+    split.kv_splits = splits;
+    costs.clear();
+    int64_t total = 0;
+    states = 0;
+    for (size_t t = 0; t < tiles.size(); ++t) {
+      const int32_t chunks = tile_kv_splits(split, blocks[t], longest);
+      if (chunks > 1) states += int64_t(tile_token_count(in, tiles[t])) * chunks * in.num_qo_heads;
+      for (int32_t k = 0; k < chunks; ++k) {
+        const int64_t chunk = 1 + kv_split_range({0, blocks[t]}, k, chunks).count();
         for (int32_t h = 0; h < in.item_heads(); ++h) costs.push_back(chunk);
+        total += chunk * in.item_heads();
       }
-    return longest_first_makespan(std::move(costs), sms);
+    }
+    return total;
   };
   int32_t best = 1;
-  int64_t best_makespan = makespan(1);
+  chunk_costs(1);
+  int64_t best_makespan = longest_first_makespan(costs, sms);
   for (int32_t splits = 2; splits <= max_splits; ++splits) {
-    // Each chunk costs one block more, so the work only grows with the
-    // count: once its even share alone is no gain on the best makespan, no
-    // larger count is either. Nor is this one where that share or its
-    // longest chunk is none.
-    const int64_t split_work = work + int64_t(splits - 1) * int64_t(tiles.size()) * in.item_heads();
+    // Each chunk costs one block more, and a tile's chunks only grow in
+    // number with the count, so do the work and the states: once the
+    // states overflow, or the work's even share alone is no gain on the best
+    // makespan, no larger count is better. Nor is this one where that share
+    // or its longest chunk is none.
+    const int64_t split_work = chunk_costs(splits);
+    if (states > kAutoSplitStatesPerSm * sms) break;
     if (100 * split_work >= kMinSplitGainPercent * best_makespan * sms) break;
-    const int64_t bound = std::max<int64_t>((split_work + sms - 1) / sms, 1 + ((longest - 1) + splits - 1) / splits);
+    const int64_t bound = std::max<int64_t>((split_work + sms - 1) / sms, 1 + (longest + splits - 1) / splits);
     if (100 * bound >= kMinSplitGainPercent * best_makespan) continue;
-    const int64_t candidate = makespan(splits);
+    const int64_t candidate = longest_first_makespan(costs, sms);
     if (100 * candidate < kMinSplitGainPercent * best_makespan) best = splits, best_makespan = candidate;
   }
   return best;

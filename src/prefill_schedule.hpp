@@ -23,7 +23,11 @@ struct ScheduleInputs {
   int32_t block_kv;  // KV block rows (prefill_params.hpp)
   bool causal;
   int32_t window_left;  // as the kernel sees it (-1: off)
-  int32_t kv_splits = 1;  // chunks per query block (split-KV; 1: none)
+  int32_t kv_splits = 1;  // chunks per query block, the most (split-KV; 1: none)
+  // The split rule's chunks: each query block's in proportion to its KV
+  // blocks (tile_kv_splits). Otherwise (a forced count) kv_splits for every
+  // query block.
+  bool splits_by_length = false;
   int32_t heads_log2 = 0;  // qo heads per tile, log2 (GQA packing; 0: token-major)
   int32_t item_heads() const { return num_qo_heads >> heads_log2; }  // head groups: items per tile
 };
@@ -32,8 +36,20 @@ struct ScheduleInputs {
 // chunk plus one for loading Q and storing O.
 int64_t tile_cost(const ScheduleInputs& in, const WorkTile& tile);
 
-// Every tile of the batch (each query block once per chunk), longest first
-// (stable): the numbering of items.
+// The chunks of a query block of `blocks` KV blocks, where the batch's
+// longest has `longest_blocks`: kv_splits for every block (a forced count,
+// or no split), or with splits_by_length ceil(kv_splits x blocks /
+// longest_blocks), at least 1, so that no chunk holds more blocks than the
+// longest block's chunks and a short block is not cut into chunks that
+// cost more than they hold.
+int32_t tile_kv_splits(const ScheduleInputs& in, int32_t blocks, int32_t longest_blocks);
+
+// The query tokens of a tile.
+int32_t tile_token_count(const ScheduleInputs& in, const WorkTile& tile);
+
+// Every tile of the batch (each query block once per chunk of it), longest
+// first (stable): the numbering of items. Their state rows (first_state)
+// follow the tokens in order, each token's chunks together.
 std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in);
 
 // GQA packing (prefill_params.hpp): a group of qo heads packs into a tile
@@ -56,11 +72,11 @@ bool gqa_packing_pays(const std::vector<RequestInfo>& requests, int32_t group);
 // tuned.
 constexpr int32_t kMinBlocksPerKvSplit = 4;
 
-// The split rule's partial states (query rows x chunks) stay within this
-// many per SM: what prefill_workspace_size sizes for kv_splits = 0 (with
-// head_dim 128, 516 bytes of float32 O and LSE per state: 35 MB on 132
-// SMs). Speculative verification of 4 tokens per request, 64 requests of
-// 32 qo heads, may then split into 8 chunks.
+// The split rule's partial states (each query row's chunks, summed) stay
+// within this many per SM: what prefill_workspace_size sizes for kv_splits
+// = 0 (with head_dim 128, 516 bytes of float32 O and LSE per state: 35 MB
+// on 132 SMs). Speculative verification of 4 tokens per request, 64
+// requests of 32 qo heads, all as long, may then split into 8 chunks.
 constexpr int64_t kAutoSplitStatesPerSm = 4 * kPrefillBlockQ;
 
 // NOTES: a larger chunk count is taken only if it shortens the estimated
@@ -72,17 +88,19 @@ constexpr int64_t kAutoSplitStatesPerSm = 4 * kPrefillBlockQ;
 // on 128 SMs).
 constexpr int64_t kMinSplitGainPercent = 95;
 
-// The split-KV rule (kv_splits = 0; docs/kernels.md, "Split-KV"). `tiles`
-// unsplit; a work item's cost is tile_cost's (its blocks plus one). A batch
-// is split only where its longest item exceeds an SM's even share of the
-// work (longest x sms > the items' total): few items, or a few long ones
-// among short ones. Then each count from 1 up is estimated by
-// longest_first_makespan over sms CTAs, and a count is taken where its
-// estimate is below kMinSplitGainPercent % of the best smaller count's. At
-// most kMaxKvSplits, at least kMinBlocksPerKvSplit blocks in a chunk of the
-// longest tile, and query_rows x the count (the partial states) at most
-// kAutoSplitStatesPerSm x sms. 1 (no split) otherwise.
-int32_t auto_kv_splits(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t sms, int64_t query_rows);
+// The split-KV rule (kv_splits = 0; docs/kernels.md, "Split-KV"): the
+// chunks of the longest tile, the others cut in proportion
+// (splits_by_length). `tiles` unsplit; a work item's cost is tile_cost's
+// (its blocks plus one). A batch is split only where its longest item
+// exceeds an SM's even share of the work (longest x sms > the items'
+// total): few items, or a few long ones among short ones. Then each count
+// from 1 up is estimated by longest_first_makespan over sms CTAs, and a
+// count is taken where its estimate is below kMinSplitGainPercent % of the
+// best smaller count's. At most kMaxKvSplits, at least
+// kMinBlocksPerKvSplit blocks in a chunk of the longest tile, and the
+// partial states (each query row's chunks) at most kAutoSplitStatesPerSm x
+// sms. 1 (no split) otherwise.
+int32_t auto_kv_splits(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t sms);
 
 // The longest CTA's work when `costs` are dealt in decreasing order, each to
 // the CTA with the least so far, over `ctas` CTAs (what the persistent

@@ -36,7 +36,7 @@ __device__ __forceinline__ Work work_at(const PrefillParams& p, int item) {
   const RequestInfo req = p.requests[tile.request];
   const KvBlockRange blocks =
       kv_block_range(req, tile.q_block, tile_tokens(p.heads_log2), T::kBlockKV, p.causal, p.window_left);
-  return {req, tile, (item % p.item_heads) << p.heads_log2, kv_split_range(blocks, tile.split, p.kv_splits)};
+  return {req, tile, (item % p.item_heads) << p.heads_log2, kv_split_range(blocks, tile.split, tile.splits)};
 }
 
 // Where row `row` (0 .. BLOCK_Q - 1) of a work item's tile belongs: its

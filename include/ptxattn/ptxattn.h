@@ -92,7 +92,7 @@ typedef struct ptxattn_prefill_config {
   int32_t schedule;  /* PTXATTN_WORK_SCHEDULE_* */
   int32_t max_ctas;  /* persistent and dynamic schedules: at most this many CTAs; 0: one per SM */
   int32_t kv_block;  /* PTXATTN_KV_BLOCK_* */
-  int32_t kv_splits; /* split-KV chunks per query tile: 0 auto, 1 none, 2..64 forced */
+  int32_t kv_splits; /* split-KV chunks per query tile: 0 auto (the longest tile's count), 1 none, 2..64 forced */
   int32_t gqa_packing; /* PTXATTN_GQA_PACKING_* */
 } ptxattn_prefill_config;
 
@@ -165,7 +165,7 @@ typedef struct ptxattn_prefill_plan_info {
   int64_t num_kv_rows;
   int64_t num_work_tiles;
   int64_t num_ctas;
-  int32_t chosen_kv_splits;      /* 1 (no split) to 64 */
+  int32_t chosen_kv_splits;      /* chunks of the longest query tile: 1 (no split) to 64 */
   int32_t chosen_tile_heads;     /* qo heads per query tile: 1 token-major, the GQA group packed */
 } ptxattn_prefill_plan_info;
 

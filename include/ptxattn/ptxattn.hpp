@@ -132,16 +132,18 @@ struct PrefillConfig {
   // of the current device), e.g. to leave SMs to concurrent kernels. > 0
   // makes kAuto persistent; kOneItemPerCta refuses it.
   int32_t max_ctas = 0;
-  // Split-KV: cut each query tile's KV range into this many chunks, run the
-  // chunks as separate work items that write float32 partial states into the
-  // plan's workspace (its own or the caller's), and merge them (merge_states) after the kernel.
-  // 0: the plan's rule (PrefillPlan::chosen_kv_splits; docs/kernels.md,
-  // "Split-KV": only batches whose longest work item exceeds an SM's even
-  // share of the work are split: few items, or a few long among short);
-  // 1: never; 2..64: exactly that many (for tests and benchmarks; a chunk
-  // may then hold no KV block, and its rows merge as empty states). Results
-  // are bit-identical from run to run for a given count; counts differ from
-  // each other in rounding.
+  // Split-KV: cut each query tile's KV range into chunks, run the chunks as
+  // separate work items that write float32 partial states into the plan's
+  // workspace (its own or the caller's), and merge them (merge_states)
+  // after the kernel. 0: the plan's rule (PrefillPlan::chosen_kv_splits;
+  // docs/kernels.md, "Split-KV": only batches whose longest work item
+  // exceeds an SM's even share of the work are split: few items, or a few
+  // long among short; the longest tile gets the chosen count, the others
+  // chunks in proportion to their KV ranges, one for a short one); 1:
+  // never; 2..64: exactly that many for every tile (for tests and
+  // benchmarks; a chunk may then hold no KV block, and its rows merge as
+  // empty states). Results are bit-identical from run to run for a given
+  // plan; different chunks differ in rounding.
   int32_t kv_splits = 0;
   GqaPacking gqa_packing = GqaPacking::kAuto;
 };
@@ -239,11 +241,11 @@ class PrefillPlan {
   KvLoadPath chosen_load_path() const;  // kTma or kGather after planning (paged and ragged)
   WorkSchedule chosen_schedule() const;  // kOneItemPerCta, kPersistent or kDynamic after planning
   int32_t chosen_block_kv() const;      // keys per KV block the kernel walks: 176, 128 or 64 (docs/kernels.md)
-  int32_t chosen_kv_splits() const;     // KV chunks per query tile: 1 (no split) to 64
+  int32_t chosen_kv_splits() const;     // KV chunks of the longest query tile (the most of any): 1 (no split) to 64
   int32_t chosen_tile_heads() const;    // qo heads per query tile: 1 (token-major) or the GQA group (packed)
   int64_t num_q_tokens() const;         // qo_indptr[num_requests] (a graph plan: its capacity's max_q_tokens)
   int64_t num_kv_rows() const;          // paged: page-table entries (kv_indptr[num_requests], or num_requests x block_table_stride); ragged: kv rows; a graph plan's max_kv_units where its tensors hold them
-  int64_t num_work_tiles() const;       // 128-row query tiles, times the KV chunks (each runs once per group of tile heads)
+  int64_t num_work_tiles() const;       // 128-row query tiles, each once per KV chunk of it (each runs once per group of tile heads)
   int64_t num_ctas() const;             // the launch grid (0 when there is no work; a graph plan's is fixed)
 
   PrefillPlanImpl* impl() const { return impl_.get(); }

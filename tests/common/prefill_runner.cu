@@ -62,11 +62,12 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   if (result.kv_splits > 1) {
     // All-ones words are NaN in float32: a state the kernel does not write
     // reaches the merge as NaN.
+    // The regions as the layout places them (each up to where the next
+    // begins): the states' rows depend on each tile's chunks.
     PrefillPlanImpl& impl = *plan.impl();
-    const size_t states = size_t(host_.num_q_tokens) * size_t(result.kv_splits) * size_t(config.num_qo_heads);
-    PTXATTN_CUDA_CHECK(
-        cudaMemset(impl.region<float>(impl.layout.partial_o), 0xFF, states * size_t(config.head_dim) * sizeof(float)));
-    PTXATTN_CUDA_CHECK(cudaMemset(impl.region<float>(impl.layout.partial_lse), 0xFF, states * sizeof(float)));
+    const detail::PlanLayout& at = impl.layout;
+    PTXATTN_CUDA_CHECK(cudaMemset(impl.region<float>(at.partial_o), 0xFF, at.partial_lse - at.partial_o));
+    PTXATTN_CUDA_CHECK(cudaMemset(impl.region<float>(at.partial_lse), 0xFF, at.work_counter - at.partial_lse));
   }
   if (result.schedule == WorkSchedule::kDynamic && result.num_work_items > 0) {
     // The claim counter as a run that does not zero it would find it after

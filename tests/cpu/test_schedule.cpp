@@ -357,11 +357,11 @@ std::vector<int32_t> one_long_among_short() {
 // GQA-packed (one item per KV head and request), 128-key blocks; by default
 // 32 qo and 8 KV heads on 132 SMs.
 int32_t decode_splits(const std::vector<int32_t>& kv_lens, int32_t sms = 132, int32_t qo_heads = 32,
-                      int32_t kv_heads = 8) {
-  const std::vector<RequestInfo> requests = make_requests(std::vector<int32_t>(kv_lens.size(), 1), kv_lens);
+                      int32_t kv_heads = 8, int32_t qo_len = 1) {
+  const std::vector<RequestInfo> requests = make_requests(std::vector<int32_t>(kv_lens.size(), qo_len), kv_lens);
   ScheduleInputs in{&requests, qo_heads, qo_heads / kv_heads, 128, 128, true, -1};
   in.heads_log2 = log2_of(qo_heads / kv_heads);
-  return auto_kv_splits(in, tiles_longest_first(in), sms, int64_t(kv_lens.size()) * qo_heads);
+  return auto_kv_splits(in, tiles_longest_first(in), sms);
 }
 
 TEST_CASE("split-KV: the makespan estimate deals the longest first to the least loaded", "[schedule][split-kv]") {
@@ -386,15 +386,21 @@ TEST_CASE("split-KV: the rule splits where the longest item exceeds an SM's shar
   // More items than SMs, but a few long ones among short ones: one request
   // over 131072 keys among 63 over 1024 (512 items; unsplit, 8 SMs would
   // walk the long one alone), and 8 requests of 5600 to 76131 keys.
-  CHECK(decode_splits(one_long_among_short()) == 8);
+  // The short ones stay whole (chunks in proportion to the blocks).
+  CHECK(decode_splits(one_long_among_short()) == 10);
   CHECK(decode_splits({73016, 5593, 88105, 29950, 94219, 37384, 76131, 60713}) >= 6);
-  // The partial states stay within 512 rows per SM: 1024 requests x 32
-  // heads leave room for 2 chunks, 2048 for one only.
+  // The partial states count the split tiles' rows only: a thousand short
+  // requests beside a long one take none.
   std::vector<int32_t> many(1024, 128);
   many[0] = 1 << 20;
-  CHECK(decode_splits(many) == 2);
-  many.resize(2048, 128);
-  CHECK(decode_splits(many) == 1);
+  CHECK(decode_splits(many) == 13);
+  // They stay within 512 per SM: 16-token verification of 64 requests over
+  // 131072 keys and one over 2^20 (by the estimate 9 chunks, 2 of them for
+  // the others' tiles: 2 x 64 x 16 tokens x 32 heads is 65536 states, and
+  // the long one's 9 x 512 overflow 67584) gets 2.
+  std::vector<int32_t> verify(65, 131072);
+  verify[0] = 1 << 20;
+  CHECK(decode_splits(verify, 132, 32, 8, 16) == 2);
   CHECK(decode_splits(one_long_among_short(), 8) == 1);    // 8 SMs: 32 heads x 64 requests fill them
   // The GPU tests' batches ([split-kv]): 8 / 2 heads.
   CHECK(decode_splits({8192}, 132, 8, 2) == 16);
@@ -423,22 +429,26 @@ TEST_CASE("split-KV: the rule's count is within its limits and never worse by it
     ScheduleInputs in{&requests, 16, 4, 128, 128, i % 4 != 0, i % 5 == 0 ? 700 : -1};
     in.heads_log2 = i % 2 == 0 ? 2 : 0;
     const std::vector<WorkTile> tiles = tiles_longest_first(in);
-    int64_t rows = 0;
-    for (int32_t qo : qo_lens) rows += int64_t(qo) * in.num_qo_heads;
     const int32_t sms = i % 7 == 0 ? 8 : 132;
-    const int32_t splits = auto_kv_splits(in, tiles, sms, rows);
+    const int32_t splits = auto_kv_splits(in, tiles, sms);
     INFO("case " << i << ": " << n << " requests, " << splits << " chunks");
     REQUIRE(splits >= 1);
     REQUIRE(splits <= kMaxKvSplits);
     if (splits == 1) continue;
     ++split_cases;
-    CHECK(rows * splits <= kAutoSplitStatesPerSm * sms);
+    ScheduleInputs split = in;
+    split.kv_splits = splits;
+    split.splits_by_length = true;
+    const std::vector<WorkTile> split_tiles = tiles_longest_first(split);
+    int64_t states = 0;
+    for (const WorkTile& t : split_tiles)
+      if (t.split == 0 && t.splits > 1) states += int64_t(tile_token_count(in, t)) * t.splits;
+    CHECK(states * in.num_qo_heads <= kAutoSplitStatesPerSm * sms);
     int64_t longest = 0;
     for (const WorkTile& t : tiles) longest = std::max(longest, tile_cost(in, t) - 1);
     CHECK(longest / splits >= kMinBlocksPerKvSplit);
     // The estimate of the chosen count beats the unsplit one's.
     auto estimate = [&](int32_t count) {
-      ScheduleInputs split = in;
       split.kv_splits = count;
       std::vector<int64_t> costs;
       for (const WorkTile& t : tiles_longest_first(split))
@@ -476,6 +486,11 @@ TEST_CASE("split-KV: each query tile once per chunk, costs as the chunks' blocks
         CHECK(blocks == tile_cost(one, u) - 1);
       }
       for (size_t t = 1; t < tiles.size(); ++t) CHECK(tile_cost(in, tiles[t - 1]) >= tile_cost(in, tiles[t]));
+      // A forced count: token t's chunks are state rows t x splits on.
+      for (const WorkTile& t : tiles) {
+        CHECK(t.splits == splits);
+        CHECK(t.first_state == (requests[t.request].qo_start + t.q_block * tile_tokens(0)) * splits);
+      }
       const PersistentLists lists = persistent_work_lists(in, tiles, 132);
       check_lists(in, tiles, lists, 132);
     }
@@ -483,6 +498,64 @@ TEST_CASE("split-KV: each query tile once per chunk, costs as the chunks' blocks
     // Causal: request 0's one query sees all 5000 keys (40 blocks). The
     // 300-key window: request 1's first tile sees keys 470..899, blocks 3..7.
     CHECK(tile_cost(in, tiles_longest_first(in).front()) - 1 == (causal ? 40 : 5));
+  }
+}
+
+TEST_CASE("split-KV: the rule's chunks in proportion to each tile's blocks, state rows token by token",
+          "[schedule][split-kv]") {
+  // 1 to 3 tokens per request (packed 4 heads: 32 tokens a tile), one of 40
+  // blocks, causal, a window, and one request without queries.
+  const std::vector<RequestInfo> requests =
+      make_requests({1, 3, 0, 2, 40}, {5120, 900, 40, 300, 1200});
+  for (const bool causal : {false, true}) {
+    ScheduleInputs in{&requests, 8, 4, 128, 128, causal, causal ? -1 : 600};
+    in.heads_log2 = 2;
+    const std::vector<WorkTile> unsplit = tiles_longest_first(in);
+    int32_t longest = 0;
+    for (const WorkTile& u : unsplit) longest = std::max<int32_t>(longest, int32_t(tile_cost(in, u) - 1));
+    for (int32_t splits : {2, 7, kMaxKvSplits}) {
+      INFO("causal " << causal << ", " << splits << " chunks for the longest");
+      in.kv_splits = splits;
+      in.splits_by_length = true;
+      const std::vector<WorkTile> tiles = tiles_longest_first(in);
+      std::vector<int32_t> rows_of_token;  // each token's chunks, by the state rows
+      int64_t state_rows = 0;
+      for (const WorkTile& u : unsplit) {
+        const int32_t blocks = int32_t(tile_cost(in, {u.request, u.q_block, 0, 1, 0}) - 1);
+        const int32_t expected = blocks == 0 ? 1 : (splits * blocks + longest - 1) / longest;
+        CHECK(tile_kv_splits(in, blocks, longest) == expected);
+        int64_t covered = 0;
+        for (const WorkTile& t : tiles) {
+          if (t.request != u.request || t.q_block != u.q_block) continue;
+          CHECK(t.splits == expected);
+          // No chunk longer than the longest tile's.
+          CHECK(tile_cost(in, t) - 1 <= (longest + splits - 1) / splits);
+          covered += tile_cost(in, t) - 1;
+          if (t.split == 0 && t.splits > 1) state_rows += int64_t(tile_token_count(in, t)) * t.splits;
+        }
+        CHECK(covered == blocks);
+      }
+      // Token t of a tile of 2 chunks or more, chunk k, is row first_state
+      // + t x splits + k: every row once, the batch's tokens in order.
+      CHECK(state_rows > 0);
+      std::vector<int> seen(size_t(state_rows), 0);
+      int32_t last_first = -1;
+      for (const RequestInfo& r : requests)
+        for (int32_t token = 0; token < r.qo_len; ++token)
+          for (const WorkTile& t : tiles) {
+            if (t.request != int32_t(&r - requests.data()) || token / tile_tokens(2) != t.q_block) continue;
+            if (t.splits == 1) continue;  // it stores o itself
+            const int32_t row = t.first_state + (token - t.q_block * tile_tokens(2)) * t.splits + t.split;
+            REQUIRE(row >= 0);
+            REQUIRE(row < state_rows);
+            ++seen[size_t(row)];
+            if (t.split == 0) {
+              CHECK(row > last_first);
+              last_first = row;
+            }
+          }
+      CHECK(std::count(seen.begin(), seen.end(), 1) == int64_t(seen.size()));
+    }
   }
 }
 

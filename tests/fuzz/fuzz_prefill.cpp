@@ -52,8 +52,8 @@ constexpr int64_t kMaxListedItems = int64_t(1) << 22;
 // slower). Persistent plans without a GPU stop before listing, so they are
 // made up to kMaxListedItems and past it.
 constexpr int64_t kMaxCheaplyListedItems = int64_t(1) << 16;
-// The split rule's partial states (query rows x chunks) per SM at most
-// (docs/kernels.md, "Split-KV").
+// The split rule's partial states (the chunks of each query row of a split
+// tile) per SM at most (docs/kernels.md, "Split-KV").
 constexpr int64_t kAutoSplitStatesPerSm = 512;
 
 // What this build compiled (meson options head_dims, dtypes): the same
@@ -873,16 +873,19 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
   const int64_t groups = c.num_qo_heads / plan.chosen_tile_heads();
   const int32_t splits = plan.chosen_kv_splits();
   const WorkSchedule required = required_schedule(c, idx, plan.num_work_tiles() * groups, path, splits);
-  const int64_t split_states = int64_t(idx.qo_indptr[idx.num_requests]) * c.num_qo_heads * splits;
-  fuzzer.require(c.kv_splits > 0 ? splits == c.kv_splits
-                                 : splits >= 1 && splits <= ptxattn::detail::kMaxKvSplits &&
-                                       (splits == 1 || split_states <= kAutoSplitStatesPerSm * 1024),
+  fuzzer.require(c.kv_splits > 0 ? splits == c.kv_splits : splits >= 1 && splits <= ptxattn::detail::kMaxKvSplits,
+                 entry, "plan.chosen_kv_splits() is the forced count; kAuto: 1 to 64", input);
+  const int64_t query_tiles = count_tiles(c, idx), work_tiles = plan.num_work_tiles();
+  fuzzer.require(c.kv_splits > 0 || splits == 1
+                     ? work_tiles == query_tiles * splits
+                     : work_tiles > query_tiles && work_tiles <= query_tiles * splits &&
+                           (work_tiles - query_tiles) * c.num_qo_heads <= kAutoSplitStatesPerSm * 1024,
                  entry,
-                 "plan.chosen_kv_splits() is the forced count; kAuto: 1, or a count that keeps the partial states "
-                 "within 512 per SM (of at most 1024 SMs)",
+                 "plan.num_work_tiles() is the query tiles times the chunk count, forced or 1; split by the rule, "
+                 "more than the query tiles (the longest is split), at most that many times, and the partial "
+                 "states within 512 per SM of at most 1024 SMs (a split tile's chunks beyond its first hold a "
+                 "state of each qo head at least)",
                  input);
-  fuzzer.require(plan.num_work_tiles() == count_tiles(c, idx) * splits, entry,
-                 "plan.num_work_tiles() is the query tiles times the chosen chunk count", input);
   fuzzer.require(schedule == required, entry,
                  "plan.chosen_schedule() is the forced one; kAuto: persistent with max_ctas > 0, one item per CTA "
                  "past 2^22 items, dynamic where every qo_len is at most 16 on the gather path without split-KV, "

@@ -535,13 +535,13 @@ TEST_CASE("prefill: split-KV with forced chunk counts matches the reference", "[
 
 namespace {
 
-// Runs a batch (8 qo and 2 KV heads, one token per request, LSE) under the
-// plan's split-KV rule on every load path, shared memory NaN first: the rule
+// Runs a batch (8 qo and 2 KV heads, one token per request unless the spec
+// gives qo_lens, LSE) under the plan's split-KV rule on every load path, shared memory NaN first: the rule
 // must split it (into `splits` chunks where that is given), and the merged
 // result must match the reference.
 void check_split_by_rule(CaseSpec spec, int32_t splits) {
   spec.num_qo_heads = 8, spec.num_kv_heads = 2;
-  spec.qo_lens.assign(spec.kv_lens.size(), 1);
+  if (spec.qo_lens.empty()) spec.qo_lens.assign(spec.kv_lens.size(), 1);  // decode
   spec.options.return_lse = true;
   const HostCase c = make_case(spec);
   const References refs = compute_references(c);
@@ -574,6 +574,19 @@ TEST_CASE("prefill: the split-KV rule splits a long request among short ones", "
   CaseSpec spec;
   spec.kv_lens.assign(160, 256);
   spec.kv_lens[37] = 32768;
+  check_split_by_rule(spec, 0);
+}
+
+TEST_CASE("prefill: the split-KV rule cuts a causal prompt's tiles in proportion to their keys",
+          "[gpu][prefill][split-kv]") {
+  // One prompt of 2048 tokens, causal: 16 query tiles of 1 to 16 KV blocks,
+  // 128 items, fewer than SMs, so the rule splits; the tiles get chunks in
+  // proportion to their blocks (the first ones one chunk, storing o
+  // themselves), and the merge finds each token's states by its offset.
+  CaseSpec spec;
+  spec.qo_lens = {2048};
+  spec.kv_lens = {2048};
+  spec.options.causal = true;
   check_split_by_rule(spec, 0);
 }
 
