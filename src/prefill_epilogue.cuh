@@ -142,7 +142,7 @@ template <class T>
 __device__ __forceinline__ void store_result(const PrefillParams& p, const float (&out)[T::kHeadDim / 2],
                                              const RowState& rows, int item, int row_in_tile, int lane,
                                              uint8_t* staging) {
-  if (work_at<T>(p, item).tile.splits > 1)
+  if (p.kv_splits > 1 && work_at<T>(p, item).tile.splits > 1)  // unsplit plans skip the tile's load
     store_partial_state<T>(p, out, rows, item, row_in_tile, lane);
   else
     store_output<T>(p, out, rows, item, row_in_tile, lane, staging);
