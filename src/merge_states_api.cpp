@@ -79,7 +79,7 @@ Status detail::merge_states_of_tokens(const MergeStatesTensors& t, const MergeOf
   if (t.num_states < 1 || t.num_states > detail::kMergeMaxStates)
     return invalid_argument("tensors.num_states = ", t.num_states, " is outside [1, ", detail::kMergeMaxStates, "]");
   const int64_t rows = t.num_tokens * t.num_heads;  // <= INT32_MAX (checked)
-  const int64_t state_rows = rows * t.num_states;
+  const int64_t state_rows = tokens.state_indptr != nullptr ? tokens.state_rows * t.num_heads : rows * t.num_states;
   PTXATTN_RETURN_IF_ERROR(check_pointers(
       {{"tensors.v", t.v, state_rows * t.head_dim, element_bytes(t.v_dtype)},
        {"tensors.lse", t.lse, state_rows, kLseBytes}},

@@ -73,6 +73,7 @@ cudaError_t launch_merge_states(const MergeParams& params, StateDType v_dtype, S
 struct MergeOfTokens {
   const int64_t* live_tokens = nullptr;
   const int32_t* state_indptr = nullptr;
+  int64_t state_rows = 0;  // with state_indptr: the states of each head (its last entry), what v and lse hold
 };
 
 // merge_states, checked the same way, merging only the tokens and states of

@@ -628,6 +628,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   impl.block_kv = block_kv;
   impl.kv_splits = kv_splits;
   impl.state_indptr = !state_indptr.empty();
+  impl.state_rows = state_rows;
   impl.heads_log2 = heads_log2;
   impl.graph = graph != nullptr;
   impl.num_q_tokens = graph != nullptr ? graph->max_q_tokens : indices.qo_indptr[n];

@@ -108,6 +108,7 @@ class PrefillPlanImpl {
   bool items_listed = false;  // the items region holds the items' order
   int32_t kv_splits = 1;   // split-KV chunks per query tile, the most (1: none)
   bool state_indptr = false;  // the state_indptr region holds each token's first state row (WorkTile::first_state)
+  int64_t state_rows = 0;     // split-KV: the rows of states (a row per token and chunk, its heads' states)
   int32_t heads_log2 = 0;  // GQA packing: qo heads per query tile, log2 (0: token-major)
   bool device_page_table = false;  // paged without host kv_indices: the run gives the table (PrefillTensors::kv_indices)
   std::vector<int32_t> kv_indptr;  // each request's first page-table entry, then the entry count: names a bad entry's request

@@ -172,7 +172,10 @@ Status merge_chunks(const PrefillPlanImpl& plan, const PrefillTensors& t, cudaSt
   m.lse_out = c.options.return_lse ? t.lse : nullptr;
   detail::MergeOfTokens tokens;
   if (plan.graph) tokens.live_tokens = plan.region<const int64_t>(plan.layout.live_q_tokens);
-  if (plan.state_indptr) tokens.state_indptr = plan.region<const int32_t>(plan.layout.state_indptr);
+  if (plan.state_indptr) {
+    tokens.state_indptr = plan.region<const int32_t>(plan.layout.state_indptr);
+    tokens.state_rows = plan.state_rows;
+  }
   return detail::merge_states_of_tokens(m, tokens, row_stride(c, t.o_row_stride), stream);
 }
 
