@@ -330,7 +330,9 @@ PreparedCase& prepare(const std::string& name, const PrefillBenchmark& bench) {
   }
   const KvLoadPath path = c.plan.chosen_load_path();
   // The validation case is shorter: it must walk the timed plan's block and
-  // chunk count, whatever kAuto would take there.
+  // chunk count (its longest tile's, forced on every tile: the rule's
+  // counts per tile are the GPU tests' to check), whatever kAuto would take
+  // there.
   const KvBlock block = c.plan.chosen_block_kv() == detail::kWideBlockKV ? KvBlock::kWide : KvBlock::kStandard;
   const int32_t splits = c.plan.chosen_kv_splits();
   const GqaPacking packing = c.plan.chosen_tile_heads() > 1 ? GqaPacking::kOn : GqaPacking::kOff;

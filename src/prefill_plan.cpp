@@ -296,13 +296,14 @@ detail::PlanCounts capacity_counts(const PrefillConfig& config, const PlanCapaci
     states = q * config.kv_splits * config.num_qo_heads;
   } else if (config.kv_splits == 0) {
     // The rule keeps its partial states (the chunks of each query row of
-    // a split tile) within kAutoSplitStatesPerSm x SMs; every split item
-    // holds a query row, and every split tile a token, so they are as many
-    // at most. The merge finds each token's states through an offset per
-    // token.
+    // a split tile) within kAutoSplitStatesPerSm x SMs. The chunks of a
+    // split tile add to the unsplit tiles: each holds a token's states of
+    // every qo head at least, and each of their items a query row's, so
+    // they are as many at most. The merge finds each token's states through
+    // an offset per token.
     states = std::min<int64_t>(detail::kAutoSplitStatesPerSm * sms, q * detail::kMaxKvSplits * config.num_qo_heads);
-    tiles = std::max(tiles, std::min<int64_t>(states, q * detail::kMaxKvSplits));
-    items = std::max(items, states);
+    tiles += std::min<int64_t>(states / config.num_qo_heads, q * detail::kMaxKvSplits);
+    items += states;
     state_indptr = q + 1;
   }
   // Query rows (tokens x heads) are at most 2^31, so every count here is at
@@ -444,9 +445,8 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   // Split-KV (docs/kernels.md, "Split-KV"): the tiles again, each once per
   // KV chunk. The limits of a forced count are checked before the longer
   // list is built: it holds `splits` tiles per query tile. (The merge's
-  // limit, tokens x heads in int32, is validate_batch_indices'; the rule's
-  // chunks are far below these, see below.)
-  auto split_tiles = [&](int32_t splits, bool by_length) -> Status {
+  // limit, tokens x heads in int32, is validate_batch_indices'.)
+  auto split_tiles = [&](int32_t splits) -> Status {
     const int64_t split_tiles = int64_t(tiles.size()) * splits;
     if (split_tiles > detail::kMaxListedItems)
       return detail::unsupported("config.kv_splits = ", splits, " makes ", split_tiles,
@@ -457,47 +457,42 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
                                       tiles.size(), " tiles x ", splits, " chunks x ", schedule_inputs.item_heads(),
                                       " head groups), more than one launch holds (2^31 - 1)");
     schedule_inputs.kv_splits = splits;
-    schedule_inputs.splits_by_length = by_length;
     tiles = detail::tiles_longest_first(schedule_inputs);
-    num_items = int64_t(tiles.size()) * schedule_inputs.item_heads();
+    num_items = split_items;
     return Status::Ok();
   };
   // A forced count is applied before the schedule is chosen, the rule's
-  // after it (it needs the device): the rule's split items are at most its
-  // partial states, kAutoSplitStatesPerSm x SMs, far below the schedule's
-  // limits. It counts SMs, not config.max_ctas, so the chunks, and the
-  // results' bits, are the same under every schedule.
-  if (config.kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(config.kv_splits, false));
+  // after it (it needs the device). The rule's chunks add items, so a batch
+  // whose list would then pass kMaxListedItems (a batch that fills every SM
+  // many times over) is not split, and the schedule chosen for its unsplit
+  // items holds. The rule counts SMs, not config.max_ctas, so the chunks,
+  // and the results' bits, are the same under every schedule.
+  if (config.kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(config.kv_splits));
   WorkSchedule schedule{};
   PTXATTN_RETURN_IF_ERROR(resolve_schedule(config, num_items, &schedule));
   int32_t kv_splits = std::max(config.kv_splits, 1);
-  if (config.kv_splits == 0 && num_items > 0) {
+  if (config.kv_splits == 0 && num_items > 0 && num_items <= detail::kMaxListedItems) {
     int32_t sms = 0;
     PTXATTN_RETURN_IF_ERROR(sm_count(&sms));
-    kv_splits = detail::auto_kv_splits(schedule_inputs, tiles, sms);
-    if (kv_splits > 1) PTXATTN_RETURN_IF_ERROR(split_tiles(kv_splits, true));
-  }
-  // The split-KV states: a row per chunk of each token of a tile of 2
-  // chunks or more (WorkTile::first_state). Where a tile has fewer chunks
-  // than kv_splits, the merge finds a token's rows through state_indptr (a
-  // token of a one-chunk tile has none: its tile stores o itself);
-  // otherwise token t's are rows t x kv_splits on.
-  int64_t state_rows = 0;
-  std::vector<int32_t> state_indptr;
-  if (kv_splits > 1) {
-    const bool varied =
-        std::any_of(tiles.begin(), tiles.end(), [&](const WorkTile& t) { return t.splits < kv_splits; });
-    if (varied) state_indptr.assign(size_t(indices.qo_indptr[n]) + 1, 0);
-    for (const WorkTile& t : tiles) {
-      if (t.split != 0 || t.splits == 1) continue;
-      const int32_t tokens = detail::tile_token_count(schedule_inputs, t);
-      state_rows += int64_t(tokens) * t.splits;
-      const int32_t first = requests[t.request].qo_start + t.q_block * detail::tile_tokens(heads_log2);
-      for (int32_t token = 0; varied && token < tokens; ++token) state_indptr[size_t(first + token) + 1] = t.splits;
+    detail::ScheduleInputs split = schedule_inputs;
+    split.kv_splits = detail::auto_kv_splits(schedule_inputs, tiles, sms);
+    split.splits_by_length = true;
+    if (split.kv_splits > 1) {
+      std::vector<WorkTile> split_list = detail::tiles_longest_first(split);
+      const int64_t split_items = int64_t(split_list.size()) * split.item_heads();
+      if (split_items <= detail::kMaxListedItems) {
+        schedule_inputs = split;
+        tiles = std::move(split_list);
+        num_items = split_items;
+        kv_splits = split.kv_splits;
+      }
     }
-    // Counts to offsets: the rows follow the tokens in order, as first_state's do.
-    for (size_t token = 1; token < state_indptr.size(); ++token) state_indptr[token] += state_indptr[token - 1];
   }
+  // The split-KV states' rows, and where each token's lie when tiles have
+  // different chunk counts (state_offsets).
+  const int64_t state_rows = kv_splits > 1 ? detail::state_row_count(schedule_inputs, tiles) : 0;
+  const std::vector<int32_t> state_indptr =
+      kv_splits > 1 ? detail::state_offsets(schedule_inputs, tiles, indices.qo_indptr[n]) : std::vector<int32_t>();
   if (schedule == WorkSchedule::kAuto) {
     int32_t max_qo_len = 0;
     for (const RequestInfo& r : requests) max_qo_len = std::max(max_qo_len, r.qo_len);
@@ -604,7 +599,8 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
       const int64_t live = indices.qo_indptr[n];
       std::memcpy(out + layout.live_q_tokens, &live, sizeof(live));
     }
-    std::memcpy(out + layout.state_indptr, state_indptr.data(), state_indptr.size() * sizeof(int32_t));
+    if (!state_indptr.empty())
+      std::memcpy(out + layout.state_indptr, state_indptr.data(), state_indptr.size() * sizeof(int32_t));
     PTXATTN_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(base, staging, layout.uploaded_bytes, cudaMemcpyHostToDevice, stream));
     if (const cudaError_t err = cudaEventRecord(impl.uploaded, stream); err != cudaSuccess) {

@@ -61,6 +61,28 @@ std::vector<WorkTile> tiles_longest_first(const ScheduleInputs& in) {
   return sorted;
 }
 
+int64_t state_row_count(const ScheduleInputs& in, const std::vector<WorkTile>& tiles) {
+  int64_t rows = 0;
+  for (const WorkTile& t : tiles)
+    if (t.split == 0 && t.splits > 1) rows += int64_t(tile_token_count(in, t)) * t.splits;
+  return rows;
+}
+
+std::vector<int32_t> state_offsets(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t num_tokens) {
+  std::vector<int32_t> offsets;
+  if (std::all_of(tiles.begin(), tiles.end(), [&](const WorkTile& t) { return t.splits == in.kv_splits; }))
+    return offsets;
+  offsets.assign(size_t(num_tokens) + 1, 0);
+  for (const WorkTile& t : tiles) {
+    if (t.split != 0 || t.splits == 1) continue;
+    const int32_t first = (*in.requests)[t.request].qo_start + t.q_block * tile_tokens(in.heads_log2);
+    for (int32_t token = 0; token < tile_token_count(in, t); ++token) offsets[size_t(first + token) + 1] = t.splits;
+  }
+  // Counts to offsets: the rows follow the tokens in order, as first_state's do.
+  for (size_t token = 1; token < offsets.size(); ++token) offsets[token] += offsets[token - 1];
+  return offsets;
+}
+
 bool gqa_packing_pays(const std::vector<RequestInfo>& requests, int32_t group) {
   if (group <= 1) return false;
   int64_t token_major = 0, packed = 0;  // 128-row tiles over one KV group's qo heads
@@ -79,7 +101,8 @@ WorkSchedule auto_schedule(const AutoScheduleInputs& in) {
 }
 
 int64_t longest_first_makespan(std::vector<int64_t> costs, int32_t ctas) {
-  std::sort(costs.begin(), costs.end(), std::greater<int64_t>());
+  if (!std::is_sorted(costs.begin(), costs.end(), std::greater<int64_t>()))
+    std::sort(costs.begin(), costs.end(), std::greater<int64_t>());
   std::priority_queue<int64_t, std::vector<int64_t>, std::greater<int64_t>> loads;
   for (int64_t c = 0; c < std::min<int64_t>(ctas, int64_t(costs.size())); ++c) loads.push(0);
   int64_t makespan = 0;
@@ -108,24 +131,31 @@ int32_t auto_kv_splits(const ScheduleInputs& in, const std::vector<WorkTile>& ti
   if (max_splits < 2) return 1;
   ScheduleInputs split = in;
   split.splits_by_length = true;
-  // Each tile's chunks, once per head group: their costs; their work and
-  // partial states.
-  std::vector<int64_t> costs;
+  // Each tile's chunks, once per head group: their costs, longest first;
+  // their work and partial states. The tiles come longest first, so the
+  // whole ones' costs are in order, and only the split ones' are sorted.
+  std::vector<int64_t> costs, whole, chunks_of_split;
   int64_t states = 0;
   auto chunk_costs = [&](int32_t splits) {
     split.kv_splits = splits;
-    costs.clear();
+    whole.clear();
+    chunks_of_split.clear();
     int64_t total = 0;
     states = 0;
     for (size_t t = 0; t < tiles.size(); ++t) {
       const int32_t chunks = tile_kv_splits(split, blocks[t], longest);
       if (chunks > 1) states += int64_t(tile_token_count(in, tiles[t])) * chunks * in.num_qo_heads;
+      std::vector<int64_t>& to = chunks == 1 ? whole : chunks_of_split;
       for (int32_t k = 0; k < chunks; ++k) {
         const int64_t chunk = 1 + kv_split_range({0, blocks[t]}, k, chunks).count();
-        for (int32_t h = 0; h < in.item_heads(); ++h) costs.push_back(chunk);
+        to.insert(to.end(), size_t(in.item_heads()), chunk);
         total += chunk * in.item_heads();
       }
     }
+    std::sort(chunks_of_split.begin(), chunks_of_split.end(), std::greater<int64_t>());
+    costs.resize(whole.size() + chunks_of_split.size());
+    std::merge(whole.begin(), whole.end(), chunks_of_split.begin(), chunks_of_split.end(), costs.begin(),
+               std::greater<int64_t>());
     return total;
   };
   int32_t best = 1;

@@ -90,17 +90,28 @@ constexpr int64_t kMinSplitGainPercent = 95;
 
 // The split-KV rule (kv_splits = 0; docs/kernels.md, "Split-KV"): the
 // chunks of the longest tile, the others cut in proportion
-// (splits_by_length). `tiles` unsplit; a work item's cost is tile_cost's
-// (its blocks plus one). A batch is split only where its longest item
-// exceeds an SM's even share of the work (longest x sms > the items'
-// total): few items, or a few long ones among short ones. Then each count
-// from 1 up is estimated by longest_first_makespan over sms CTAs, and a
-// count is taken where its estimate is below kMinSplitGainPercent % of the
-// best smaller count's. At most kMaxKvSplits, at least
-// kMinBlocksPerKvSplit blocks in a chunk of the longest tile, and the
-// partial states (each query row's chunks) at most kAutoSplitStatesPerSm x
-// sms. 1 (no split) otherwise.
+// (splits_by_length). `tiles` unsplit, as tiles_longest_first lists them;
+// a work item's cost is tile_cost's (its blocks plus one). A batch is split
+// only where its longest item exceeds an SM's even share of the work
+// (longest x sms > the items' total): few items, or a few long ones among
+// short ones. Then each count from 1 up is estimated by
+// longest_first_makespan over sms CTAs, and a count is taken where its
+// estimate is below kMinSplitGainPercent % of the best smaller count's. At
+// most kMaxKvSplits, at least kMinBlocksPerKvSplit blocks in a chunk of the
+// longest tile, and the partial states (the chunks of each query row of a
+// split tile) at most kAutoSplitStatesPerSm x sms. 1 (no split) otherwise.
 int32_t auto_kv_splits(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t sms);
+
+// Split-KV's state rows: a row per chunk of each token of a tile of 2
+// chunks or more (WorkTile::first_state; a tile of one chunk stores O
+// itself).
+int64_t state_row_count(const ScheduleInputs& in, const std::vector<WorkTile>& tiles);
+
+// Where the merge finds each token's state rows: empty where every tile has
+// in.kv_splits chunks (token t's rows are then t x kv_splits on);
+// otherwise num_tokens + 1 offsets, token t's rows being offsets[t] ..
+// offsets[t + 1] - 1 (none for a token of a one-chunk tile).
+std::vector<int32_t> state_offsets(const ScheduleInputs& in, const std::vector<WorkTile>& tiles, int32_t num_tokens);
 
 // The longest CTA's work when `costs` are dealt in decreasing order, each to
 // the CTA with the least so far, over `ctas` CTAs (what the persistent

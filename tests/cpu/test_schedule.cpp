@@ -555,8 +555,26 @@ TEST_CASE("split-KV: the rule's chunks in proportion to each tile's blocks, stat
             }
           }
       CHECK(std::count(seen.begin(), seen.end(), 1) == int64_t(seen.size()));
+      CHECK(state_row_count(in, tiles) == state_rows);
+      // The merge's offsets agree with first_state: token t's rows are
+      // offsets[t] on, as many as its tile's chunks (none for one chunk).
+      const int32_t num_tokens = requests.back().qo_start + requests.back().qo_len;
+      const std::vector<int32_t> offsets = state_offsets(in, tiles, num_tokens);
+      REQUIRE(offsets.size() == size_t(num_tokens) + 1);
+      CHECK(offsets.front() == 0);
+      CHECK(offsets.back() == state_rows);
+      for (const WorkTile& t : tiles)
+        for (int32_t token = 0; token < tile_token_count(in, t); ++token) {
+          const size_t at = size_t(requests[t.request].qo_start + t.q_block * tile_tokens(2) + token);
+          CHECK(offsets[at + 1] - offsets[at] == (t.splits == 1 ? 0 : t.splits));
+          if (t.splits > 1) CHECK(offsets[at] + t.split == t.first_state + token * t.splits + t.split);
+        }
     }
   }
+  // Where every tile has kv_splits chunks, the merge needs no offsets.
+  ScheduleInputs forced{&requests, 8, 4, 128, 128, false, -1};
+  forced.kv_splits = 3;
+  CHECK(state_offsets(forced, tiles_longest_first(forced), 46).empty());
 }
 
 TEST_CASE("split-KV: kv_splits is validated, and a split tile list too long is refused", "[schedule][split-kv]") {

@@ -897,6 +897,10 @@ TEST_CASE("prefill: plans in one caller's workspace, re-planned on a stream with
   CaseSpec verify = decode;
   verify.qo_lens = {4, 6}, verify.kv_lens = {900, 2000};
   specs.push_back(verify);
+  CaseSpec long_among_short = decode;  // split by the rule, its tiles in different chunk counts
+  long_among_short.qo_lens.assign(160, 1), long_among_short.kv_lens.assign(160, 256);
+  long_among_short.kv_lens[37] = 32768;
+  specs.push_back(long_among_short);
   RandomLimits limits;
   limits.ragged_fraction = 0;
   for (int i = 0; i < 4; ++i) {
