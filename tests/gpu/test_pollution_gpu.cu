@@ -812,14 +812,19 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
   struct PrefillLaunch {
     CaseSpec spec;
     KvLoadPath path;
-    int32_t kv_splits = 0;  // 0: the plan's rule (which splits none of the small cases)
+    int32_t kv_splits = 0;  // 0: the plan's rule (which splits none of the small cases but 633 and 634)
+    int32_t rule_splits = 1;  // the count the rule must choose where kv_splits is 0
   };
   // 22 small prefills: page sizes 1..256 with partial last pages, both load
   // paths (also on the same case), ragged rows, NHD and HND, causal, window and
   // soft cap, every head dim, both dtypes, GQA (packed where the rule packs:
   // 607, 609, 610, 630), empty requests, and split-KV on both paths with
   // chunks that see no key (630, 631: the partial states, the merge launched
-  // while the kernel runs, and its wait for the kernel's writes); then a page
+  // while the kernel runs, and its wait for the kernel's writes), and the
+  // rule's split of one long request among short ones on both paths (633,
+  // 634: the long tile in 2 chunks, the short ones whole, storing o
+  // themselves, the merge reading each token's states by its offset and
+  // leaving the others' rows alone); then a page
   // table given at run with an entry past the pool, and K/V as the halves of
   // one combined cache.
   const std::vector<PrefillLaunch> prefills = {
@@ -845,6 +850,8 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
       {B(629, bf16, 128, 2, 1).paged(nhd, 64).lengths({3}, {3}).causal(), KvLoadPath::kTma},
       {B(630, bf16, 128, 4, 1).paged(nhd, 16).lengths({1, 3}, {300, 290}).causal(), KvLoadPath::kGather, 3},
       {B(631, fp16, 64, 2, 1).paged(hnd, 64).lengths({2}, {700}).causal().window(40), KvLoadPath::kTma, 7},
+      {B(633, bf16, 128, 4, 1).paged(nhd, 16).lengths({1, 1, 1}, {60, 1100, 30}).causal(), KvLoadPath::kGather, 0, 2},
+      {B(634, bf16, 128, 4, 1).paged(nhd, 16).lengths({1, 1, 1}, {60, 1100, 30}).causal(), KvLoadPath::kTma, 0, 2},
   };
   int launched = 0, skipped = 0;
   for (const PrefillLaunch& launch : prefills) {
@@ -861,7 +868,7 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
         device.run(launch.path, {}, {WorkSchedule::kAuto, 0, "auto"}, KvBlock::kAuto, launch.kv_splits);
     INFO(run.status.message);
     REQUIRE(run.status.ok());
-    if (launch.kv_splits > 0) CHECK(run.kv_splits == launch.kv_splits);
+    CHECK(run.kv_splits == (launch.kv_splits > 0 ? launch.kv_splits : launch.rule_splits));
     CHECK(reference_failure(c, refs, run) == "");
     ++launched;
   }
