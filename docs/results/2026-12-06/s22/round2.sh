@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Session 22, round 2: B=1's slow passes (per-call times and clocks), 3 K/V stages (st3) against main on the H200.
+# Session 22, round 2 (prepared, not run: the device time was spent): B=1's slow passes (per-call times and clocks),
+# 3 K/V stages at head_dim 128 (pack st3) against main on the decode rows, pages of 64 under both schedules, W1/W2.
 set -uo pipefail
 start=$SECONDS
 ROOT=$PWD
