@@ -25,7 +25,13 @@ output (max |difference| is reported, and a peer over the tolerance is flagged).
 Timing: CUDA events around one call, median over repetitions after warm-up; the
 L2 is flushed before each call (every workload here is far larger than L2) and
 a GPU sleep is queued in front of the start event so the host's launch cost is
-not timed. TFLOP/s as docs/benchmarks.md defines it (unmasked score entries only);
+not timed. Each system's cell starts from a GPU that no longer holds its clock
+down: a memory-bound step draws the board to its power limit, the SM clock
+drops (to 900-1400 MHz of 1980 on the H200 after a second of the 64-request
+decode row) and recovers over about a second, so whichever system came right
+after a heavy cell would run slower. Before each cell the script waits, through
+NVML, until no power or thermal limit holds the clock (--settle-max-s), and
+records the SM clock at the start and the end of the cell. TFLOP/s as docs/benchmarks.md defines it (unmasked score entries only);
 for decode rows also the K/V read bandwidth (K and V bytes of every request's
 kv_len, each read once, over the time), next to the same run's copy bandwidth.
 The same run measures the ceilings of the roofline note: a large bf16
@@ -74,6 +80,10 @@ ROWS_PER_END = 16  # validated rows per request: first, last and random ones
 EXTRA_POOL_PAGES = 3
 WARMUP_CALLS = 3
 SLEEP_CYCLES = 1_000_000  # ~0.5 ms of GPU sleep before each start event
+# NVML clock event reasons that hold the SM clock below what it would run at:
+# software power cap, hardware slowdown, software and hardware thermal slowdown,
+# hardware power brake (nvml.h, nvmlClocksEventReason*).
+CLOCK_LIMIT_REASONS = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
 # CUDA C++ Programming Guide, throughput of native arithmetic instructions:
 # compute capability 9.0 runs 16 MUFU ex2 results per clock per SM.
 MUFU_EX2_PER_CLOCK_PER_SM = 16
@@ -235,11 +245,12 @@ def validate_against_reference(w, d, out):
 class Ptxattn:
     """ptxattn through its Python package (python/ptxattn: `pip install .`, or PYTHONPATH to a built one)."""
 
-    def __init__(self, kv_splits=0, gqa_packing="auto", schedule="auto"):
+    def __init__(self, kv_splits=0, gqa_packing="auto", schedule="auto", kv_stages=0):
         import ptxattn  # ImportError: the caller reports ptxattn unavailable
         self.package = ptxattn
         self.path = os.path.dirname(ptxattn.__file__)
         self.kv_splits, self.gqa_packing, self.schedule = kv_splits or "auto", gqa_packing, schedule
+        self.kv_stages = kv_stages or "auto"
         # One workspace for every plan (each plan is timed alone): plans upload on the stream, never waiting.
         self.workspace = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
 
@@ -247,17 +258,25 @@ class Ptxattn:
         """A callable running one ptxattn prefill into its own output, on torch's current stream."""
         options = dict(causal=w.causal, q_data_type="bfloat16", kv_splits=self.kv_splits,
                        gqa_packing=self.gqa_packing)
-        try:
+
+        def plan(kv_stages):
             if page_size:
                 pool = d.pools[page_size]
                 wrapper = self.package.BatchPrefillWithPagedKVCacheWrapper(self.workspace, "NHD", schedule=self.schedule)
                 wrapper.plan(d.qo_starts, pool.indptr, pool.indices, pool.last_page_len, w.qo_heads, w.kv_heads,
-                             w.head_dim, page_size, num_pages=pool.num_pages, **options)
-                kv = (pool.k, pool.v)
-            else:
-                wrapper = self.package.BatchPrefillWithRaggedKVCacheWrapper(self.workspace, "NHD", schedule=self.schedule)
-                wrapper.plan(d.qo_starts, d.kv_starts, w.qo_heads, w.kv_heads, w.head_dim, **options)
-                kv = (d.k, d.v)
+                             w.head_dim, page_size, num_pages=pool.num_pages, kv_stages=kv_stages, **options)
+                return wrapper, (pool.k, pool.v)
+            wrapper = self.package.BatchPrefillWithRaggedKVCacheWrapper(self.workspace, "NHD", schedule=self.schedule)
+            wrapper.plan(d.qo_starts, d.kv_starts, w.qo_heads, w.kv_heads, w.head_dim, kv_stages=kv_stages, **options)
+            return wrapper, (d.k, d.v)
+
+        try:
+            try:
+                wrapper, kv = plan(self.kv_stages)
+            except ValueError as e:  # a forced ring this row's kernel does not have: the row keeps its own
+                if self.kv_stages == "auto" or "kv_stages" not in str(e):
+                    raise
+                wrapper, kv = plan("auto")
         except (ValueError, RuntimeError) as e:
             raise Unavailable(str(e))
         out = torch.empty_like(d.q)
@@ -266,6 +285,8 @@ class Ptxattn:
             return wrapper.run(d.q, *kv, out=out)
 
         run.release = lambda: None
+        run.plan_choices = dict(load_path=wrapper.chosen_load_path, schedule=wrapper.chosen_schedule,
+                                kv_splits=wrapper.chosen_kv_splits, kv_stages=wrapper.chosen_kv_stages)
         return run
 
 
@@ -356,13 +377,48 @@ def unavailable_peer(peers, name):
 # --------------------------------------------------------------------------
 # Timing and ceilings
 # --------------------------------------------------------------------------
+class Clock:
+    """The SM clock and whether a power or thermal limit holds it down, through NVML (without NVML: unknown, and
+    nothing is waited for)."""
+
+    def __init__(self):
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            self.nvml = pynvml
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+            self.reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+                pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        except Exception:
+            self.nvml = None
+
+    def mhz(self):
+        return self.nvml.nvmlDeviceGetClockInfo(self.handle, self.nvml.NVML_CLOCK_SM) if self.nvml else None
+
+    def limited(self):
+        return bool(self.nvml and self.reasons(self.handle) & CLOCK_LIMIT_REASONS)
+
+    def settle(self, max_s):
+        """Waits until no limit holds the clock, at most max_s seconds; returns the seconds waited."""
+        t0 = time.perf_counter()
+        torch.cuda.synchronize()
+        while self.limited() and time.perf_counter() - t0 < max_s:
+            time.sleep(0.02)
+        return time.perf_counter() - t0
+
+
 class Timer:
-    def __init__(self, budget_s, min_reps, max_reps):
+    def __init__(self, budget_s, min_reps, max_reps, settle_max_s=0.0):
         l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 64 << 20)
         self.flush = torch.empty(4 * max(l2, 64 << 20), dtype=torch.uint8, device="cuda")
         self.budget_s, self.min_reps, self.max_reps = budget_s, min_reps, max_reps
+        self.clock, self.settle_max_s = Clock(), settle_max_s
+        self.last_cell = {}
 
     def median_ms(self, fn):
+        """The median time of fn in ms and the repetitions; last_cell then says how the clock stood."""
+        settled_s = self.clock.settle(self.settle_max_s) if self.settle_max_s > 0 else 0.0
+        self.last_cell = {"settle_s": settled_s, "sm_clock_start_mhz": self.clock.mhz()}
         for _ in range(WARMUP_CALLS):
             fn()
         torch.cuda.synchronize()
@@ -379,6 +435,7 @@ class Timer:
             fn()
             stop.record()
         torch.cuda.synchronize()
+        self.last_cell.update(sm_clock_end_mhz=self.clock.mhz(), clock_limited_at_end=self.clock.limited())
         return statistics.median(start.elapsed_time(stop) for start, stop in events), reps
 
 
@@ -436,8 +493,10 @@ def describe_environment(args, ptx, peers):
         "ptxattn_commit": args.commit or os.environ.get("PTXATTN_COMMIT", "unknown"),
         "ptxattn_package": ptx.path if ptx else None,
         "ptxattn_kv_splits": args.kv_splits,
+        "ptxattn_kv_stages": args.kv_stages,
         "ptxattn_gqa_packing": args.gqa_packing,
         "ptxattn_schedule": args.schedule,
+        "settle_max_s": args.settle_max_s,
         "python": sys.version.split()[0],
     }
     try:
@@ -596,6 +655,7 @@ def run_system(w, d, family, build, timer, reference):
     except Exception as e:  # a peer that fails to set up is reported, not fatal
         row["status"] = f"setup failed: {type(e).__name__}: {e}"
         return row, None
+    row.update(getattr(fn, "plan_choices", {}))
     try:
         out = fn()
         torch.cuda.synchronize()
@@ -611,7 +671,7 @@ def run_system(w, d, family, build, timer, reference):
             row["cross_check"] = "ok" if diff <= CROSS_CHECK_TOLERANCE else "mismatch"
         ms, reps = timer.median_ms(fn)
         row.update(status="ok", median_ms=ms, reps=reps, tflops=w.flops() / (ms * 1e-3) * 1e-12,
-                   kv_gb_s=w.kv_bytes() / (ms * 1e-3) * 1e-9)
+                   kv_gb_s=w.kv_bytes() / (ms * 1e-3) * 1e-9, **timer.last_cell)
         return row, out
     except Exception as e:  # reported in the row; the next system still runs
         row["status"] = f"run failed: {type(e).__name__}: {e}"
@@ -631,7 +691,9 @@ def run_workload(w, args, ptx, peers, timer, workspace):
             reference, row["cross_check"] = out.clone(), "reference"
         rows[name] = row
         print(f"  {name:28s} {row['status'][:70]:70s} {row.get('tflops', 0):6.1f} TFLOP/s"
-              f"  max|d| {row.get('max_diff_vs_ptxattn', float('nan')):.3g}", flush=True)
+              f"  max|d| {row.get('max_diff_vs_ptxattn', float('nan')):.3g}"
+              f"  SM clock {row.get('sm_clock_start_mhz')}->{row.get('sm_clock_end_mhz')} MHz"
+              f" after {row.get('settle_s', 0):.2f} s settling", flush=True)
     return rows
 
 
@@ -646,9 +708,15 @@ def main():
     parser.add_argument("--time-per-system", type=float, default=0.25, help="seconds of timed calls per cell")
     parser.add_argument("--min-reps", type=int, default=10)
     parser.add_argument("--max-reps", type=int, default=50)
+    parser.add_argument("--settle-max-s", type=float, default=5.0,
+                        help="before each cell, wait up to this long for no power or thermal limit on the SM clock "
+                             "(0: no wait)")
     parser.add_argument("--commit", default=None, help="ptxattn commit to record (default $PTXATTN_COMMIT)")
     parser.add_argument("--kv-splits", type=int, default=0,
                         help="ptxattn's PrefillConfig::kv_splits (0: the plan's rule, 1: no split, 2..64 forced)")
+    parser.add_argument("--kv-stages", type=int, default=0,
+                        help="ptxattn's PrefillConfig::kv_stages (0: the head dim's ring; 2 or 3 at head_dim 128 on "
+                             "the gather path; other rows keep their kernel's count)")
     parser.add_argument("--gqa-packing", choices=["auto", "off", "on"], default="auto",
                         help="ptxattn's PrefillConfig::gqa_packing")
     parser.add_argument("--schedule", choices=["auto", "persistent", "one_item_per_cta", "dynamic"], default="auto",
@@ -659,7 +727,7 @@ def main():
         sys.exit("compare.py: needs a CUDA GPU")
     torch.cuda.init()
     try:
-        ptx = Ptxattn(args.kv_splits, args.gqa_packing, args.schedule)
+        ptx = Ptxattn(args.kv_splits, args.gqa_packing, args.schedule, args.kv_stages)
     except ImportError as e:
         print(f"compare.py: ptxattn UNAVAILABLE, cannot import the ptxattn package: {e}; timing peers only",
               flush=True)
@@ -668,7 +736,7 @@ def main():
     for name, why in peers["missing"].items():
         print(f"compare.py: {name} MISSING ({why}); its columns stay empty", flush=True)
     env = describe_environment(args, ptx, peers)
-    timer = Timer(args.time_per_system, args.min_reps, args.max_reps)
+    timer = Timer(args.time_per_system, args.min_reps, args.max_reps, args.settle_max_s)
     ceilings = measure_ceilings(timer)
     print(f"compare.py: {env['gpu']}, ceilings {json.dumps(ceilings)}", flush=True)
 
