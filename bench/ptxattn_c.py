@@ -29,7 +29,7 @@ class PrefillConfig(ctypes.Structure):
                 ("kv_layout", ctypes.c_int32), ("page_size", ctypes.c_int32), ("num_pages", ctypes.c_int32),
                 ("options", PrefillOptions), ("load_path", ctypes.c_int32), ("schedule", ctypes.c_int32),
                 ("max_ctas", ctypes.c_int32), ("kv_block", ctypes.c_int32), ("kv_splits", ctypes.c_int32),
-                ("gqa_packing", ctypes.c_int32)]
+                ("gqa_packing", ctypes.c_int32), ("kv_stages", ctypes.c_int32)]
 
 
 class BatchIndices(ctypes.Structure):

@@ -313,7 +313,7 @@ class Prefill {
             const std::string& kv_layout, int32_t page_size, int32_t num_pages, bool causal, int32_t window_left,
             float logits_soft_cap, float sm_scale, bool return_lse, const std::string& load_path,
             const std::string& schedule, int32_t max_ctas, const std::string& kv_block, int32_t kv_splits,
-            const std::string& gqa_packing, const Input& qo_indptr, const Input& kv_indptr,
+            const std::string& gqa_packing, int32_t kv_stages, const Input& qo_indptr, const Input& kv_indptr,
             const std::optional<Input>& kv_indices, const std::optional<Input>& kv_last_page_len, bool table_at_run,
             const std::optional<Output>& workspace, const std::optional<std::vector<int64_t>>& capacity,
             uintptr_t stream, int device) {
@@ -333,6 +333,7 @@ class Prefill {
     config.kv_block = parse_kv_block(kv_block);
     config.kv_splits = kv_splits;
     config.gqa_packing = parse_gqa_packing(gqa_packing);
+    config.kv_stages = kv_stages;
     const std::vector<int32_t> qo = host_int32(qo_indptr, "qo_indptr");
     const std::vector<int32_t> kv = host_int32(kv_indptr, "kv_indptr");
     std::vector<int32_t> indices, last_page_len;
@@ -618,7 +619,7 @@ NB_MODULE(_ptxattn, m) {
            nb::arg("head_dim"), nb::arg("paged"), nb::arg("kv_layout"), nb::arg("page_size"), nb::arg("num_pages"),
            nb::arg("causal"), nb::arg("window_left"), nb::arg("logits_soft_cap"), nb::arg("sm_scale"),
            nb::arg("return_lse"), nb::arg("load_path"), nb::arg("schedule"), nb::arg("max_ctas"),
-           nb::arg("kv_block"), nb::arg("kv_splits"), nb::arg("gqa_packing"), nb::arg("qo_indptr"),
+           nb::arg("kv_block"), nb::arg("kv_splits"), nb::arg("gqa_packing"), nb::arg("kv_stages"), nb::arg("qo_indptr"),
            nb::arg("kv_indptr"), nb::arg("kv_indices").none(), nb::arg("kv_last_page_len").none(),
            nb::arg("table_at_run"), nb::arg("workspace").none(), nb::arg("capacity").none(), nb::arg("stream"),
            nb::arg("device"))
@@ -632,6 +633,7 @@ NB_MODULE(_ptxattn, m) {
       .def_prop_ro("num_q_tokens", [](const Prefill& p) { return p.planned().num_q_tokens(); })
       .def_prop_ro("num_ctas", [](const Prefill& p) { return p.planned().num_ctas(); })
       .def_prop_ro("chosen_block_kv", [](const Prefill& p) { return p.planned().chosen_block_kv(); })
+      .def_prop_ro("chosen_kv_stages", [](const Prefill& p) { return p.planned().chosen_kv_stages(); })
       .def_prop_ro("chosen_load_path",
                    [](const Prefill& p) { return p.planned().chosen_load_path() == KvLoadPath::kTma ? "tma" : "gather"; })
       .def_prop_ro("chosen_schedule", [](const Prefill& p) {

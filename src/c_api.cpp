@@ -162,6 +162,7 @@ Status to_cpp(const ptxattn_prefill_config& c, ptxattn::PrefillConfig* out) {
   out->kv_block = static_cast<ptxattn::KvBlock>(c.kv_block);
   out->kv_splits = c.kv_splits;
   out->gqa_packing = static_cast<ptxattn::GqaPacking>(c.gqa_packing);
+  out->kv_stages = c.kv_stages;
   PTXATTN_RETURN_IF_ERROR(to_bool(c.options.causal, "config.options.causal", &out->options.causal));
   return to_bool(c.options.return_lse, "config.options.return_lse", &out->options.return_lse);
 }
@@ -194,6 +195,7 @@ ptxattn_prefill_config to_c(const ptxattn::PrefillConfig& config) {
   c.kv_block = int32_t(config.kv_block);
   c.kv_splits = config.kv_splits;
   c.gqa_packing = int32_t(config.gqa_packing);
+  c.kv_stages = config.kv_stages;
   return c;
 }
 
@@ -505,6 +507,7 @@ int ptxattn_prefill_plan_get_info(const ptxattn_prefill_plan* plan, ptxattn_pref
     info->num_ctas = p.num_ctas();
     info->chosen_kv_splits = p.chosen_kv_splits();
     info->chosen_tile_heads = p.chosen_tile_heads();
+    info->chosen_kv_stages = p.chosen_kv_stages();
     return Status::Ok();
   });
 }

@@ -29,7 +29,18 @@ cudaError_t launch_prefill_kernel(const PrefillLaunch& l, cudaStream_t stream) {
 template <int kHeadDim, ptx::MmaType kType>
 cudaError_t launch_prefill_for_type(const PrefillLaunch& l, cudaStream_t stream) {
   constexpr int kBlock = prefill_block_kv(kHeadDim, false);
-  if (l.params.work_counter != nullptr) {  // the dynamic schedule's kernels: the standard block only
+  const bool dynamic = l.params.work_counter != nullptr;  // the dynamic schedule's kernels: the standard block only
+  if constexpr (kHeadDim == 128)
+    if (l.kv_stages == kDeepKvStages) {  // the deep ring: the gather path only (prefill_plan.cpp)
+      if (l.tma) return cudaErrorInvalidValue;
+      if (dynamic)
+        return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kGather, kBlock, true, kDeepKvStages>>(
+            l, stream);
+      return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kGather, kBlock, false, kDeepKvStages>>(
+          l, stream);
+    }
+  if (l.kv_stages != default_kv_stages(kHeadDim)) return cudaErrorInvalidValue;
+  if (dynamic) {
     if (!l.tma) return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kGather, kBlock, true>>(l, stream);
     return launch_prefill_kernel<PrefillTraits<kHeadDim, kType, LoadPath::kTma, kBlock, true>>(l, stream);
   }

@@ -21,6 +21,7 @@ struct PrefillLaunch {
   DType dtype;
   bool tma;
   int32_t block_kv;  // the plan's KV block; selects the traits (prefill_launch.cuh)
+  int32_t kv_stages;  // the plan's K/V ring stages; selects the traits
   uint32_t num_ctas;
 };
 

@@ -22,6 +22,15 @@ PTXATTN_HOST_DEVICE constexpr int32_t prefill_block_kv(int32_t head_dim, bool wi
   return head_dim == 256 ? 64 : head_dim == 128 && wide ? kWideBlockKV : 128;
 }
 
+// K/V stages in the kernel's shared-memory ring (prefill_traits.cuh): as
+// many as fit beside Q at head_dim 64 (4); 2 at 128, where the third that
+// fits measured slower on the H100; 2 at 256 (all that fit). The deep ring
+// (head_dim 128 on the gather path with the standard block) holds 3: a
+// candidate, taken only where PrefillConfig::kv_stages forces it
+// (docs/kernels.md, "K/V stages").
+PTXATTN_HOST_DEVICE constexpr int32_t default_kv_stages(int32_t head_dim) { return head_dim == 64 ? 4 : 2; }
+constexpr int32_t kDeepKvStages = 3;
+
 // The kernel's TMA boxes, one description for the host's tensor-map encoding
 // (prefill_run.cpp) and the device's expected transaction bytes
 // (prefill_load.cuh): a box is kTmaBoxCols columns of one head (a 128-byte

@@ -144,6 +144,13 @@ int32_t auto_block_kv(const PrefillConfig& c, KvLoadPath path, int32_t window_le
   return prefill_block_kv(c.head_dim, wide);
 }
 
+const char* deep_kv_ring_obstacle(int32_t head_dim, KvLoadPath path, int32_t block_kv) {
+  if (head_dim != 128) return "config.head_dim is not 128";
+  if (path != KvLoadPath::kGather) return "the load path is kTma (the deep ring is built for the gather path only)";
+  if (block_kv != prefill_block_kv(head_dim, false)) return "the KV block is the wide one (3 stages do not fit)";
+  return nullptr;
+}
+
 }  // namespace detail
 
 bool tma_load_path_supported(const PrefillConfig& c) {
@@ -254,6 +261,21 @@ Status current_device_sms(int32_t* sms) {
   PTXATTN_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   PTXATTN_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, device));
   return Status::Ok();
+}
+
+// A forced K/V ring (config.kv_stages > 0) where a kernel with it is built
+// (0: the head dim's ring).
+Status check_forced_kv_stages(const PrefillConfig& c, KvLoadPath path, int32_t block_kv) {
+  const int32_t standard = detail::default_kv_stages(c.head_dim);
+  if (c.kv_stages == 0 || c.kv_stages == standard) return Status::Ok();
+  if (c.kv_stages == detail::kDeepKvStages) {
+    if (const char* obstacle = detail::deep_kv_ring_obstacle(c.head_dim, path, block_kv); obstacle != nullptr)
+      return detail::unsupported("kv_stages = ", detail::kDeepKvStages,
+                                 " needs head_dim 128 on the gather path with the standard KV block, but ", obstacle);
+    return Status::Ok();
+  }
+  return detail::unsupported("kv_stages = ", c.kv_stages, " has no kernel at head_dim ", c.head_dim, ": ", standard,
+                             c.head_dim == 128 ? ", or 3 on the gather path" : "", " (0: the head dim's ring)");
 }
 
 // Checks a capacity against a valid config and fills in its SM count.
@@ -418,6 +440,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
 
   int32_t block_kv = 0;
   PTXATTN_RETURN_IF_ERROR(resolve_block_kv(config, path, window, requests, &block_kv));
+  PTXATTN_RETURN_IF_ERROR(check_forced_kv_stages(config, path, block_kv));
   int32_t heads_log2 = 0;
   PTXATTN_RETURN_IF_ERROR(resolve_tile_heads(config, requests, &heads_log2));
   detail::ScheduleInputs schedule_inputs{&requests,
@@ -622,6 +645,7 @@ Status plan_batch(const PrefillConfig& config, const BatchIndices& indices, cons
   impl.window_left = window;
   impl.load_path = path;
   impl.block_kv = block_kv;
+  impl.kv_stages = config.kv_stages > 0 ? config.kv_stages : detail::default_kv_stages(config.head_dim);
   impl.kv_splits = kv_splits;
   impl.state_indptr = !state_indptr.empty();
   impl.state_rows = state_rows;
@@ -670,6 +694,7 @@ bool PrefillPlan::valid() const { return impl_ && impl_->valid; }
 const PrefillConfig& PrefillPlan::config() const { return impl_->config; }
 KvLoadPath PrefillPlan::chosen_load_path() const { return impl_->load_path; }
 int32_t PrefillPlan::chosen_block_kv() const { return impl_->block_kv; }
+int32_t PrefillPlan::chosen_kv_stages() const { return impl_->kv_stages; }
 int32_t PrefillPlan::chosen_kv_splits() const { return impl_->kv_splits; }
 int32_t PrefillPlan::chosen_tile_heads() const { return 1 << impl_->heads_log2; }
 int64_t PrefillPlan::num_q_tokens() const { return impl_->num_q_tokens; }

@@ -97,6 +97,7 @@ class PrefillPlanImpl {
   PrefillConfig config;
   KvLoadPath load_path = KvLoadPath::kAuto;  // resolved: kTma or kGather
   int32_t block_kv = 0;  // KV block rows the kernel walks (prefill_params.hpp)
+  int32_t kv_stages = 0;  // K/V stages of the kernel's shared-memory ring (prefill_params.hpp)
   int32_t window_left = -1;  // config.options.window_left, or -1 where it reaches past every key
   int64_t num_q_tokens = 0;  // the rows q, o and lse hold: the batch's, or a graph plan's capacity
   int64_t num_kv_rows = 0;  // paged: page-table entries (detail::kv_units); ragged: K/V rows used
@@ -177,6 +178,10 @@ constexpr double kWideBlockMinKvLen = 8192;
 // and work_weighted_kv_len reaches kWideBlockMinKvLen, else the standard one.
 int32_t auto_block_kv(const PrefillConfig& config, KvLoadPath path, int32_t window_left,
                       const std::vector<RequestInfo>& requests);
+
+// The deep ring (kDeepKvStages) is built for head_dim 128 on the gather path
+// with the standard block: nullptr there, else what stands in the way.
+const char* deep_kv_ring_obstacle(int32_t head_dim, KvLoadPath path, int32_t block_kv);
 
 }  // namespace detail
 }  // namespace ptxattn

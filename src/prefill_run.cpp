@@ -231,6 +231,7 @@ Status run_prefill(const PrefillPlan& plan, const PrefillTensors& tensors, cudaS
   l.dtype = c.dtype;
   l.tma = impl.load_path == KvLoadPath::kTma;
   l.block_kv = impl.block_kv;
+  l.kv_stages = impl.kv_stages;
   l.num_ctas = uint32_t(impl.num_ctas);
   PTXATTN_RETURN_IF_ERROR(encode_q_map(c, impl.heads_log2, tensors, &l.q_map));
   if (l.tma && tensors.num_kv_rows > 0) {  // no rows: no block is ever loaded

@@ -15,7 +15,7 @@ namespace ptxattn::detail {
 enum class LoadPath { kTma, kGather };
 
 template <int kHeadDim_, ptx::MmaType kType_, LoadPath kPath_, int kBlockKV_ = prefill_block_kv(kHeadDim_, false),
-          bool kDynamic_ = false>
+          bool kDynamic_ = false, int kStages_ = default_kv_stages(kHeadDim_)>
 struct PrefillTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr ptx::MmaType kType = kType_;
@@ -54,15 +54,15 @@ struct PrefillTraits {
   static constexpr int kQSliceBytes = kBlockQ * kRowBytes;
   static constexpr int kKvSliceBytes = kBlockKV * kRowBytes;
   static constexpr int kKvTileBytes = kSlices * kKvSliceBytes;
-  // As many K/V stages as fit beside Q in 227 KB (the barriers and the
-  // alignment slack take 2 KB), at most 4 at head_dim 64 and 2 otherwise:
-  // 4 at head_dim 64, 2 at 128 (either block) and at 256.
+  // K/V stages (prefill_params.hpp, default_kv_stages and kDeepKvStages),
+  // each of which must fit beside Q in 227 KB (the barriers and the
+  // alignment slack take 2 KB).
   // NOTES: at head_dim 128 the third stage that fits measured slower where
-  // the DRAM is saturated (decode level to 1.6%, W1 and W2 level to 4% on the
-  // H100; docs/benchmarks.md, eighteenth session).
+  // the DRAM is saturated on the H100 (decode level to 1.6%, W1 and W2 level
+  // to 4%; docs/benchmarks.md, eighteenth session) and faster on the gather
+  // path of the H200 (decode +2.4-2.9%; twenty-third session).
+  static constexpr int kStages = kStages_;
   static constexpr int kStagesThatFit = (227 * 1024 - kSlices * kQSliceBytes - 2048) / (2 * kKvTileBytes);
-  static constexpr int kMaxStages = kHeadDim == 64 ? 4 : 2;
-  static constexpr int kStages = kStagesThatFit < kMaxStages ? kStagesThatFit : kMaxStages;
   // Dynamic schedule: claimed items handed from producer thread 0 to every
   // role (prefill_pipeline.cuh, ItemFeed): the one being loaded and the next.
   static constexpr int kItemSlots = 2;
@@ -102,6 +102,7 @@ struct PrefillTraits {
   static_assert(kConsumerWarpgroups * 4 * kEpilogueWarpBytes <= kKvTileBytes,
                 "every consumer warp's epilogue staging fits one V stage");
   static_assert(kStages >= 2, "the ring needs two stages to overlap loads with math");
+  static_assert(kStages <= kStagesThatFit, "the ring's stages fit beside Q in shared memory");
   static_assert(kBlockKV % 16 == 0, "P V steps through the block 16 keys at a time");
   static_assert(kProducerRegs + 2 * kConsumerRegs == 3 * (65536 / kThreads / 8 * 8),
                 "setmaxnreg moves registers within the CTA's launch allocation");

@@ -159,6 +159,8 @@ Status validate_prefill_config(const PrefillConfig& config) {
   if (config.max_ctas > 0 && config.schedule == WorkSchedule::kOneItemPerCta)
     return invalid_argument("config.max_ctas = ", config.max_ctas,
                             " limits the persistent and dynamic schedules, but config.schedule is kOneItemPerCta");
+  if (config.kv_stages < 0)
+    return invalid_argument("config.kv_stages = ", config.kv_stages, " is negative (0: the head dim's ring)");
   if (config.kv_splits < 0 || config.kv_splits > detail::kMaxKvSplits)
     return invalid_argument("config.kv_splits = ", config.kv_splits, " is outside [0, ", detail::kMaxKvSplits,
                             "] (0: the plan's rule, 1: no split)");

@@ -94,6 +94,7 @@ typedef struct ptxattn_prefill_config {
   int32_t kv_block;  /* PTXATTN_KV_BLOCK_* */
   int32_t kv_splits; /* split-KV chunks per query tile: 0 auto (the longest tile's count), 1 none, 2..64 forced */
   int32_t gqa_packing; /* PTXATTN_GQA_PACKING_* */
+  int32_t kv_stages;   /* K/V stages of the kernel's ring: 0 the head dim's, else forced (PrefillConfig::kv_stages) */
 } ptxattn_prefill_config;
 
 /* Host arrays, read only during ptxattn_plan_prefill. */
@@ -167,6 +168,7 @@ typedef struct ptxattn_prefill_plan_info {
   int64_t num_ctas;
   int32_t chosen_kv_splits;      /* chunks of the longest query tile: 1 (no split) to 64 */
   int32_t chosen_tile_heads;     /* qo heads per query tile: 1 token-major, the GQA group packed */
+  int32_t chosen_kv_stages;      /* K/V stages of the kernel's ring: 2 to 4 */
 } ptxattn_prefill_plan_info;
 
 typedef struct ptxattn_rope_config {

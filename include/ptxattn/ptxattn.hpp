@@ -146,6 +146,14 @@ struct PrefillConfig {
   // plan; different chunks differ in rounding.
   int32_t kv_splits = 0;
   GqaPacking gqa_packing = GqaPacking::kAuto;
+  // K/V stages in the kernel's shared-memory ring. 0: the head dim's ring
+  // (PrefillPlan::chosen_kv_stages; docs/kernels.md, "K/V stages": 4 at
+  // head_dim 64, 2 at 128 and 256). Otherwise exactly this many, where a
+  // kernel with that ring is built: the head dim's count, or 3 at head_dim
+  // 128 on the gather path with the standard block (for tests and
+  // benchmarks). The count moves only when loads are issued, never the
+  // arithmetic: every count gives the same bits.
+  int32_t kv_stages = 0;
 };
 
 // Host copies of the batch index arrays (read only during plan_prefill).
@@ -242,6 +250,7 @@ class PrefillPlan {
   WorkSchedule chosen_schedule() const;  // kOneItemPerCta, kPersistent or kDynamic after planning
   int32_t chosen_block_kv() const;      // keys per KV block the kernel walks: 176, 128 or 64 (docs/kernels.md)
   int32_t chosen_kv_splits() const;     // KV chunks of the longest query tile (the most of any): 1 (no split) to 64
+  int32_t chosen_kv_stages() const;     // K/V stages of the kernel's ring: 2 to 4 (docs/kernels.md)
   int32_t chosen_tile_heads() const;    // qo heads per query tile: 1 (token-major) or the GQA group (packed)
   int64_t num_q_tokens() const;         // qo_indptr[num_requests] (a graph plan: its capacity's max_q_tokens)
   int64_t num_kv_rows() const;          // paged: page-table entries (kv_indptr[num_requests], or num_requests x block_table_stride); ragged: kv rows; a graph plan's max_kv_units where its tensors hold them

@@ -237,7 +237,7 @@ class _Attention:
                             stream=_stream(self._workspace, stream))
 
     def _options(self, causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse,
-                 kv_block, kv_splits, gqa_packing, num_qo_heads, num_kv_heads):
+                 kv_block, kv_splits, gqa_packing, kv_stages, num_qo_heads, num_kv_heads):
         group = int(num_qo_heads) // int(num_kv_heads) if int(num_kv_heads) > 0 else 0
         packable = group > 1 and int(num_qo_heads) % int(num_kv_heads) == 0 and 128 % group == 0
         dtype = _dtype_name(q_data_type)
@@ -254,7 +254,8 @@ class _Attention:
                     logits_soft_cap=float(logits_soft_cap or 0.0), sm_scale=float(sm_scale or 0.0),
                     return_lse=bool(return_lse), kv_layout=self._kv_layout, load_path=self._load_path,
                     schedule=self._schedule, max_ctas=int(self._max_ctas), kv_block=kv_block,
-                    kv_splits=0 if kv_splits == "auto" else int(kv_splits), gqa_packing=str(gqa_packing))
+                    kv_splits=0 if kv_splits == "auto" else int(kv_splits), gqa_packing=str(gqa_packing),
+                    kv_stages=0 if kv_stages == "auto" else int(kv_stages))
 
     def _run(self, q, k, v, out, lse, return_lse, stream):
         _device(q, "q")
@@ -299,6 +300,10 @@ class _Attention:
         return self._plan.chosen_kv_splits
 
     @property
+    def chosen_kv_stages(self):
+        return self._plan.chosen_kv_stages
+
+    @property
     def chosen_tile_heads(self):
         return self._plan.chosen_tile_heads
 
@@ -318,7 +323,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len, num_qo_heads,
              num_kv_heads, head_dim_qk, page_size, *, head_dim_vo=None, num_pages=None, causal=False, sm_scale=None,
              window_left=-1, logits_soft_cap=None, q_data_type="bfloat16", kv_data_type=None, return_lse=False,
-             device=None, kv_block="auto", kv_splits="auto", gqa_packing="auto", stream=None):
+             device=None, kv_block="auto", kv_splits="auto", gqa_packing="auto", kv_stages="auto", stream=None):
         """Validates the batch and builds the schedule. Options after page_size are keyword-only.
 
         qo_indptr, paged_kv_indptr and paged_kv_last_page_len (int32) are read here, on the host (device
@@ -335,7 +340,10 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
         kv_block: "auto", "standard" or "wide", the KV block the kernel walks (ptxattn::KvBlock; paged K/V
         take only the standard block, so "wide" is refused). kv_splits: "auto" (the plan's rule) or 1 to
         64 KV chunks per query tile (merged after). gqa_packing: "auto", "on" (a tile holds the qo heads of
-        one KV head) or "off" (one qo head per tile). stream: the upload's, with float_workspace_buffer.
+        one KV head) or "off" (one qo head per tile). kv_stages: "auto" (the head dim's ring) or the K/V stages
+        of the kernel's shared-memory ring where a kernel with that ring is built (ptxattn::PrefillConfig::
+        kv_stages: 3 at head_dim 128 on the gather path; for benchmarks and tests; every count gives the
+        same bits); chosen_kv_stages says which was taken. stream: the upload's, with float_workspace_buffer.
         """
         self._planned = False
         self._lazy = False
@@ -354,7 +362,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_Attention):
             host_table = None if on_device else table
         self._args = dict(
             self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type, kv_data_type, return_lse,
-                          kv_block, kv_splits, gqa_packing, num_qo_heads, num_kv_heads),
+                          kv_block, kv_splits, gqa_packing, kv_stages, num_qo_heads, num_kv_heads),
             num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
             paged=True, page_size=int(page_size), qo_indptr=_int32(qo_indptr), kv_indptr=_int32(paged_kv_indptr),
             kv_indices=host_table,
@@ -428,7 +436,7 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
     def plan(self, qo_indptr, kv_indptr, num_qo_heads, num_kv_heads, head_dim_qk, *, head_dim_vo=None,
              causal=False, sm_scale=None, window_left=-1, logits_soft_cap=None, q_data_type="bfloat16",
              kv_data_type=None, return_lse=False, device=None, kv_block="auto", kv_splits="auto",
-             gqa_packing="auto", stream=None):
+             gqa_packing="auto", kv_stages="auto", stream=None):
         """Validates the batch and builds the schedule (index arrays as the paged plan's); options after
         head_dim_qk are keyword-only.
 
@@ -436,14 +444,14 @@ class BatchPrefillWithRaggedKVCacheWrapper(_Attention):
         without causal or a window shorter than the longest kv_len; refused elsewhere), the KV block the
         kernel walks (ptxattn::KvBlock). "auto" takes the wide block where it can and the batch's work lies
         in KV ranges of 8192 keys or more; forcing one is for benchmarks and tests. chosen_block_kv says which was
-        taken. kv_splits, gqa_packing and stream: as the paged plan's. With use_cuda_graph, max_kv_units is the
+        taken. kv_splits, gqa_packing, kv_stages and stream: as the paged plan's. With use_cuda_graph, max_kv_units is the
         rows the captured k and v hold."""
         self._planned = False
         _same_head_dims(head_dim_qk, head_dim_vo)
         self._return_lse = bool(return_lse)
         self._plan_after_runs(stream, **self._options(causal, sm_scale, window_left, logits_soft_cap, q_data_type,
                                                       kv_data_type, return_lse, kv_block, kv_splits, gqa_packing,
-                                                      num_qo_heads, num_kv_heads),
+                                                      kv_stages, num_qo_heads, num_kv_heads),
                               num_qo_heads=int(num_qo_heads), num_kv_heads=int(num_kv_heads), head_dim=int(head_dim_qk),
                               paged=False, page_size=0, num_pages=0, qo_indptr=_int32(qo_indptr),
                               kv_indptr=_int32(kv_indptr), kv_indices=None, kv_last_page_len=None,

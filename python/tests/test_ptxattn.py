@@ -97,6 +97,8 @@ def test_plan_refuses_bad_python_arguments(overrides, message):
     (dict(gqa_packing="sometimes"), "gqa_packing 'sometimes' is not auto, on or off"),
     (dict(kv_splits=65), "kv_splits"),
     (dict(kv_splits=-1), "kv_splits"),
+    (dict(kv_stages=-1), "config.kv_stages = -1 is negative"),
+    (dict(kv_stages=5), "kv_stages = 5 has no kernel at head_dim 128"),
 ])
 def test_plan_options_are_checked(overrides, message):
     wrapper = ptxattn.BatchPrefillWithPagedKVCacheWrapper()
@@ -127,7 +129,7 @@ def test_a_host_table_is_checked_also_where_the_runs_read_a_device_copy():
     args = dict(dtype="bfloat16", num_qo_heads=8, num_kv_heads=2, head_dim=128, paged=True, kv_layout="NHD",
                 page_size=16, num_pages=4, causal=True, window_left=-1, logits_soft_cap=0.0, sm_scale=0.0,
                 return_lse=False, load_path="auto", schedule="auto", max_ctas=0, kv_block="auto", kv_splits=0,
-                gqa_packing="auto", qo_indptr=np.array([0, 1], I32), kv_indptr=np.array([0, 2], I32),
+                gqa_packing="auto", kv_stages=0, qo_indptr=np.array([0, 1], I32), kv_indptr=np.array([0, 2], I32),
                 kv_indices=np.array([3, 4], I32), kv_last_page_len=np.array([5], I32), table_at_run=True,
                 workspace=None, capacity=None, stream=0, device=-1)
     with pytest.raises(ValueError, match=re.escape("kv_indices[1] = 4 is outside the page pool [0, 4)")):

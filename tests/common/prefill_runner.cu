@@ -37,7 +37,7 @@ PrefillTensors DevicePrefillCase::tensors() const {
 
 PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& before_run,
                                   const ScheduleChoice& schedule, KvBlock kv_block, int32_t kv_splits,
-                                  GqaPacking gqa_packing) {
+                                  GqaPacking gqa_packing, int32_t kv_stages) {
   PrefillRun result;
   PrefillConfig config = host_.config;
   config.load_path = path;
@@ -46,6 +46,7 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   config.kv_block = kv_block;
   config.kv_splits = kv_splits;
   config.gqa_packing = gqa_packing;
+  config.kv_stages = kv_stages;
   PrefillPlan plan;
   result.status = plan_prefill(config, host_.indices(), plan);
   if (!result.status.ok()) return result;
@@ -54,6 +55,7 @@ PrefillRun DevicePrefillCase::run(KvLoadPath path, const std::function<void()>& 
   result.block_kv = plan.chosen_block_kv();
   result.kv_splits = plan.chosen_kv_splits();
   result.tile_heads = plan.chosen_tile_heads();
+  result.kv_stages = plan.chosen_kv_stages();
   result.num_ctas = plan.num_ctas();
   result.num_work_items = plan.num_work_tiles() * (config.num_qo_heads / result.tile_heads);
 

@@ -38,6 +38,7 @@ struct PrefillRun {
   int32_t block_kv = 0;                         // the KV block the plan chose (PrefillPlan::chosen_block_kv)
   int32_t kv_splits = 0;                        // the KV chunks the plan chose (PrefillPlan::chosen_kv_splits)
   int32_t tile_heads = 0;                       // qo heads per tile the plan chose (PrefillPlan::chosen_tile_heads)
+  int32_t kv_stages = 0;                        // the K/V ring the plan chose (PrefillPlan::chosen_kv_stages)
   int64_t num_ctas = 0;                         // the plan's grid
   int64_t num_work_items = 0;                   // 128-row tiles x head groups
   std::vector<uint16_t> out;    // [num_q_tokens][H_qo][D] raw bits
@@ -56,7 +57,7 @@ class DevicePrefillCase {
   explicit DevicePrefillCase(const HostCase& c);
 
   // Plans for `path`, `schedule`, `kv_block`, `kv_splits` (config.kv_splits:
-  // 0 the plan's rule) and `gqa_packing`, poisons o, lse and the split-KV
+  // 0 the plan's rule), `gqa_packing` and `kv_stages` (0: the rule), poisons o, lse and the split-KV
   // workspace with NaN, calls
   // `before_run` (a polluter; it may launch kernels), runs on the default
   // stream, synchronises and downloads. The case's options decide whether LSE
@@ -64,7 +65,7 @@ class DevicePrefillCase {
   // must come back unchanged.
   PrefillRun run(KvLoadPath path, const std::function<void()>& before_run = {},
                  const ScheduleChoice& schedule = {WorkSchedule::kAuto, 0, "auto"}, KvBlock kv_block = KvBlock::kAuto,
-                 int32_t kv_splits = 0, GqaPacking gqa_packing = GqaPacking::kAuto);
+                 int32_t kv_splits = 0, GqaPacking gqa_packing = GqaPacking::kAuto, int32_t kv_stages = 0);
 
   const HostCase& host() const { return host_; }
   DeviceBuffer& q() { return q_; }

@@ -119,6 +119,7 @@ TEST_CASE("c api: config_init gives the C++ defaults", "[c_api]") {
   CHECK(config.kv_block == PTXATTN_KV_BLOCK_AUTO);
   CHECK(config.kv_splits == 0);
   CHECK(config.gqa_packing == PTXATTN_GQA_PACKING_AUTO);
+  CHECK(config.kv_stages == 0);
   CHECK(config.options.causal == 0);
   CHECK(config.options.window_left == -1);
   CHECK(config.options.logits_soft_cap == 0.0f);
@@ -469,6 +470,22 @@ TEST_CASE_METHOD(EmptyBatchPlan, "c api: gqa_packing reaches the C++ plan", "[c_
     REQUIRE(ptxattn_prefill_plan_get_info(plan, &info) == PTXATTN_STATUS_OK);
     CHECK(info.config.gqa_packing == PTXATTN_GQA_PACKING_ON);
     CHECK(info.chosen_tile_heads == 4);
+  }
+}
+
+TEST_CASE_METHOD(EmptyBatchPlan, "c api: kv_stages reaches the C++ plan", "[c_api][kv-stages]") {
+  SECTION("negative") {
+    config.kv_stages = -2;
+    require_invalid(ptxattn_plan_prefill(plan, &config, &indices), "config.kv_stages = -2 is negative");
+  }
+  SECTION("forced to the deep ring on the gather path, and reported") {
+    config.load_path = PTXATTN_KV_LOAD_PATH_GATHER;
+    config.kv_stages = 3;
+    REQUIRE(ptxattn_plan_prefill(plan, &config, &indices) == PTXATTN_STATUS_OK);
+    ptxattn_prefill_plan_info info = initialised(ptxattn_prefill_plan_info_init);
+    REQUIRE(ptxattn_prefill_plan_get_info(plan, &info) == PTXATTN_STATUS_OK);
+    CHECK(info.config.kv_stages == 3);
+    CHECK(info.chosen_kv_stages == 3);
   }
 }
 

@@ -640,6 +640,51 @@ TEST_CASE("GQA packing: tiles of 128 / group tokens, one item per head group", "
   }
 }
 
+TEST_CASE("plan: the K/V ring is the head dim's, or the deep one forced where it is built", "[schedule][kv-stages]") {
+  // An empty batch plans without a device.
+  auto planned_stages = [](const PrefillConfig& c, Status* status) {
+    PrefillPlan plan;
+    *status = plan_prefill(c, kEmptyBatch, plan);
+    return status->ok() ? plan.chosen_kv_stages() : 0;
+  };
+  Status status;
+  for (int32_t head_dim : {64, 128, 256}) {
+    if (!head_dim_is_built(head_dim)) continue;
+    PrefillConfig c = ragged_config(head_dim, KvBlock::kStandard);
+    c.load_path = KvLoadPath::kGather;
+    CHECK(planned_stages(c, &status) == default_kv_stages(head_dim));
+    c.kv_stages = default_kv_stages(head_dim);
+    CHECK(planned_stages(c, &status) == default_kv_stages(head_dim));
+    c.kv_stages = 3;
+    if (head_dim == 128) {
+      CHECK(planned_stages(c, &status) == 3);
+      c.load_path = KvLoadPath::kTma;
+      CHECK(planned_stages(c, &status) == 0);
+      CHECK(status.code == StatusCode::kUnsupported);
+      CHECK_THAT(status.message, Catch::Contains("kv_stages = 3 needs head_dim 128 on the gather path with the "
+                                                 "standard KV block, but the load path is kTma"));
+      c.kv_block = KvBlock::kWide;
+      c.load_path = KvLoadPath::kGather;
+      CHECK(planned_stages(c, &status) == 0);  // the wide block is TMA-only: refused before the stages
+      CHECK(status.code == StatusCode::kUnsupported);
+    } else {
+      CHECK(planned_stages(c, &status) == 0);
+      CHECK(status.code == StatusCode::kUnsupported);
+      CHECK_THAT(status.message, Catch::Contains("kv_stages = 3 needs head_dim 128 on the gather path with the "
+                                                 "standard KV block, but config.head_dim is not 128"));
+      c.kv_stages = 5;
+      CHECK(planned_stages(c, &status) == 0);
+      CHECK(status.code == StatusCode::kUnsupported);
+      CHECK_THAT(status.message, Catch::Contains("kv_stages = 5 has no kernel at head_dim " + std::to_string(head_dim)));
+    }
+  }
+  PrefillConfig c = ragged_config(128, KvBlock::kStandard);
+  c.kv_stages = -1;
+  const Status bad = validate_prefill_config(c);
+  CHECK(bad.code == StatusCode::kInvalidArgument);
+  CHECK_THAT(bad.message, Catch::Contains("config.kv_stages = -1 is negative"));
+}
+
 TEST_CASE("GQA packing: forced on a group that does not divide the tile is refused", "[schedule][gqa-pack]") {
   PrefillConfig c = ragged_config(128, KvBlock::kStandard);
   c.num_qo_heads = 6;

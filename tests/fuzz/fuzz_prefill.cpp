@@ -121,12 +121,13 @@ PrefillConfig random_config(Rng& rng) {
     c.max_ctas = rng.percent(70) ? rng.pick({1, 2, 3, 16, 132, 264}) : int32_t(rng.range(1, INT32_MAX));
   if (rng.percent(20)) c.kv_splits = rng.pick({1, 2, 7, 64});
   c.gqa_packing = GqaPacking(rng.pick({0, 0, 1, 2}));
+  if (rng.percent(20)) c.kv_stages = rng.pick({2, 3, 4});
   return c;
 }
 
 // One change, usually to a value that breaks a rule or sits next to a limit.
 void mutate_config(Rng& rng, PrefillConfig& c) {
-  switch (rng.below(19)) {
+  switch (rng.below(20)) {
     case 0: c.dtype = static_cast<DType>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 1: c.kv_format = static_cast<KvFormat>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
     case 2: c.kv_layout = static_cast<KvLayout>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 2))); break;
@@ -158,6 +159,7 @@ void mutate_config(Rng& rng, PrefillConfig& c) {
     case 15: c.kv_block = static_cast<KvBlock>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 3))); break;
     case 16: c.kv_splits = rng.percent(50) ? rng.edge_int32() : rng.pick({-1, 0, 1, 64, 65}); break;
     case 17: c.gqa_packing = static_cast<GqaPacking>(rng.percent(50) ? rng.edge_int32() : int32_t(rng.range(0, 3))); break;
+    case 18: c.kv_stages = rng.percent(50) ? rng.edge_int32() : rng.pick({-1, 0, 1, 2, 3, 4, 5}); break;
     default:  // ragged with HND, or a format switch that leaves the other fields as they are
       c.kv_format = c.kv_format == KvFormat::kPaged ? KvFormat::kRagged : KvFormat::kPaged;
       if (rng.percent(50)) c.kv_layout = KvLayout::kHND;
@@ -179,6 +181,7 @@ void config_rules(const PrefillConfig& c, Rules& r) {
   r.invalid(c.kv_splits >= 0 && c.kv_splits <= ptxattn::detail::kMaxKvSplits, "config.kv_splits in [0, 64]",
             "config.kv_splits");
   r.invalid(in_enum(int(c.gqa_packing), 3), "config.gqa_packing is a GqaPacking", "config.gqa_packing");
+  r.invalid(c.kv_stages >= 0, "config.kv_stages >= 0", "config.kv_stages");
   r.invalid(c.num_qo_heads > 0, "config.num_qo_heads > 0", "num_qo_heads");
   r.invalid(c.num_kv_heads > 0, "config.num_kv_heads > 0", "num_kv_heads");
   if (c.num_qo_heads > 0 && c.num_kv_heads > 0)
@@ -249,12 +252,23 @@ int64_t expected_block_kv(const PrefillConfig& c, const BatchIndices& idx, KvLoa
   return wide ? 176 : block_kv(c.head_dim);
 }
 
+// The K/V stages of each head dim's ring (PrefillConfig::kv_stages).
+int32_t default_kv_stages(int32_t head_dim) { return head_dim == 64 ? 4 : 2; }
+
 // tma_load_path_supported for a valid config, from its header comment:
 // ragged always; paged when a KV block is a whole number of pages or a page a whole number of blocks.
 bool tma_supported(const PrefillConfig& c) {
   if (c.kv_format == KvFormat::kRagged) return true;
   const int64_t block = block_kv(c.head_dim);
   return c.page_size % block == 0 || block % c.page_size == 0;
+}
+
+// The load path a valid config's plan takes (KvLoadPath; docs/kernels.md,
+// "Load paths": kAuto takes TMA for pages of 64 or more where it serves them).
+KvLoadPath resolved_path(const PrefillConfig& c) {
+  if (c.kv_format == KvFormat::kRagged) return c.load_path == KvLoadPath::kGather ? KvLoadPath::kGather : KvLoadPath::kTma;
+  if (c.load_path != KvLoadPath::kAuto) return c.load_path;
+  return tma_supported(c) && c.page_size >= 64 ? KvLoadPath::kTma : KvLoadPath::kGather;
 }
 
 std::string describe(const PrefillConfig& c) {
@@ -265,7 +279,8 @@ std::string describe(const PrefillConfig& c) {
       << c.options.window_left << ", soft_cap " << float_text(c.options.logits_soft_cap) << ", sm_scale "
       << float_text(c.options.sm_scale) << ", return_lse " << c.options.return_lse << ", load_path "
       << int(c.load_path) << ", schedule " << int(c.schedule) << ", max_ctas " << c.max_ctas << ", kv_block "
-      << int(c.kv_block) << ", kv_splits " << c.kv_splits << ", gqa_packing " << int(c.gqa_packing) << "}";
+      << int(c.kv_block) << ", kv_splits " << c.kv_splits << ", gqa_packing " << int(c.gqa_packing) << ", kv_stages "
+      << c.kv_stages << "}";
   return out.str();
 }
 
@@ -604,6 +619,13 @@ void plan_rules(const PrefillConfig& c, const BatchIndices& idx, Rules& r) {
   if (c.gqa_packing == GqaPacking::kOn)
     r.expect(packable_group(c), "gqa_packing = kOn: the GQA group divides 128", StatusCode::kUnsupported,
              "gqa_packing = kOn");
+  if (c.kv_stages > 0)
+    r.expect(c.kv_stages == default_kv_stages(c.head_dim) ||
+                 (c.kv_stages == 3 && c.head_dim == 128 && resolved_path(c) == KvLoadPath::kGather &&
+                  c.kv_block != KvBlock::kWide),
+             "kv_stages names a built ring: the head dim's (4 at 64, 2 at 128 and 256), or 3 at head_dim 128 on the "
+             "gather path with the standard block",
+             StatusCode::kUnsupported, "kv_stages");
   Rules kv;
   if (c.kv_block != KvBlock::kWide || idx.num_requests < 0) return;
   // The block-table form is paged (never wide) and has no kv_indptr to read.
@@ -861,6 +883,8 @@ void check_plan(Fuzzer& fuzzer, const char* entry, const PrefillPlan& plan, cons
                      (c.load_path == KvLoadPath::kAuto || path == c.load_path) &&
                      (path == KvLoadPath::kGather || tma_supported(c)),
                  entry, "plan.chosen_load_path() is the forced one, or one that serves the config", input);
+  fuzzer.require(plan.chosen_kv_stages() == (c.kv_stages > 0 ? c.kv_stages : default_kv_stages(c.head_dim)), entry,
+                 "plan.chosen_kv_stages() is the forced count, else the head dim's", input);
   fuzzer.require(plan.chosen_block_kv() == expected_block_kv(c, idx, path), entry,
                  "plan.chosen_block_kv() is 176 exactly where kv_block = kWide, or kAuto and the config and batch fit "
                  "the wide block (ragged head_dim 128 on the TMA path with no mask cutting blocks short)",
@@ -1022,6 +1046,7 @@ ptxattn_prefill_config to_c(const PrefillConfig& cpp) {
   config.kv_block = int32_t(cpp.kv_block);
   config.kv_splits = cpp.kv_splits;
   config.gqa_packing = int32_t(cpp.gqa_packing);
+  config.kv_stages = cpp.kv_stages;
   return config;
 }
 

@@ -814,6 +814,7 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
     KvLoadPath path;
     int32_t kv_splits = 0;  // 0: the plan's rule (which splits none of the small cases but 633 and 634)
     int32_t rule_splits = 1;  // the count the rule must choose where kv_splits is 0
+    int32_t kv_stages = 0;    // 0: the head dim's ring
   };
   // 22 small prefills: page sizes 1..256 with partial last pages, both load
   // paths (also on the same case), ragged rows, NHD and HND, causal, window and
@@ -824,7 +825,10 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
   // rule's split of one long request among short ones on both paths (633,
   // 634: the long tile in 2 chunks, the short ones whole, storing o
   // themselves, the merge reading each token's states by its offset and
-  // leaving the others' rows alone); then a page
+  // leaving the others' rows alone), and the 3-stage K/V ring forced at
+  // head_dim 128 on the gather path, on whatever device (635: a split
+  // packed decode step; 636: a windowed fp16 prefill over pages of 7, HND;
+  // 637: ragged rows); then a page
   // table given at run with an entry past the pool, and K/V as the halves of
   // one combined cache.
   const std::vector<PrefillLaunch> prefills = {
@@ -852,6 +856,10 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
       {B(631, fp16, 64, 2, 1).paged(hnd, 64).lengths({2}, {700}).causal().window(40), KvLoadPath::kTma, 7},
       {B(633, bf16, 128, 4, 1).paged(nhd, 16).lengths({1, 1, 1}, {60, 1100, 30}).causal(), KvLoadPath::kGather, 0, 2},
       {B(634, bf16, 128, 4, 1).paged(nhd, 16).lengths({1, 1, 1}, {60, 1100, 30}).causal(), KvLoadPath::kTma, 0, 2},
+      {B(635, bf16, 128, 4, 1).paged(nhd, 16).lengths({1, 3}, {300, 290}).causal(), KvLoadPath::kGather, 3, 1, 3},
+      {B(636, fp16, 128, 2, 1).paged(hnd, 7).lengths({20, 3}, {150, 17}).causal().window(40), KvLoadPath::kGather, 0,
+       1, 3},
+      {B(637, bf16, 128, 2, 2).ragged().lengths({140}, {260}).causal(), KvLoadPath::kGather, 0, 1, 3},
   };
   int launched = 0, skipped = 0;
   for (const PrefillLaunch& launch : prefills) {
@@ -864,11 +872,12 @@ TEST_CASE("sanitizer cases", "[gpu][sanitize]") {
     INFO(load_path_name(launch.path) << " | " << c.describe());
     const References refs = compute_references(c);
     DevicePrefillCase device(c);
-    const PrefillRun run =
-        device.run(launch.path, {}, {WorkSchedule::kAuto, 0, "auto"}, KvBlock::kAuto, launch.kv_splits);
+    const PrefillRun run = device.run(launch.path, {}, {WorkSchedule::kAuto, 0, "auto"}, KvBlock::kAuto,
+                                      launch.kv_splits, GqaPacking::kAuto, launch.kv_stages);
     INFO(run.status.message);
     REQUIRE(run.status.ok());
     CHECK(run.kv_splits == (launch.kv_splits > 0 ? launch.kv_splits : launch.rule_splits));
+    if (launch.kv_stages > 0) CHECK(run.kv_stages == launch.kv_stages);
     CHECK(reference_failure(c, refs, run) == "");
     ++launched;
   }

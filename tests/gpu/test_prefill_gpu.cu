@@ -652,6 +652,73 @@ TEST_CASE("prefill: GQA-packed and token-major tiles give the reference and the 
   CHECK(cases > 0);
 }
 
+TEST_CASE("prefill: the 2- and 3-stage K/V rings give the reference and the same bits", "[gpu][prefill][kv-stages]") {
+  // head_dim 128 on the gather path, the only place both rings are built:
+  // decode, verification and prefill steps over pages of 1 to 128 and ragged
+  // rows, each schedule, split and unsplit; and the ring kv_stages 0 takes.
+  RandomLimits limits;
+  limits.head_dims = {128};
+  limits.max_requests = 5;
+  limits.max_qo_len = 300;
+  limits.max_kv_len = 3000;
+  limits.page_sizes = {1, 7, 16, 64, 128};
+  limits.gqa_group_sizes = {1, 4, 8};
+  int failed = 0, cases = 0, not_built = 0;
+  for (int i = 0; i < 36; ++i) {
+    CaseSpec spec = random_spec(9500 + uint64_t(i), limits);
+    if (i % 3 == 0) spec.qo_lens.assign(spec.qo_lens.size(), 1);  // decode steps
+    if (i % 3 == 1)
+      for (int32_t& qo : spec.qo_lens) qo = 1 + int32_t(i % 5);  // speculative verification
+    for (size_t b = 0; b < spec.qo_lens.size(); ++b)
+      if (spec.options.causal) spec.kv_lens[b] = std::max(spec.kv_lens[b], spec.qo_lens[b]);
+    spec.options.return_lse = i % 2 == 0;
+    const HostCase c = make_case(spec);
+    if (!built_here(c)) {
+      ++not_built;
+      continue;
+    }
+    const References refs = compute_references(c);
+    DevicePrefillCase device(c);
+    const ScheduleChoice& schedule = kScheduleChoices[i % std::size(kScheduleChoices)];
+    const int32_t kv_splits = i % 4 == 3 ? 1 + i % 6 : 0;
+    std::string failures;
+    const PrefillRun two = device.run(KvLoadPath::kGather, pollute_smem_nan, schedule, KvBlock::kAuto, kv_splits,
+                                      GqaPacking::kAuto, 2);
+    const PrefillRun three = device.run(KvLoadPath::kGather, pollute_smem_nan, schedule, KvBlock::kAuto, kv_splits,
+                                        GqaPacking::kAuto, 3);
+    const PrefillRun standard = device.run(KvLoadPath::kGather, pollute_smem_nan, schedule, KvBlock::kAuto, kv_splits);
+    for (const auto* run : {&two, &three, &standard}) {
+      const std::string which = run == &two ? "2 stages" : run == &three ? "3 stages" : "kv_stages 0";
+      if (!run->status.ok()) {
+        failures += which + ": " + run->status.message + "\n";
+        continue;
+      }
+      const CompareResult r = compare_prefill(c, refs, run->out.data(), run->lse_or_null());
+      if (!r.pass) failures += which + ": " + r.summary() + "\n";
+    }
+    if (two.status.ok() && three.status.ok() && standard.status.ok()) {
+      if (two.kv_stages != 2 || three.kv_stages != 3 || standard.kv_stages != 2)
+        failures += "the plans took " + std::to_string(two.kv_stages) + ", " + std::to_string(three.kv_stages) +
+                    " and " + std::to_string(standard.kv_stages) + " stages\n";
+      if (const std::string difference = bit_difference(two, three); !difference.empty())
+        failures += schedule.name + std::string(": 2 and 3 stages differ: ") + difference + "\n";
+      if (const std::string difference = bit_difference(two, standard); !difference.empty())
+        failures += schedule.name + std::string(": 2 stages and kv_stages 0 differ: ") + difference + "\n";
+    }
+    ++cases;
+    if (!failures.empty()) {
+      ++failed;
+      UNSCOPED_INFO(c.describe() << "\n" << failures);
+      std::printf("FAILED %s\n%s", c.describe().c_str(), failures.c_str());
+    }
+  }
+  std::printf("K/V stages suite: %d cases (%d not built in this configuration) x {2, 3, 0} stages on the gather "
+              "path, %d failed\n",
+              cases, not_built, failed);
+  CHECK(failed == 0);
+  CHECK(cases > 0);
+}
+
 TEST_CASE("prefill: the packing rule packs decode and speculative batches, not whole tiles", "[gpu][prefill][gqa-pack]") {
   struct Expectation {
     std::vector<int32_t> qo_lens;
