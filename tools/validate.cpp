@@ -265,6 +265,21 @@ class CaseRunner {
       skip("-", "--gqa-packing=on: the GQA group of " + std::to_string(group) + " qo heads does not divide 128");
       paths.clear();
     }
+    if (options_.kv_stages > 0) {  // the (case, path) pairs the plan builds no such ring for are skipped
+      std::vector<KvLoadPath> built;
+      for (KvLoadPath path : paths) {
+        PrefillConfig config = prepared.host.config;
+        config.load_path = path;
+        config.kv_stages = options_.kv_stages;
+        PrefillPlan plan;
+        const Status status = plan_prefill(config, prepared.host.indices(), plan);
+        if (status.code == StatusCode::kUnsupported && status.message.find("kv_stages") != std::string::npos)
+          skip(testing::load_path_name(path), "--kv-stages=" + std::to_string(options_.kv_stages) + ": " + status.message);
+        else
+          built.push_back(path);
+      }
+      paths = std::move(built);
+    }
     // Every path under every schedule; the first clean run of each KV block
     // is the one the later clean runs walking that block must reproduce bit
     // for bit.
@@ -272,7 +287,8 @@ class CaseRunner {
     for (size_t i = 0; i < paths.size(); ++i) {
       for (size_t j = 0; j < schedules.size(); ++j) {
         const std::unique_ptr<Kernel> kernel = make_prefill_kernel(
-            device, prepared.refs, paths[i], schedules[j], PlanOptions{options_.kv_splits, options_.gqa_packing});
+            device, prepared.refs, paths[i], schedules[j],
+            PlanOptions{options_.kv_splits, options_.gqa_packing, options_.kv_stages});
         const RunFlags own{testing::load_path_name(paths[i]), schedule_name(schedules[j].schedule)};
         run_rows(*kernel, "prefill", shape, own, &firsts, i, j);
       }
@@ -498,6 +514,7 @@ int validate_main(int argc, char** argv) {
   if (options.max_ctas > 0) heading << ", max_ctas " << options.max_ctas;
   if (options.kv_splits > 0) heading << ", kv_splits " << options.kv_splits;
   if (options.gqa_packing != GqaPacking::kAuto) heading << ", gqa_packing " << gqa_packing_name(options.gqa_packing);
+  if (options.kv_stages > 0) heading << ", kv_stages " << options.kv_stages;
   heading << ", polluters";
   if (options.polluters.empty()) heading << " none";
   for (Polluter p : options.polluters) heading << " " << testing::polluter_name(p);

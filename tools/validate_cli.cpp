@@ -204,6 +204,8 @@ const std::vector<Flag>& flags() {
          s.options->gqa_packing = GqaPacking(i);
          return error;
        }},
+      {"--kv-stages", true, FlagKind::kRun,
+       [](Str f, Str v, S& s) { return parse_int32(f, v, 0, 4, &s.options->kv_stages); }},
       {"--pollute", true, FlagKind::kRun,
        [](Str f, Str v, S& s) {
          std::string error;
@@ -634,6 +636,7 @@ std::string plan_option_flags(const Options& options) {
   if (options.kv_splits != 0) flags += " --kv-splits=" + std::to_string(options.kv_splits);
   if (options.gqa_packing != GqaPacking::kAuto)
     flags += std::string(" --gqa-packing=") + gqa_packing_name(options.gqa_packing);
+  if (options.kv_stages != 0) flags += " --kv-stages=" + std::to_string(options.kv_stages);
   return flags;
 }
 
@@ -788,6 +791,10 @@ Run options:
   --gqa-packing=G    auto (default): the plan's rule; off: token-major tiles;
                      on: a KV group's qo heads packed in each tile (cases
                      whose group does not divide 128 are skipped)
+  --kv-stages=S      K/V stages of the kernel's ring in every prefill run
+                     (config.kv_stages): 0 (default) the head dim's; 3 the
+                     deep ring, built at head_dim 128 on the gather path
+                     (the case and path pairs without that ring are skipped)
   --pollute=LIST     polluters run right before every kernel, besides a clean
                      run: all, or a comma list of
                        smem         every SM's shared memory filled (NaN, Inf, ...)

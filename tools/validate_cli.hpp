@@ -56,6 +56,7 @@ struct Options {
   int32_t max_ctas = 0;        // config.max_ctas of the persistent, dynamic and auto runs (0: one CTA per SM)
   int32_t kv_splits = 0;       // config.kv_splits of every prefill run (0: the plan's rule)
   GqaPacking gqa_packing = GqaPacking::kAuto;  // config.gqa_packing of every prefill run
+  int32_t kv_stages = 0;       // config.kv_stages of every prefill run (0: the head dim's ring)
   std::vector<testing::Polluter> polluters;
   uint64_t pollute_seed = 0;   // pattern choice of the first run; presets add the case index
   int32_t repeat = 1;
@@ -79,7 +80,7 @@ const std::vector<std::string>& preset_names();
 std::vector<ValidateCase> make_cases(const Options& options, std::string* notes);
 
 // Flags that make `ptxattn-validate` build exactly this case alone
-// (without --path/--schedule/--max-ctas/--kv-splits/--gqa-packing/--pollute/--repeat,
+// (without --path/--schedule/--max-ctas/--kv-splits/--gqa-packing/--kv-stages/--pollute/--repeat,
 // which the caller adds).
 std::string case_flags(const ValidateCase& c);
 
@@ -89,8 +90,8 @@ const char* path_choice_name(PathChoice path);
 const char* schedule_selection_name(ScheduleSelection schedule);
 // The --gqa-packing value: "auto", "off" or "on".
 const char* gqa_packing_name(GqaPacking packing);
-// " --kv-splits=N --gqa-packing=X" for the plan options that are not the
-// default ("" when both are).
+// " --kv-splits=N --gqa-packing=X --kv-stages=S" for the plan options that
+// are not the default ("" when none is).
 std::string plan_option_flags(const Options& options);
 
 }  // namespace ptxattn::validator

@@ -51,7 +51,7 @@ class PrefillKernel final : public Kernel {
     std::function<void()> before;
     if (polluter != nullptr) before = [&] { testing::run_polluter(*polluter, device_, seed); };
     testing::PrefillRun run =
-        device_.run(path_, before, schedule_, KvBlock::kAuto, plan_.kv_splits, plan_.gqa_packing);
+        device_.run(path_, before, schedule_, KvBlock::kAuto, plan_.kv_splits, plan_.gqa_packing, plan_.kv_stages);
     if (polluter != nullptr && *polluter == Polluter::kCacheSlots) testing::restore_case_kv(device_);
     KernelOutput output;
     output.status = run.status;

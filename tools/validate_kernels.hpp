@@ -63,10 +63,11 @@ class Kernel {
 // "" when a and b have the same bits, else where they first differ.
 std::string first_difference(const Kernel& kernel, const KernelOutput& a, const KernelOutput& b);
 
-// The plan options --kv-splits and --gqa-packing force on every prefill run.
+// The plan options --kv-splits, --gqa-packing and --kv-stages force on every prefill run.
 struct PlanOptions {
   int32_t kv_splits = 0;
   GqaPacking gqa_packing = GqaPacking::kAuto;
+  int32_t kv_stages = 0;
 };
 
 // run_prefill through `path` under `schedule` with `plan`'s options;

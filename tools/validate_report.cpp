@@ -211,7 +211,8 @@ bool Reporter::write_json(bool aborted, int exit_status) const {
       << ",\n  \"options\": {\"path\": " << json_string(path_choice_name(options_.path))
       << ", \"schedule\": " << json_string(schedule_selection_name(options_.schedule))
       << ", \"max_ctas\": " << options_.max_ctas << ", \"kv_splits\": " << options_.kv_splits
-      << ", \"gqa_packing\": " << json_string(gqa_packing_name(options_.gqa_packing)) << ", \"pollute\": [";
+      << ", \"gqa_packing\": " << json_string(gqa_packing_name(options_.gqa_packing))
+      << ", \"kv_stages\": " << options_.kv_stages << ", \"pollute\": [";
   for (size_t i = 0; i < options_.polluters.size(); ++i)
     out << (i ? ", " : "") << json_string(testing::polluter_name(options_.polluters[i]));
   out << "], \"pollute_seed\": " << options_.pollute_seed << ", \"repeat\": " << options_.repeat
