@@ -2,7 +2,8 @@
 # Prepared in session 23 for the next H200 call (not run): pack `rule` built from branch feat/kv-stages-rule
 # (kv_stages 0 takes the 3-stage ring at head_dim 128 on the gather path where the DRAM bandwidth per SM reaches
 # 30 GB/s). Verifies it (the rule then runs the deep ring in every gather case at head_dim 128), prints the device's
-# DRAM attributes, and times the rule against --kv-stages 2 on one binary, interleaved.
+# DRAM attributes, validates the deep ring forced (--kv-stages=3) under the full preset, and times the rule against
+# --kv-stages 2 on one binary, interleaved. Rebuild the pack from the rebased branch first (pack.sh <build> rule).
 set -uo pipefail
 start=$SECONDS
 ROOT=$PWD
@@ -14,6 +15,8 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.memory,power
 .carry/tools/dram_attr | tee $R/dram_attr.txt
 OUT=$R .carry/tools/verify.sh rule verify_rule gpu sanitize validate:decode validate pytest 2>&1 | grep RESULT
 grep -h "K/V stages suite\|sanitizer cases:" $R/verify_rule.log | head -3
+timeout 200 .carry/pack/rule_bins/ptxattn-validate --preset=full --pollute=all --kv-stages=3 --only-failures \
+  --no-progress > $R/validate_kv_stages_3.log 2>&1; echo "validate full --kv-stages=3 rc=$?"; tail -2 $R/validate_kv_stages_3.log
 rm -rf $R/sanitize-*/*.bin; keep
 export PYTHONUNBUFFERED=1
 PY=/tmp/fa3p:$ROOT/.carry/pack/rule_python
