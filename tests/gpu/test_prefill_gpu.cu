@@ -591,6 +591,50 @@ TEST_CASE("prefill: the split-KV rule cuts a causal prompt's tiles in proportion
 }
 
 
+// Random case i of a suite of decode, verification and prefill steps: in
+// every `kinds` cases one is a decode step (one query token per request),
+// one a verification step (1 + i % max_tokens tokens), the rest prefill;
+// causal requests keep kv_len >= qo_len; every other case returns LSE.
+CaseSpec step_spec(uint64_t seed, const RandomLimits& limits, int i, int kinds, int max_tokens) {
+  CaseSpec spec = random_spec(seed, limits);
+  if (i % kinds == 0) spec.qo_lens.assign(spec.qo_lens.size(), 1);
+  if (i % kinds == 1)
+    for (int32_t& qo : spec.qo_lens) qo = 1 + int32_t(i % max_tokens);
+  for (size_t b = 0; b < spec.qo_lens.size(); ++b)
+    if (spec.options.causal) spec.kv_lens[b] = std::max(spec.kv_lens[b], spec.qo_lens[b]);
+  spec.options.return_lse = i % 2 == 0;
+  return spec;
+}
+
+// "" when `run` planned, ran and matches the reference; else why not, as a
+// line naming it `which`.
+std::string run_failure(const HostCase& c, const References& refs, const PrefillRun& run, const std::string& which) {
+  if (!run.status.ok()) return which + ": " + run.status.message + "\n";
+  const CompareResult r = compare_prefill(c, refs, run.out.data(), run.lse_or_null());
+  return r.pass ? "" : which + ": " + r.summary() + "\n";
+}
+
+// A random suite's count of cases run, failed and not built here; a failing
+// case's lines go to the log with the case.
+struct SuiteTally {
+  int cases = 0, failed = 0, not_built = 0;
+
+  void record(const HostCase& c, const std::string& failures) {
+    ++cases;
+    if (failures.empty()) return;
+    ++failed;
+    UNSCOPED_INFO(c.describe() << "\n" << failures);
+    std::printf("FAILED %s\n%s", c.describe().c_str(), failures.c_str());
+  }
+  // Prints "<suite>: N cases (M not built in this configuration) x <runs>, F failed" and checks the suite.
+  void finish(const char* suite, const char* runs) const {
+    std::printf("%s: %d cases (%d not built in this configuration) x %s, %d failed\n", suite, cases, not_built, runs,
+                failed);
+    CHECK(failed == 0);
+    CHECK(cases > 0);
+  }
+};
+
 TEST_CASE("prefill: GQA-packed and token-major tiles give the reference and the same bits", "[gpu][prefill][gqa-pack]") {
   RandomLimits limits;
   limits.max_requests = 4;
@@ -598,18 +642,11 @@ TEST_CASE("prefill: GQA-packed and token-major tiles give the reference and the 
   limits.max_kv_len = 2000;
   limits.page_sizes = {1, 16, 64, 128};
   limits.gqa_group_sizes = {2, 4, 8};
-  int failed = 0, cases = 0, not_built = 0;
+  SuiteTally tally;
   for (int i = 0; i < 40; ++i) {
-    CaseSpec spec = random_spec(9000 + uint64_t(i), limits);
-    if (i % 4 == 0) spec.qo_lens.assign(spec.qo_lens.size(), 1);  // decode steps
-    if (i % 4 == 1)  // speculative verification: a few tokens per request
-      for (int32_t& qo : spec.qo_lens) qo = 1 + int32_t(i % 7);
-    for (size_t b = 0; b < spec.qo_lens.size(); ++b)
-      if (spec.options.causal) spec.kv_lens[b] = std::max(spec.kv_lens[b], spec.qo_lens[b]);
-    spec.options.return_lse = i % 2 == 0;
-    const HostCase c = make_case(spec);
+    const HostCase c = make_case(step_spec(9000 + uint64_t(i), limits, i, 4, 7));
     if (!built_here(c)) {
-      ++not_built;
+      ++tally.not_built;
       continue;
     }
     const References refs = compute_references(c);
@@ -622,15 +659,8 @@ TEST_CASE("prefill: GQA-packed and token-major tiles give the reference and the 
       const PrefillRun token_major = device.run(path, pollute_smem_nan, schedule, KvBlock::kAuto, 1, GqaPacking::kOff);
       const PrefillRun packed = device.run(path, pollute_smem_nan, schedule, KvBlock::kAuto, 1, GqaPacking::kOn);
       const PrefillRun chosen = device.run(path, pollute_smem_nan);  // the plan's packing and split rules
-      for (const auto* run : {&token_major, &packed, &chosen}) {
-        const char* which = run == &token_major ? "token-major" : run == &packed ? "packed" : "auto";
-        if (!run->status.ok()) {
-          failures += name + "/" + which + ": " + run->status.message + "\n";
-          continue;
-        }
-        const CompareResult r = compare_prefill(c, refs, run->out.data(), run->lse_or_null());
-        if (!r.pass) failures += name + "/" + which + ": " + r.summary() + "\n";
-      }
+      failures += run_failure(c, refs, token_major, name + "/token-major") +
+                  run_failure(c, refs, packed, name + "/packed") + run_failure(c, refs, chosen, name + "/auto");
       if (!token_major.status.ok() || !packed.status.ok()) continue;
       if (token_major.tile_heads != 1 || packed.tile_heads != c.config.num_qo_heads / c.config.num_kv_heads)
         failures += name + ": the plans took " + std::to_string(token_major.tile_heads) + " and " +
@@ -638,18 +668,9 @@ TEST_CASE("prefill: GQA-packed and token-major tiles give the reference and the 
       if (const std::string difference = bit_difference(token_major, packed); !difference.empty())
         failures += name + ": packed and token-major differ: " + difference + "\n";
     }
-    ++cases;
-    if (!failures.empty()) {
-      ++failed;
-      UNSCOPED_INFO(c.describe() << "\n" << failures);
-      std::printf("FAILED %s\n%s", c.describe().c_str(), failures.c_str());
-    }
+    tally.record(c, failures);
   }
-  std::printf("GQA packing suite: %d cases (%d not built in this configuration) x load paths x {token-major, packed, "
-              "auto}, %d failed\n",
-              cases, not_built, failed);
-  CHECK(failed == 0);
-  CHECK(cases > 0);
+  tally.finish("GQA packing suite", "load paths x {token-major, packed, auto}");
 }
 
 TEST_CASE("prefill: the 2- and 3-stage K/V rings give the reference and the same bits", "[gpu][prefill][kv-stages]") {
@@ -663,39 +684,24 @@ TEST_CASE("prefill: the 2- and 3-stage K/V rings give the reference and the same
   limits.max_kv_len = 3000;
   limits.page_sizes = {1, 7, 16, 64, 128};
   limits.gqa_group_sizes = {1, 4, 8};
-  int failed = 0, cases = 0, not_built = 0;
+  SuiteTally tally;
   for (int i = 0; i < 36; ++i) {
-    CaseSpec spec = random_spec(9500 + uint64_t(i), limits);
-    if (i % 3 == 0) spec.qo_lens.assign(spec.qo_lens.size(), 1);  // decode steps
-    if (i % 3 == 1)
-      for (int32_t& qo : spec.qo_lens) qo = 1 + int32_t(i % 5);  // speculative verification
-    for (size_t b = 0; b < spec.qo_lens.size(); ++b)
-      if (spec.options.causal) spec.kv_lens[b] = std::max(spec.kv_lens[b], spec.qo_lens[b]);
-    spec.options.return_lse = i % 2 == 0;
-    const HostCase c = make_case(spec);
+    const HostCase c = make_case(step_spec(9500 + uint64_t(i), limits, i, 3, 5));
     if (!built_here(c)) {
-      ++not_built;
+      ++tally.not_built;
       continue;
     }
     const References refs = compute_references(c);
     DevicePrefillCase device(c);
     const ScheduleChoice& schedule = kScheduleChoices[i % std::size(kScheduleChoices)];
     const int32_t kv_splits = i % 4 == 3 ? 1 + i % 6 : 0;
-    std::string failures;
     const PrefillRun two = device.run(KvLoadPath::kGather, pollute_smem_nan, schedule, KvBlock::kAuto, kv_splits,
                                       GqaPacking::kAuto, 2);
     const PrefillRun three = device.run(KvLoadPath::kGather, pollute_smem_nan, schedule, KvBlock::kAuto, kv_splits,
                                         GqaPacking::kAuto, 3);
     const PrefillRun standard = device.run(KvLoadPath::kGather, pollute_smem_nan, schedule, KvBlock::kAuto, kv_splits);
-    for (const auto* run : {&two, &three, &standard}) {
-      const std::string which = run == &two ? "2 stages" : run == &three ? "3 stages" : "kv_stages 0";
-      if (!run->status.ok()) {
-        failures += which + ": " + run->status.message + "\n";
-        continue;
-      }
-      const CompareResult r = compare_prefill(c, refs, run->out.data(), run->lse_or_null());
-      if (!r.pass) failures += which + ": " + r.summary() + "\n";
-    }
+    std::string failures = run_failure(c, refs, two, "2 stages") + run_failure(c, refs, three, "3 stages") +
+                           run_failure(c, refs, standard, "kv_stages 0");
     if (two.status.ok() && three.status.ok() && standard.status.ok()) {
       if (two.kv_stages != 2 || three.kv_stages != 3 || standard.kv_stages != 2)
         failures += "the plans took " + std::to_string(two.kv_stages) + ", " + std::to_string(three.kv_stages) +
@@ -705,18 +711,9 @@ TEST_CASE("prefill: the 2- and 3-stage K/V rings give the reference and the same
       if (const std::string difference = bit_difference(two, standard); !difference.empty())
         failures += schedule.name + std::string(": 2 stages and kv_stages 0 differ: ") + difference + "\n";
     }
-    ++cases;
-    if (!failures.empty()) {
-      ++failed;
-      UNSCOPED_INFO(c.describe() << "\n" << failures);
-      std::printf("FAILED %s\n%s", c.describe().c_str(), failures.c_str());
-    }
+    tally.record(c, failures);
   }
-  std::printf("K/V stages suite: %d cases (%d not built in this configuration) x {2, 3, 0} stages on the gather "
-              "path, %d failed\n",
-              cases, not_built, failed);
-  CHECK(failed == 0);
-  CHECK(cases > 0);
+  tally.finish("K/V stages suite", "{2, 3, 0} stages on the gather path");
 }
 
 TEST_CASE("prefill: the packing rule packs decode and speculative batches, not whole tiles", "[gpu][prefill][gqa-pack]") {
