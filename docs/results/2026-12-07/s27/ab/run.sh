@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The twenty-seventh session's second H100 call, as run (one line there): compare.py on the `main` and
+# The twenty-seventh session's third H100 call, as run (one line there): compare.py on the `main` and
 # `rule` packs in turn, twice. The `main` pack predates --kv-stages and failed to plan, so only the
 # rule's logs are kept. Packs and the FA3 package are the session's carried files, not in the repository.
 set -u; mkdir -p /tmp/fa3p && tar xzf .carry/fa3_pkg.tar.gz -C /tmp/fa3p
