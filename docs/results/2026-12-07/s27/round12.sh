@@ -3,7 +3,8 @@
 # Interleaved rounds on W1 S=512,1024,4096: 469074d (before #12, ctypes, .carry/pre12), c4e19fa (s13),
 # 0a2ea49 (idle consumer, 3 stages), 6c425ef (2 stages at head_dim 128), d26d225 (idle warpgroup at every
 # head dim), main d8a1b21 (pack m27), and main with --kv-stages 3 (gather rows only). Each old commit runs
-# its own bench/compare.py on its own package (.carry/bis/<commit>.tar.xz, head_dim 128 bf16). B seconds.
+# its own bench/compare.py on its own package (.carry/bis/<commit>.tar.xz, head_dim 128 bf16). First the
+# validator with --kv-stages=3 (decode and full presets, about 40 s). B seconds.
 set -uo pipefail
 start=$SECONDS; B=${B:-300}; ROOT=$PWD
 R=$OUT/r12 && mkdir -p $R
@@ -12,6 +13,13 @@ mkdir -p /tmp/fa3p /tmp/bis && tar xzf .carry/fa3_pkg.tar.gz -C /tmp/fa3p
 for c in c4e19fa 0a2ea49 6c425ef d26d225; do tar -C /tmp/bis -xJf .carry/bis/$c.tar.xz; done
 tar -C .carry/pack -xJf .carry/pack/m27_python.tar.xz
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $R/gpu.txt
+# the validator on the forced deep ring (never run on a device yet): decode and full presets
+tar -C .carry/pack -xJf .carry/pack/m27_bins.tar.xz
+for preset in decode full; do
+  LD_LIBRARY_PATH=.carry/pack/m27_bins timeout 120 .carry/pack/m27_bins/ptxattn-validate --preset=$preset --pollute=all \
+    --kv-stages=3 --only-failures --no-progress > $R/validate_st3_$preset.log 2>&1; echo "validate --kv-stages=3 $preset rc=$?"
+  tail -2 $R/validate_st3_$preset.log
+done
 export PYTHONUNBUFFERED=1
 ARGS="--workloads w1 --seq-lens 512,1024,4096 --time-per-system 0.1 --max-reps 20"
 one() {  # tag
