@@ -129,13 +129,16 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
     // (pass_blocks), and consumer 0 then computes alone. The two paths meet
     // again at the consumers' barriers below, one instruction each: bar.sync
     // is aligned.
-    // NOTES: a vote's answer is known to be the same in every lane. Computed
-    // in each lane, or broadcast from lane 0 by __shfl_sync (where ping-pong
-    // turns depend on it), the answer moved the ring state of the dynamic
-    // kernels' block loop to per-thread registers (ptxas; the SASS loops of
-    // docs/benchmarks.md, eighteenth session).
+    // NOTES: both answers are votes, which ptxas knows to be the same in
+    // every lane. Computed in each lane, or broadcast from lane 0 by
+    // __shfl_sync (where ping-pong turns depend on it), the answer moved the
+    // ring state of the dynamic kernels' block loop to per-thread registers
+    // (the SASS loops of docs/benchmarks.md, eighteenth session); `passes` as
+    // `alone && consumer == 1` (consumer not known to be warp-uniform) moved
+    // the static head_dim-128 kernels' K stage address there, and cost W1's
+    // short rows 2-3% (twenty-eighth session).
     const bool alone = __all_sync(0xffffffffu, tile_rows_filled(p, w) <= T::kRowsPerConsumer);
-    const bool passes = alone && consumer == 1;
+    const bool passes = __all_sync(0xffffffffu, alone && consumer == 1);
     if constexpr (T::kPath == LoadPath::kTma) zero_v_tail<T>(s, p, w.req, w.range, kv, consumer * 128 + tid);
     uint32_t probs[T::kBlockKV / 4];
     if (passes)
