@@ -45,8 +45,9 @@ __device__ __forceinline__ RowResult row_result(const PrefillParams& p, const Ro
 // instruction writes 4 bytes per lane, half a sector in each of 8 rows; at
 // S = 512 a build without the O stores ran 20-25% faster
 // (docs/benchmarks.md, 2026-12-05). So the warp writes its rows as 8x8
-// matrices (stmatrix) into `staging`, its share of a V stage the caller holds
-// (T::kEpilogueWarpBytes, chunks XOR-swizzled by row so both sides are free
+// matrices (stmatrix) into `staging`, its share of the staging the caller
+// gives (T::kOwnStaging: shared memory of its own, or the item's last V
+// stage; T::kEpilogueWarpBytes, chunks XOR-swizzled by row so both sides are free
 // of bank conflicts), reads them back as 16-byte row chunks and stores whole
 // sectors. Head dims above kEpilogueCols go in passes of that many columns.
 // `staging` null: the item had no KV block and its O is zero, stored directly.

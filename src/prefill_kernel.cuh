@@ -154,17 +154,26 @@ __device__ void consumer(PrefillSharedStorage<T>& s, const PrefillParams& p, con
     if (!passes) finish_item<T>(out, probs, s.v[last.stage], consumer, alone);
     kv = kv.plus(w.range.count());
     q_phase ^= 1;
-    // The epilogue stages O in the V stage of the last block walked: both
-    // warpgroups' P V have read it first. RULE: generic-proxy accesses are
-    // fenced before the stage goes back to the producer, whose TMA (async
-    // proxy) refills it.
-    consumers_meet<T>();
-    if (!passes) {
-      const int warp = consumer * 4 + tid / 32;
-      store_result<T>(p, out, rows, item, row_in_tile, tid % 32, s.v[last.stage] + warp * T::kEpilogueWarpBytes);
-      ptx::fence_proxy_async_shared_cta();
+    const int warp = consumer * 4 + tid / 32;
+    if constexpr (T::kOwnStaging) {
+      // This warpgroup's P V has retired: the V stage goes back at once, and
+      // the epilogue stages O in the warps' own shares, so neither
+      // warpgroup waits for the other's last P V.
+      release_stage(&s.v_empty[last.stage], tid % 32);
+      if (!passes)
+        store_result<T>(p, out, rows, item, row_in_tile, tid % 32, s.o_staging + warp * T::kEpilogueWarpBytes);
+    } else {
+      // The epilogue stages O in the V stage of the last block walked: both
+      // warpgroups' P V have read it first. RULE: generic-proxy accesses are
+      // fenced before the stage goes back to the producer, whose TMA (async
+      // proxy) refills it.
+      consumers_meet<T>();
+      if (!passes) {
+        store_result<T>(p, out, rows, item, row_in_tile, tid % 32, s.v[last.stage] + warp * T::kEpilogueWarpBytes);
+        ptx::fence_proxy_async_shared_cta();
+      }
+      release_stage(&s.v_empty[last.stage], tid % 32);
     }
-    release_stage(&s.v_empty[last.stage], tid % 32);
   };
   if constexpr (!T::kDynamic) {
     const WorkRange work = cta_work(p);

@@ -354,7 +354,8 @@ __device__ __forceinline__ void consume_blocks(PrefillSharedStorage<T>& s, const
 }
 
 // The P V of the item's last block walked, whose V stage the caller has
-// acquired (and keeps, for the epilogue to stage O in).
+// acquired (and releases: at once, or after the epilogue has staged O in it
+// where the traits have no staging of its own, T::kOwnStaging).
 template <class T>
 __device__ __forceinline__ void finish_item(float (&out)[T::kHeadDim / 2], const uint32_t (&probs)[T::kBlockKV / 4],
                                             const uint8_t* v_tile, int consumer, bool alone) {
@@ -374,7 +375,7 @@ __device__ __forceinline__ void finish_item(float (&out)[T::kHeadDim / 2], const
 // the side of every barrier consume_blocks keeps and computes nothing: each
 // block's stages go back once full (the full wait keeps its arrivals in the
 // stage's phase), but for the V stage of the last block, which the caller
-// acquires and keeps for the epilogue, as after consume_blocks. It takes no
+// acquires and releases, as after consume_blocks. It takes no
 // ping-pong turn, and consumer 0 none either (Turns::alone).
 template <class T>
 __device__ __forceinline__ void pass_blocks(PrefillSharedStorage<T>& s, const PrefillParams& p, const Work& w,

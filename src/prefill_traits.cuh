@@ -80,10 +80,21 @@ struct PrefillTraits {
   static constexpr uint32_t kConsumerRegs = kDynamic ? 224 : kPath == LoadPath::kTma ? 240 : 232;
 
   // Epilogue (prefill_epilogue.cuh store_output): each consumer warp stages
-  // its 16 rows in passes of up to 128 columns in a share of the last V
-  // stage of the item, which all 8 consumer warps' shares must fit.
+  // its 16 rows in passes of up to 128 columns in a share of shared memory:
+  // of its own (kOwnStaging) where that fits beside Q and the ring, else of
+  // the item's last V stage, which all 8 consumer warps' shares must fit and
+  // both warpgroups' P V must have read first (a consumers' barrier per
+  // item; prefill_kernel.cuh consumer).
+  // NOTES: with a barrier per item each warpgroup waited for the other's
+  // last P V: W1 S=512 spent 48% of the consumers' stall samples in the
+  // code run once per item (ncu, H100; docs/benchmarks.md, twenty-eighth
+  // session). Ping-pong kernels keep the V stage (their turns order the
+  // warpgroups anyway).
   static constexpr int kEpilogueCols = kHeadDim < 128 ? kHeadDim : 128;
   static constexpr int kEpilogueWarpBytes = 16 * kEpilogueCols * 2;
+  static constexpr int kStagingBytes = kConsumerWarpgroups * 4 * kEpilogueWarpBytes;
+  static constexpr bool kOwnStaging =
+      !kPingPong && kSlices * kQSliceBytes + 2 * kStages * kKvTileBytes + kStagingBytes + 2048 <= 227 * 1024;
 
   // Gather path: each producer warp copies a quarter of the block's rows, a
   // row's offset held by one lane. A group of 8 lanes copies one row: lane j
@@ -99,8 +110,7 @@ struct PrefillTraits {
                 "one lane of a producer warp holds one row's offset");
   static_assert(kPath != LoadPath::kGather || (kGatherRowsPerStep == 4 && kGatherRowsPerWarp % 8 == 0),
                 "a warp's rows start on a swizzle period, and steps alternate between its two halves");
-  static_assert(kConsumerWarpgroups * 4 * kEpilogueWarpBytes <= kKvTileBytes,
-                "every consumer warp's epilogue staging fits one V stage");
+  static_assert(kOwnStaging || kStagingBytes <= kKvTileBytes, "every consumer warp's epilogue staging fits one V stage");
   static_assert(kStages >= 2, "the ring needs two stages to overlap loads with math");
   static_assert(kStages <= kStagesThatFit, "the ring's stages fit beside Q in shared memory");
   static_assert(kBlockKV % 16 == 0, "P V steps through the block 16 keys at a time");
@@ -115,6 +125,7 @@ struct PrefillSharedStorage {
   alignas(1024) uint8_t q[Traits::kSlices * Traits::kQSliceBytes];
   alignas(1024) uint8_t k[Traits::kStages][Traits::kKvTileBytes];
   alignas(1024) uint8_t v[Traits::kStages][Traits::kKvTileBytes];
+  alignas(1024) uint8_t o_staging[Traits::kOwnStaging ? Traits::kStagingBytes : 1];  // epilogue, kOwnStaging
   uint64_t q_full;
   uint64_t k_full[Traits::kStages], v_full[Traits::kStages];
   uint64_t k_empty[Traits::kStages], v_empty[Traits::kStages];
